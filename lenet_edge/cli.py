@@ -1,0 +1,78 @@
+"""The lenet-edge command line: one thin command per stage.
+
+Commands import their stage inside the function body, so that `lenet-edge run` on a
+device never imports torch or onnx, and `--help` is instant.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .errors import LenetEdgeError
+
+INTERRUPTED = 130
+
+
+class CliError(click.ClickException):
+    """A LenetEdgeError shown as one line on stderr, with the error kind's exit code."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+    def show(self, file=None) -> None:
+        click.echo(f"error: {self.message}", file=file or sys.stderr)
+
+
+class LenetEdgeGroup(click.Group):
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except KeyboardInterrupt:
+            raise CliError("interrupted; earlier artefacts are left as they were", INTERRUPTED) from None
+        except Exception as exc:
+            if ctx.params.get("debug"):
+                raise
+            if isinstance(exc, LenetEdgeError):
+                raise CliError(str(exc), exc.exit_code) from exc
+            raise CliError(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", 1) from exc
+
+
+@click.group(cls=LenetEdgeGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show the full traceback of an error.")
+@click.version_option(package_name="lenet-edge")
+def cli(debug: bool) -> None:
+    """Train LeNet-5 on MNIST, export it to ONNX, quantize it to int8, and run,
+    benchmark and compare the models on any CPU."""
+
+
+def _register() -> None:
+    from .train.commands import summary, train
+
+    for command in (summary, train):
+        cli.add_command(command)
+    for module, names in (
+        ("lenet_edge.export.commands", ("export",)),
+        ("lenet_edge.quantize.commands", ("quantize",)),
+        ("lenet_edge.runtime.commands", ("run", "evaluate", "bench", "compare")),
+        ("lenet_edge.pipeline", ("pipeline",)),
+    ):
+        try:
+            mod = __import__(module, fromlist=list(names))
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            continue  # stage not built yet
+        for name in names:
+            cli.add_command(getattr(mod, name))
+
+
+_register()
+
+
+def main() -> None:
+    cli(prog_name="lenet-edge")

@@ -1,0 +1,166 @@
+"""MNIST data: a strict IDX reader, the dataset directory, and the one preprocessing.
+
+numpy only: the device side imports this module, so it never imports torch or onnx.
+"""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DataError
+
+# IDX type code -> big-endian numpy dtype (http://yann.lecun.com/exdb/mnist/, "THE IDX FILE FORMAT")
+IDX_DTYPES = {
+    0x08: np.dtype(">u1"),
+    0x09: np.dtype(">i1"),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+MAX_IDX_BYTES = 1 << 30  # 1 GiB of payload: ~17x the full MNIST; anything larger is refused
+NUM_CLASSES = 10
+CLASS_LABELS = tuple(str(d) for d in range(NUM_CLASSES))
+
+SPLIT_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+
+def _open(path: Path):
+    with open(path, "rb") as f:
+        gzipped = f.read(2) == b"\x1f\x8b"
+    return gzip.open(path, "rb") if gzipped else open(path, "rb")
+
+
+def _read_exact(f, n: int, path: Path, what: str) -> bytes:
+    try:
+        data = f.read(n)
+    except (EOFError, OSError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+        raise DataError(f"{path}: corrupt or truncated gzip stream while reading {what} ({exc})") from exc
+    if len(data) != n:
+        raise DataError(f"{path}: truncated {what}: expected {n} bytes, found {len(data)}")
+    return data
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read an IDX file (raw or gzip) into a native-endian array, checking every header field.
+
+    Reads at most the declared payload plus one byte, so a gzip whose content is far
+    larger than its header promises is refused without being decompressed in full.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file (expected an IDX file)")
+    try:
+        f = _open(path)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot open ({exc.strerror})") from exc
+    with f:
+        magic = _read_exact(f, 4, path, "IDX header")
+        if magic[0] != 0 or magic[1] != 0 or magic[2] not in IDX_DTYPES or not 1 <= magic[3] <= 4:
+            raise DataError(
+                f"{path}: wrong magic 0x{magic.hex()} (expected 0x0000TTNN with a type code "
+                f"TT in {{08,09,0b,0c,0d,0e}} and 1-4 dimensions NN)"
+            )
+        dtype, ndim = IDX_DTYPES[magic[2]], magic[3]
+        dims = tuple(int(d) for d in np.frombuffer(_read_exact(f, 4 * ndim, path, "dimensions"), ">u4"))
+        expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+        if expected > MAX_IDX_BYTES:
+            raise DataError(f"{path}: header declares {dims} = {expected} bytes (expected at most {MAX_IDX_BYTES})")
+        payload = _read_exact(f, expected, path, f"payload for shape {dims}")
+        try:
+            extra = f.read(1)
+        except (EOFError, OSError, zlib.error) as exc:
+            raise DataError(f"{path}: corrupt gzip stream after the payload ({exc})") from exc
+        if extra:
+            raise DataError(f"{path}: trailing bytes after the payload (expected exactly {expected} bytes for shape {dims})")
+    return np.frombuffer(payload, dtype).reshape(dims).astype(dtype.newbyteorder("="))
+
+
+def split_paths(data_dir: Path, split: str) -> tuple[Path, Path]:
+    """The image and label files of a split, as `NAME.gz` or raw `NAME`."""
+    found = []
+    for name in SPLIT_FILES[split]:
+        candidates = [data_dir / f"{name}.gz", data_dir / name]
+        path = next((p for p in candidates if p.is_file()), None)
+        if path is None:
+            raise DataError(f"{data_dir}: missing {name}.gz (expected the MNIST {split} files in IDX form)")
+        found.append(path)
+    return found[0], found[1]
+
+
+def load_mnist(data_dir: str | Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Images (N, 28, 28) uint8 and labels (N,) int64 of the 'train' or 'test' split."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise DataError(f"{data_dir}: not a directory (expected a directory of MNIST IDX files)")
+    image_path, label_path = split_paths(data_dir, split)
+    images, labels = read_idx(image_path), read_idx(label_path)
+    if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (28, 28):
+        raise DataError(f"{image_path}: expected uint8 images of shape (N, 28, 28), found {images.dtype} {images.shape}")
+    if labels.dtype != np.uint8 or labels.ndim != 1:
+        raise DataError(f"{label_path}: expected uint8 labels of shape (N,), found {labels.dtype} {labels.shape}")
+    if len(images) != len(labels):
+        raise DataError(f"{data_dir}: {len(images)} images but {len(labels)} labels in the {split} split (expected equal counts)")
+    if len(images) == 0:
+        raise DataError(f"{image_path}: no records (expected at least one image)")
+    if labels.max() >= NUM_CLASSES:
+        bad = int(np.argmax(labels >= NUM_CLASSES))
+        raise DataError(f"{label_path}: label {labels[bad]} at record {bad} (expected 0..9)")
+    return images, labels.astype(np.int64)
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How a 28x28 MNIST-style digit becomes a model input (N, 1, size, size) float32.
+
+    pixel in [0, 255] -> zero-pad `pad` pixels per side -> (pixel / 255 - mean) / std.
+    Polarity is MNIST's: a light digit on a dark background.
+    """
+
+    mean: float
+    std: float
+    input_size: int = 32
+    pad: int = 2
+    polarity: str = "light-on-dark"
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        """(N, 28, 28) uint8 or float pixels in [0, 255] -> (N, 1, 32, 32) float32."""
+        x = np.asarray(images, dtype=np.float32)
+        if x.ndim != 3 or x.shape[1:] != (self.input_size - 2 * self.pad,) * 2:
+            side = self.input_size - 2 * self.pad
+            raise DataError(f"expected images of shape (N, {side}, {side}), found {x.shape}")
+        p = self.pad
+        x = np.pad(x, ((0, 0), (p, p), (p, p)))  # (N, 32, 32), background 0
+        x = (x / 255.0 - self.mean) / self.std
+        return x[:, None].astype(np.float32)  # (N, 1, 32, 32)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Preprocessing:
+        try:
+            return cls(
+                mean=float(d["mean"]),
+                std=float(d["std"]),
+                input_size=int(d["input_size"]),
+                pad=int(d["pad"]),
+                polarity=str(d["polarity"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(f"preprocessing record {d!r} is incomplete (expected mean, std, input_size, pad, polarity)") from exc
+
+
+# MNIST's own statistics, the usual choice for ReLU networks.
+MODERN_PREPROCESSING = Preprocessing(mean=0.1307, std=0.3081)
+# LeCun et al. 1998: background -0.1 and foreground 1.175, so the inputs have mean ~0 and
+# variance ~1; i.e. x * 1.275 - 0.1 with x = pixel / 255.
+CLASSIC_PREPROCESSING = Preprocessing(mean=0.1 / 1.275, std=1 / 1.275)

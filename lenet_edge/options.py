@@ -1,0 +1,15 @@
+"""Click options shared by several commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+data_dir_option = click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Directory of the MNIST IDX files [default: $LENET_EDGE_DATA, else a download cache].",
+)
+force_option = click.option("--force", is_flag=True, help="Replace outputs that already exist.")

@@ -1,0 +1,1 @@
+"""Training stage (needs torch): LeNet-5 variants, the training loop and checkpoints."""

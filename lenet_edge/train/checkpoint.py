@@ -1,0 +1,112 @@
+"""Checkpoints: safetensors weights plus a JSON file of metadata; loading never unpickles.
+
+`NAME.safetensors` holds the model's tensors, `NAME.json` what they are (variant,
+preprocessing, recipe, history, data checksums, library versions) and the weights'
+sha256, `NAME.resume.safetensors` the optimizer's momentum for `train --resume`.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from ..data import Preprocessing
+from ..errors import ModelError
+from ..fileio import atomic_path, sha256_file, write_json
+from .models import build_model
+
+FORMAT = "lenet-edge-checkpoint"
+FORMAT_VERSION = 1
+
+
+def meta_path(weights: Path) -> Path:
+    return Path(weights).with_suffix(".json")
+
+
+def resume_path(weights: Path) -> Path:
+    return Path(weights).with_suffix(".resume.safetensors")
+
+
+def library_versions() -> dict:
+    import numpy
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__}
+
+
+def save_checkpoint(weights: Path, model: torch.nn.Module, meta: dict, optimizer_state: dict | None = None) -> None:
+    """Write weights, then metadata naming the weights' sha256; each file atomically."""
+    weights = Path(weights)
+    tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(weights) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": FORMAT, "variant": model.variant})
+    if optimizer_state is not None:
+        with atomic_path(resume_path(weights)) as tmp:
+            save_file({k: v.contiguous() for k, v in optimizer_state.items()}, str(tmp))
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "variant": model.variant,
+        "preprocessing": model.preprocessing.to_dict(),
+        **meta,
+        "weights_file": weights.name,
+        "weights_sha256": sha256_file(weights),
+        "versions": library_versions(),
+    }
+    write_json(meta_path(weights), meta)
+
+
+def read_meta(weights: Path) -> dict:
+    path = meta_path(weights)
+    if not path.is_file():
+        raise ModelError(f"{path}: missing (expected the checkpoint's JSON metadata beside {Path(weights).name})")
+    try:
+        meta = json.loads(path.read_text("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ModelError(f"{path}: not a lenet-edge checkpoint (expected \"format\": \"{FORMAT}\")")
+    return meta
+
+
+def load_checkpoint(weights: str | Path, variant: str | None = None) -> tuple[torch.nn.Module, dict]:
+    """The model (in eval mode) and its metadata; every tensor must match the variant."""
+    weights = Path(weights)
+    if not weights.is_file():
+        raise ModelError(f"{weights}: no such checkpoint (expected a .safetensors file from lenet-edge train)")
+    meta = read_meta(weights)
+    found = sha256_file(weights)
+    if meta.get("weights_sha256") != found:
+        raise ModelError(f"{weights}: sha256 {found[:12]}… does not match {meta_path(weights).name} "
+                         f"({str(meta.get('weights_sha256'))[:12]}…); the weights were changed or replaced")
+    variant = variant or meta.get("variant")
+    model = build_model(variant)
+    try:
+        tensors = load_file(str(weights))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelError(f"{weights}: not a readable safetensors file ({exc})") from exc
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        raise ModelError(f"{weights}: tensors do not match variant {variant} "
+                         f"(missing: {', '.join(missing) or 'none'}; unexpected: {', '.join(unexpected) or 'none'})")
+    for name, t in tensors.items():
+        if t.shape != expected[name].shape or t.dtype != expected[name].dtype:
+            raise ModelError(f"{weights}: tensor {name} is {t.dtype} {tuple(t.shape)} "
+                             f"(expected {expected[name].dtype} {tuple(expected[name].shape)} for {variant})")
+        if not torch.isfinite(t).all():
+            raise ModelError(f"{weights}: tensor {name} holds NaN or Inf values")
+    model.load_state_dict(tensors)
+    model.eval()
+    meta["preprocessing"] = Preprocessing.from_dict(meta.get("preprocessing", {})).to_dict()
+    return model, meta
+
+
+def load_optimizer_state(weights: Path) -> dict | None:
+    path = resume_path(weights)
+    return load_file(str(path)) if path.is_file() else None

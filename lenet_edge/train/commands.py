@@ -1,0 +1,80 @@
+"""CLI commands of the training stage: `summary` and `train` (torch imported inside)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..options import data_dir_option, force_option
+
+VARIANT_NAMES = ("lenet5-modern", "lenet5")
+
+
+@click.command()
+@click.option("--variant", type=click.Choice(VARIANT_NAMES), default="lenet5-modern", show_default=True)
+def summary(variant: str) -> None:
+    """Print each layer's output shape, trainable parameters and connections."""
+    from .models import build_model
+    from .summary import format_summary, summarize
+
+    click.echo(format_summary(variant, summarize(build_model(variant))))
+
+
+@click.command()
+@data_dir_option
+@click.option("-o", "--out", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Checkpoint path (.safetensors) [default: runs/VARIANT.safetensors].")
+@click.option("--variant", type=click.Choice(VARIANT_NAMES), default="lenet5-modern", show_default=True)
+@click.option("--epochs", type=int, default=None, help="Epochs [default: the variant's recipe].")
+@click.option("--batch-size", type=int, default=None)
+@click.option("--lr", type=float, default=None, help="Peak learning rate of the one-cycle schedule.")
+@click.option("--momentum", type=float, default=None)
+@click.option("--weight-decay", type=float, default=None)
+@click.option("--val-count", type=int, default=None, help="Training images held out for validation.")
+@click.option("--augment/--no-augment", default=None, help="Random affine distortions.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--threads", type=int, default=None, help="torch intra-op threads [default: all cores].")
+@click.option("--resume", is_flag=True, help="Continue the run stored at --out up to --epochs.")
+@force_option
+def train(data_dir, out, variant, epochs, batch_size, lr, momentum, weight_decay, val_count,
+          augment, seed, threads, resume, force) -> None:
+    """Train a LeNet-5 variant on MNIST and write a checkpoint and its training curves."""
+    from dataclasses import replace
+
+    import torch
+
+    from ..datasource import resolve_data_dir
+    from ..errors import DataError
+    from ..fileio import check_writable
+    from .curves import plot_curves
+    from .recipes import default_recipe
+    from .trainer import train as run_training
+
+    out = out or Path("runs") / f"{variant}.safetensors"
+    if resume:
+        if not out.is_file():
+            raise DataError(f"{out}: no checkpoint to resume (expected the --out of an earlier run)")
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        check_writable(out, force)
+    overrides = {k: v for k, v in dict(epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
+                                      weight_decay=weight_decay, val_count=val_count, augment=augment).items()
+                 if v is not None}
+    recipe = replace(default_recipe(variant), seed=seed, **overrides)
+    if threads is not None:
+        if threads < 1:
+            raise DataError(f"--threads must be at least 1 (found {threads})")
+        torch.set_num_threads(threads)
+    data = resolve_data_dir(data_dir)
+    with click.progressbar(length=recipe.epochs, label=f"training {variant}", file=click.get_text_stream("stderr"),
+                           item_show_func=lambda h: h) as bar:
+        def on_epoch(h: dict) -> None:
+            bar.update(1, f"epoch {h['epoch']} loss {h['train_loss']:.3f} val {h['val_accuracy']:.2%}")
+
+        meta = run_training(data, out, recipe, resume=out if resume else None, on_epoch=on_epoch)
+    curves = out.with_suffix(".curves.png")
+    plot_curves(meta["history"], curves, title=f"{variant} on MNIST")
+    click.echo(f"{out}: {variant}, {meta['epoch']} epochs in {meta['train_seconds']:.0f} s, "
+               f"test accuracy {meta['test_accuracy']:.2%} on {10000} official test images")
+    click.echo(f"curves: {curves}")

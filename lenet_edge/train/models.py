@@ -1,0 +1,158 @@
+"""The two LeNet-5 variants.
+
+`lenet5` is the network of LeCun et al. 1998 ("Gradient-based learning applied to
+document recognition"), layer by layer; `lenet5-modern` is the form used today (ReLU,
+max-pooling, dense C3, linear output), which quantizes well and is the edge default.
+Both take (B, 1, 32, 32) inputs and return (B, 10) logits.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..data import CLASSIC_PREPROCESSING, MODERN_PREPROCESSING
+
+# C3's connection table (paper, Table I): S2 maps feeding each of the 16 C3 maps.
+C3_TABLE = (
+    (0, 1, 2), (1, 2, 3), (2, 3, 4), (3, 4, 5), (4, 5, 0), (5, 0, 1),  # 3 contiguous
+    (0, 1, 2, 3), (1, 2, 3, 4), (2, 3, 4, 5), (3, 4, 5, 0), (4, 5, 0, 1), (5, 0, 1, 2),  # 4 contiguous
+    (0, 1, 3, 4), (1, 2, 4, 5), (0, 2, 3, 5),  # 4 non-contiguous
+    (0, 1, 2, 3, 4, 5),  # all six
+)
+
+
+def squash(x: torch.Tensor) -> torch.Tensor:
+    """The paper's sigmoid: f(a) = A tanh(S a), A = 1.7159, S = 2/3, so f(±1) = ±1."""
+    return 1.7159 * torch.tanh(x * (2.0 / 3.0))
+
+
+def _lecun_uniform_(module: nn.Module, fan_in: int) -> None:
+    """The paper's initialisation: uniform in ±2.4 / fan-in."""
+    for p in module.parameters():
+        nn.init.uniform_(p, -2.4 / fan_in, 2.4 / fan_in)
+
+
+class Subsampling(nn.Module):
+    """S2/S4: each 2x2 block summed, times a trainable coefficient plus a trainable bias per map."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, C, H/2, W/2)
+        block_sum = F.avg_pool2d(x, 2) * 4.0
+        return squash(block_sum * self.weight[:, None, None] + self.bias[:, None, None])
+
+
+class SparseC3(nn.Module):
+    """C3 with the paper's connection table: 16 maps, each from 3, 4 or 6 of the 6 S2 maps.
+
+    The maps that share an input count run as one grouped convolution over the S2 maps
+    they read (gathered in table order), so only connected weights exist: 1,516 parameters.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.groups = nn.ModuleList()
+        for fan in (3, 4, 6):
+            rows = [r for r in C3_TABLE if len(r) == fan]
+            index = torch.tensor([i for r in rows for i in r])
+            self.register_buffer(f"index{fan}", index, persistent=False)
+            self.groups.append(nn.Conv2d(fan * len(rows), len(rows), 5, groups=len(rows)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 6, 14, 14) -> (B, 16, 10, 10)
+        outs = [
+            conv(x.index_select(1, getattr(self, f"index{fan}")))
+            for fan, conv in zip((3, 4, 6), self.groups)
+        ]
+        return squash(torch.cat(outs, dim=1))
+
+
+class SquashedConv(nn.Conv2d):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return squash(super().forward(x))
+
+
+class SquashedLinear(nn.Linear):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return squash(super().forward(x))
+
+
+class EuclideanRBF(nn.Module):
+    """Output layer: y_i = sum_j (x_j - w_ij)^2; the logits are -y (nearest prototype wins).
+
+    The paper fixes the prototypes to stylised 7x12 bitmaps of the digits; here they are
+    random ±1 codes (also in the squashing function's range) and stay trainable.
+    """
+
+    def __init__(self, in_features: int = 84, classes: int = 10):
+        super().__init__()
+        codes = torch.randint(0, 2, (classes, in_features), generator=torch.Generator().manual_seed(0))
+        self.weight = nn.Parameter(codes.float() * 2 - 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 84) -> (B, 10)
+        # ||x - w||^2 = ||x||^2 - 2 x.w + ||w||^2, as matrix products (fast and exportable)
+        dist = (x * x).sum(1, keepdim=True) - 2 * x @ self.weight.t() + (self.weight * self.weight).sum(1)
+        return -dist
+
+
+class LeNet5(nn.Module):
+    """LeNet-5 as published in 1998: 60,840 trainable parameters."""
+
+    variant = "lenet5"
+    preprocessing = CLASSIC_PREPROCESSING
+
+    def __init__(self):
+        super().__init__()
+        self.C1 = SquashedConv(1, 6, 5)  # (B, 6, 28, 28)
+        self.S2 = Subsampling(6)  # (B, 6, 14, 14)
+        self.C3 = SparseC3()  # (B, 16, 10, 10)
+        self.S4 = Subsampling(16)  # (B, 16, 5, 5)
+        self.C5 = SquashedConv(16, 120, 5)  # (B, 120, 1, 1)
+        self.F6 = SquashedLinear(120, 84)  # (B, 84)
+        self.OUTPUT = EuclideanRBF(84, 10)  # (B, 10)
+        _lecun_uniform_(self.C1, 25)
+        for conv, fan in zip(self.C3.groups, (3, 4, 6)):
+            _lecun_uniform_(conv, 25 * fan)
+        _lecun_uniform_(self.C5, 400)
+        _lecun_uniform_(self.F6, 120)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.S4(self.C3(self.S2(self.C1(x))))
+        return self.OUTPUT(self.F6(self.C5(x).flatten(1)))
+
+
+class LeNet5Modern(nn.Module):
+    """LeNet-5 as it is built today: ReLU, max-pooling, dense C3 and a linear output."""
+
+    variant = "lenet5-modern"
+    preprocessing = MODERN_PREPROCESSING
+
+    def __init__(self):
+        super().__init__()
+        self.C1 = nn.Sequential(nn.Conv2d(1, 6, 5), nn.ReLU())  # (B, 6, 28, 28)
+        self.S2 = nn.MaxPool2d(2)  # (B, 6, 14, 14)
+        self.C3 = nn.Sequential(nn.Conv2d(6, 16, 5), nn.ReLU())  # (B, 16, 10, 10)
+        self.S4 = nn.MaxPool2d(2)  # (B, 16, 5, 5)
+        self.C5 = nn.Sequential(nn.Conv2d(16, 120, 5), nn.ReLU())  # (B, 120, 1, 1)
+        self.F6 = nn.Sequential(nn.Linear(120, 84), nn.ReLU())  # (B, 84)
+        self.OUTPUT = nn.Linear(84, 10)  # (B, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.C5(self.S4(self.C3(self.S2(self.C1(x)))))
+        return self.OUTPUT(self.F6(x.flatten(1)))
+
+
+VARIANTS = {cls.variant: cls for cls in (LeNet5, LeNet5Modern)}
+LAYERS = ("C1", "S2", "C3", "S4", "C5", "F6", "OUTPUT")
+
+
+def build_model(variant: str) -> nn.Module:
+    from ..errors import ModelError
+
+    if variant not in VARIANTS:
+        raise ModelError(f"unknown variant {variant!r} (expected one of {', '.join(VARIANTS)})")
+    return VARIANTS[variant]()

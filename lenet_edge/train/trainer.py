@@ -1,0 +1,179 @@
+"""The training loop: SGD with momentum, cross-entropy, a one-cycle schedule, optional
+random affine distortions, a validation split, a checkpoint after every epoch."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from ..data import load_mnist
+from ..errors import DataError, ModelError
+from ..fileio import sha256_file
+from .checkpoint import load_checkpoint, load_optimizer_state, save_checkpoint
+from .models import build_model
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything that decides a training run; stored in the checkpoint."""
+
+    variant: str = "lenet5-modern"
+    epochs: int = 12
+    batch_size: int = 64
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    val_count: int = 1000
+    augment: bool = True
+    seed: int = 0
+
+    def check(self) -> None:
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise DataError(f"{name} must be at least 1 (found {getattr(self, name)})")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise DataError(f"lr must be a positive number (found {self.lr})")
+        if self.val_count < 0:
+            raise DataError(f"val_count must be 0 or more (found {self.val_count})")
+
+
+def distort(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Small random affine distortions (the paper's 'distortions'): rotate ±10°, scale
+    0.9-1.1, shear ±0.1, shift ±2 px. x is (B, 1, 32, 32) pixels in [0, 1], background 0."""
+    b = x.shape[0]
+    u = lambda lo, hi: torch.rand(b, generator=gen) * (hi - lo) + lo  # noqa: E731
+    angle, scale, shear = u(-0.175, 0.175), u(0.9, 1.1), u(-0.1, 0.1)
+    tx, ty = u(-0.125, 0.125), u(-0.125, 0.125)  # affine_grid works in [-1, 1]: 2 px of 32
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([
+        torch.stack([cos, -sin + shear, tx], 1),
+        torch.stack([sin, cos, ty], 1),
+    ], 1)  # (B, 2, 3)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, align_corners=False, padding_mode="zeros")
+
+
+def _data_checksums(data_dir: Path) -> dict:
+    from ..data import split_paths
+
+    return {p.name: sha256_file(p) for split in ("train", "test") for p in split_paths(data_dir, split)}
+
+
+def _evaluate(model, x: torch.Tensor, y: torch.Tensor, batch: int = 1000) -> tuple[float, float]:
+    model.eval()
+    loss, correct = 0.0, 0
+    with torch.no_grad():
+        for i in range(0, len(x), batch):
+            logits = model(x[i:i + batch])
+            loss += F.cross_entropy(logits, y[i:i + batch], reduction="sum").item()
+            correct += (logits.argmax(1) == y[i:i + batch]).sum().item()
+    return loss / len(x), correct / len(x)
+
+
+def test_accuracy(model, data_dir: Path) -> float:
+    images, labels = load_mnist(data_dir, "test")
+    x = torch.from_numpy(model.preprocessing(images))
+    return _evaluate(model, x, torch.from_numpy(labels))[1]
+
+
+def train(
+    data_dir: Path,
+    out: Path,
+    recipe: Recipe = Recipe(),
+    resume: Path | None = None,
+    on_batch: Callable[[int], None] | None = None,
+    on_epoch: Callable[[dict], None] | None = None,
+) -> dict:
+    """Train from scratch (or on from `resume`) and write the checkpoint at `out` after
+    every epoch; return its metadata, with the final test accuracy."""
+    recipe.check()
+    torch.manual_seed(recipe.seed)
+    history: list[dict] = []
+    model = build_model(recipe.variant)
+    optimizer_state = None
+    if resume is not None:
+        model, meta = load_checkpoint(resume)
+        if meta.get("recipe", {}).get("variant") != recipe.variant:
+            raise ModelError(f"{resume}: a {meta.get('variant')} checkpoint cannot resume a {recipe.variant} run")
+        history = meta.get("history", [])
+        optimizer_state = load_optimizer_state(resume)
+
+    images, labels = load_mnist(data_dir, "train")
+    if recipe.val_count >= len(images):
+        raise DataError(f"val_count {recipe.val_count} leaves no training images (found {len(images)})")
+    order = np.random.default_rng(recipe.seed).permutation(len(images))
+    val_idx, train_idx = order[:recipe.val_count], order[recipe.val_count:]
+    prep = model.preprocessing
+    pixels = torch.from_numpy(np.pad(images[train_idx], ((0, 0), (prep.pad,) * 2, (prep.pad,) * 2))[:, None] / 255.0).float()
+    y_train = torch.from_numpy(labels[train_idx])
+    x_val, y_val = torch.from_numpy(prep(images[val_idx])), torch.from_numpy(labels[val_idx])
+
+    optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
+                                nesterov=True, weight_decay=recipe.weight_decay)
+    steps_per_epoch = math.ceil(len(pixels) / recipe.batch_size)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=recipe.lr, epochs=recipe.epochs, steps_per_epoch=steps_per_epoch, pct_start=0.2)
+    if optimizer_state is not None:
+        for i, group in enumerate(optimizer.param_groups):
+            for j, p in enumerate(group["params"]):
+                if f"{i}.{j}" in optimizer_state:
+                    optimizer.state[p]["momentum_buffer"] = optimizer_state[f"{i}.{j}"]
+    for _ in range(len(history) * steps_per_epoch):
+        schedule.step()  # fast-forward the schedule to where the resumed run stopped
+
+    gen = torch.Generator().manual_seed(recipe.seed)
+    mean, std = prep.mean, prep.std
+    checksums = _data_checksums(Path(data_dir))
+    started = time.perf_counter() - sum(h["seconds"] for h in history)
+    for epoch in range(len(history) + 1, recipe.epochs + 1):
+        gen.manual_seed(recipe.seed * 1000 + epoch)  # each epoch's shuffle and distortions are reproducible on resume
+        model.train()
+        perm = torch.randperm(len(pixels), generator=gen)
+        seen, loss_sum, correct = 0, 0.0, 0
+        epoch_start = time.perf_counter()
+        for i in range(0, len(pixels), recipe.batch_size):
+            idx = perm[i:i + recipe.batch_size]
+            x = pixels[idx]  # (B, 1, 32, 32) in [0, 1]
+            if recipe.augment:
+                x = distort(x, gen)
+            logits = model((x - mean) / std)
+            loss = F.cross_entropy(logits, y_train[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            seen += len(idx)
+            loss_sum += loss.item() * len(idx)
+            correct += (logits.argmax(1) == y_train[idx]).sum().item()
+            if on_batch:
+                on_batch(len(idx))
+        val_loss, val_acc = _evaluate(model, x_val, y_val) if len(x_val) else (float("nan"), float("nan"))
+        history.append({
+            "epoch": epoch,
+            "train_loss": loss_sum / seen,
+            "train_accuracy": correct / seen,
+            "val_loss": val_loss,
+            "val_accuracy": val_acc,
+            "lr": optimizer.param_groups[0]["lr"],
+            "seconds": time.perf_counter() - epoch_start,
+        })
+        momentum = {f"{i}.{j}": optimizer.state[p]["momentum_buffer"]
+                    for i, g in enumerate(optimizer.param_groups)
+                    for j, p in enumerate(g["params"]) if "momentum_buffer" in optimizer.state[p]}
+        meta = {"recipe": asdict(recipe), "epoch": epoch, "history": history, "data_dir_sha256": checksums,
+                "train_images": len(pixels), "val_images": len(x_val),
+                "train_seconds": time.perf_counter() - started}
+        save_checkpoint(out, model, meta, momentum)
+        if on_epoch:
+            on_epoch(history[-1])
+    model.eval()
+    meta["test_accuracy"] = test_accuracy(model, Path(data_dir))
+    save_checkpoint(out, model, meta, momentum)
+    return meta
