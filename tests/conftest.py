@@ -1,0 +1,48 @@
+"""Shared fixtures. Integration fixtures use the real MNIST files named by LENET_EDGE_DATA
+and train real models once per test session (the default recipes, as a user would)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from lenet_edge.cli import cli
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> Path:
+    """The real MNIST directory; a missing one fails the test (CI must never skip it)."""
+    value = os.environ.get("LENET_EDGE_DATA")
+    if not value:
+        pytest.fail("LENET_EDGE_DATA is not set: point it at a directory of MNIST IDX files")
+    path = Path(value)
+    if not (path / "t10k-images-idx3-ubyte.gz").is_file():
+        pytest.fail(f"LENET_EDGE_DATA={value} holds no MNIST IDX files")
+    return path
+
+
+def _train(tmp_path_factory, mnist_dir: Path, variant: str) -> Path:
+    out = tmp_path_factory.mktemp(variant) / f"{variant}.safetensors"
+    result = CliRunner().invoke(cli, ["train", "--variant", variant, "--data-dir", str(mnist_dir), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.fixture(scope="session")
+def modern_checkpoint(tmp_path_factory, mnist_dir) -> Path:
+    """lenet5-modern trained with its default recipe on the 20,000 training images."""
+    return _train(tmp_path_factory, mnist_dir, "lenet5-modern")
+
+
+@pytest.fixture(scope="session")
+def classic_checkpoint(tmp_path_factory, mnist_dir) -> Path:
+    """lenet5 (1998) trained with its default recipe on the 20,000 training images."""
+    return _train(tmp_path_factory, mnist_dir, "lenet5")
