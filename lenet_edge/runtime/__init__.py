@@ -1,0 +1,1 @@
+"""Device side (numpy + onnxruntime only): sessions, predict, evaluate, bench, compare."""

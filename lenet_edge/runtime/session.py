@@ -1,0 +1,97 @@
+"""Loading an ONNX model into an onnxruntime session, with its preprocessing contract.
+
+numpy + onnxruntime only: this is what a device runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..contract import INPUT_NAME, OUTPUT_NAME, ModelContract
+from ..errors import DataError, ModelError
+
+MAX_MODEL_BYTES = 64 << 20  # a LeNet-5 is ~250 KB; anything this large is not one of ours
+DEFAULT_BATCH = 1000  # images per session.run: bounded memory, near-peak throughput
+
+
+@dataclass
+class LoadedModel:
+    path: Path
+    session: object  # onnxruntime.InferenceSession
+    contract: ModelContract
+
+    def predict(self, x: np.ndarray, batch_size: int = DEFAULT_BATCH) -> np.ndarray:
+        """Logits (N, 10) of preprocessed inputs (N, 1, 32, 32), run in chunks."""
+        return np.concatenate(list(self.predict_chunks(x, batch_size)))
+
+    def predict_chunks(self, x: np.ndarray, batch_size: int = DEFAULT_BATCH) -> Iterator[np.ndarray]:
+        check_batch_size(batch_size)
+        size = self.contract.preprocessing.input_size
+        if x.ndim != 4 or x.shape[1:] != (1, size, size) or x.dtype != np.float32:
+            raise DataError(f"model input must be float32 (N, 1, {size}, {size}), found {x.dtype} {x.shape}")
+        for i in range(0, len(x), batch_size):
+            yield self.session.run([OUTPUT_NAME], {INPUT_NAME: x[i:i + batch_size]})[0]
+
+
+def check_batch_size(batch_size: int) -> None:
+    if not isinstance(batch_size, int) or not 1 <= batch_size <= 1_000_000:
+        raise DataError(f"batch size must be between 1 and 1000000 (found {batch_size})")
+
+
+def session_options(threads: int | None = None):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    if threads is not None:
+        if threads < 1:
+            raise DataError(f"threads must be at least 1 (found {threads})")
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3  # onnxruntime's warnings are not the user's business
+    return opts
+
+
+def load_model(path: str | Path, threads: int | None = None) -> LoadedModel:
+    """An onnxruntime CPU session for a lenet-edge ONNX model, its contract checked."""
+    import onnxruntime as ort
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: no such model file (expected an .onnx file)")
+    size = path.stat().st_size
+    if size > MAX_MODEL_BYTES:
+        raise ModelError(f"{path}: {size} bytes (expected a model of at most {MAX_MODEL_BYTES} bytes)")
+    try:
+        session = ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own untyped errors for malformed files
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"{path}: not a loadable ONNX model ({first_line[:200]})") from exc
+    contract = ModelContract.from_metadata(session.get_modelmeta().custom_metadata_map, str(path))
+    _check_signature(path, session, contract)
+    return LoadedModel(path, session, contract)
+
+
+def _check_signature(path: Path, session, contract: ModelContract) -> None:
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    size = contract.preprocessing.input_size
+    if [i.name for i in inputs] != [INPUT_NAME] or [o.name for o in outputs] != [OUTPUT_NAME]:
+        raise ModelError(f"{path}: inputs {[i.name for i in inputs]} and outputs {[o.name for o in outputs]} "
+                         f"(expected ['{INPUT_NAME}'] and ['{OUTPUT_NAME}'])")
+    shape = inputs[0].shape
+    if len(shape) != 4 or list(shape[1:]) != [1, size, size] or inputs[0].type != "tensor(float)":
+        raise ModelError(f"{path}: input {INPUT_NAME} is {inputs[0].type} {shape} "
+                         f"(expected tensor(float) [N, 1, {size}, {size}])")
+
+
+def accuracy(model: LoadedModel, images: np.ndarray, labels: np.ndarray, batch_size: int = DEFAULT_BATCH) -> float:
+    """Top-1 accuracy on raw 28x28 images, preprocessed by the model's own contract."""
+    correct = 0
+    prep = model.contract.preprocessing
+    for i in range(0, len(images), batch_size):
+        logits = model.predict(prep(images[i:i + batch_size]), batch_size)
+        correct += int((logits.argmax(1) == labels[i:i + batch_size]).sum())
+    return correct / len(images)
