@@ -6,6 +6,7 @@ numpy only: the device side imports this module, so it never imports torch or on
 from __future__ import annotations
 
 import gzip
+import math
 import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -71,7 +72,7 @@ def read_idx(path: str | Path) -> np.ndarray:
             )
         dtype, ndim = IDX_DTYPES[magic[2]], magic[3]
         dims = tuple(int(d) for d in np.frombuffer(_read_exact(f, 4 * ndim, path, "dimensions"), ">u4"))
-        expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+        expected = math.prod(dims) * dtype.itemsize  # Python ints: four u32 dims overflow int64
         if expected > MAX_IDX_BYTES:
             raise DataError(f"{path}: header declares {dims} = {expected} bytes (expected at most {MAX_IDX_BYTES})")
         payload = _read_exact(f, expected, path, f"payload for shape {dims}")
@@ -80,7 +81,8 @@ def read_idx(path: str | Path) -> np.ndarray:
         except (EOFError, OSError, zlib.error) as exc:
             raise DataError(f"{path}: corrupt gzip stream after the payload ({exc})") from exc
         if extra:
-            raise DataError(f"{path}: trailing bytes after the payload (expected exactly {expected} bytes for shape {dims})")
+            raise DataError(f"{path}: trailing bytes after the payload "
+                            f"(expected exactly {expected} bytes for shape {dims})")
     return np.frombuffer(payload, dtype).reshape(dims).astype(dtype.newbyteorder("="))
 
 
@@ -104,11 +106,13 @@ def load_mnist(data_dir: str | Path, split: str) -> tuple[np.ndarray, np.ndarray
     image_path, label_path = split_paths(data_dir, split)
     images, labels = read_idx(image_path), read_idx(label_path)
     if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (28, 28):
-        raise DataError(f"{image_path}: expected uint8 images of shape (N, 28, 28), found {images.dtype} {images.shape}")
+        raise DataError(f"{image_path}: expected uint8 images of shape (N, 28, 28), "
+                        f"found {images.dtype} {images.shape}")
     if labels.dtype != np.uint8 or labels.ndim != 1:
         raise DataError(f"{label_path}: expected uint8 labels of shape (N,), found {labels.dtype} {labels.shape}")
     if len(images) != len(labels):
-        raise DataError(f"{data_dir}: {len(images)} images but {len(labels)} labels in the {split} split (expected equal counts)")
+        raise DataError(f"{data_dir}: {len(images)} images but {len(labels)} labels in the {split} split "
+                        f"(expected equal counts)")
     if len(images) == 0:
         raise DataError(f"{image_path}: no records (expected at least one image)")
     if labels.max() >= NUM_CLASSES:
@@ -156,7 +160,8 @@ class Preprocessing:
                 polarity=str(d["polarity"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
-            raise DataError(f"preprocessing record {d!r} is incomplete (expected mean, std, input_size, pad, polarity)") from exc
+            raise DataError(f"preprocessing record {d!r} is incomplete "
+                            f"(expected mean, std, input_size, pad, polarity)") from exc
 
 
 # MNIST's own statistics, the usual choice for ReLU networks.
