@@ -37,7 +37,7 @@ def cache_dir() -> Path:
     return Path(base) / "lenet-edge" / "mnist"
 
 
-def resolve_data_dir(data_dir: str | Path | None, mirrors=MIRRORS) -> Path:
+def resolve_data_dir(data_dir: str | Path | None, mirrors: tuple[str, ...] | None = None) -> Path:
     """The directory to read MNIST from, downloading into the cache if it comes to that."""
     if data_dir is not None:
         return Path(data_dir)
@@ -48,8 +48,9 @@ def resolve_data_dir(data_dir: str | Path | None, mirrors=MIRRORS) -> Path:
     return target
 
 
-def download_mnist(target: Path, mirrors=MIRRORS) -> None:
+def download_mnist(target: Path, mirrors: tuple[str, ...] | None = None) -> None:
     """Fetch each missing MNIST file into `target`, verified against its published MD5."""
+    mirrors = MIRRORS if mirrors is None else mirrors  # looked up at call time, not import time
     target.mkdir(parents=True, exist_ok=True)
     for name, md5 in MD5.items():
         path = target / name
@@ -65,6 +66,9 @@ def _fetch_verified(name: str, md5: str, path: Path, mirrors) -> None:
         try:
             with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response:
                 data = response.read(MAX_DOWNLOAD_BYTES + 1)
+        except urllib.error.HTTPError as exc:
+            failures.append(f"{url}: HTTP {exc.code} {exc.reason}")
+            continue
         except (urllib.error.URLError, OSError) as exc:
             failures.append(f"{url}: {getattr(exc, 'reason', exc)}")
             continue
