@@ -16,6 +16,8 @@ from ..errors import DataError, ModelError
 
 MAX_MODEL_BYTES = 64 << 20  # a LeNet-5 is ~250 KB; anything this large is not one of ours
 DEFAULT_BATCH = 1000  # images per session.run: bounded memory, near-peak throughput
+MAX_BATCH = 65_536  # 256 MiB of (1, 32, 32) float32 inputs per session.run; more is refused
+MAX_THREADS = 1024
 
 
 @dataclass
@@ -26,20 +28,34 @@ class LoadedModel:
 
     def predict(self, x: np.ndarray, batch_size: int = DEFAULT_BATCH) -> np.ndarray:
         """Logits (N, 10) of preprocessed inputs (N, 1, 32, 32), run in chunks."""
-        return np.concatenate(list(self.predict_chunks(x, batch_size)))
+        chunks = list(self.predict_chunks(x, batch_size))
+        return np.concatenate(chunks) if chunks else np.zeros((0, len(self.contract.class_labels)), np.float32)
 
     def predict_chunks(self, x: np.ndarray, batch_size: int = DEFAULT_BATCH) -> Iterator[np.ndarray]:
         check_batch_size(batch_size)
         size = self.contract.preprocessing.input_size
         if x.ndim != 4 or x.shape[1:] != (1, size, size) or x.dtype != np.float32:
             raise DataError(f"model input must be float32 (N, 1, {size}, {size}), found {x.dtype} {x.shape}")
+        classes = len(self.contract.class_labels)
         for i in range(0, len(x), batch_size):
-            yield self.session.run([OUTPUT_NAME], {INPUT_NAME: x[i:i + batch_size]})[0]
+            logits = self.session.run([OUTPUT_NAME], {INPUT_NAME: x[i:i + batch_size]})[0]
+            if logits.shape != (min(batch_size, len(x) - i), classes):
+                raise ModelError(f"{self.path}: output {OUTPUT_NAME} has shape {logits.shape} "
+                                 f"(expected ({min(batch_size, len(x) - i)}, {classes}))")
+            yield logits
 
 
 def check_batch_size(batch_size: int) -> None:
-    if not isinstance(batch_size, int) or not 1 <= batch_size <= 1_000_000:
-        raise DataError(f"batch size must be between 1 and 1000000 (found {batch_size})")
+    is_int = isinstance(batch_size, (int, np.integer)) and not isinstance(batch_size, bool)
+    if not is_int or not 1 <= batch_size <= MAX_BATCH:
+        raise DataError(f"batch size must be an integer between 1 and {MAX_BATCH} (found {batch_size!r})")
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Class probabilities (N, 10) of logits (N, 10), computed stably."""
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
 
 
 def session_options(threads: int | None = None):
@@ -47,8 +63,8 @@ def session_options(threads: int | None = None):
 
     opts = ort.SessionOptions()
     if threads is not None:
-        if threads < 1:
-            raise DataError(f"threads must be at least 1 (found {threads})")
+        if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or not 1 <= threads <= MAX_THREADS:
+            raise DataError(f"threads must be an integer between 1 and {MAX_THREADS} (found {threads!r})")
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
     opts.log_severity_level = 3  # onnxruntime's warnings are not the user's business

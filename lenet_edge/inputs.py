@@ -1,0 +1,364 @@
+"""Inputs of `lenet-edge run`: image files, .npy arrays and IDX files, as model inputs.
+
+numpy + pillow only (the device side). The kind of each file is told by its first
+bytes, not its name: `\\x93NUMPY` is a .npy array, an IDX header (`00 00 TT NN`, raw
+or gzip-compressed) is an IDX file, anything else must be an image Pillow decodes
+(PNG, JPEG, BMP, GIF, TIFF, WebP).
+
+Images of any size and mode become a 28x28 MNIST-style digit by the rules MNIST itself
+was made with:
+
+1. Grey levels: 8-bit grayscale by ITU-R 601-2 luma (Pillow's `L`); bilevel images map
+   to 0/255; 16-bit images are scaled by 255/65535 (32-bit integer images must hold
+   16-bit values); palette images use their palette colours. Transparent pixels are
+   composited onto a background chosen to contrast with the visible ink: white when
+   the visible pixels are dark on average (mean luma < 128), else black. Float images
+   are refused. Multi-frame files (GIF, TIFF) use their first frame.
+2. Polarity: MNIST digits are light on a dark background. With `--invert auto` the
+   image is inverted when its border (the outer 10% on each side) is lighter on average
+   than its centre (the middle half), i.e. a dark digit on light paper; `yes` always
+   inverts, `no` never does.
+3. Background: the median grey level of that border becomes 0 (darker pixels are clipped
+   to 0) and the brightest pixel 255. An image with less contrast than
+   MIN_CONTRAST grey levels holds no digit and is refused.
+4. Crop to the digit's bounding box: the pixels brighter than INK_THRESHOLD (a fraction
+   of 255), keeping every pixel inside the box.
+5. Scale the box so its longer side is 20 pixels, keeping the aspect ratio (Lanczos
+   filter, antialiased when shrinking).
+6. Place it in a 28x28 field so that its centre of mass is at the field's centre,
+   shifted only as far as keeps the box inside the field.
+
+The model's own contract (its metadata) then pads the 28x28 digit to its input size and
+normalises it; the 28 and 20 above scale with that input size (side = input_size - 2 * pad).
+
+Arrays (.npy, read with allow_pickle=False, memory-mapped and never unpickled) and IDX
+files are taken as digits already in MNIST form (light on dark, centred): shape
+(28, 28) or (N, 28, 28), any integer or float dtype, finite values in [0, 255]; a float
+array whose values all lie in (0, 1] is refused as probably scaled to [0, 1]. A .npy of
+shape (N, 1, 32, 32) and dtype float32 is taken as already preprocessed for the model
+and passed through unchanged. `--invert yes` inverts raw arrays too (255 - x);
+`auto` and `no` leave them as they are.
+"""
+
+from __future__ import annotations
+
+import gzip
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .data import Preprocessing, read_idx
+from .errors import DataError, ModelError
+
+INVERT_CHOICES = ("auto", "yes", "no")
+IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP")
+MAX_IMAGE_PIXELS = 50_000_000  # a 50-megapixel photo; more is refused as a decompression bomb
+MAX_IMAGE_FILE_BYTES = 64 << 20
+MAX_NPY_BYTES = 4 << 30  # memory-mapped and read in chunks, so this bounds disk, not memory
+MIN_CONTRAST = 8.0  # grey levels between background and the brightest pixel
+INK_THRESHOLD = 0.1  # of 255: pixels above it define the digit's bounding box
+BORDER_FRACTION = 0.1
+SCAN_CHUNK = 4096  # records per chunk when checking or converting arrays
+NPY_MAGIC = b"\x93NUMPY"
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+# ----------------------------------------------------------------------------- images
+
+def decode_image(path: Path) -> np.ndarray:
+    """(H, W) float32 grey levels in [0, 255] of an image file (rule 1)."""
+    from PIL import Image, UnidentifiedImageError
+
+    size = path.stat().st_size
+    if size > MAX_IMAGE_FILE_BYTES:
+        raise DataError(f"{path}: {size} bytes (expected an image file of at most {MAX_IMAGE_FILE_BYTES} bytes)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(path, formats=IMAGE_FORMATS)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise DataError(f"{path}: refused as a decompression bomb ({exc})") from exc
+        except UnidentifiedImageError as exc:
+            raise DataError(f"{path}: not an image, .npy array or IDX file "
+                            f"(expected one of {', '.join(IMAGE_FORMATS)}, .npy or IDX)") from exc
+        except OSError as exc:
+            raise DataError(f"{path}: cannot read ({exc})") from exc
+        with image:
+            width, height = image.size
+            if width < 1 or height < 1 or width * height > MAX_IMAGE_PIXELS:
+                raise DataError(f"{path}: {width}x{height} pixels (expected at least 1 and at most "
+                                f"{MAX_IMAGE_PIXELS} pixels; refused as a possible decompression bomb)")
+            try:
+                image.load()
+                return _grey_levels(image, path)
+            except (OSError, ValueError, SyntaxError, EOFError) as exc:
+                raise DataError(f"{path}: corrupt or truncated {image.format} image ({exc})") from exc
+
+
+def _grey_levels(image, path: Path) -> np.ndarray:
+    mode = image.mode
+    if mode in ("1", "L"):
+        return np.asarray(image.convert("L"), dtype=np.float32)
+    if mode.startswith("I;16"):
+        return np.asarray(image, dtype=np.float32) * (255.0 / 65535.0)
+    if mode == "I":
+        values = np.asarray(image)
+        if values.min() < 0 or values.max() > 65535:
+            raise DataError(f"{path}: 32-bit integer image with values {values.min()}..{values.max()} "
+                            f"(expected 16-bit values 0..65535)")
+        return values.astype(np.float32) * (255.0 / 65535.0)
+    if mode == "F":
+        raise DataError(f"{path}: floating-point image (expected 1-, 8- or 16-bit grey levels or colour)")
+    has_alpha = mode in ("LA", "La", "PA", "RGBA", "RGBa") or (mode == "P" and "transparency" in image.info)
+    if not has_alpha:
+        return np.asarray(image.convert("RGB").convert("L"), dtype=np.float32)
+    rgba = np.asarray(image.convert("RGBA"), dtype=np.float32)  # (H, W, 4)
+    luma = rgba[..., :3] @ np.array([0.299, 0.587, 0.114], dtype=np.float32)  # (H, W)
+    alpha = rgba[..., 3] / 255.0
+    visible = float(alpha.sum())
+    ink = float((luma * alpha).sum()) / visible if visible > 0 else 0.0
+    background = 255.0 if ink < 128.0 else 0.0  # contrast with the visible ink
+    return luma * alpha + background * (1.0 - alpha)
+
+
+def _border_and_centre(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels of the outer ring (10% per side, at least 1 px) and of the middle half."""
+    h, w = x.shape
+    b = max(1, round(BORDER_FRACTION * min(h, w)))
+    ring = np.ones_like(x, dtype=bool)
+    ring[b:h - b, b:w - b] = False
+    centre = x[h // 4:h - h // 4, w // 4:w - w // 4]
+    return x[ring], centre if centre.size else x
+
+
+def normalise_digit(grey: np.ndarray, invert: str, side: int = 28, path: Path | str = "image") -> np.ndarray:
+    """(H, W) grey levels -> (side, side) float32 MNIST-style digit (rules 2-6)."""
+    from PIL import Image
+
+    if invert not in INVERT_CHOICES:
+        raise DataError(f"invert must be one of {', '.join(INVERT_CHOICES)} (found {invert!r})")
+    x = np.asarray(grey, dtype=np.float32)
+    border, centre = _border_and_centre(x)
+    if invert == "yes" or (invert == "auto" and border.mean() > centre.mean()):
+        x = 255.0 - x
+        border = 255.0 - border
+    x = np.clip(x - np.median(border), 0.0, None)
+    peak = float(x.max())
+    if peak < MIN_CONTRAST:
+        raise DataError(f"{path}: no digit found (contrast {peak:.1f} grey levels against the background; "
+                        f"expected at least {MIN_CONTRAST:.0f})")
+    x *= 255.0 / peak
+    rows = np.flatnonzero((x > INK_THRESHOLD * 255.0).any(axis=1))
+    cols = np.flatnonzero((x > INK_THRESHOLD * 255.0).any(axis=0))
+    x = x[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]  # the digit's bounding box
+    box = round(side * 20 / 28)
+    h, w = x.shape
+    scale = box / max(h, w)
+    new_h, new_w = max(1, round(h * scale)), max(1, round(w * scale))
+    resized = Image.fromarray(x, mode="F").resize((new_w, new_h), Image.Resampling.LANCZOS, reducing_gap=3.0)
+    digit = np.clip(np.asarray(resized, dtype=np.float32), 0.0, 255.0)  # (new_h, new_w)
+    mass = digit.sum()
+    if mass <= 0:
+        raise DataError(f"{path}: no digit left after scaling it to {new_w}x{new_h} pixels (expected visible ink)")
+    com_r = float((digit.sum(axis=1) * np.arange(new_h)).sum() / mass)
+    com_c = float((digit.sum(axis=0) * np.arange(new_w)).sum() / mass)
+    centre_px = side / 2  # MNIST puts the centre of mass at pixel index 14 of 28
+    top = min(max(round(centre_px - com_r), 0), side - new_h)
+    left = min(max(round(centre_px - com_c), 0), side - new_w)
+    field = np.zeros((side, side), dtype=np.float32)
+    field[top:top + new_h, left:left + new_w] = digit
+    return field
+
+
+def image_to_digit(path: Path, invert: str = "auto", side: int = 28) -> np.ndarray:
+    """An image file as a (side, side) float32 MNIST-style digit (rules 1-6)."""
+    return normalise_digit(decode_image(Path(path)), invert, side, path)
+
+
+# ----------------------------------------------------------------------------- arrays
+
+def _npy_header(path: Path, f) -> tuple[tuple[int, ...], np.dtype, int]:
+    fmt = np.lib.format
+    try:
+        version = fmt.read_magic(f)
+        if version == (1, 0):
+            shape, _, dtype = fmt.read_array_header_1_0(f)
+        elif version in ((2, 0), (3, 0)):
+            shape, _, dtype = fmt.read_array_header_2_0(f)
+        else:
+            raise ValueError(f"unsupported .npy version {version}")
+    except (ValueError, OSError, EOFError, SyntaxError) as exc:
+        raise DataError(f"{path}: malformed .npy header ({exc})") from exc
+    return tuple(shape), np.dtype(dtype), f.tell()
+
+
+def read_npy(path: Path) -> np.ndarray:
+    """A .npy file memory-mapped read-only, after its header is checked; never unpickled."""
+    with open(path, "rb") as f:
+        shape, dtype, offset = _npy_header(path, f)
+    if dtype.hasobject or dtype.fields is not None or dtype.kind not in "uif":
+        what = "Python objects (refused: .npy files are never unpickled)" if dtype.hasobject else f"dtype {dtype}"
+        raise DataError(f"{path}: holds {what} (expected an integer or float array)")
+    count = int(np.prod(shape, dtype=np.int64))
+    expected = offset + count * dtype.itemsize
+    size = path.stat().st_size
+    if count * dtype.itemsize > MAX_NPY_BYTES:
+        raise DataError(f"{path}: {count * dtype.itemsize} bytes of data (expected at most {MAX_NPY_BYTES})")
+    if size != expected:
+        raise DataError(f"{path}: {size} bytes (expected {expected} for a {dtype} array of shape {shape}); "
+                        f"truncated or trailing data")
+    if count == 0:
+        raise DataError(f"{path}: empty array of shape {shape} (expected at least one image)")
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise DataError(f"{path}: not a loadable .npy array ({exc})") from exc
+
+
+def _check_raw_values(path: Path, arr: np.ndarray) -> None:
+    """Finite pixel values in [0, 255], scanned in chunks (bounded memory)."""
+    low, high = np.inf, -np.inf
+    for i in range(0, len(arr), SCAN_CHUNK):
+        chunk = np.asarray(arr[i:i + SCAN_CHUNK])
+        if chunk.dtype.kind == "f" and not np.isfinite(chunk).all():
+            bad = i + int(np.argmax(~np.isfinite(chunk).reshape(len(chunk), -1).all(axis=1)))
+            raise DataError(f"{path}: NaN or Inf in image {bad} (expected finite pixel values in [0, 255])")
+        low, high = min(low, float(chunk.min())), max(high, float(chunk.max()))
+    if low < 0 or high > 255:
+        raise DataError(f"{path}: pixel values {low:g}..{high:g} (expected values in [0, 255])")
+    if arr.dtype.kind == "f" and 0 < high <= 1.0:
+        raise DataError(f"{path}: float pixel values all in [0, {high:g}] (expected [0, 255]; "
+                        f"multiply a [0, 1]-scaled array by 255)")
+
+
+def _check_prepared_values(path: Path, arr: np.ndarray) -> None:
+    for i in range(0, len(arr), SCAN_CHUNK):
+        chunk = np.asarray(arr[i:i + SCAN_CHUNK])
+        if not np.isfinite(chunk).all():
+            bad = i + int(np.argmax(~np.isfinite(chunk).reshape(len(chunk), -1).all(axis=1)))
+            raise DataError(f"{path}: NaN or Inf in input {bad} (expected finite preprocessed values)")
+
+
+# ----------------------------------------------------------------------------- input files
+
+@dataclass
+class InputFile:
+    """One checked input file: `records` images, already decoded (images) or mapped (arrays).
+
+    kind is "image" (one digit), "raw" ((N, side, side) pixels in [0, 255]) or
+    "prepared" ((N, 1, size, size) float32 model inputs).
+    """
+
+    path: Path
+    kind: str
+    data: np.ndarray
+    single: bool  # one record named by the path alone, not path[i]
+
+    @property
+    def records(self) -> int:
+        return len(self.data)
+
+    def name(self, i: int) -> str:
+        return str(self.path) if self.single else f"{self.path}[{i}]"
+
+
+def sniff(path: Path) -> str:
+    """'npy', 'idx' or 'image', from the file's first bytes."""
+    with open(path, "rb") as f:
+        head = f.read(6)
+    if head.startswith(NPY_MAGIC):
+        return "npy"
+    if head.startswith(GZIP_MAGIC):
+        try:
+            with gzip.open(path, "rb") as g:
+                inner = g.read(2)
+        except (OSError, EOFError) as exc:
+            raise DataError(f"{path}: corrupt gzip file ({exc}; expected a gzip-compressed IDX file)") from exc
+        if inner != b"\0\0":
+            raise DataError(f"{path}: gzip file that is not IDX (expected a gzip-compressed IDX file)")
+        return "idx"
+    if head.startswith(b"\0\0") and len(head) >= 4:
+        return "idx"
+    return "image"
+
+
+def open_input(path: str | Path, preprocessing: Preprocessing, invert: str = "auto") -> InputFile:
+    """Read and check one input file; images are converted to digits right away."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file (expected an image, .npy or IDX file)")
+    side = preprocessing.input_size - 2 * preprocessing.pad
+    kind = sniff(path)
+    if kind == "image":
+        digit = to_model_polarity(image_to_digit(path, invert, side), preprocessing)
+        return InputFile(path, "image", digit[None], single=True)
+    arr = read_npy(path) if kind == "npy" else read_idx(path)
+    size = preprocessing.input_size
+    if kind == "npy" and arr.ndim == 4 and arr.shape[1:] == (1, size, size) and arr.dtype == np.float32:
+        if invert == "yes":
+            raise DataError(f"{path}: already preprocessed (N, 1, {size}, {size}) float32 input "
+                            f"cannot be inverted (expected --invert auto or no)")
+        _check_prepared_values(path, arr)
+        return InputFile(path, "prepared", arr, single=False)
+    if arr.shape == (side, side):
+        arr, single = arr[None], True
+    elif arr.ndim == 3 and arr.shape[1:] == (side, side) and len(arr) > 0:
+        single = False
+    else:
+        also = f" or (N, 1, {size}, {size}) float32" if kind == "npy" else ""
+        raise DataError(f"{path}: {arr.dtype} array of shape {arr.shape} "
+                        f"(expected ({side}, {side}) or (N, {side}, {side}) pixels{also})")
+    if arr.dtype.kind not in "uif":
+        raise DataError(f"{path}: dtype {arr.dtype} (expected integer or float pixels)")
+    _check_raw_values(path, arr)
+    return InputFile(path, "raw", arr, single)
+
+
+def to_model_polarity(digit: np.ndarray, preprocessing: Preprocessing) -> np.ndarray:
+    """Light-on-dark digits as the model's contract wants them."""
+    if preprocessing.polarity == "light-on-dark":
+        return digit
+    if preprocessing.polarity == "dark-on-light":
+        return 255.0 - digit
+    raise ModelError(f"model contract polarity {preprocessing.polarity!r} "
+                     f"(expected 'light-on-dark' or 'dark-on-light')")
+
+
+def _file_chunks(source: InputFile, preprocessing: Preprocessing, invert: str,
+                 chunk: int) -> Iterator[tuple[list[str], np.ndarray]]:
+    for i in range(0, source.records, chunk):
+        part = np.asarray(source.data[i:i + chunk])
+        if source.kind != "prepared":
+            part = part.astype(np.float32)
+            if source.kind == "raw" and invert == "yes":
+                part = 255.0 - part
+            part = preprocessing(part)  # (n, 1, size, size)
+        yield [source.name(j) for j in range(i, i + len(part))], part
+
+
+def iter_batches(sources: list[InputFile], preprocessing: Preprocessing, invert: str = "auto",
+                 batch_size: int = 1000) -> Iterator[tuple[list[str], np.ndarray]]:
+    """(names, model inputs (n, 1, size, size) float32) batches of at most batch_size records.
+
+    Records of consecutive files share batches, so many small images run together, and a
+    large array is converted one batch at a time (bounded memory).
+    """
+    names: list[str] = []
+    parts: list[np.ndarray] = []
+    pending = 0
+    for source in sources:
+        for chunk_names, x in _file_chunks(source, preprocessing, invert, batch_size):
+            while len(x):
+                take = min(batch_size - pending, len(x))
+                names += chunk_names[:take]
+                parts.append(x[:take])
+                pending += take
+                chunk_names, x = chunk_names[take:], x[take:]
+                if pending == batch_size:
+                    yield names, np.concatenate(parts)
+                    names, parts, pending = [], [], 0
+    if pending:
+        yield names, np.concatenate(parts)
