@@ -32,6 +32,7 @@ class Recipe:
     weight_decay: float = 5e-4
     val_count: int = 1000
     augment: bool = True
+    grad_clip: float | None = None  # max gradient norm; tames lenet5's early spikes
     seed: int = 0
 
     def check(self) -> None:
@@ -147,6 +148,8 @@ def train(
             loss = F.cross_entropy(logits, y_train[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if recipe.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
             optimizer.step()
             schedule.step()
             seen += len(idx)

@@ -1,0 +1,29 @@
+# Every target sets up its own virtual environment first, so each one works on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+DATA ?= ../shared/datasets/mnist
+OUT ?= runs/pipeline
+BIN := $(VENV)/bin
+
+.PHONY: setup pipeline test bench lint
+
+$(BIN)/lenet-edge: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
+	touch $@
+
+setup: $(BIN)/lenet-edge
+
+# The main job: train -> export -> quantize -> evaluate -> bench -> report, into $(OUT).
+pipeline: setup
+	$(BIN)/lenet-edge pipeline --data-dir $(DATA) --out $(OUT) --force
+
+test: setup
+	LENET_EDGE_DATA=$(DATA) $(BIN)/pytest -q
+
+bench: setup
+	LENET_EDGE_DATA=$(DATA) $(BIN)/python benchmarks/headline.py
+
+lint: setup
+	$(BIN)/ruff check lenet_edge tests benchmarks
