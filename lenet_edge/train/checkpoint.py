@@ -16,7 +16,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..data import Preprocessing
-from ..errors import ModelError
+from ..errors import DataError, ModelError
 from ..fileio import atomic_path, sha256_file, write_json
 from .models import build_model
 
@@ -83,7 +83,9 @@ def load_checkpoint(weights: str | Path, variant: str | None = None) -> tuple[to
     if meta.get("weights_sha256") != found:
         raise ModelError(f"{weights}: sha256 {found[:12]}… does not match {meta_path(weights).name} "
                          f"({str(meta.get('weights_sha256'))[:12]}…); the weights were changed or replaced")
-    variant = variant or meta.get("variant")
+    if variant is not None and meta.get("variant") != variant:
+        raise ModelError(f"{weights}: a {meta.get('variant')} checkpoint (expected {variant})")
+    variant = meta.get("variant")
     model = build_model(variant)
     try:
         tensors = load_file(str(weights))
@@ -103,10 +105,19 @@ def load_checkpoint(weights: str | Path, variant: str | None = None) -> tuple[to
             raise ModelError(f"{weights}: tensor {name} holds NaN or Inf values")
     model.load_state_dict(tensors)
     model.eval()
-    meta["preprocessing"] = Preprocessing.from_dict(meta.get("preprocessing", {})).to_dict()
+    try:
+        meta["preprocessing"] = Preprocessing.from_dict(meta.get("preprocessing", {})).to_dict()
+    except DataError as exc:  # a checkpoint problem, not a data problem: exit code 4
+        raise ModelError(f"{meta_path(weights)}: {exc}") from exc
     return model, meta
 
 
 def load_optimizer_state(weights: Path) -> dict | None:
     path = resume_path(weights)
-    return load_file(str(path)) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelError(f"{path}: not a readable safetensors file ({exc}); "
+                         "delete it to resume without the optimizer's momentum") from exc
