@@ -78,10 +78,8 @@ def plot_bench(report: dict, path: Path) -> bool:
         top.bar(offset, p50, width, yerr=[np.zeros_like(p50), p90 - p50], capsize=2, label=label)
         bottom.bar(offset, ips, width, label=label)
     top.set_ylabel("ms per image (p50, whisker p90)")
-    top.set_yscale("log")
     top.legend(fontsize=8)
     bottom.set_ylabel("images / s (mean)")
-    bottom.set_yscale("log")
     bottom.set_xticks(x, [f"batch {b}\n{t} thread{'s' if t > 1 else ''}" for b, t in keys], fontsize=8)
     env = report["environment"]
     top.set_title(f"{env['cpu']['model']} · onnxruntime {env['versions'].get('onnxruntime', '?')}", fontsize=9)
@@ -105,7 +103,8 @@ def plot_compare(comparison: dict, path: Path) -> bool:
     width = 0.8 / max(1, len(runs) - 1)
     for k in range(1, len(runs)):
         ratios = np.array([r["ratios"][k] if r["ratios"][k] is not None else np.nan for r in rows])
-        bars = ax.bar(x - 0.4 + width * (k - 0.5), ratios, width, label=f"{runs[k]} / {runs[0]}")
+        # bars grow from 1 (no difference) up or down to the ratio
+        bars = ax.bar(x - 0.4 + width * (k - 0.5), ratios - 1.0, width, bottom=1.0, label=f"{runs[k]} / {runs[0]}")
         for bar, row in zip(bars, rows, strict=True):
             if row["exceeds_spread"][k]:
                 bar.set_hatch("//")

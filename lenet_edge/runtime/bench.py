@@ -1,0 +1,254 @@
+"""Side-by-side latency of several models in one process, on the same inputs.
+
+numpy + onnxruntime only; PyTorch eager rows are added when a checkpoint is given, and
+only then is torch imported.
+
+Method. The inputs are real MNIST test images (the first max(batch sizes) of the official
+test set, repeated when a batch is larger than the set), preprocessed once by each
+model's own contract. For every (threads, batch size) row, every model gets an
+onnxruntime CPU session with the same SessionOptions (intra-op threads = threads,
+inter-op threads = 1, default graph optimisations); PyTorch gets
+torch.set_num_threads(threads) and runs under torch.inference_mode(). Each model is
+first run `warmup` times, then timed `runs` times, one inference per timing, with
+time.perf_counter_ns. The timed runs are split into `rounds` rounds; in each round every
+model runs its share back to back, the models taking turns in a rotated order, so slow
+drift of the machine (heat, other load) hits all models alike. The mean latency of each
+round gives the run-to-run spread (round_cv), which `compare` uses to tell a real
+difference from noise.
+
+Report (JSON, "schema": "lenet-edge-bench", "version": 1; docs/bench-report.md has every
+field):
+
+    schema, version, created (UTC ISO 8601), duration_s
+    settings:    batch_sizes, threads, runs, warmup, rounds, inputs {source, images},
+                 timer, session {provider, intra_op_threads, inter_op_threads,
+                 graph_optimization_level, execution_mode}
+    environment: cpu {model, architecture, flags, flags_source, int8_dot_product,
+                 logical_cores, usable_cores, physical_cores}, os {system, release},
+                 versions {python, numpy, onnxruntime, lenet-edge[, torch]},
+                 load_average {start, end}
+    models:      [{label, kind ("onnxruntime" | "pytorch-eager"), file, sha256, bytes,
+                 variant, precision ("fp32" | "int8"), check {images, accuracy}}]
+    rows:        [{model, batch_size, threads, runs, latency_ms {mean, std, min, p50, p90,
+                 p99, max}, throughput_ips, spread {rounds, round_means_ms, round_cv,
+                 p90_over_p50}}]
+
+Latencies are per call (one batch) in milliseconds; throughput_ips is images per second
+at the mean latency (batch_size * 1000 / mean). Percentiles interpolate linearly between
+the sorted timings (numpy.percentile), so p99 of fewer than 100 runs lies between the two
+slowest. round_cv is the sample standard deviation of the round means over their mean.
+check.accuracy is the model's accuracy on up to the first 1,000 test images, computed
+before timing, so a fast but broken model shows.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from ..contract import INPUT_NAME, OUTPUT_NAME
+from ..data import Preprocessing, load_mnist
+from ..errors import DataError
+from ..fileio import sha256_file
+from .environment import environment, load_average
+from .session import MAX_THREADS, check_batch_size, load_model
+
+SCHEMA = "lenet-edge-bench"
+VERSION = 1
+DEFAULT_BATCH_SIZES = (1, 32, 256)
+DEFAULT_RUNS = 200
+DEFAULT_WARMUP = 20
+DEFAULT_ROUNDS = 5
+MAX_RUNS = 1_000_000
+CHECK_IMAGES = 1000
+TORCH_LABEL = "pytorch-eager"
+
+Progress = Callable[[int, int, str], None]  # (steps done, total steps, what runs now)
+
+
+class _Runner:
+    """One model, callable on a prepared batch; sessions are made per thread count."""
+
+    def __init__(self, label: str, info: dict, preprocessing: Preprocessing):
+        self.label, self.info, self.preprocessing = label, info, preprocessing
+
+    def configure(self, threads: int) -> None:
+        raise NotImplementedError
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+class _OrtRunner(_Runner):
+    def __init__(self, label: str, path: Path):
+        model = load_model(path)
+        contract = model.contract
+        info = {"label": label, "kind": "onnxruntime", "file": path.name, "sha256": sha256_file(path),
+                "bytes": path.stat().st_size, "variant": contract.variant,
+                "precision": "int8" if contract.quantization else "fp32"}
+        super().__init__(label, info, contract.preprocessing)
+        self.path, self.model = path, model
+
+    def configure(self, threads: int) -> None:
+        self.model = load_model(self.path, threads)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.model.session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
+
+
+class _TorchRunner(_Runner):
+    def __init__(self, label: str, checkpoint: Path):
+        from ..errors import require
+
+        self.torch = require("torch", "train")
+        require("safetensors", "train")
+        from ..train.checkpoint import load_checkpoint
+
+        self.model, meta = load_checkpoint(checkpoint)
+        info = {"label": label, "kind": "pytorch-eager", "file": checkpoint.name, "sha256": sha256_file(checkpoint),
+                "bytes": checkpoint.stat().st_size, "variant": meta["variant"], "precision": "fp32"}
+        super().__init__(label, info, Preprocessing.from_dict(meta["preprocessing"]))
+        self.saved_threads = self.torch.get_num_threads()
+
+    def configure(self, threads: int) -> None:
+        self.torch.set_num_threads(threads)
+
+    def restore(self) -> None:
+        self.torch.set_num_threads(self.saved_threads)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        with self.torch.inference_mode():
+            return self.model(self.torch.from_numpy(x)).numpy()
+
+
+def _check_settings(models: dict, batch_sizes, threads, runs: int, warmup: int, rounds: int) -> None:
+    if not models:
+        raise DataError("no models to benchmark (expected at least one .onnx model)")
+    for name, values in (("batch sizes", batch_sizes), ("thread counts", threads)):
+        if not values:
+            raise DataError(f"no {name} given (expected at least one)")
+        if len(set(values)) != len(values):
+            raise DataError(f"{name} {list(values)} list a value twice (expected distinct values)")
+    for b in batch_sizes:
+        check_batch_size(b)
+    for t in threads:
+        if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or not 1 <= t <= MAX_THREADS:
+            raise DataError(f"threads must be integers between 1 and {MAX_THREADS} (found {t!r})")
+    if not 2 <= runs <= MAX_RUNS:
+        raise DataError(f"runs must be between 2 and {MAX_RUNS} (found {runs})")
+    if not 0 <= warmup <= MAX_RUNS:
+        raise DataError(f"warmup must be between 0 and {MAX_RUNS} (found {warmup})")
+    if not 2 <= rounds <= runs:
+        raise DataError(f"rounds must be between 2 and runs={runs} (found {rounds}); the spread needs two or more")
+
+
+def _inputs(data_dir, count: int) -> tuple[np.ndarray, np.ndarray, str]:
+    """The first `count` test images (N, 28, 28) and labels, repeated if count > 10,000."""
+    from ..data import split_paths
+    from ..datasource import resolve_data_dir
+
+    data_dir = resolve_data_dir(data_dir)
+    images, labels = load_mnist(data_dir, "test")
+    source = split_paths(Path(data_dir), "test")[0].name
+    if count > len(images):
+        repeats = -(-count // len(images))
+        images, labels = np.tile(images, (repeats, 1, 1)), np.tile(labels, repeats)
+    return images[:count], labels[:count], source
+
+
+def _stats(latencies_ms: np.ndarray, round_means: list[float], batch_size: int) -> dict:
+    mean = float(latencies_ms.mean())
+    p50, p90, p99 = (float(v) for v in np.percentile(latencies_ms, [50, 90, 99]))
+    means = np.asarray(round_means)
+    return {
+        "latency_ms": {"mean": mean, "std": float(latencies_ms.std(ddof=1)), "min": float(latencies_ms.min()),
+                       "p50": p50, "p90": p90, "p99": p99, "max": float(latencies_ms.max())},
+        "throughput_ips": batch_size * 1000.0 / mean,
+        "spread": {"rounds": len(round_means), "round_means_ms": [float(m) for m in means],
+                   "round_cv": float(means.std(ddof=1) / means.mean()), "p90_over_p50": p90 / p50},
+    }
+
+
+def _time_ms(run: Callable[[np.ndarray], np.ndarray], x: np.ndarray, count: int) -> list[float]:
+    timings = []
+    for _ in range(count):
+        start = time.perf_counter_ns()
+        run(x)
+        timings.append((time.perf_counter_ns() - start) / 1e6)
+    return timings
+
+
+def bench(models: dict[str, str | Path], batch_sizes=DEFAULT_BATCH_SIZES, threads=(1,), runs: int = DEFAULT_RUNS,
+          warmup: int = DEFAULT_WARMUP, checkpoint: str | Path | None = None, data_dir: str | Path | None = None,
+          progress: Progress | None = None, rounds: int = DEFAULT_ROUNDS) -> dict:
+    """Time every model (label -> .onnx path, plus PyTorch eager when `checkpoint` is given)
+    for every (threads, batch size) and return the report described in the module docstring."""
+    batch_sizes, threads = [int(b) for b in batch_sizes], [int(t) for t in threads]
+    _check_settings(models, batch_sizes, threads, runs, warmup, rounds)
+    runners: list[_Runner] = [_OrtRunner(label, Path(path)) for label, path in models.items()]
+    if checkpoint is not None:
+        if TORCH_LABEL in models:
+            raise DataError(f"model label {TORCH_LABEL!r} is kept for the PyTorch eager rows (expected another label)")
+        runners.append(_TorchRunner(TORCH_LABEL, Path(checkpoint)))
+    started, load_start = time.perf_counter(), load_average()
+    images, labels, source = _inputs(data_dir, max(max(batch_sizes), CHECK_IMAGES))
+    prepared = {r.preprocessing: r.preprocessing(images) for r in runners}  # (N, 1, 32, 32) per contract
+    for r in runners:
+        check = min(CHECK_IMAGES, len(images))
+        r.configure(threads[0])
+        predicted = np.concatenate([r(prepared[r.preprocessing][i:i + 250]) for i in range(0, check, 250)]).argmax(1)
+        r.info["check"] = {"images": check, "accuracy": float((predicted == labels[:check]).mean())}
+
+    total, done, rows = len(threads) * len(batch_sizes) * rounds * len(runners), 0, []
+    shares = [runs // rounds + (1 if k < runs % rounds else 0) for k in range(rounds)]  # runs per round
+    try:
+        for t in threads:
+            for r in runners:
+                r.configure(t)
+            for b in batch_sizes:
+                timings: dict[str, list[float]] = {r.label: [] for r in runners}
+                round_means: dict[str, list[float]] = {r.label: [] for r in runners}
+                for r in runners:
+                    _time_ms(r, prepared[r.preprocessing][:b], warmup)
+                for k, share in enumerate(shares):
+                    for j in range(len(runners)):
+                        r = runners[(j + k) % len(runners)]  # rotate who goes first each round
+                        if progress:
+                            progress(done, total, f"batch {b}, {t} thread(s), round {k + 1}/{rounds}: {r.label}")
+                        part = _time_ms(r, prepared[r.preprocessing][:b], share)
+                        timings[r.label] += part
+                        round_means[r.label].append(float(np.mean(part)))
+                        done += 1
+                for r in runners:
+                    rows.append({"model": r.label, "batch_size": b, "threads": t, "runs": runs,
+                                 **_stats(np.asarray(timings[r.label]), round_means[r.label], b)})
+    finally:
+        for r in runners:
+            if isinstance(r, _TorchRunner):
+                r.restore()
+    if progress:
+        progress(total, total, "done")
+    extra = {"torch": runners[-1].torch.__version__} if checkpoint is not None else None
+    env = environment(extra)
+    env["load_average"] = {"start": load_start, "end": load_average()}
+    return {
+        "schema": SCHEMA,
+        "version": VERSION,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "duration_s": round(time.perf_counter() - started, 3),
+        "settings": {
+            "batch_sizes": batch_sizes, "threads": threads, "runs": runs, "warmup": warmup, "rounds": rounds,
+            "inputs": {"source": f"MNIST official test set ({source})", "images": int(max(batch_sizes))},
+            "timer": "time.perf_counter_ns, one inference per timing",
+            "session": {"provider": "CPUExecutionProvider", "intra_op_threads": "threads",
+                        "inter_op_threads": 1, "graph_optimization_level": "ORT_ENABLE_ALL (default)",
+                        "execution_mode": "ORT_SEQUENTIAL (default)"},
+        },
+        "environment": env,
+        "models": [r.info for r in runners],
+        "rows": rows,
+    }

@@ -1,0 +1,234 @@
+"""CLI commands of the device side: run, evaluate, bench and compare.
+
+They import numpy, onnxruntime and pillow only (torch only for bench --checkpoint), and
+only inside the command bodies, so `lenet-edge --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from ..options import data_dir_option, force_option
+
+INVERT_CHOICES = ("auto", "yes", "no")  # lenet_edge.inputs.INVERT_CHOICES, without importing numpy here
+FORMATS = ("table", "json", "csv")
+
+
+class IntList(click.ParamType):
+    """A comma-separated list of integers, e.g. 1,32,256."""
+
+    name = "INT[,INT...]"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (list, tuple)):
+            return [int(v) for v in value]
+        try:
+            return [int(v) for v in str(value).split(",") if v.strip()]
+        except ValueError:
+            self.fail(f"{value!r} is not a comma-separated list of integers", param, ctx)
+
+
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+batch_size_option = click.option("--batch-size", type=int, default=1000, show_default=True,
+                                 help="Images per onnxruntime call (1-65536); bounds memory on large inputs.")
+threads_option = click.option("--threads", type=int, default=None,
+                              help="onnxruntime intra-op threads [default: onnxruntime's choice, all cores].")
+
+
+@click.command()
+@click.argument("model", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--invert", type=click.Choice(INVERT_CHOICES), default="auto", show_default=True,
+              help="Invert images to MNIST's light-on-dark: auto = when the border is lighter than the centre.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.option("-o", "--out", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Write the predictions to this file instead of stdout.")
+@batch_size_option
+@threads_option
+@force_option
+def run(model, inputs, invert, fmt, out, batch_size, threads, force) -> None:
+    """Classify digits in image files, .npy arrays and IDX files with an ONNX model.
+
+    Prints label and probability (softmax) per input; a file of N images gives rows
+    FILE[0] .. FILE[N-1]. The kind of each file is told by its content.
+
+    \b
+    Images (PNG, JPEG, BMP, GIF, TIFF, WebP) of any size and mode become MNIST digits:
+      1. 8-bit grey (luma); 16-bit scaled to 8; alpha composited on a background
+         that contrasts with the ink; float images refused
+      2. --invert auto inverts when the border is lighter than the centre
+      3. the border's median grey becomes black, the brightest pixel white
+      4. crop to the digit's bounding box
+      5. scale the longer side to 20 px, keeping the aspect ratio
+      6. centre by centre of mass in a 28x28 field
+    then the model's own metadata pads and normalises it.
+
+    \b
+    Arrays (.npy, never unpickled) and IDX files hold MNIST-style digits:
+    (28, 28) or (N, 28, 28), values in [0, 255]; or a .npy (N, 1, 32, 32)
+    float32 already preprocessed for the model.
+    """
+    from ..fileio import atomic_path, check_writable
+    from .predict import classify, write_predictions
+
+    if out is not None:
+        check_writable(out, force)
+    records = classify(model, inputs, invert=invert, batch_size=batch_size, threads=threads)
+    if out is None:
+        try:
+            write_predictions(records, fmt, click.get_text_stream("stdout"))
+            sys.stdout.flush()
+        except BrokenPipeError:  # the reader (e.g. head) stopped early: not an error of ours
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    else:
+        with atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8", newline="") as stream:
+            count = write_predictions(records, fmt, stream)
+        click.echo(f"{out}: {count} predictions ({fmt})", err=True)
+
+
+@click.command()
+@click.argument("model", type=click.Path(path_type=Path, dir_okay=False))
+@data_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON instead of text.")
+@click.option("--png", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Also draw the confusion matrix into this PNG (needs matplotlib).")
+@batch_size_option
+@threads_option
+@force_option
+def evaluate(model, data_dir, as_json, png, batch_size, threads, force) -> None:
+    """Accuracy, per-class accuracy and confusion matrix on the official MNIST test set."""
+    import json
+
+    from ..fileio import check_writable
+    from .evaluate import evaluate as run_evaluation
+    from .evaluate import format_evaluation
+    from .plots import SKIPPED, plot_confusion
+
+    if png is not None:
+        check_writable(png, force)
+    result = run_evaluation(model, data_dir, batch_size=batch_size, threads=threads)
+    click.echo(json.dumps(result, indent=2) if as_json else format_evaluation(result))
+    if png is not None:
+        click.echo(f"confusion matrix: {png}" if plot_confusion(result, png) else f"chart skipped: {SKIPPED}",
+                   err=True)
+
+
+class _ProgressBar:
+    """bench's progress callback as a click progress bar on stderr."""
+
+    def __init__(self):
+        self.bar = None
+
+    def __call__(self, done: int, total: int, what: str) -> None:
+        if self.bar is None:
+            self.bar = click.progressbar(length=total, label="bench", file=sys.stderr, show_pos=True,
+                                         item_show_func=lambda s: s)
+            self.bar.__enter__()
+        self.bar.update(done - self.bar.pos, what)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+
+
+@click.command()
+@click.argument("models", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--label", "labels", multiple=True,
+              help="A name per model, in order (repeat the option) [default: each file's stem].")
+@click.option("--checkpoint", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Also time this checkpoint in PyTorch eager mode (needs torch).")
+@data_dir_option
+@click.option("--batch-sizes", type=IntList(), default="1,32,256", show_default=True)
+@click.option("--threads", type=IntList(), default=None,
+              help="Thread counts to time [default: 1 and all usable cores].")
+@click.option("--runs", type=int, default=200, show_default=True, help="Timed runs per model and row.")
+@click.option("--warmup", type=int, default=20, show_default=True, help="Untimed runs per model and row first.")
+@click.option("--rounds", type=int, default=5, show_default=True,
+              help="The timed runs are split into this many interleaved rounds (at least 2) to measure the spread.")
+@click.option("--baseline", default=None, help="Model label the ratios are taken against [default: the first].")
+@click.option("-o", "--out", type=click.Path(path_type=Path, dir_okay=False), default=Path("bench.json"),
+              show_default=True, help="Report JSON; the Markdown (.md) and chart (.png) go beside it.")
+@force_option
+def bench(models, labels, checkpoint, data_dir, batch_sizes, threads, runs, warmup, rounds, baseline, out,
+          force) -> None:
+    """Time ONNX models (and PyTorch eager) side by side on the same MNIST test images.
+
+    Every model runs with the same onnxruntime settings, interleaved per row, for every
+    batch size and thread count: warm-up, then timed runs; the report gives mean, p50,
+    p90, p99 latency, throughput and the run-to-run spread, with the CPU model, its
+    flags (AVX2, AVX-512 VNNI, AMX...) and library versions. Writes OUT (JSON, see
+    docs/bench-report.md), OUT.md (table with ratios against --baseline) and OUT.png.
+    """
+    from ..errors import DataError
+    from ..fileio import check_writable
+    from .bench import TORCH_LABEL
+    from .bench import bench as run_bench
+    from .plots import SKIPPED
+    from .report import output_paths, write_bench_outputs
+
+    if labels and len(labels) != len(models):
+        raise click.BadParameter(f"{len(labels)} labels for {len(models)} models (expected one per model)",
+                                 param_hint="--label")
+    names = list(labels) if labels else [p.stem for p in models]
+    if len(set(names)) != len(names):
+        raise DataError(f"model labels {names} repeat (expected distinct names; pass --label for each model)")
+    known = names + ([TORCH_LABEL] if checkpoint is not None else [])
+    if baseline is not None and baseline not in known:
+        raise click.BadParameter(f"{baseline!r} is not a model label (expected one of {', '.join(known)})",
+                                 param_hint="--baseline")
+    paths = output_paths(out)
+    if len(set(paths)) != 3:
+        raise click.BadParameter(f"{out} must not end in .md or .png (the table and chart go beside it)",
+                                 param_hint="--out")
+    for path in paths:
+        check_writable(path, force)
+    progress = _ProgressBar()
+    try:
+        report = run_bench(dict(zip(names, models, strict=True)), batch_sizes, threads or sorted({1, _usable_cores()}),
+                           runs=runs, warmup=warmup, checkpoint=checkpoint, data_dir=data_dir, progress=progress,
+                           rounds=rounds)
+    finally:
+        progress.close()
+    written = write_bench_outputs(report, *paths, baseline=baseline)
+    click.echo(Path(written["md"]).read_text("utf-8"))
+    click.echo(f"report: {written['json']}, table: {written['md']}", err=True)
+    click.echo(f"chart: {written['png']}" if written["png"] else f"chart skipped: {SKIPPED}", err=True)
+
+
+@click.command()
+@click.argument("reports", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
+@click.option("-o", "--out", type=click.Path(path_type=Path, dir_okay=False), default=Path("compare.md"),
+              show_default=True, help="Markdown output; the chart (.png) goes beside it.")
+@force_option
+def compare(reports, out, force) -> None:
+    """Line up bench reports from different runs or devices, with ratios to the first.
+
+    Rows match on model label, batch size and threads; a ratio marked * is beyond the
+    run-to-run spread measured in both reports.
+    """
+    from ..fileio import check_writable, write_text
+    from .compare import compare as run_compare
+    from .compare import format_compare_markdown, load_report, run_names
+    from .plots import SKIPPED, plot_compare
+
+    png = Path(out).with_suffix(".png")
+    if png == Path(out):
+        raise click.BadParameter(f"{out} must not end in .png (the chart goes beside it)", param_hint="--out")
+    for path in (out, png):
+        check_writable(path, force)
+    comparison = run_compare([load_report(p) for p in reports], run_names(list(reports)))
+    markdown = format_compare_markdown(comparison)
+    write_text(out, markdown)
+    click.echo(markdown)
+    click.echo(f"table: {out}", err=True)
+    click.echo(f"chart: {png}" if plot_compare(comparison, png) else f"chart skipped: {SKIPPED}", err=True)

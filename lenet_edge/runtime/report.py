@@ -1,0 +1,95 @@
+"""A bench report as Markdown (ratios against a baseline model), and writing its artefacts.
+
+A ratio is marked as beyond the spread when |ln(ratio)| > 2 * sqrt(cv_a^2 + cv_b^2),
+where cv_a and cv_b are the two rows' round-to-round coefficients of variation
+(spread.round_cv): about two standard deviations of the noise of both measurements.
+Smaller differences are not told apart from noise.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from ..errors import DataError
+from ..fileio import write_json, write_text
+
+SPREAD_FACTOR = 2.0
+
+
+def beyond_spread(ratio: float, cv_a: float, cv_b: float) -> bool:
+    """Whether a latency ratio exceeds the measured run-to-run spread of both rows."""
+    return abs(math.log(ratio)) > SPREAD_FACTOR * math.hypot(cv_a, cv_b)
+
+
+def describe_environment(env: dict) -> str:
+    cpu = env["cpu"]
+    cores = f"{cpu['logical_cores']} logical cores" + (f", {cpu['usable_cores']} usable"
+                                                        if cpu.get("usable_cores") != cpu["logical_cores"] else "")
+    flags = ", ".join(cpu["flags"]) or "unknown"
+    versions = ", ".join(f"{k} {v}" for k, v in env["versions"].items())
+    return (f"{cpu['model']} ({cpu['architecture']}, {cores}; flags: {flags}) · "
+            f"{env['os']['system']} {env['os']['release']} · {versions}")
+
+
+def format_markdown(report: dict, baseline: str | None = None) -> str:
+    """Markdown: environment, settings, and one table row per (model, batch size, threads)."""
+    labels = [m["label"] for m in report["models"]]
+    baseline = baseline or labels[0]
+    if baseline not in labels:
+        raise DataError(f"baseline {baseline!r} is not a model of this report (expected one of {', '.join(labels)})")
+    s = report["settings"]
+    rows = {(r["model"], r["batch_size"], r["threads"]): r for r in report["rows"]}
+    load = report["environment"].get("load_average") or {}
+    lines = [
+        "# lenet-edge bench",
+        "",
+        f"- machine: {describe_environment(report['environment'])}",
+        f"- settings: {s['warmup']} warm-up and {s['runs']} timed runs per row in {s['rounds']} rounds, "
+        f"models interleaved; inputs: {s['inputs']['source']}; {report['created']}, {report['duration_s']:.1f} s",
+        f"- load average (1, 5, 15 min) at start {load.get('start')}, at end {load.get('end')}",
+        "- models: " + "; ".join(
+            f"{m['label']} = {m['file']} ({m['kind']}, {m['variant']} {m['precision']}, {m['bytes'] / 1024:.0f} KiB, "
+            f"accuracy {m['check']['accuracy']:.1%} on {m['check']['images']} test images)" for m in report["models"]),
+        "",
+        f"Latency per call in ms. Ratio = mean latency / mean latency of {baseline} at the same batch size and "
+        "threads (below 1 is faster); * marks a ratio beyond the run-to-run spread (round CV) of both rows.",
+        "",
+        f"| model | batch | threads | mean | p50 | p90 | p99 | images/s | spread (CV) | vs {baseline} |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in sorted(report["rows"], key=lambda r: (r["threads"], r["batch_size"], labels.index(r["model"]))):
+        lat, cv = r["latency_ms"], r["spread"]["round_cv"]
+        base = rows.get((baseline, r["batch_size"], r["threads"]))
+        if r["model"] == baseline:
+            ratio = "1.00 (baseline)"
+        elif base is None:
+            ratio = "–"
+        else:
+            value = lat["mean"] / base["latency_ms"]["mean"]
+            mark = "*" if beyond_spread(value, cv, base["spread"]["round_cv"]) else ""
+            ratio = f"{value:.2f}{mark}"
+        lines.append(f"| {r['model']} | {r['batch_size']} | {r['threads']} | {lat['mean']:.3f} | {lat['p50']:.3f} | "
+                     f"{lat['p90']:.3f} | {lat['p99']:.3f} | {r['throughput_ips']:,.0f} | {cv:.1%} | {ratio} |")
+    return "\n".join(lines) + "\n"
+
+
+def output_paths(out_json: Path) -> tuple[Path, Path, Path]:
+    """The report's JSON, and the Markdown and PNG beside it (same name, other suffix)."""
+    out_json = Path(out_json)
+    return out_json, out_json.with_suffix(".md"), out_json.with_suffix(".png")
+
+
+def write_bench_outputs(report: dict, out_json: Path, out_md: Path, out_png: Path | None,
+                        baseline: str | None = None) -> dict:
+    """Write JSON, Markdown and (when matplotlib is installed) the PNG chart, each atomically.
+
+    Returns {"json", "md", "png"}: the paths written, png None when the chart was skipped.
+    """
+    from .plots import plot_bench
+
+    markdown = format_markdown(report, baseline)  # checks the baseline before anything is written
+    write_json(Path(out_json), report)
+    write_text(Path(out_md), markdown)
+    png = Path(out_png) if out_png is not None and plot_bench(report, Path(out_png)) else None
+    return {"json": Path(out_json), "md": Path(out_md), "png": png}
