@@ -1,0 +1,139 @@
+"""export_checkpoint: a training checkpoint -> model.onnx (+ model.ort), validated before anything is written.
+
+Opset choice. DEFAULT_OPSET = 20 because, with torch 2.13, onnx 1.23 and onnxruntime 1.31:
+- 20 is the torch 2.x exporter's own default: its ATen->ONNX functions are written for
+  opsets 18-23, so 20 needs no version-conversion pass (below 18 the exporter falls back
+  to onnx's C++ converter and warns that it may fail);
+- onnxruntime >= 1.17 runs opset 20, so devices with a year-old wheel load the model;
+- onnx.reference runs both the fp32 graph and the QDQ int8 graph that
+  onnxruntime.quantization.quantize_static builds from it (per-tensor and per-channel):
+  at opset 18 the reference interpreter has no DequantizeLinear for that opset and
+  refuses the int8 model, so 18 would break the int8 reference check;
+- opset 21 adds nothing these graphs use (its Q/DQ int4/int16 types only).
+MIN_OPSET..MAX_OPSET is the exporter's native range; every opset in it exports both variants.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from ..data import load_mnist
+from ..errors import ModelError, OutputError, ValidationError
+from ..fileio import check_writable, write_bytes, write_text
+from .graph import op_counts, to_onnx
+from .metadata import attach_contract, build_contract
+from .ort_format import convert_to_ort, ort_paths
+from .validate import PARITY_ATOL, SMALL_BATCH_IMAGES, check_graph, check_parity, check_reference, compare
+
+DEFAULT_OPSET = 20
+MIN_OPSET, MAX_OPSET = 18, 23
+
+
+def output_paths(out: Path, ort_format: bool) -> list[Path]:
+    """Every file an export writes: the .onnx, and with ort_format the .ort and its operator config."""
+    out = Path(out)
+    if not ort_format:
+        return [out]
+    if out.suffix != ".onnx":
+        raise OutputError(f"{out}: ORT-format export needs an output name ending in .onnx "
+                          f"(the .ort and .required_operators.config files are named after it)")
+    return [out, *ort_paths(out)]
+
+
+def export_checkpoint(checkpoint: Path, out: Path, *, data_dir: Path, opset: int = DEFAULT_OPSET,
+                      force: bool = False, ort_format: bool = False, atol: float = PARITY_ATOL) -> dict:
+    """Export a checkpoint of either variant to ONNX, validate it, and write it with its contract.
+
+    Validation (all before any file is written): onnx.checker full check; onnxruntime vs
+    PyTorch logits on the test images of data_dir at batch sizes 1, 2, 7, 64 and 1000 (max
+    abs difference <= atol, identical argmax); onnx.reference vs onnxruntime on a sample;
+    with ort_format, the .ort model vs the .onnx model. Any failure raises ValidationError.
+
+    Returns {"checkpoint", "checkpoint_sha256", "variant", "opset", "op_types", "tolerance",
+    "parity": [{"batch_size", "images", "max_abs_diff", "argmax_mismatches"}], "max_abs_diff",
+    "test_images", "accuracy": {"pytorch", "onnxruntime", "checkpoint"}, "reference": {...},
+    "ort_format": {...} or None, "written": [paths], "sizes": {path: bytes}}.
+    """
+    import onnx
+
+    from ..runtime.session import load_model
+    from ..train.checkpoint import load_checkpoint
+
+    checkpoint, out = Path(checkpoint), Path(out)
+    if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= MAX_OPSET:
+        raise ModelError(f"opset {opset!r} is not supported (expected {MIN_OPSET}..{MAX_OPSET}, "
+                         f"default {DEFAULT_OPSET})")
+    if not 0 <= atol <= PARITY_ATOL:
+        raise ValidationError(f"parity tolerance {atol!r} is looser than {PARITY_ATOL:g} (expected 0..{PARITY_ATOL:g})")
+    paths = output_paths(out, ort_format)
+    for path in paths:
+        check_writable(path, force)
+
+    model, meta = load_checkpoint(checkpoint)  # checks sha256 and that every tensor fits the variant
+    images, labels = load_mnist(data_dir, "test")
+    x = model.preprocessing(images)  # (N, 1, 32, 32) float32
+
+    proto = to_onnx(model, opset, model.preprocessing.input_size)
+    contract = build_contract(meta, meta["weights_sha256"])
+    attach_contract(proto, contract)
+    check_graph(proto, str(out))
+
+    with tempfile.TemporaryDirectory(prefix="lenet-edge-export.") as work:
+        candidate = Path(work) / "model.onnx"
+        onnx.save_model(proto, str(candidate))
+        loaded = load_model(candidate, threads=1)  # the runtime's loader: contract and signature checked too
+        parity = check_parity(model, loaded, x, str(out), atol)
+        expected, found = next(r.pop("logits") for r in parity if "logits" in r)  # all N test images
+        accuracy = {
+            "pytorch": float((expected.argmax(1) == labels).mean()),
+            "onnxruntime": float((found.argmax(1) == labels).mean()),
+            "checkpoint": meta.get("test_accuracy"),
+        }
+        reference = check_reference(candidate, loaded, x, str(out), atol)
+
+        # The measured accuracy joins the contract; metadata does not change the computation.
+        attach_contract(proto, replace(contract, test_accuracy=accuracy["onnxruntime"]))
+        data = proto.SerializeToString()
+        candidate.write_bytes(data)
+
+        ort_record, ort_artefacts = None, None
+        if ort_format:
+            ort_artefacts, ort_file = convert_to_ort(candidate, Path(work), str(out), paths[1].name)
+            ort_record = _check_ort(load_model(ort_file, threads=1), load_model(candidate, threads=1), x,
+                                    str(paths[1]), atol)
+
+    write_bytes(out, data)
+    if ort_artefacts is not None:
+        write_bytes(paths[1], ort_artefacts.model)
+        write_text(paths[2], ort_artefacts.config)
+    return {
+        "checkpoint": str(checkpoint),
+        "checkpoint_sha256": meta["weights_sha256"],
+        "variant": meta["variant"],
+        "opset": opset,
+        "op_types": op_counts(proto),
+        "tolerance": atol,
+        "parity": parity,
+        "max_abs_diff": max(r["max_abs_diff"] for r in parity),
+        "test_images": len(x),
+        "accuracy": accuracy,
+        "reference": reference,
+        "ort_format": ort_record,
+        "written": [str(p) for p in paths],
+        "sizes": {str(p): p.stat().st_size for p in paths},
+    }
+
+
+def _check_ort(ort_model, onnx_model, x: np.ndarray, source: str, atol: float) -> dict:
+    """The .ort model must load in onnxruntime and give the .onnx model's logits."""
+    sample = x[:SMALL_BATCH_IMAGES]
+    record = compare(onnx_model.predict(sample), ort_model.predict(sample))
+    if record["max_abs_diff"] > atol or record["argmax_mismatches"]:
+        raise ValidationError(f"{source}: the ORT-format model differs from the .onnx model: max abs logit difference "
+                              f"{record['max_abs_diff']:.3g} (tolerance {atol:g}), argmax differs on "
+                              f"{record['argmax_mismatches']} of {len(sample)} test images; nothing was written")
+    return record
