@@ -67,7 +67,8 @@ def run(model, inputs, invert, fmt, out, batch_size, threads, force) -> None:
       1. 8-bit grey (luma); 16-bit scaled to 8; alpha composited on a background
          that contrasts with the ink; float images refused
       2. --invert auto inverts when the border is lighter than the centre
-      3. the border's median grey becomes black, the brightest pixel white
+      3. the border's grey (median + 3 robust std) becomes black, the
+         brightest pixel white
       4. crop to the digit's bounding box
       5. scale the longer side to 20 px, keeping the aspect ratio
       6. centre by centre of mass in a 28x28 field

@@ -1,0 +1,58 @@
+"""Small ONNX models for hermetic runtime tests, built node by node with onnx.helper.
+
+`band_model` recognises the synthetic digits of tests/idx_files.py (class k is a bright
+bar on rows 3+2k and 4+2k): its logit k sums the preprocessed pixels of that band, so
+evaluate and bench have a real, checkable accuracy without any training.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from lenet_edge.contract import INPUT_NAME, OUTPUT_NAME, ModelContract
+from lenet_edge.data import MODERN_PREPROCESSING, Preprocessing
+
+
+def band_weights(prep: Preprocessing) -> np.ndarray:
+    """(size * size, 10) float32: column k is 1 on the pixels of class k's bar."""
+    size, pad = prep.input_size, prep.pad
+    w = np.zeros((size, size, 10), dtype=np.float32)
+    for k in range(10):
+        w[pad + 3 + 2 * k:pad + 5 + 2 * k, pad + 4:pad + 24, k] = 1.0
+    return w.reshape(size * size, 10)
+
+
+def band_model(path: Path, prep: Preprocessing = MODERN_PREPROCESSING, *, variant: str = "lenet5-modern",
+               quantization: dict | None = None, contract: bool = True, weights: np.ndarray | None = None,
+               input_name: str = INPUT_NAME, classes: int = 10) -> Path:
+    """image (N, 1, size, size) -> Flatten -> Gemm -> logits (N, classes), with the lenet-edge contract."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    size = prep.input_size
+    w = band_weights(prep) if weights is None else weights.astype(np.float32)
+    w = w[:, :classes] if classes <= 10 else np.pad(w, ((0, 0), (0, classes - 10)))
+    graph = helper.make_graph(
+        [helper.make_node("Flatten", [input_name], ["flat"], axis=1),
+         helper.make_node("Gemm", ["flat", "W", "B"], [OUTPUT_NAME])],
+        "band",
+        [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, ["N", 1, size, size])],
+        [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["N", classes])],
+        [numpy_helper.from_array(w, "W"), numpy_helper.from_array(np.zeros(classes, np.float32), "B")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+    if contract:
+        props = ModelContract(variant=variant, preprocessing=prep, quantization=quantization).to_metadata()
+        helper.set_model_props(model, props)
+    onnx.checker.check_model(model)
+    onnx.save_model(model, str(path))
+    return Path(path)
+
+
+def random_model(path: Path, seed: int = 0, **kwargs) -> Path:
+    """A band-shaped model with random weights: arbitrary but deterministic predictions."""
+    rng = np.random.default_rng(seed)
+    prep = kwargs.get("prep", MODERN_PREPROCESSING)
+    return band_model(path, weights=rng.normal(size=(prep.input_size ** 2, 10)).astype(np.float32), **kwargs)
