@@ -1,0 +1,115 @@
+"""Per-layer quantization error: where between input and logits the int8 model loses accuracy.
+
+onnxruntime's `qdq_loss_debug` does the work: it makes every intermediate tensor a model
+output, runs the fp32 and the QDQ model on the same images, pairs each quantized
+activation (a QuantizeLinear/DequantizeLinear pair) with its fp32 twin, and gives the
+signal-to-quantization-noise ratio SQNR = 20 log10(||fp32|| / ||fp32 - int8||) in dB
+(higher is better; ~6 dB per bit): the error accumulated up to that tensor. Weights get
+the same figure, fp32 vs dequantized int8. (qdq_loss_debug's other figure, a tensor before
+vs after its own QDQ pair, is left out: where a ReLU was folded into the pair it compares
+pre-ReLU with post-ReLU values and reads as a huge error that is not one.)
+- QOperator models have no QDQ pairs to pair up; the report is computed on the QDQ model
+  of the same settings and calibration ranges (onnxruntime fuses it into the same kernels).
+- Dynamic models quantize activations inside their kernels; only fp32-vs-int8 SQNR of the
+  tensors both models share (the layer outputs) is measured.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from ..contract import INPUT_NAME
+from ..errors import require
+from .build import Candidate, _quiet, build_candidate, read_metadata
+from .calibration import BatchReader
+
+require("onnx", "quantize")
+from onnxruntime.quantization import qdq_loss_debug as qdq  # noqa: E402
+
+SAMPLE = 500  # test images run through both models
+METRIC = "SQNR dB = 20 log10(||fp32|| / ||fp32 - int8||), onnxruntime.quantization.qdq_loss_debug"
+
+
+def layer_errors(candidate: Candidate, inputs: np.ndarray, workdir: Path, *,
+                 calibration: np.ndarray | None = None) -> dict:
+    """Per-tensor SQNR of the candidate against its fp32 model on `inputs` (N, 1, 32, 32)."""
+    inputs = inputs[:SAMPLE]
+    measured, note = candidate, "the int8 model itself"
+    if candidate.settings.is_static and candidate.settings.format == "qoperator":
+        twin_settings = replace(candidate.settings, format="qdq")  # same ranges: the calibration cache is shared
+        measured = build_candidate(candidate.float_path, twin_settings, workdir, calibration=calibration,
+                                   metadata=read_metadata(candidate.float_path), name="qdq-twin")
+        note = "the QDQ model of the same settings and calibration ranges (QOperator models hold no QDQ pairs)"
+    with tempfile.TemporaryDirectory(prefix="lenet-edge-debug-", dir=workdir) as tmp:
+        float_acts = _activations(candidate.float_path, inputs, Path(tmp) / "float.onnx")
+        int8_acts = _activations(measured.path, inputs, Path(tmp) / "int8.onnx")
+    order, producers = _graph_positions(candidate.float_path)
+    if candidate.settings.is_static:
+        matched = qdq.create_activation_matching(int8_acts, float_acts)
+        errors = qdq.compute_activation_error({name: m for name, m in matched.items() if "float" in m})
+        rows = [{"tensor": name, "op": producers.get(name, "input"), "sqnr_db": _db(e["xmodel_err"])}
+                for name, e in errors.items()]
+        weights = qdq.compute_weight_error(qdq.create_weight_matching(str(candidate.float_path), str(measured.path)))
+    else:
+        shared = [name for name in float_acts if name in int8_acts and name != INPUT_NAME]
+        rows = [{"tensor": name, "op": producers.get(name, "input"), "sqnr_db": _db(
+            qdq.compute_signal_to_quantization_noice_ratio(float_acts[name], int8_acts[name]))} for name in shared]
+        weights = {}
+    rows.sort(key=lambda r: order.get(r["tensor"], len(order)))
+    weight_rows = sorted(({"weight": name, "sqnr_db": _db(v)} for name, v in weights.items()),
+                         key=lambda r: order.get(r["weight"], len(order)))
+    scored = [r for r in rows if r["sqnr_db"] is not None]
+    worst = min(scored, key=lambda r: r["sqnr_db"]) if scored else None
+    return {"metric": METRIC, "images": len(inputs), "split": "test", "measured_on": note,
+            "activations": rows, "weights": weight_rows, "worst_activation": worst}
+
+
+def _activations(model: Path, inputs: np.ndarray, augmented: Path) -> dict[str, list[np.ndarray]]:
+    with _quiet():
+        qdq.modify_model_output_intermediate_tensors(str(model), str(augmented))
+        return qdq.collect_activations(str(augmented), BatchReader(inputs, INPUT_NAME))
+
+
+def _graph_positions(float_path: Path) -> tuple[dict[str, int], dict[str, str]]:
+    """Tensor name -> position of its first use in the fp32 graph, and -> the op type producing it."""
+    import onnx
+
+    order: dict[str, int] = {}
+    producers: dict[str, str] = {}
+    for i, node in enumerate(onnx.load(str(float_path), load_external_data=False).graph.node):
+        for name in [*node.input, *node.output]:
+            order.setdefault(name, i)
+        producers.update((name, node.op_type) for name in node.output)
+    return order, producers
+
+
+def _db(value) -> float | None:
+    if value is None or not math.isfinite(value):
+        return None
+    return round(float(value), 2)
+
+
+def format_table(report: dict) -> str:
+    """The per-layer report as a fixed-width table, worst activation marked."""
+    worst = report.get("worst_activation") or {}
+    width = max([len(r["tensor"]) for r in report["activations"]] + [len(w["weight"]) for w in report["weights"]]
+                + [len("activation")])
+    lines = [f"per-layer error on {report['images']} {report['split']} images, measured on {report['measured_on']}",
+             f"{'activation':<{width}}  {'op':<10}  {'SQNR fp32 vs int8':>17}"]
+    for r in report["activations"]:
+        mark = "  <- worst" if r["tensor"] == worst.get("tensor") else ""
+        lines.append(f"{r['tensor']:<{width}}  {r['op']:<10}  {_fmt(r['sqnr_db']):>17}{mark}")
+    if report["weights"]:
+        lines.append(f"{'weight':<{width}}  {'':<10}  {'SQNR fp32 vs int8':>17}")
+        lines += [f"{w['weight']:<{width}}  {'':<10}  {_fmt(w['sqnr_db']):>17}" for w in report["weights"]]
+    lines.append("SQNR in dB: higher is better, about 6 dB per bit; below ~20 dB a layer deserves a look")
+    return "\n".join(lines)
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f} dB"

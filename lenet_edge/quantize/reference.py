@@ -1,0 +1,82 @@
+"""Run an int8 model in the ONNX reference implementation and compare it with onnxruntime.
+
+`onnx.reference` computes every operator from its specification in numpy, independently of
+onnxruntime's kernels and graph fusions, so agreement on a sample says the model means
+what onnxruntime makes of it. Two gaps of the reference implementation are bridged here:
+- DequantizeLinear has no implementation below opset 19; later opsets only add types
+  (float8, int4) and attributes whose defaults keep the opset-13 meaning, so the newest
+  one stands in for 8-bit integers;
+- QOperator models hold onnxruntime's QGemm (com.microsoft), which is not an ONNX
+  standard operator; `QGemm` below follows its contrib-op specification.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..contract import INPUT_NAME, OUTPUT_NAME
+from ..errors import ValidationError, require
+
+onnx = require("onnx", "quantize")
+from onnx.reference import ReferenceEvaluator  # noqa: E402
+from onnx.reference.op_run import OpRun  # noqa: E402
+from onnx.reference.ops.op_dequantize_linear import DequantizeLinear_23  # noqa: E402
+
+SAMPLE = 128  # images: the reference MaxPool loops in Python, ~1 s for this many
+MIN_AGREEMENT = 0.99  # top-1; int8 rounding may tip an exact near-tie, nothing more
+
+
+class DequantizeLinear(DequantizeLinear_23):
+    """DequantizeLinear of opsets 13-18 on (u)int8, which the opset-23 definition covers."""
+
+    op_domain = ""
+
+
+class QGemm(OpRun):
+    """com.microsoft QGemm: Y = alpha * a_scale * b_scale * ((A - a_zp)(B - b_zp) + C), requantized
+    to y_scale/y_zero_point when given, else float. C is int32 in the scale a_scale * b_scale."""
+
+    op_domain = "com.microsoft"
+
+    def _run(self, A, a_scale, a_zero_point, B, b_scale, b_zero_point, C=None, y_scale=None, y_zero_point=None,
+             alpha=1.0, transA=0, transB=0):
+        a = A.T if transA else A  # (M, K)
+        b = B.T if transB else B  # (K, N); per-column b_scale/b_zero_point are (N,)
+        a = a.astype(np.int64) - a_zero_point.astype(np.int64)
+        b = b.astype(np.int64) - b_zero_point.astype(np.int64)
+        acc = a @ b  # (M, N) exact integer accumulation
+        if C is not None:
+            acc = acc + C.astype(np.int64)
+        y = (alpha * a_scale * b_scale).astype(np.float32) * acc.astype(np.float32)  # (M, N)
+        if y_scale is None:
+            return (y.astype(np.float32),)
+        info = np.iinfo(y_zero_point.dtype)
+        q = np.rint(y / y_scale) + y_zero_point.astype(np.float32)  # round half to even, as QuantizeLinear
+        return (np.clip(q, info.min, info.max).astype(y_zero_point.dtype),)
+
+
+def reference_evaluator(path: Path) -> ReferenceEvaluator:
+    model = onnx.load(str(path))
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    new_ops = [QGemm] + ([DequantizeLinear] if opset < 19 else [])
+    return ReferenceEvaluator(model, new_ops=new_ops)
+
+
+def compare_with_reference(path: Path, inputs: np.ndarray, ort_logits: np.ndarray, source: str) -> dict:
+    """Top-1 agreement and max |difference| of logits, reference vs onnxruntime, on `inputs` (N, 1, 32, 32)."""
+    try:
+        ref_logits = reference_evaluator(path).run([OUTPUT_NAME], {INPUT_NAME: inputs})[0]  # (N, 10)
+    except Exception as exc:  # the reference implementation raises untyped errors for what it lacks
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValidationError(f"{source}: the ONNX reference implementation cannot run the int8 model "
+                              f"({first[:200]})") from exc
+    agreement = float((ref_logits.argmax(1) == ort_logits.argmax(1)).mean())
+    result = {"images": len(inputs), "top1_agreement": agreement,
+              "max_abs_logit_diff": float(np.abs(ref_logits - ort_logits).max())}
+    if agreement < MIN_AGREEMENT:
+        raise ValidationError(f"{source}: the ONNX reference implementation agrees with onnxruntime on "
+                              f"{agreement:.1%} of {len(inputs)} images (expected at least {MIN_AGREEMENT:.0%}; "
+                              f"max logit difference {result['max_abs_logit_diff']:.3g})")
+    return result
