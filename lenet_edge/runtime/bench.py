@@ -20,7 +20,8 @@ Report (JSON, "schema": "lenet-edge-bench", "version": 1; docs/bench-report.md h
 field):
 
     schema, version, created (UTC ISO 8601), duration_s
-    settings:    batch_sizes, threads, runs, warmup, rounds, inputs {source, images},
+    settings:    batch_sizes, threads, runs, warmup, rounds, inputs {source, images,
+                 distinct_images},
                  timer, session {provider, intra_op_threads, inter_op_threads,
                  graph_optimization_level, execution_mode}
     environment: cpu {model, architecture, flags, flags_source, int8_dot_product,
@@ -146,18 +147,19 @@ def _check_settings(models: dict, batch_sizes, threads, runs: int, warmup: int, 
         raise DataError(f"rounds must be between 2 and runs={runs} (found {rounds}); the spread needs two or more")
 
 
-def _inputs(data_dir, count: int) -> tuple[np.ndarray, np.ndarray, str]:
-    """The first `count` test images (N, 28, 28) and labels, repeated if count > 10,000."""
+def _inputs(data_dir, count: int) -> tuple[np.ndarray, np.ndarray, str, int]:
+    """The first `count` test images (N, 28, 28) and labels, repeated if the set is smaller;
+    also the file's name and how many distinct images it holds."""
     from ..data import split_paths
     from ..datasource import resolve_data_dir
 
     data_dir = resolve_data_dir(data_dir)
     images, labels = load_mnist(data_dir, "test")
-    source = split_paths(Path(data_dir), "test")[0].name
+    source, distinct = split_paths(Path(data_dir), "test")[0].name, len(images)
     if count > len(images):
         repeats = -(-count // len(images))
         images, labels = np.tile(images, (repeats, 1, 1)), np.tile(labels, repeats)
-    return images[:count], labels[:count], source
+    return images[:count], labels[:count], source, distinct
 
 
 def _stats(latencies_ms: np.ndarray, round_means: list[float], batch_size: int) -> dict:
@@ -195,12 +197,13 @@ def bench(models: dict[str, str | Path], batch_sizes=DEFAULT_BATCH_SIZES, thread
             raise DataError(f"model label {TORCH_LABEL!r} is kept for the PyTorch eager rows (expected another label)")
         runners.append(_TorchRunner(TORCH_LABEL, Path(checkpoint)))
     started, load_start = time.perf_counter(), load_average()
-    images, labels, source = _inputs(data_dir, max(max(batch_sizes), CHECK_IMAGES))
+    images, labels, source, distinct = _inputs(data_dir, max(max(batch_sizes), CHECK_IMAGES))
     prepared = {r.preprocessing: r.preprocessing(images) for r in runners}  # (N, 1, 32, 32) per contract
     for r in runners:
-        check = min(CHECK_IMAGES, len(images))
+        check = min(CHECK_IMAGES, distinct)
         r.configure(threads[0])
-        predicted = np.concatenate([r(prepared[r.preprocessing][i:i + 250]) for i in range(0, check, 250)]).argmax(1)
+        x = prepared[r.preprocessing][:check]
+        predicted = np.concatenate([r(x[i:i + 250]) for i in range(0, check, 250)]).argmax(axis=1)
         r.info["check"] = {"images": check, "accuracy": float((predicted == labels[:check]).mean())}
 
     total, done, rows = len(threads) * len(batch_sizes) * rounds * len(runners), 0, []
@@ -242,7 +245,8 @@ def bench(models: dict[str, str | Path], batch_sizes=DEFAULT_BATCH_SIZES, thread
         "duration_s": round(time.perf_counter() - started, 3),
         "settings": {
             "batch_sizes": batch_sizes, "threads": threads, "runs": runs, "warmup": warmup, "rounds": rounds,
-            "inputs": {"source": f"MNIST official test set ({source})", "images": int(max(batch_sizes))},
+            "inputs": {"source": f"MNIST official test set ({source})", "images": int(max(batch_sizes)),
+                       "distinct_images": int(min(distinct, max(batch_sizes)))},
             "timer": "time.perf_counter_ns, one inference per timing",
             "session": {"provider": "CPUExecutionProvider", "intra_op_threads": "threads",
                         "inter_op_threads": 1, "graph_optimization_level": "ORT_ENABLE_ALL (default)",

@@ -87,7 +87,7 @@ def run(model, inputs, invert, fmt, out, batch_size, threads, force) -> None:
     records = classify(model, inputs, invert=invert, batch_size=batch_size, threads=threads)
     if out is None:
         try:
-            write_predictions(records, fmt, click.get_text_stream("stdout"))
+            write_predictions(records, fmt, sys.stdout)
             sys.stdout.flush()
         except BrokenPipeError:  # the reader (e.g. head) stopped early: not an error of ours
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

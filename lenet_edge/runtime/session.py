@@ -81,8 +81,9 @@ def load_model(path: str | Path, threads: int | None = None) -> LoadedModel:
     size = path.stat().st_size
     if size > MAX_MODEL_BYTES:
         raise ModelError(f"{path}: {size} bytes (expected a model of at most {MAX_MODEL_BYTES} bytes)")
+    options = session_options(threads)
     try:
-        session = ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own untyped errors for malformed files
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"{path}: not a loadable ONNX model ({first_line[:200]})") from exc

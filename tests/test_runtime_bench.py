@@ -1,0 +1,308 @@
+"""bench, its report and Markdown, and compare: structure and honesty, on hermetic models."""
+
+from __future__ import annotations
+
+import json
+import math
+import socket
+import sys
+
+import numpy as np
+import pytest
+
+from lenet_edge.cli import cli
+from lenet_edge.errors import DataError, DependencyError
+from lenet_edge.runtime.bench import bench
+from lenet_edge.runtime.compare import compare, format_compare_markdown, load_report
+from lenet_edge.runtime.report import beyond_spread, format_markdown, write_bench_outputs
+from tests.idx_files import write_mnist_dir
+from tests.runtime_models import band_model, random_model
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+FAST = dict(runs=4, warmup=1, rounds=2)
+
+
+@pytest.fixture
+def models(tmp_path):
+    return {"band": band_model(tmp_path / "band.onnx"), "noise": random_model(tmp_path / "noise.onnx")}
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    return write_mnist_dir(tmp_path / "mnist", train=10, test=40)
+
+
+def _check_rows(report: dict, labels: list[str], batch_sizes: list[int], threads: list[int]) -> None:
+    keys = [(r["model"], r["batch_size"], r["threads"]) for r in report["rows"]]
+    assert sorted(keys) == sorted((m, b, t) for m in labels for b in batch_sizes for t in threads)
+    for row in report["rows"]:
+        lat = row["latency_ms"]
+        assert 0 < lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
+        assert lat["min"] <= lat["mean"] <= lat["max"]
+        assert row["throughput_ips"] == pytest.approx(row["batch_size"] * 1000 / lat["mean"])
+        spread = row["spread"]
+        assert spread["rounds"] == len(spread["round_means_ms"]) == report["settings"]["rounds"]
+        # the overall mean is the run-weighted mean of the round means
+        assert min(spread["round_means_ms"]) <= lat["mean"] <= max(spread["round_means_ms"])
+        assert spread["round_cv"] >= 0 and spread["p90_over_p50"] >= 1
+        assert row["runs"] == report["settings"]["runs"]
+
+
+def test_bench_report_structure(models, data_dir):
+    calls = []
+    report = bench(models, [1, 3], [1, 2], data_dir=data_dir, progress=lambda *a: calls.append(a), **FAST)
+    assert report["schema"] == "lenet-edge-bench" and report["version"] == 1
+    _check_rows(report, ["band", "noise"], [1, 3], [1, 2])
+    assert [m["label"] for m in report["models"]] == ["band", "noise"]
+    band, noise = report["models"]
+    assert band["check"] == {"images": 40, "accuracy": 1.0}  # the band model reads the synthetic digits
+    assert band["kind"] == "onnxruntime" and band["precision"] == "fp32" and band["file"] == "band.onnx"
+    assert len(band["sha256"]) == 64 and band["bytes"] == models["band"].stat().st_size
+    env = report["environment"]
+    assert env["cpu"]["model"] and env["cpu"]["logical_cores"] >= 1
+    assert set(env["cpu"]["int8_dot_product"]) <= set(env["cpu"]["flags"])
+    assert {"python", "numpy", "onnxruntime", "lenet-edge"} <= set(env["versions"])
+    assert "torch" not in env["versions"]
+    assert report["settings"]["batch_sizes"] == [1, 3] and report["settings"]["threads"] == [1, 2]
+    # progress: one step per (threads, batch, round, model), ending at total
+    total = 2 * 2 * 2 * 2
+    assert calls[-1][:2] == (total, total) and [c[0] for c in calls[:-1]] == list(range(total))
+    assert socket.gethostname() not in json.dumps(report)
+
+
+def test_bench_repeats_images_for_a_batch_larger_than_the_test_set(models, data_dir):
+    report = bench({"band": models["band"]}, [100], [1], data_dir=data_dir, **FAST)
+    assert report["settings"]["inputs"]["images"] == 100 and report["settings"]["inputs"]["distinct_images"] == 40
+    _check_rows(report, ["band"], [100], [1])
+
+
+def test_bench_uses_each_models_own_preprocessing(tmp_path, data_dir):
+    from lenet_edge.data import CLASSIC_PREPROCESSING
+
+    models = {"modern": band_model(tmp_path / "m.onnx"),
+              "classic": band_model(tmp_path / "c.onnx", CLASSIC_PREPROCESSING, variant="lenet5")}
+    report = bench(models, [2], [1], data_dir=data_dir, **FAST)
+    assert [m["check"]["accuracy"] for m in report["models"]] == [1.0, 1.0]
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(batch_sizes=[0]), "batch size must be an integer between 1 and 65536 (found 0)"),
+    (dict(batch_sizes=[-3]), "found -3"),
+    (dict(batch_sizes=[100_000]), "found 100000"),
+    (dict(batch_sizes=[]), "no batch sizes given"),
+    (dict(batch_sizes=[4, 4]), "list a value twice"),
+    (dict(threads=[0]), "threads must be integers between 1 and 1024 (found 0)"),
+    (dict(runs=1), "runs must be between 2 and"),
+    (dict(rounds=1), "rounds must be between 2 and runs=4"),
+    (dict(rounds=5), "rounds must be between 2 and runs=4"),
+    (dict(warmup=-1), "warmup must be between 0 and"),
+])
+def test_bench_refuses_bad_settings(models, data_dir, kwargs, message):
+    settings = dict(batch_sizes=[1], threads=[1], data_dir=data_dir, **FAST) | kwargs
+    with pytest.raises(DataError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        bench(models, **settings)
+
+
+def test_bench_with_a_checkpoint_adds_pytorch_eager_rows(models, data_dir, tmp_path):
+    torch = pytest.importorskip("torch")  # host side: torch is installed with the dev extra
+    from lenet_edge.train.checkpoint import save_checkpoint
+    from lenet_edge.train.models import LeNet5Modern
+
+    torch.manual_seed(0)
+    weights = tmp_path / "random.safetensors"
+    save_checkpoint(weights, LeNet5Modern(), {"epoch": 0})
+    threads_before = torch.get_num_threads()
+    report = bench({"band": models["band"]}, [2], [1], checkpoint=weights, data_dir=data_dir, **FAST)
+    _check_rows(report, ["band", "pytorch-eager"], [2], [1])
+    eager = report["models"][1]
+    assert eager["kind"] == "pytorch-eager" and eager["file"] == "random.safetensors"
+    assert report["environment"]["versions"]["torch"] == torch.__version__
+    assert torch.get_num_threads() == threads_before  # restored
+
+
+def test_bench_checkpoint_without_torch_is_a_dependency_error(models, data_dir, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch now raises ImportError
+    with pytest.raises(DependencyError, match=r"torch is not installed .*lenet-edge\[train\]"):
+        bench(models, [1], [1], checkpoint=tmp_path / "x.safetensors", data_dir=data_dir, **FAST)
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def _row(model, batch, threads, mean, cv=0.01):
+    lat = {"mean": mean, "std": 0.0, "min": mean, "p50": mean, "p90": mean, "p99": mean, "max": mean}
+    return {"model": model, "batch_size": batch, "threads": threads, "runs": 10, "latency_ms": lat,
+            "throughput_ips": batch * 1000 / mean,
+            "spread": {"rounds": 2, "round_means_ms": [mean, mean], "round_cv": cv, "p90_over_p50": 1.0}}
+
+
+def _report(rows, labels=("fp32", "int8"), cpu="Test CPU", created="2024-01-01T00:00:00+00:00"):
+    models = [{"label": label, "kind": "onnxruntime", "file": f"{label}.onnx", "sha256": "0" * 64, "bytes": 2048,
+               "variant": "lenet5-modern", "precision": label, "check": {"images": 1000, "accuracy": 0.99}}
+              for label in labels]
+    env = {"cpu": {"model": cpu, "architecture": "x86_64", "flags": ["avx2"], "int8_dot_product": [],
+                   "logical_cores": 4, "usable_cores": 4, "physical_cores": 2},
+           "os": {"system": "Linux", "release": "6"}, "versions": {"onnxruntime": "1.0"},
+           "load_average": {"start": [0.1, 0.1, 0.1], "end": [0.1, 0.1, 0.1]}}
+    settings = {"batch_sizes": [1], "threads": [1], "runs": 10, "warmup": 2, "rounds": 2,
+                "inputs": {"source": "MNIST", "images": 1}}
+    return {"schema": "lenet-edge-bench", "version": 1, "created": created, "duration_s": 1.0,
+            "settings": settings, "environment": env, "models": models, "rows": rows}
+
+
+def test_beyond_spread():
+    assert beyond_spread(1.5, 0.05, 0.05)  # ln 1.5 = 0.41 > 2 * 0.071
+    assert not beyond_spread(1.1, 0.05, 0.05)  # ln 1.1 = 0.095 < 0.141
+    assert beyond_spread(1 / 1.5, 0.05, 0.05)  # symmetric
+    assert not beyond_spread(1.5, 0.2, 0.2)  # noisy rows: not told apart from noise
+
+
+def test_markdown_ratios_against_the_baseline():
+    report = _report([_row("fp32", 1, 1, 2.0), _row("int8", 1, 1, 1.0), _row("fp32", 8, 1, 4.0),
+                      _row("int8", 8, 1, 3.9, cv=0.2)])
+    lines = format_markdown(report).splitlines()
+    table = [line for line in lines if line.startswith("| ")][1:]
+    assert table[0].endswith("| 1.00 (baseline) |") and table[1].endswith("| 0.50* |")
+    assert table[3].endswith("| 0.97 |")  # within the spread: no mark
+    assert "mean latency of fp32" in "\n".join(lines)
+    flipped = [line for line in format_markdown(report, "int8").splitlines() if line.startswith("| fp32 | 1 ")]
+    assert flipped[0].endswith("| 2.00* |")
+    with pytest.raises(DataError, match="baseline 'fp16' is not a model of this report"):
+        format_markdown(report, "fp16")
+
+
+def test_markdown_missing_baseline_row():
+    report = _report([_row("fp32", 1, 1, 2.0), _row("int8", 8, 1, 1.0)])
+    assert format_markdown(report).splitlines()[-1].endswith("| – |")
+
+
+def test_write_bench_outputs(tmp_path):
+    report = _report([_row("fp32", 1, 1, 2.0), _row("int8", 1, 1, 1.0)])
+    written = write_bench_outputs(report, tmp_path / "b.json", tmp_path / "b.md", tmp_path / "b.png")
+    assert json.loads((tmp_path / "b.json").read_text()) == report
+    assert (tmp_path / "b.md").read_text().startswith("# lenet-edge bench")
+    assert written["png"] == tmp_path / "b.png" and (tmp_path / "b.png").read_bytes().startswith(PNG_MAGIC)
+
+
+# ----------------------------------------------------------------------------- compare
+
+
+def test_compare_lines_up_rows():
+    a = _report([_row("fp32", 1, 1, 2.0, 0.02), _row("int8", 1, 1, 1.0, 0.02), _row("fp32", 8, 1, 8.0)])
+    b = _report([_row("int8", 1, 1, 1.03, 0.02), _row("fp32", 1, 1, 3.0, 0.02), _row("int8", 8, 1, 4.0)],
+                cpu="Other CPU")
+    result = compare([a, b], ["laptop", "pi"])
+    rows = {(r["model"], r["batch_size"], r["threads"]): r for r in result["rows"]}
+    assert list(rows) == [("fp32", 1, 1), ("int8", 1, 1), ("fp32", 8, 1), ("int8", 8, 1)]
+    assert rows[("fp32", 1, 1)]["ratios"] == [1.0, 1.5] and rows[("fp32", 1, 1)]["exceeds_spread"] == [False, True]
+    assert rows[("int8", 1, 1)]["ratios"][1] == pytest.approx(1.03)
+    assert rows[("int8", 1, 1)]["exceeds_spread"] == [False, False]  # 3% is within the measured spread
+    assert rows[("fp32", 8, 1)]["mean_ms"] == [8.0, None] and rows[("fp32", 8, 1)]["ratios"] == [1.0, None]
+    assert rows[("int8", 8, 1)]["ratios"] == [None, None]
+    assert [r["cpu"] for r in result["runs"]] == ["Test CPU", "Other CPU"]
+    markdown = format_compare_markdown(result)
+    assert "| fp32 | 1 | 1 | 2.000 ±2% | 3.000 ±2% (1.50*) |" in markdown
+    assert "| int8 | 1 | 1 | 1.000 ±2% | 1.030 ±2% (1.03) |" in markdown
+    assert "| fp32 | 8 | 1 | 8.000 ±1% | – |" in markdown
+
+
+def test_compare_needs_two_reports():
+    with pytest.raises(DataError, match=r"1 report\(s\) given \(expected two or more"):
+        compare([_report([_row("fp32", 1, 1, 1.0)])])
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda r: r.update(schema="something-else"), "schema 'something-else' \\(expected 'lenet-edge-bench'"),
+    (lambda r: r.update(version=2), "lenet-edge-bench version 2 \\(expected 1"),
+    (lambda r: r.update(rows=[]), "no rows"),
+    (lambda r: r["rows"][0].pop("threads"), "rows\\[0\\].threads is NoneType \\(expected int"),
+    (lambda r: r["rows"][0]["latency_ms"].update(mean="fast"), "rows\\[0\\].latency_ms.mean is str"),
+    (lambda r: r["rows"][0]["latency_ms"].update(mean=-1.0), "rows\\[0\\] has mean -1.0 ms"),
+    (lambda r: r["rows"][0]["spread"].pop("round_cv"), "rows\\[0\\].spread.round_cv is NoneType"),
+])
+def test_load_report_refusals(tmp_path, change, message):
+    report = _report([_row("fp32", 1, 1, 1.0)])
+    change(report)
+    (tmp_path / "r.json").write_text(json.dumps(report))
+    with pytest.raises(DataError, match=r"r\.json: " + message):
+        load_report(tmp_path / "r.json")
+
+
+def test_load_report_not_json(tmp_path):
+    (tmp_path / "r.json").write_text("{oops")
+    with pytest.raises(DataError, match=r"r\.json: not valid JSON"):
+        load_report(tmp_path / "r.json")
+    with pytest.raises(DataError, match=r"none\.json: no such file"):
+        load_report(tmp_path / "none.json")
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def test_bench_and_compare_commands(runner, models, data_dir, tmp_path):
+    args = ["bench", str(models["band"]), str(models["noise"]), "--data-dir", str(data_dir), "--batch-sizes", "2",
+            "--threads", "1", "--runs", "4", "--warmup", "1", "--rounds", "2", "--baseline", "noise"]
+    for name in ("a", "b"):
+        result = runner.invoke(cli, args + ["-o", str(tmp_path / f"{name}.json")])
+        assert result.exit_code == 0, result.output
+        assert "| vs noise |" in result.stdout and "| noise | 2 | 1 |" in result.stdout
+        assert f"report: {tmp_path / f'{name}.json'}" in result.stderr
+        for suffix in (".json", ".md", ".png"):
+            assert (tmp_path / f"{name}{suffix}").is_file()
+        _check_rows(json.loads((tmp_path / f"{name}.json").read_text()), ["band", "noise"], [2], [1])
+    result = runner.invoke(cli, args + ["-o", str(tmp_path / "a.json")])
+    assert result.exit_code == 6 and "a.json: already exists" in result.stderr
+
+    out = tmp_path / "cmp.md"
+    result = runner.invoke(cli, ["compare", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert out.read_text() == result.stdout.rstrip("\n") + "\n"
+    assert "| band | 2 | 1 |" in out.read_text() and (tmp_path / "cmp.png").read_bytes().startswith(PNG_MAGIC)
+    result = runner.invoke(cli, ["compare", str(tmp_path / "a.json"), "-o", str(tmp_path / "one.md")])
+    assert result.exit_code == 3 and "expected two or more" in result.stderr
+
+
+@pytest.mark.parametrize("extra,code,message", [
+    (["--batch-sizes", "0"], 3, "batch size must be an integer between 1 and 65536 (found 0)"),
+    (["--batch-sizes", "1,x"], 2, "is not a comma-separated list of integers"),
+    (["--threads", "-1"], 3, "threads must be integers between 1 and 1024"),
+    (["--runs", "1"], 3, "runs must be between 2"),
+    (["--baseline", "nope"], 2, "'nope' is not a model label"),
+    (["--label", "only-one"], 2, "1 labels for 2 models"),
+    (["--label", "x", "--label", "x"], 3, "model labels ['x', 'x'] repeat"),
+    (["-o", "report.md"], 2, "must not end in .md or .png"),
+])
+def test_bench_command_refusals(runner, models, data_dir, tmp_path, extra, code, message):
+    args = ["bench", str(models["band"]), str(models["noise"]), "--data-dir", str(data_dir), "--runs", "4",
+            "--rounds", "2", "--warmup", "0", "--batch-sizes", "1", "--threads", "1", "-o", str(tmp_path / "r.json")]
+    result = runner.invoke(cli, args + extra)
+    assert result.exit_code == code, result.output
+    assert message in result.stderr
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_bench_without_matplotlib_skips_the_chart(runner, models, data_dir, tmp_path, monkeypatch):
+    for name in ("matplotlib", "matplotlib.figure", "matplotlib.backends.backend_agg"):
+        monkeypatch.setitem(sys.modules, name, None)
+    result = runner.invoke(cli, ["bench", str(models["band"]), "--data-dir", str(data_dir), "--runs", "4", "--rounds",
+                                 "2", "--batch-sizes", "1", "--threads", "1", "-o", str(tmp_path / "r.json")])
+    assert result.exit_code == 0, result.output
+    assert "chart skipped: matplotlib is not installed" in result.stderr
+    assert (tmp_path / "r.md").is_file() and not (tmp_path / "r.png").exists()
+
+
+def test_bench_checkpoint_without_torch_exits_7(runner, models, data_dir, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)
+    result = runner.invoke(cli, ["bench", str(models["band"]), "--checkpoint", str(tmp_path / "c.safetensors"),
+                                 "--data-dir", str(data_dir), "--runs", "4", "--rounds", "2", "--batch-sizes", "1",
+                                 "--threads", "1", "-o", str(tmp_path / "r.json")])
+    assert result.exit_code == 7 and "torch is not installed" in result.stderr
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_round_cv_reflects_the_rounds(models, data_dir):
+    report = bench({"band": models["band"]}, [1], [1], data_dir=data_dir, runs=6, warmup=0, rounds=3)
+    spread = report["rows"][0]["spread"]
+    means = np.array(spread["round_means_ms"])
+    assert spread["round_cv"] == pytest.approx(means.std(ddof=1) / means.mean())
+    assert not math.isnan(spread["round_cv"])
