@@ -78,11 +78,11 @@ def build_candidate(float_path: Path, settings: QuantSettings, workdir: Path, *,
     `metadata` is the fp32 model's metadata_props, carried over with the settings added.
     """
     settings = settings.resolve()
+    if settings.is_static and calibration is None:
+        raise DataError(f"{source}: static quantization needs calibration inputs (found none)")
     excluded = excluded_node_names(float_path, settings, source)
     out = workdir / f"{name}.onnx"
     weight_type = QUANT_TYPES[settings.weight_type]
-    if settings.is_static and calibration is None:
-        raise DataError(f"{source}: static quantization needs calibration inputs (found none)")
     try:
         with _quiet():
             if settings.is_static:
@@ -131,8 +131,8 @@ def read_metadata(path: Path) -> dict[str, str]:
 def check_kernels(path: Path, settings: QuantSettings) -> None:
     """Open the candidate in onnxruntime's CPU provider; a missing kernel becomes a clear error."""
     try:
-        ort.InferenceSession(str(path), _silent_options(), providers=["CPUExecutionProvider"])
-    except Exception as exc:
+        _cpu_session(path)
+    except Exception as exc:  # onnxruntime's errors are untyped pybind exceptions
         raise missing_kernel_error(path, exc, settings) from exc
 
 
@@ -154,10 +154,10 @@ def missing_kernel_error(path: Path, exc: Exception, settings: QuantSettings) ->
                            f"(--exclude-op-type/--exclude-node) or choose other types")
 
 
-def _silent_options():
+def _cpu_session(path: Path):
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
-    return opts
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
 def _first_line(exc: Exception) -> str:

@@ -76,7 +76,8 @@ def check_images(images, source: str, side: int = 28) -> np.ndarray:
 def model_inputs(images: np.ndarray, preprocessing: Preprocessing, source: str) -> np.ndarray:
     """Checked raw images -> the model's inputs (N, 1, 32, 32) float32 by its own contract."""
     images = check_images(images, source, preprocessing.input_size - 2 * preprocessing.pad)
-    x = preprocessing(images)
+    with np.errstate(divide="ignore", invalid="ignore"):  # judged just below
+        x = preprocessing(images)
     if not np.isfinite(x).all():  # e.g. a contract with std 0
         raise DataError(f"{source}: preprocessing by the model's contract ({preprocessing}) "
                         f"gives NaN or Inf inputs (expected finite values)")

@@ -69,10 +69,9 @@ def quantize(model, out, mode, quant_format, per_channel, method, calibration_co
         target=target, activation_type=activation_type, weight_type=weight_type, reduce_range=reduce_range,
         exclude_nodes=exclude_nodes, exclude_op_types=exclude_op_types)
     out = out or model.with_name(model.name.removesuffix(".onnx") + ".int8.onnx")
-    err = click.get_text_stream("stderr")
     result = quantize_model(model, out, data_dir=data_dir, settings=settings, max_accuracy_drop=max_accuracy_drop,
                             report=report, force=force, calibration_images=calibration_images,
-                            on_step=lambda message: click.echo(f"{message} ...", file=err))
+                            on_step=lambda message: click.echo(f"{message} ...", err=True))
     click.echo(format_summary(result))
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from ..contract import PREFIX, ModelContract
 from ..data import load_mnist
 from ..datasource import resolve_data_dir
-from ..errors import DataError
+from ..errors import DataError, ModelError
 from ..fileio import check_writable, write_bytes, write_json
 from ..runtime.session import load_model
 from .build import build_candidate, preprocess, quantized_metadata, read_metadata, set_metadata
@@ -50,6 +50,9 @@ def quantize_model(model: Path, out: Path, *, data_dir: Path | None = None, sett
     if report is not None:
         check_writable(Path(report), force)
     fp32 = load_model(model)
+    if fp32.contract.quantization is not None:
+        raise ModelError(f"{model}: already quantized ({fp32.contract.quantization.get('mode')} int8; "
+                         f"expected the fp32 model from lenet-edge export)")
     fp32_props = read_metadata(model)
     prep = fp32.contract.preprocessing
     data = resolve_data_dir(data_dir)

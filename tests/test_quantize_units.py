@@ -1,0 +1,394 @@
+"""Quantization stage, hermetic: settings and type choice, calibration checks, the reference
+QGemm, error translation, metadata and the accuracy gate; the CLI on a tiny hand-built model
+with synthetic MNIST-style data in tmp_path."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from lenet_edge.cli import cli
+from lenet_edge.contract import PREFIX, ModelContract
+from lenet_edge.data import MODERN_PREPROCESSING, load_mnist
+from lenet_edge.errors import DataError, ModelError, ValidationError
+from lenet_edge.quantize import build
+from lenet_edge.quantize.calibration import BatchReader, check_images, model_inputs, read_image_file, training_images
+from lenet_edge.quantize.reference import QGemm
+from lenet_edge.quantize.settings import CpuInfo, QuantSettings, host_cpu, recommended_types
+from lenet_edge.quantize.structure import check_metadata
+from lenet_edge.quantize.validation import accuracy_gate, check_max_drop
+
+from .idx_files import write_mnist_dir
+from .quantize_models import tiny_lenet
+
+VNNI = CpuInfo("x86_64", frozenset({"avx2", "avx512f", "avx512_vnni"}))
+NO_VNNI = CpuInfo("x86_64", frozenset({"avx2"}))
+ARM = CpuInfo("aarch64", frozenset({"asimd"}))
+
+
+# --- settings and the choice of types --------------------------------------------------------
+
+@pytest.mark.parametrize("cpu, target, act, weight, reduce_range", [
+    (VNNI, "x86-vnni", "uint8", "int8", False),
+    (NO_VNNI, "x86", "uint8", "int8", True),
+    (ARM, "arm", "int8", "int8", False),
+])
+def test_types_follow_the_target_cpu(cpu, target, act, weight, reduce_range):
+    s = QuantSettings().resolve(cpu)
+    assert (s.target, s.activation_type, s.weight_type, s.reduce_range) == (target, act, weight, reduce_range)
+    assert s.type_reason.startswith("host CPU: ") and "onnxruntime's CPU guidance" in s.type_reason
+
+
+def test_named_target_wins_over_host_and_user_overrides_are_recorded():
+    s = QuantSettings(target="arm").resolve(VNNI)
+    assert (s.activation_type, s.weight_type) == ("int8", "int8") and not s.type_reason.startswith("host")
+    s = QuantSettings(weight_type="uint8", reduce_range=True).resolve(VNNI)
+    assert (s.activation_type, s.weight_type, s.reduce_range) == ("uint8", "uint8", True)
+    assert "weight type, reduce_range set by the user" in s.type_reason
+    assert s.resolve(ARM) == s  # resolving twice changes nothing
+
+
+def test_dynamic_activations_are_uint8_whatever_the_target():
+    s = QuantSettings(mode="dynamic").resolve(ARM)
+    assert s.activation_type == "uint8" and "dynamic quantization always has uint8 activations" in s.type_reason
+    with pytest.raises(DataError, match="dynamic quantization always uses uint8 activations"):
+        QuantSettings(mode="dynamic", activation_type="int8")
+
+
+def test_host_cpu_reads_the_flags(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512_vnni\n")
+    assert "avx512_vnni" in host_cpu(info).flags
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse avx2\n")
+    assert host_cpu(info).flags == {"fpu", "sse", "avx2"}
+    assert host_cpu(tmp_path / "missing").flags == frozenset()
+    assert CpuInfo("x86_64", frozenset()).target == "x86"  # unknown flags: the cautious choice
+    assert CpuInfo("arm64", frozenset()).target == "arm"
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"mode": "fast"}, "mode 'fast'"),
+    ({"format": "qdq2"}, "format 'qdq2'"),
+    ({"method": "mse"}, "method 'mse'"),
+    ({"weight_type": "int4"}, "weight_type 'int4'"),
+    ({"activation_type": "int8", "weight_type": "uint8"}, "int8 activations with uint8 weights"),
+    ({"calibration_count": 0}, "no images to calibrate on"),
+    ({"calibration_count": -5}, "no images to calibrate on"),
+])
+def test_bad_settings_are_refused(kwargs, message):
+    with pytest.raises(DataError, match=message):
+        QuantSettings(**kwargs)
+
+
+def test_recommended_types_refuses_an_unknown_target():
+    with pytest.raises(DataError, match="unknown target CPU 'riscv'"):
+        recommended_types("riscv")
+
+
+def test_record_of_dynamic_settings_leaves_out_calibration():
+    record = QuantSettings(mode="dynamic", exclude_op_types=["Conv"]).resolve(VNNI).to_record()
+    assert "method" not in record and "calibration_count" not in record and "format" not in record
+    assert record["exclude_op_types"] == ["Conv"]
+    json.dumps(record)  # JSON types only: it goes into the model's metadata
+
+
+# --- calibration images -------------------------------------------------------------------------
+
+def test_calibration_images_are_checked():
+    good = np.zeros((3, 28, 28), np.uint8)
+    assert check_images(good, "x") is not None
+    with pytest.raises(DataError, match=r"x: no calibration images \(expected at least 1"):
+        check_images(np.zeros((0, 28, 28)), "x")
+    with pytest.raises(DataError, match=r"shape \(3, 32, 32\) \(expected \(N, 28, 28\)\)"):
+        check_images(np.zeros((3, 32, 32)), "x")
+    with pytest.raises(DataError, match=r"shape \(28, 28\)"):
+        check_images(np.zeros((28, 28)), "x")
+    bad = np.zeros((4, 28, 28), np.float32)
+    bad[2, 5, 5] = np.nan
+    bad[3, 0, 0] = np.inf
+    with pytest.raises(DataError, match="2 calibration image.s. hold NaN or Inf values, the first at index 2"):
+        check_images(bad, "x")
+    with pytest.raises(DataError, match=r"range over \[-1, 255\]"):
+        check_images(np.concatenate([np.full((1, 28, 28), -1.0), np.full((1, 28, 28), 255.0)]), "x")
+    with pytest.raises(DataError, match="dtype <U1"):
+        check_images(np.full((1, 28, 28), "a"), "x")
+
+
+def test_model_inputs_follow_the_contract():
+    x = model_inputs(np.full((2, 28, 28), 255, np.uint8), MODERN_PREPROCESSING, "x")
+    assert x.shape == (2, 1, 32, 32) and x.dtype == np.float32
+    np.testing.assert_allclose(x[0, 0, 16, 16], (1 - 0.1307) / 0.3081, rtol=1e-6)
+    broken = type(MODERN_PREPROCESSING)(mean=0.0, std=0.0)
+    with pytest.raises(DataError, match="gives NaN or Inf inputs"):
+        model_inputs(np.ones((1, 28, 28)), broken, "x")
+
+
+def test_calibration_file_errors(tmp_path):
+    with pytest.raises(DataError, match="no such file"):
+        read_image_file(tmp_path / "none.npy")
+    (tmp_path / "junk.npy").write_bytes(b"not an array")
+    with pytest.raises(DataError, match="not a readable .npy array"):
+        read_image_file(tmp_path / "junk.npy")
+    np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object))
+    with pytest.raises(DataError, match="not a readable .npy array"):  # pickles are never loaded
+        read_image_file(tmp_path / "objects.npy")
+    np.save(tmp_path / "ok.npy", np.zeros((5, 28, 28), np.uint8))
+    assert read_image_file(tmp_path / "ok.npy").shape == (5, 28, 28)
+
+
+def test_calibration_comes_from_the_training_split(tmp_path):
+    data = write_mnist_dir(tmp_path / "mnist", train=40, test=30)
+    train, _ = load_mnist(data, "train")
+    test, _ = load_mnist(data, "test")
+    picked = training_images(data, 25, seed=0)
+    train_rows = {im.tobytes() for im in train}
+    assert all(im.tobytes() in train_rows for im in picked)
+    assert not any(im.tobytes() in {t.tobytes() for t in test} for im in picked)
+    assert len({im.tobytes() for im in picked}) == 25  # a subset: no image twice
+    np.testing.assert_array_equal(picked, training_images(data, 25, seed=0))  # seeded
+    assert not np.array_equal(picked, training_images(data, 25, seed=1))
+    with pytest.raises(DataError, match="40 training images, fewer than the 41 asked"):
+        training_images(data, 41, seed=0)
+
+
+def test_batch_reader_feeds_every_input_once():
+    x = np.arange(250 * 4, dtype=np.float32).reshape(250, 1, 2, 2)
+    reader = BatchReader(x, "image", batch=100)
+    batches = [b["image"] for b in reader]
+    assert [len(b) for b in batches] == [100, 100, 50] and len(reader) == 3
+    np.testing.assert_array_equal(np.concatenate(batches), x)
+    assert reader.get_next() is None
+    reader.rewind()
+    assert len(reader.get_next()["image"]) == 100
+
+
+# --- the reference QGemm against onnxruntime's ------------------------------------------------
+
+@pytest.mark.parametrize("requantize", [True, False])
+def test_reference_qgemm_matches_onnxruntime(requantize):
+    """onnx.reference with our QGemm gives onnxruntime's QGemm results (per-column weights, bias)."""
+    from onnx.reference import ReferenceEvaluator
+
+    rng = np.random.default_rng(0)
+    m, k, n = 5, 12, 7
+    a = rng.integers(0, 256, (m, k), dtype=np.uint8)
+    b = rng.integers(-127, 128, (n, k), dtype=np.int8)  # transB = 1: (N, K) as the quantizer writes it
+    consts = {
+        "a_scale": np.float32(0.02), "a_zp": np.uint8(3),
+        "B": b, "b_scale": rng.uniform(0.001, 0.01, n).astype(np.float32), "b_zp": np.zeros(n, np.int8),
+        "C": rng.integers(-5000, 5000, n).astype(np.int32),
+        "y_scale": np.float32(0.05), "y_zp": np.uint8(128),
+    }
+    inputs = ["A", "a_scale", "a_zp", "B", "b_scale", "b_zp", "C"] + (["y_scale", "y_zp"] if requantize else [])
+    out_type = TensorProto.UINT8 if requantize else TensorProto.FLOAT
+    node = helper.make_node("QGemm", inputs, ["Y"], domain="com.microsoft", transB=1, alpha=1.0)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("A", TensorProto.UINT8, [m, k])],
+                              [helper.make_tensor_value_info("Y", out_type, [m, n])],
+                              [numpy_helper.from_array(np.asarray(v), name) for name, v in consts.items()
+                               if name in inputs])
+    opsets = [helper.make_opsetid("", 20), helper.make_opsetid("com.microsoft", 1)]
+    model = helper.make_model(graph, opset_imports=opsets, ir_version=9)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    expected = session.run(None, {"A": a})[0]
+    found = ReferenceEvaluator(model, new_ops=[QGemm]).run(None, {"A": a})[0]
+    assert found.dtype == expected.dtype and found.shape == (m, n)
+    if requantize:
+        assert np.abs(found.astype(int) - expected.astype(int)).max() <= 1  # rounding of exact .5 ties at most
+    else:
+        np.testing.assert_allclose(found, expected, rtol=1e-5, atol=1e-4)
+
+
+# --- onnxruntime errors made readable ----------------------------------------------------------
+
+def test_conv_integer_without_kernel_is_explained():
+    exc = ort.capi.onnxruntime_pybind11_state.NotImplemented(
+        "[ONNXRuntimeError] : 9 : NOT_IMPLEMENTED : Could not find an implementation for ConvInteger(10) "
+        "node with name '/C1/C1.0/Conv_quant'")
+    error = build.missing_kernel_error(Path("m.int8.onnx"), exc, QuantSettings(mode="dynamic").resolve(VNNI))
+    message = str(error)
+    assert isinstance(error, ValidationError) and "\n" not in message
+    assert "no ConvInteger kernel for uint8 activations with int8 weights" in message
+    assert "use static quantization" in message and "--exclude-op-type Conv" in message
+
+
+def test_a_real_missing_kernel_is_reported_in_one_line(tmp_path):
+    """Tan has no double kernel on onnxruntime's CPU provider: a real NOT_IMPLEMENTED."""
+    graph = helper.make_graph([helper.make_node("Tan", ["x"], ["y"], name="tan")], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.DOUBLE, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.DOUBLE, [1])])
+    path = tmp_path / "tan.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
+    with pytest.raises(ValidationError, match=r"tan.onnx: onnxruntime .*'s CPU provider has no kernel for Tan") as info:
+        build.check_kernels(path, QuantSettings().resolve(VNNI))
+    assert "\n" not in str(info.value)
+
+
+# --- metadata and the gate ------------------------------------------------------------------
+
+def test_metadata_is_carried_over_with_the_record():
+    fp32 = {**ModelContract("lenet5", MODERN_PREPROCESSING, test_accuracy=0.99).to_metadata(), "other": "x"}
+    record = {"mode": "static"}
+    int8 = build.quantized_metadata(fp32, record, "m")
+    assert {k: v for k, v in int8.items() if k != PREFIX + "quantization"} == fp32
+    assert ModelContract.from_metadata(int8).quantization == record
+    check_metadata(fp32, int8, record, "m")
+    with pytest.raises(ValidationError, match="metadata other is None"):
+        check_metadata(fp32, {k: v for k, v in int8.items() if k != "other"}, record, "m")
+    with pytest.raises(ValidationError, match="metadata lenet_edge.quantization"):
+        check_metadata(fp32, int8, {"mode": "dynamic"}, "m")
+
+
+def test_accuracy_gate():
+    measured = {"fp32_accuracy": 0.99, "int8_accuracy": 0.9879, "accuracy_drop_points": 0.21, "test_images": 10000}
+    with pytest.raises(ValidationError, match=r"0.21 points below fp32 99.00%.*at most 0.2 points.*no model written"):
+        accuracy_gate(measured, 0.2, "m.int8.onnx")
+    accuracy_gate(measured, 0.21, "m.int8.onnx")
+    accuracy_gate({**measured, "accuracy_drop_points": -0.3}, 0.0, "m")  # a gain always passes
+    for bad in (-0.1, float("nan"), float("inf"), "1"):
+        with pytest.raises(DataError, match="maximum accuracy drop"):
+            check_max_drop(bad)
+
+
+# --- the command on a tiny model ----------------------------------------------------------------
+
+@pytest.fixture
+def tiny(tmp_path):
+    """(model.onnx, data dir): a hand-built fp32 model with a contract and synthetic MNIST files."""
+    return tiny_lenet(tmp_path / "tiny.onnx"), write_mnist_dir(tmp_path / "mnist", train=200, test=100)
+
+
+def run(runner, tiny, *args):
+    model, data = tiny
+    return runner.invoke(cli, ["quantize", str(model), "--data-dir", str(data), "--calibration-count", "100",
+                               "--max-accuracy-drop", "100", *args])
+
+
+def test_quantize_tiny_model_end_to_end(runner, tiny, tmp_path):
+    model, _ = tiny
+    report = tmp_path / "layers.json"
+    result = run(runner, tiny, "--report", str(report))
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "tiny.int8.onnx"  # the default output name
+    assert "int8 kernels after onnxruntime's optimisation: 1/1 convolutions, 1/1 fully connected" in result.stdout
+    assert "SQNR fp32 vs int8" in result.stdout and "quantizing (static, qdq, minmax) ..." in result.stderr
+    props = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert props["producer.note"] == "kept as it is"
+    record = json.loads(props[PREFIX + "quantization"])
+    assert record["calibration_count"] == 100 and record["calibration_source"] == "MNIST train split"
+    assert record["validation"]["test_images"] == 100
+    assert float(props[PREFIX + "test_accuracy"]) == record["validation"]["int8_accuracy"]
+    layers = json.loads(report.read_text())["layers"]
+    assert [r["tensor"] for r in layers["activations"]][:2] == ["image", "relu_out"]
+    assert {w["weight"] for w in layers["weights"]} == {"conv.weight", "conv.bias", "fc.weight", "fc.bias"}
+    ops = Counter(n.op_type for n in onnx.load(str(out)).graph.node)
+    assert ops["QuantizeLinear"] >= 1 and ops["DequantizeLinear"] >= 3
+    # the same again: refused without --force, replaced with it
+    before = out.read_bytes()
+    again = run(runner, tiny)
+    assert again.exit_code == 6 and "already exists" in again.stderr and out.read_bytes() == before
+    assert run(runner, tiny, "--force").exit_code == 0
+    assert model.is_file()
+
+
+@pytest.mark.parametrize("images, message", [
+    (np.zeros((0, 28, 28), np.uint8), "no calibration images"),
+    (np.full((4, 28, 28), np.nan, np.float32), "4 calibration image.s. hold NaN or Inf values, the first at index 0"),
+    (np.zeros((4, 1, 28, 28), np.uint8), r"shape \(4, 1, 28, 28\) \(expected \(N, 28, 28\)\)"),
+])
+def test_bad_calibration_fails_before_quantizing(runner, tiny, tmp_path, images, message):
+    path = tmp_path / "calib.npy"
+    np.save(path, images)
+    result = run(runner, tiny, "--calibration-images", str(path))
+    assert result.exit_code == 3, result.output
+    assert result.stderr.startswith("error: ") and len(result.stderr.strip().splitlines()) == 1
+    assert re.search(message, result.stderr)
+    assert "quantizing" not in result.stderr and not (tmp_path / "tiny.int8.onnx").exists()
+
+
+def test_zero_calibration_count_is_no_images(runner, tiny, tmp_path):
+    result = runner.invoke(cli, ["quantize", str(tiny[0]), "--data-dir", str(tiny[1]), "--calibration-count", "0"])
+    assert result.exit_code == 3 and "no images to calibrate on" in result.stderr
+
+
+def test_unknown_exclusions_name_what_exists(runner, tiny):
+    result = run(runner, tiny, "--exclude-node", "conv7")
+    assert result.exit_code == 4 and "no node named 'conv7' to exclude (its Conv/Gemm/MatMul nodes are: conv, fc)" \
+        in result.stderr
+    result = run(runner, tiny, "--exclude-op-type", "LSTM")
+    assert result.exit_code == 4 and "no node of op type 'LSTM'" in result.stderr and "Conv, Flatten" in result.stderr
+
+
+def test_exclusion_keeps_the_layer_float(runner, tiny, tmp_path):
+    result = run(runner, tiny, "--exclude-op-type", "Gemm")
+    assert result.exit_code == 0, result.output
+    assert "1/1 convolutions, 0/0 fully connected" in result.stdout and "kept in float: fc" in result.stdout
+    ops = Counter(n.op_type for n in onnx.load(str(tmp_path / "tiny.int8.onnx")).graph.node)
+    assert ops["Gemm"] == 1 and ops["Conv"] == 1  # QDQ: the Conv is quantized by its DQ/Q neighbours
+
+
+def test_static_only_options_are_refused_for_dynamic(runner, tiny):
+    result = runner.invoke(cli, ["quantize", str(tiny[0]), "--mode", "dynamic", "--method", "entropy"])
+    assert result.exit_code == 2 and "--method only apply to --mode static" in result.output
+
+
+def test_dynamic_without_conv_integer_kernel_writes_nothing(runner, tiny, tmp_path, monkeypatch):
+    """An onnxruntime whose CPU provider lacks ConvInteger: one clear line, exit 5, no model."""
+    def no_conv_integer(path):
+        if any(n.op_type == "ConvInteger" for n in onnx.load(str(path)).graph.node):
+            raise ort.capi.onnxruntime_pybind11_state.NotImplemented(
+                "[ONNXRuntimeError] : 9 : NOT_IMPLEMENTED : Could not find an implementation for ConvInteger(10) "
+                "node with name 'conv_quant'")
+
+    monkeypatch.setattr(build, "_cpu_session", no_conv_integer)
+    model, data = tiny
+    result = runner.invoke(cli, ["quantize", str(model), "--data-dir", str(data), "--mode", "dynamic"])
+    assert result.exit_code == 5, result.output
+    assert "no ConvInteger kernel" in result.stderr and "Traceback" not in result.output
+    assert not (tmp_path / "tiny.int8.onnx").exists()
+    # quantizing only the fully connected layer dynamically is the way out it names
+    result = runner.invoke(cli, ["quantize", str(model), "--data-dir", str(data), "--mode", "dynamic",
+                                 "--exclude-op-type", "Conv", "--max-accuracy-drop", "100"])
+    assert result.exit_code == 0, result.output
+    assert "0/0 convolutions, 1/1 fully connected" in result.stdout
+
+
+def test_refuses_models_it_should_not_quantize(runner, tiny, tmp_path):
+    model, data = tiny
+    bare = tiny_lenet(tmp_path / "bare.onnx", contract=False)
+    result = runner.invoke(cli, ["quantize", str(bare), "--data-dir", str(data)])
+    assert result.exit_code == 4 and "no lenet-edge preprocessing contract" in result.stderr
+    result = run(runner, tiny, "-o", str(model))
+    assert result.exit_code == 3 and "is the fp32 model itself" in result.stderr
+    assert run(runner, tiny).exit_code == 0
+    result = runner.invoke(cli, ["quantize", str(tmp_path / "tiny.int8.onnx"), "--data-dir", str(data)])
+    assert result.exit_code == 4 and "already quantized" in result.stderr
+
+
+def test_missing_model_and_data(runner, tiny, tmp_path):
+    result = runner.invoke(cli, ["quantize", str(tmp_path / "nope.onnx"), "--data-dir", str(tiny[1])])
+    assert result.exit_code == 4 and "no such model file" in result.stderr
+    result = runner.invoke(cli, ["quantize", str(tiny[0]), "--data-dir", str(tmp_path / "no-mnist")])
+    assert result.exit_code == 3 and "not a directory" in result.stderr
+
+
+def test_settings_error_when_calibration_inputs_are_missing(tmp_path):
+    with pytest.raises(DataError, match="static quantization needs calibration inputs"):
+        build.build_candidate(tmp_path / "x.onnx", QuantSettings().resolve(VNNI), tmp_path, calibration=None,
+                              metadata={})
+
+
+def test_exclusion_names_are_checked(tmp_path):
+    model = tiny_lenet(tmp_path / "tiny.onnx")
+    assert build.excluded_node_names(model, QuantSettings(exclude_op_types=("Conv",)), "m") == ("conv",)
+    assert build.excluded_node_names(model, QuantSettings(exclude_nodes=("fc",), exclude_op_types=("Gemm",)),
+                                     "m") == ("fc",)
+    with pytest.raises(ModelError, match="no node named 'x'"):
+        build.excluded_node_names(model, QuantSettings(exclude_nodes=("x",)), "m")
