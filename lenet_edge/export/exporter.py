@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import load_mnist
+from ..data import Preprocessing, load_mnist
 from ..errors import ModelError, OutputError, ValidationError
 from ..fileio import check_writable, write_bytes, write_text
 from .graph import op_counts, to_onnx
@@ -74,6 +74,9 @@ def export_checkpoint(checkpoint: Path, out: Path, *, data_dir: Path, opset: int
         check_writable(path, force)
 
     model, meta = load_checkpoint(checkpoint)  # checks sha256 and that every tensor fits the variant
+    if Preprocessing.from_dict(meta["preprocessing"]) != model.preprocessing:
+        raise ModelError(f"{checkpoint}: preprocessing {meta['preprocessing']} in its JSON differs from "
+                         f"{model.variant}'s {model.preprocessing.to_dict()} (expected the one it was trained with)")
     images, labels = load_mnist(data_dir, "test")
     x = model.preprocessing(images)  # (N, 1, 32, 32) float32
 
