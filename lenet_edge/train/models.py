@@ -104,6 +104,10 @@ class LeNet5(nn.Module):
 
     variant = "lenet5"
     preprocessing = CLASSIC_PREPROCESSING
+    # The RBF outputs are squared distances of up to ~4 x 84: a softmax over them saturates,
+    # and one misclassified digit yields a huge gradient. Training divides them by this
+    # temperature; predictions (the argmax) are unaffected.
+    loss_temperature = 8.0
 
     def __init__(self):
         super().__init__()

@@ -6,7 +6,7 @@ from .trainer import Recipe
 
 DEFAULT_RECIPES = {
     "lenet5-modern": Recipe(variant="lenet5-modern", epochs=12, batch_size=64, lr=0.05),
-    "lenet5": Recipe(variant="lenet5", epochs=20, batch_size=64, lr=0.05),
+    "lenet5": Recipe(variant="lenet5", epochs=15, batch_size=64, lr=0.05),
 }
 
 

@@ -32,7 +32,6 @@ class Recipe:
     weight_decay: float = 5e-4
     val_count: int = 1000
     augment: bool = True
-    grad_clip: float | None = None  # max gradient norm; tames lenet5's early spikes
     seed: int = 0
 
     def check(self) -> None:
@@ -130,6 +129,7 @@ def train(
         schedule.step()  # fast-forward the schedule to where the resumed run stopped
 
     gen = torch.Generator().manual_seed(recipe.seed)
+    temperature = getattr(model, "loss_temperature", 1.0)
     mean, std = prep.mean, prep.std
     checksums = _data_checksums(Path(data_dir))
     started = time.perf_counter() - sum(h["seconds"] for h in history)
@@ -145,11 +145,9 @@ def train(
             if recipe.augment:
                 x = distort(x, gen)
             logits = model((x - mean) / std)
-            loss = F.cross_entropy(logits, y_train[idx])
+            loss = F.cross_entropy(logits / temperature, y_train[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            if recipe.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
             optimizer.step()
             schedule.step()
             seen += len(idx)
