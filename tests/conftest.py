@@ -59,6 +59,16 @@ def modern_onnx(tmp_path_factory, modern_checkpoint, mnist_dir) -> Path:
 
 
 @pytest.fixture(scope="session")
+def classic_onnx(tmp_path_factory, classic_checkpoint, mnist_dir) -> Path:
+    """classic_checkpoint exported to ONNX (validated, contract in its metadata) by the export stage."""
+    from lenet_edge.export.exporter import export_checkpoint
+
+    out = tmp_path_factory.mktemp("onnx") / "lenet5.onnx"
+    export_checkpoint(classic_checkpoint, out, data_dir=mnist_dir)
+    return out
+
+
+@pytest.fixture(scope="session")
 def modern_int8_onnx(modern_onnx, mnist_dir) -> Path:
     """modern_onnx quantized to int8 with the quantize stage's default settings."""
     from lenet_edge.quantize.quantizer import quantize_model

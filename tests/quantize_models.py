@@ -12,8 +12,12 @@ from lenet_edge.contract import INPUT_NAME, OUTPUT_NAME, ModelContract
 from lenet_edge.data import MODERN_PREPROCESSING
 
 
-def tiny_lenet(path: Path, seed: int = 0, opset: int = 20, contract: bool = True) -> Path:
-    """image (N, 1, 32, 32) -> conv 5x5 (4 maps) -> relu -> maxpool 2 -> flatten -> gemm -> logits (N, 10)."""
+def tiny_lenet(path: Path, seed: int = 0, opset: int = 20, contract: bool = True, bias_add: bool = False) -> Path:
+    """image (N, 1, 32, 32) -> conv 5x5 (4 maps) -> relu -> maxpool 2 -> flatten -> gemm -> logits (N, 10).
+
+    bias_add puts an Add of a constant (4, 1, 1) after the relu, as the classic LeNet-5's
+    subsampling layers have: its constant is quantized like an activation, to uint8.
+    """
     rng = np.random.default_rng(seed)
     weights = {
         "conv.weight": rng.normal(0, 0.2, (4, 1, 5, 5)),
@@ -25,6 +29,12 @@ def tiny_lenet(path: Path, seed: int = 0, opset: int = 20, contract: bool = True
         helper.make_node("Conv", [INPUT_NAME, "conv.weight", "conv.bias"], ["conv_out"], name="conv"),  # (N, 4, 28, 28)
         helper.make_node("Relu", ["conv_out"], ["relu_out"], name="relu"),
         helper.make_node("MaxPool", ["relu_out"], ["pool_out"], name="pool", kernel_shape=[2, 2], strides=[2, 2]),
+    ]
+    if bias_add:
+        weights["map.bias"] = np.array([-0.3, -0.1, 0.1, 0.3]).reshape(4, 1, 1)
+        nodes[1] = helper.make_node("Relu", ["conv_out"], ["relu_pre"], name="relu")
+        nodes.insert(2, helper.make_node("Add", ["relu_pre", "map.bias"], ["relu_out"], name="bias_add"))
+    nodes += [
         helper.make_node("Flatten", ["pool_out"], ["flat"], name="flatten"),  # (N, 784)
         helper.make_node("Gemm", ["flat", "fc.weight", "fc.bias"], [OUTPUT_NAME], name="fc", transB=1),  # (N, 10)
     ]

@@ -392,3 +392,53 @@ def test_exclusion_names_are_checked(tmp_path):
                                      "m") == ("fc",)
     with pytest.raises(ModelError, match="no node named 'x'"):
         build.excluded_node_names(model, QuantSettings(exclude_nodes=("x",)), "m")
+
+
+def test_weight_sqnr_of_uint8_constants_is_measured_correctly(tmp_path):
+    """A constant added after a ReLU is quantized to uint8; onnxruntime's weight matching alone
+    would wrap (q - zero_point) around in uint8 and report a negative SQNR."""
+    from lenet_edge.quantize.build import preprocess
+    from lenet_edge.quantize.layer_report import layer_errors
+
+    model = tiny_lenet(tmp_path / "tiny.onnx", bias_add=True)
+    data = write_mnist_dir(tmp_path / "mnist", train=100, test=50)
+    x = model_inputs(load_mnist(data, "train")[0], MODERN_PREPROCESSING, "train")
+    float_path = preprocess(model, tmp_path)
+    candidate = build.build_candidate(float_path, QuantSettings(calibration_count=100).resolve(VNNI), tmp_path,
+                                      calibration=x, metadata=build.read_metadata(model))
+    quantized = {t.name: t.data_type for t in onnx.load(str(candidate.path)).graph.initializer}
+    assert quantized["map.bias_quantized"] == TensorProto.UINT8
+    report = layer_errors(candidate, x[:50], tmp_path)
+    weights = {w["weight"]: w["sqnr_db"] for w in report["weights"]}
+    assert weights["map.bias"] > 30  # 4 values spread over 256 levels: ~45 dB; the wrapped figure is negative
+    assert report["worst_weight"]["sqnr_db"] == min(weights.values())
+    assert all(r["sqnr_db"] is None or r["sqnr_db"] > 0 for r in report["activations"])
+
+
+def test_structure_check_catches_a_layer_left_in_float(tmp_path):
+    """DequantizeLinear inputs but no QuantizeLinear after: onnxruntime cannot fuse a QLinearConv,
+    the convolution runs in float, and the check says so."""
+    rng = np.random.default_rng(0)
+    conv_w = rng.normal(size=(2, 1, 3, 3)).astype(np.float32)
+    image = helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 1, 5, 5])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    opsets = [helper.make_opsetid("", 20)]
+    float_graph = helper.make_graph([helper.make_node("Conv", ["image", "w"], ["y"], name="conv")], "f", [image], [y],
+                                    [numpy_helper.from_array(conv_w, "w")])
+    float_path = tmp_path / "float.onnx"
+    onnx.save(helper.make_model(float_graph, opset_imports=opsets, ir_version=9), str(float_path))
+    consts = [numpy_helper.from_array(np.round(conv_w / 0.02).astype(np.int8), "w_q"),
+              numpy_helper.from_array(np.float32(0.02), "s"), numpy_helper.from_array(np.uint8(128), "zp"),
+              numpy_helper.from_array(np.int8(0), "wzp")]
+    nodes = [helper.make_node("QuantizeLinear", ["image", "s", "zp"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "s", "zp"], ["xd"]),
+             helper.make_node("DequantizeLinear", ["w_q", "s", "wzp"], ["wd"]),
+             helper.make_node("Conv", ["xd", "wd"], ["y"], name="conv")]
+    int8_path = tmp_path / "int8.onnx"
+    onnx.save(helper.make_model(helper.make_graph(nodes, "q", [image], [y], consts), opset_imports=opsets,
+                                ir_version=9), str(int8_path))
+    from lenet_edge.quantize.structure import check_structure
+
+    candidate = build.Candidate(QuantSettings().resolve(VNNI), int8_path, float_path, ())
+    with pytest.raises(ValidationError, match=r"0 convolutions run as int8 kernels .*\(expected 1: conv;"):
+        check_structure(candidate, "int8.onnx")

@@ -44,7 +44,7 @@ def preprocess(fp32_path: Path, workdir: Path) -> Path:
     """onnxruntime's pre-processing: symbolic shape inference and graph optimisation."""
     out = workdir / "float.preprocessed.onnx"
     try:
-        with _quiet():
+        with quiet():
             quant_pre_process(str(fp32_path), str(out))
     except Exception as exc:  # onnxruntime's shape inference raises untyped errors
         raise ModelError(f"{fp32_path}: onnxruntime's quantization pre-processing failed "
@@ -84,7 +84,7 @@ def build_candidate(float_path: Path, settings: QuantSettings, workdir: Path, *,
     out = workdir / f"{name}.onnx"
     weight_type = QUANT_TYPES[settings.weight_type]
     try:
-        with _quiet():
+        with quiet():
             if settings.is_static:
                 cache = workdir / f"calibration.{settings.method}.{len(calibration)}.{settings.calibration_seed}.json"
                 calibrate(float_path, calibration, settings.method, cache)
@@ -166,7 +166,7 @@ def _first_line(exc: Exception) -> str:
 
 
 @contextlib.contextmanager
-def _quiet():
+def quiet():
     """onnxruntime's quantization tools print progress and log warnings; the CLI speaks for itself."""
     logger = logging.getLogger()
     level = logger.level

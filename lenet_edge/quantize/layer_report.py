@@ -20,12 +20,13 @@ import math
 import tempfile
 from dataclasses import replace
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 
 from ..contract import INPUT_NAME
 from ..errors import require
-from .build import Candidate, _quiet, build_candidate, read_metadata
+from .build import Candidate, build_candidate, quiet, read_metadata
 from .calibration import BatchReader
 
 require("onnx", "quantize")
@@ -51,26 +52,43 @@ def layer_errors(candidate: Candidate, inputs: np.ndarray, workdir: Path, *,
     order, producers = _graph_positions(candidate.float_path)
     if candidate.settings.is_static:
         matched = qdq.create_activation_matching(int8_acts, float_acts)
-        errors = qdq.compute_activation_error({name: m for name, m in matched.items() if "float" in m})
+        errors = qdq.compute_activation_error({name: m for name, m in matched.items() if "float" in m}, _sqnr)
         rows = [{"tensor": name, "op": producers.get(name, "input"), "sqnr_db": _db(e["xmodel_err"])}
                 for name, e in errors.items()]
-        weights = qdq.compute_weight_error(qdq.create_weight_matching(str(candidate.float_path), str(measured.path)))
+        weights = qdq.compute_weight_error(_weight_matching(candidate.float_path, measured.path), _sqnr)
     else:
         shared = [name for name in float_acts if name in int8_acts and name != INPUT_NAME]
         rows = [{"tensor": name, "op": producers.get(name, "input"), "sqnr_db": _db(
-            qdq.compute_signal_to_quantization_noice_ratio(float_acts[name], int8_acts[name]))} for name in shared]
+            _sqnr(float_acts[name], int8_acts[name]))} for name in shared]
         weights = {}
     rows.sort(key=lambda r: order.get(r["tensor"], len(order)))
     weight_rows = sorted(({"weight": name, "sqnr_db": _db(v)} for name, v in weights.items()),
                          key=lambda r: order.get(r["weight"], len(order)))
-    scored = [r for r in rows if r["sqnr_db"] is not None]
-    worst = min(scored, key=lambda r: r["sqnr_db"]) if scored else None
     return {"metric": METRIC, "images": len(inputs), "split": "test", "measured_on": note,
-            "activations": rows, "weights": weight_rows, "worst_activation": worst}
+            "activations": rows, "weights": weight_rows,
+            "worst_activation": _worst(rows), "worst_weight": _worst(weight_rows)}
+
+
+def _worst(rows: list[dict]) -> dict | None:
+    scored = [r for r in rows if r["sqnr_db"] is not None]
+    return min(scored, key=lambda r: r["sqnr_db"]) if scored else None
+
+
+def _weight_matching(float_path: Path, int8_path: Path) -> dict:
+    """onnxruntime's create_weight_matching, with its dequantization fed float values: it computes
+    (q - zero_point) in the quantized dtype, which wraps around for uint8 constants (60 - 123 = 193)
+    and turns an accurate quantization into a negative SQNR."""
+    dequantize = qdq._run_dequantize_linear
+
+    def in_float(weight, scale, zero_point, channel_axis):
+        return dequantize(weight.astype(np.float32), scale, zero_point.astype(np.float32), channel_axis)
+
+    with mock.patch.object(qdq, "_run_dequantize_linear", in_float):
+        return qdq.create_weight_matching(str(float_path), str(int8_path))
 
 
 def _activations(model: Path, inputs: np.ndarray, augmented: Path) -> dict[str, list[np.ndarray]]:
-    with _quiet():
+    with quiet():
         qdq.modify_model_output_intermediate_tensors(str(model), str(augmented))
         return qdq.collect_activations(str(augmented), BatchReader(inputs, INPUT_NAME))
 
@@ -82,10 +100,22 @@ def _graph_positions(float_path: Path) -> tuple[dict[str, int], dict[str, str]]:
     order: dict[str, int] = {}
     producers: dict[str, str] = {}
     for i, node in enumerate(onnx.load(str(float_path), load_external_data=False).graph.node):
-        for name in [*node.input, *node.output]:
-            order.setdefault(name, i)
+        for name in node.input:
+            order.setdefault(name, 2 * i)  # a node's inputs before its outputs
+        for name in node.output:
+            order.setdefault(name, 2 * i + 1)
         producers.update((name, node.op_type) for name in node.output)
     return order, producers
+
+
+def _sqnr(fp32, int8) -> float:
+    """onnxruntime's SQNR, also for the 0-d weights (scalar Mul/Add constants) it trips over;
+    NaN (shown as '-') for an all-zero tensor such as a zero bias, where SQNR is undefined."""
+    fp32 = [np.atleast_1d(a) for a in (fp32 if isinstance(fp32, list) else [fp32])]
+    int8 = [np.atleast_1d(a) for a in (int8 if isinstance(int8, list) else [int8])]
+    if not any(np.any(a) for a in fp32):
+        return math.nan
+    return qdq.compute_signal_to_quantization_noice_ratio(fp32, int8)
 
 
 def _db(value) -> float | None:
@@ -105,8 +135,10 @@ def format_table(report: dict) -> str:
         mark = "  <- worst" if r["tensor"] == worst.get("tensor") else ""
         lines.append(f"{r['tensor']:<{width}}  {r['op']:<10}  {_fmt(r['sqnr_db']):>17}{mark}")
     if report["weights"]:
+        worst_weight = report.get("worst_weight") or {}
         lines.append(f"{'weight':<{width}}  {'':<10}  {'SQNR fp32 vs int8':>17}")
-        lines += [f"{w['weight']:<{width}}  {'':<10}  {_fmt(w['sqnr_db']):>17}" for w in report["weights"]]
+        lines += [f"{w['weight']:<{width}}  {'':<10}  {_fmt(w['sqnr_db']):>17}"
+                  f"{'  <- worst' if w['weight'] == worst_weight.get('weight') else ''}" for w in report["weights"]]
     lines.append("SQNR in dB: higher is better, about 6 dB per bit; below ~20 dB a layer deserves a look")
     return "\n".join(lines)
 

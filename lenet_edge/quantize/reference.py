@@ -6,8 +6,10 @@ what onnxruntime makes of it. Two gaps of the reference implementation are bridg
 - DequantizeLinear has no implementation below opset 19; later opsets only add types
   (float8, int4) and attributes whose defaults keep the opset-13 meaning, so the newest
   one stands in for 8-bit integers;
-- QOperator models hold onnxruntime's QGemm (com.microsoft), which is not an ONNX
-  standard operator; `QGemm` below follows its contrib-op specification.
+- QOperator models hold onnxruntime's own quantized operators (com.microsoft): QGemm, and
+  for the classic LeNet-5 QLinearAdd, QLinearMul and QLinearAveragePool. They are not ONNX
+  standard operators; the classes below follow their contrib-op specifications, as
+  dequantize -> the float operator of the reference implementation -> quantize.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from ..errors import ValidationError, require
 onnx = require("onnx", "quantize")
 from onnx.reference import ReferenceEvaluator  # noqa: E402
 from onnx.reference.op_run import OpRun  # noqa: E402
+from onnx.reference.ops.op_average_pool import AveragePool_19  # noqa: E402
 from onnx.reference.ops.op_dequantize_linear import DequantizeLinear_23  # noqa: E402
 
 SAMPLE = 128  # images: the reference MaxPool loops in Python, ~1 s for this many
@@ -50,17 +53,53 @@ class QGemm(OpRun):
         if C is not None:
             acc = acc + C.astype(np.int64)
         y = (alpha * a_scale * b_scale).astype(np.float32) * acc.astype(np.float32)  # (M, N)
-        if y_scale is None:
-            return (y.astype(np.float32),)
-        info = np.iinfo(y_zero_point.dtype)
-        q = np.rint(y / y_scale) + y_zero_point.astype(np.float32)  # round half to even, as QuantizeLinear
-        return (np.clip(q, info.min, info.max).astype(y_zero_point.dtype),)
+        return (y.astype(np.float32) if y_scale is None else _quantize(y, y_scale, y_zero_point),)
+
+
+def _dequantize(x, scale, zero_point) -> np.ndarray:
+    zero = 0 if zero_point is None else zero_point.astype(np.float32)
+    return (x.astype(np.float32) - zero) * scale
+
+
+def _quantize(y, scale, zero_point) -> np.ndarray:
+    info = np.iinfo(zero_point.dtype)
+    q = np.rint(y / scale) + zero_point.astype(np.float32)  # round half to even, as QuantizeLinear
+    return np.clip(q, info.min, info.max).astype(zero_point.dtype)
+
+
+class QLinearAdd(OpRun):
+    op_domain = "com.microsoft"
+
+    def _run(self, A, A_scale, A_zero_point, B, B_scale, B_zero_point, C_scale, C_zero_point):
+        return (_quantize(_dequantize(A, A_scale, A_zero_point) + _dequantize(B, B_scale, B_zero_point),
+                          C_scale, C_zero_point),)
+
+
+class QLinearMul(OpRun):
+    op_domain = "com.microsoft"
+
+    def _run(self, A, A_scale, A_zero_point, B, B_scale, B_zero_point, C_scale, C_zero_point):
+        return (_quantize(_dequantize(A, A_scale, A_zero_point) * _dequantize(B, B_scale, B_zero_point),
+                          C_scale, C_zero_point),)
+
+
+class QLinearAveragePool(AveragePool_19):
+    op_domain = "com.microsoft"
+
+    def _run(self, X, x_scale, x_zero_point, y_scale, y_zero_point, auto_pad=None, ceil_mode=None,
+             count_include_pad=None, kernel_shape=None, pads=None, strides=None, channels_last=0):
+        if channels_last:
+            raise NotImplementedError("QLinearAveragePool with channels_last=1")
+        (y,) = super()._run(_dequantize(X, x_scale, x_zero_point), auto_pad=auto_pad, ceil_mode=ceil_mode,
+                            kernel_shape=kernel_shape, pads=pads, strides=strides,
+                            count_include_pad=count_include_pad)
+        return (_quantize(y, y_scale, y_zero_point),)
 
 
 def reference_evaluator(path: Path) -> ReferenceEvaluator:
     model = onnx.load(str(path))
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
-    new_ops = [QGemm] + ([DequantizeLinear] if opset < 19 else [])
+    new_ops = [QGemm, QLinearAdd, QLinearMul, QLinearAveragePool] + ([DequantizeLinear] if opset < 19 else [])
     return ReferenceEvaluator(model, new_ops=new_ops)
 
 
