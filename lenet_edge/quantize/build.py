@@ -3,8 +3,8 @@
 Everything here is onnxruntime's own tooling: `quant_pre_process` (shape inference and
 graph optimisation before quantization), its calibrators writing a calibration cache that
 `quantize_static` reads (so a search over formats, types and exclusions calibrates once
-per method), and `quantize_dynamic`. Candidates are written into a work directory; only the stage moves a
-validated one to the user's output path.
+per method), and `quantize_dynamic`. Candidates are written into a work directory; only
+the stage moves a validated one to the user's output path.
 """
 
 from __future__ import annotations
@@ -71,11 +71,13 @@ def excluded_node_names(float_path: Path, settings: QuantSettings, source: str) 
 
 
 def build_candidate(float_path: Path, settings: QuantSettings, workdir: Path, *, calibration: np.ndarray | None,
-                    metadata: dict[str, str], name: str = "candidate", source: str = "model") -> Candidate:
+                    metadata: dict[str, str], calibration_source: str | None = None, name: str = "candidate",
+                    source: str = "model") -> Candidate:
     """Quantize the pre-processed fp32 model with `settings` into `workdir/NAME.onnx`.
 
-    `calibration` holds preprocessed training inputs (N, 1, 32, 32) for static mode;
-    `metadata` is the fp32 model's metadata_props, carried over with the settings added.
+    `calibration` holds preprocessed training inputs (N, 1, 32, 32) for static mode, from
+    `calibration_source`; `metadata` is the fp32 model's metadata_props, carried over with
+    the settings added. Candidates in one workdir share calibration per method and count.
     """
     settings = settings.resolve()
     if settings.is_static and calibration is None:
@@ -102,6 +104,8 @@ def build_candidate(float_path: Path, settings: QuantSettings, workdir: Path, *,
         raise ValidationError(f"{source}: onnxruntime cannot quantize with {settings.to_record()} "
                               f"({_first_line(exc)})") from exc
     record = {**settings.to_record(), "excluded_nodes": list(excluded), "onnxruntime": ort.__version__}
+    if settings.is_static:
+        record["calibration_source"] = calibration_source
     set_metadata(out, quantized_metadata(metadata, record, source))
     check_kernels(out, settings)
     return Candidate(settings, out, float_path, excluded)

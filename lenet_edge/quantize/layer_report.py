@@ -44,7 +44,8 @@ def layer_errors(candidate: Candidate, inputs: np.ndarray, workdir: Path, *,
     if candidate.settings.is_static and candidate.settings.format == "qoperator":
         twin_settings = replace(candidate.settings, format="qdq")  # same ranges: the calibration cache is shared
         measured = build_candidate(candidate.float_path, twin_settings, workdir, calibration=calibration,
-                                   metadata=read_metadata(candidate.float_path), name="qdq-twin")
+                                   metadata=read_metadata(candidate.float_path), name="qdq-twin",
+                                   calibration_source="the same calibration inputs")
         note = "the QDQ model of the same settings and calibration ranges (QOperator models hold no QDQ pairs)"
     with tempfile.TemporaryDirectory(prefix="lenet-edge-debug-", dir=workdir) as tmp:
         float_acts = _activations(candidate.float_path, inputs, Path(tmp) / "float.onnx")

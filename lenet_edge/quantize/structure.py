@@ -9,6 +9,7 @@ are left out, so the counts mean the same on every machine).
 
 from __future__ import annotations
 
+import json
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -78,8 +79,6 @@ def check_structure(candidate: Candidate, source: str) -> dict:
 
 def check_metadata(fp32_props: dict[str, str], int8_props: dict[str, str], record: dict, source: str) -> None:
     """Every fp32 metadata prop is carried over unchanged, and the quantization record is there."""
-    import json
-
     for key, value in fp32_props.items():
         if key in REPLACED_PROPS:
             continue
