@@ -6,6 +6,7 @@ device never imports torch or onnx, and `--help` is instant.
 
 from __future__ import annotations
 
+import signal
 import sys
 
 import click
@@ -39,7 +40,8 @@ class LenetEdgeGroup(click.Group):
                 raise
             if isinstance(exc, LenetEdgeError):
                 raise CliError(str(exc), exc.exit_code) from exc
-            raise CliError(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", 1) from exc
+            message = f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)"
+            raise CliError(message, 1) from exc
 
 
 @click.group(cls=LenetEdgeGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -74,5 +76,11 @@ def _register() -> None:
 _register()
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
+    # A terminated run (SIGTERM) cleans up like Ctrl-C: temporary files go, artefacts stay intact.
+    signal.signal(signal.SIGTERM, _interrupt)
     cli(prog_name="lenet-edge")
