@@ -1,0 +1,144 @@
+"""The device install: run, evaluate, bench and compare work with only numpy, onnxruntime,
+click and pillow, i.e. with torch, onnx, onnxruntime's quantization tooling, safetensors
+and matplotlib impossible to import.
+
+Each command runs as the real `lenet-edge` program in a subprocess whose sitecustomize
+installs an import hook that refuses those modules and logs every attempt.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BLOCKED = ("torch", "onnx", "onnxruntime.quantization", "onnxscript", "safetensors", "matplotlib")
+BASE_DEPENDENCIES = {"numpy", "onnxruntime", "click", "pillow"}
+
+BLOCKER = '''
+import atexit, os, sys
+
+BLOCKED = tuple(os.environ["LENET_EDGE_BLOCKED"].split(","))
+LOG = os.environ["LENET_EDGE_BLOCK_LOG"]
+
+
+def _blocked(name):
+    return any(name == b or name.startswith(b + ".") for b in BLOCKED)
+
+
+class _Blocker:
+    """A meta-path finder that refuses the host-only modules, as if they were not installed."""
+
+    def find_spec(self, name, path=None, target=None):
+        if _blocked(name):
+            with open(LOG, "a") as f:
+                f.write("attempted " + name + "\\n")
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+
+sys.meta_path.insert(0, _Blocker())
+
+
+@atexit.register
+def _report_loaded():
+    loaded = sorted(m for m in sys.modules if _blocked(m))
+    if loaded:
+        with open(LOG, "a") as f:
+            f.write("loaded " + " ".join(loaded) + "\\n")
+'''
+
+
+def test_base_dependencies_are_the_device_set():
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10: the same parser as the tomli package
+        import tomli as tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    names = set()
+    for requirement in project["dependencies"]:
+        name = requirement.split(";")[0]
+        for sep in "<>=!~[ ":
+            name = name.split(sep)[0]
+        names.add(name.strip().lower())
+    assert names == BASE_DEPENDENCIES
+
+
+@pytest.fixture
+def device(tmp_path):
+    """Run `lenet-edge ...` with the host-only modules blocked; returns (run, log path)."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(BLOCKER)
+    log = tmp_path / "imports.log"
+    env = {**os.environ, "PYTHONPATH": str(hook), "LENET_EDGE_BLOCKED": ",".join(BLOCKED),
+           "LENET_EDGE_BLOCK_LOG": str(log), "PYTHONNOUSERSITE": "1"}
+    program = Path(sys.executable).parent / "lenet-edge"
+
+    def run(*args: str, python: bool = False) -> subprocess.CompletedProcess:
+        command = [sys.executable, *args] if python else [str(program), *args]
+        return subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+
+    return run, log
+
+
+def test_the_blocker_blocks(device):
+    """The hook itself works: without it this test would prove nothing."""
+    run, log = device
+    result = run("-c", "import torch", python=True)
+    assert result.returncode == 1 and "No module named 'torch'" in result.stderr
+    result = run("-c", "import onnxruntime; import onnxruntime.quantization", python=True)
+    assert result.returncode == 1 and "onnxruntime.quantization" in result.stderr
+    assert log.read_text().splitlines() == ["attempted torch", "attempted onnxruntime.quantization"]
+
+
+@pytest.mark.integration
+def test_device_commands_without_host_modules(device, modern_onnx, modern_int8_onnx, mnist_dir, tmp_path):
+    from PIL import Image
+
+    from lenet_edge.data import load_mnist
+
+    run, log = device
+    images, labels = load_mnist(mnist_dir, "test")
+    np.save(tmp_path / "digits.npy", images[:20])
+    Image.fromarray(255 - images[0]).resize((200, 200)).convert("RGB").save(tmp_path / "digit.jpg")
+
+    result = run("--help")
+    assert result.returncode == 0 and all(c in result.stdout for c in ("run", "evaluate", "bench", "compare"))
+
+    result = run("run", str(modern_int8_onnx), str(tmp_path / "digit.jpg"), str(tmp_path / "digits.npy"),
+                 "--format", "json")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert len(rows) == 21 and int(rows[0]["label"]) == labels[0]
+    assert np.mean([int(r["label"]) == y for r, y in zip(rows[1:], labels[:20], strict=True)]) >= 0.95
+
+    result = run("evaluate", str(modern_int8_onnx), "--data-dir", str(mnist_dir), "--json", "--png", "c.png")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["accuracy"] >= 0.97
+    assert "chart skipped: matplotlib is not installed" in result.stderr and not (tmp_path / "c.png").exists()
+
+    bench = ["bench", str(modern_onnx), str(modern_int8_onnx), "--data-dir", str(mnist_dir), "--batch-sizes", "4",
+             "--threads", "1", "--runs", "4", "--rounds", "2", "--warmup", "1"]
+    for name in ("a", "b"):
+        result = run(*bench, "-o", f"{name}.json")
+        assert result.returncode == 0, result.stderr
+        assert "chart skipped" in result.stderr and (tmp_path / f"{name}.md").is_file()
+    result = run("compare", "a.json", "b.json", "-o", "cmp.md")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "cmp.md").is_file()
+
+    assert not log.exists() or log.read_text() == "", log.read_text()
+
+    # asking for the PyTorch rows is the one thing that needs torch: a clear error, exit 7
+    result = run(*bench, "-o", "t.json", "--checkpoint", str(tmp_path / "any.safetensors"))
+    assert result.returncode == 7
+    assert result.stderr.strip() == ("error: torch is not installed (needed here); "
+                                     "install it with pip install 'lenet-edge[train]'")
