@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
+import stat
 
 import pytest
 import torch
@@ -118,6 +120,16 @@ def test_optimizer_state_round_trips_beside_the_weights(tmp_path):
         assert torch.equal(loaded[k], state[k])
     resume_path(path).unlink()
     assert load_optimizer_state(path) is None
+
+
+def test_checkpoint_files_get_the_umask_mode(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path, _ = _saved(tmp_path, "lenet5", optimizer_state={"0.0": torch.zeros(3)})
+    finally:
+        os.umask(old)
+    for p in (path, meta_path(path), resume_path(path)):
+        assert stat.S_IMODE(p.stat().st_mode) == 0o644, p.name
 
 
 def test_saving_again_replaces_the_checkpoint_atomically(tmp_path):

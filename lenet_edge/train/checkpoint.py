@@ -13,11 +13,11 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from ..data import Preprocessing
 from ..errors import DataError, ModelError
-from ..fileio import atomic_path, sha256_file, write_json
+from ..fileio import sha256_file, write_bytes, write_json
 from .models import build_model
 
 FORMAT = "lenet-edge-checkpoint"
@@ -42,11 +42,10 @@ def save_checkpoint(weights: Path, model: torch.nn.Module, meta: dict, optimizer
     """Write weights, then metadata naming the weights' sha256; each file atomically."""
     weights = Path(weights)
     tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    with atomic_path(weights) as tmp:
-        save_file(tensors, str(tmp), metadata={"format": FORMAT, "variant": model.variant})
+    # safetensors' save_file would create its files with mode 0600; serialise to bytes instead
+    write_bytes(weights, save(tensors, metadata={"format": FORMAT, "variant": model.variant}))
     if optimizer_state is not None:
-        with atomic_path(resume_path(weights)) as tmp:
-            save_file({k: v.contiguous() for k, v in optimizer_state.items()}, str(tmp))
+        write_bytes(resume_path(weights), save({k: v.contiguous() for k, v in optimizer_state.items()}))
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
