@@ -1,21 +1,27 @@
 """Atomic artefact writing: a temporary file in the target's directory, then os.replace.
 
 An interrupted or failed write never leaves a half-written artefact, and the previous
-artefact at that path stays intact until the new one is complete.
+artefact at that path stays intact until the new one is complete. Each artefact put in
+place is recorded with its sha256 in MANIFEST.sha256 beside it (lenet_edge.manifest),
+under a lock on the directory and with Ctrl-C held back until both are done, so the
+manifest always describes the files next to it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import json
 import os
 import secrets
+import signal
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+from . import manifest
 from .errors import OutputError
+from .manifest import sha256_file  # noqa: F401  (re-exported: stages hash their artefacts through fileio)
 
 
 def check_writable(path: Path, force: bool) -> None:
@@ -32,9 +38,43 @@ def check_writable(path: Path, force: bool) -> None:
         raise OutputError(f"{path}: directory {parent} is not writable")
 
 
+def ensure_directory(path: Path) -> None:
+    """Create the directory that will hold `path` (an output file), or say why not."""
+    parent = Path(path).parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot create directory {parent} ({exc.strerror})") from exc
+
+
 @contextlib.contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; on success it replaces `path` in one step."""
+def uninterrupted() -> Iterator[None]:
+    """Hold back Ctrl-C (SIGINT) and SIGTERM until the block is done, then deliver them.
+
+    For steps that must not be cut in half, such as replacing an artefact and recording
+    it in the manifest, or writing a checkpoint's weights and its JSON. Python runs signal
+    handlers in the main thread only, so elsewhere this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    # a handler installed outside Python (getsignal None) could not be put back: leave it alone
+    held = [signum for signum in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(signum) is not None]
+    previous = {signum: signal.signal(signum, lambda signum, frame: caught.append(signum)) for signum in held}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if caught:
+            signal.raise_signal(caught[0])  # now handled as it would have been (KeyboardInterrupt)
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path, record: bool = True) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; on success it replaces `path` in one step and,
+    with `record`, its sha256 goes into the directory's MANIFEST.sha256."""
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
     try:
@@ -43,14 +83,56 @@ def atomic_path(path: Path) -> Iterator[Path]:
         raise OutputError(f"{path}: cannot write in {parent} ({exc.strerror})") from exc
     try:
         yield tmp_path
+        record = record and path.name != manifest.MANIFEST_NAME
+        with uninterrupted(), _locked(parent) if record else contextlib.nullcontext():
+            entries = manifest.read(parent / manifest.MANIFEST_NAME, OutputError) if record else {}
+            digest = sha256_file(tmp_path) if record else ""
+            try:
+                os.replace(tmp_path, path)
+            except OSError as exc:  # e.g. `path` is a directory
+                raise OutputError(f"{path}: cannot replace it ({exc.strerror})") from exc
+            if record:
+                _write_manifest(parent, {**entries, path.name: digest}, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def _write_manifest(parent: Path, entries: dict[str, str], artefact: Path) -> None:
+    """Rewrite the manifest atomically, keeping only entries whose file is still there."""
+    target = parent / manifest.MANIFEST_NAME
+    text = manifest.render({name: digest for name, digest in entries.items() if (parent / name).is_file()})
+    tmp = None
     try:
-        os.replace(tmp_path, path)
-    except OSError as exc:  # e.g. `path` is a directory
-        tmp_path.unlink(missing_ok=True)
-        raise OutputError(f"{path}: cannot replace it ({exc.strerror})") from exc
+        tmp = _new_temp_file(parent, target.name)
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, target)
+    except OSError as exc:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        raise OutputError(f"{target}: cannot record {artefact.name} in it ({exc.strerror}); "
+                          f"{artefact} was written") from exc
+
+
+@contextlib.contextmanager
+def _locked(directory: Path) -> Iterator[None]:
+    """An exclusive lock on a directory, so that concurrent writers do not lose each
+    other's manifest entries (POSIX flock; where there is none, no lock)."""
+    try:
+        import fcntl
+
+        fd = os.open(directory, os.O_RDONLY)
+    except (ImportError, OSError):
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:  # a file system without locks
+            pass
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _new_temp_file(parent: Path, name: str) -> Path:
@@ -77,11 +159,3 @@ def write_text(path: Path, text: str) -> None:
 
 def write_json(path: Path, obj) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

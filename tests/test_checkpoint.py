@@ -93,7 +93,8 @@ def test_round_trip_restores_every_tensor_and_the_metadata(tmp_path, variant):
     assert meta["weights_sha256"] == sha256_file(path)
     assert set(meta["versions"]) >= {"python", "torch", "numpy"}
     assert (meta["epoch"], meta["history"], meta["test_accuracy"]) == (3, [{"epoch": 1, "train_loss": 2.3}], 0.5)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{variant}.json", f"{variant}.safetensors"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["MANIFEST.sha256", f"{variant}.json", f"{variant}.safetensors"])
 
 
 def test_loading_with_the_right_variant_named(tmp_path, variant):

@@ -36,7 +36,7 @@ def test_atomic_write_survives_an_interrupt(tmp_path):
             tmp.write_text("{")
             raise KeyboardInterrupt
     assert json.loads(target.read_text()) == {"run": 1}
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["bench.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["MANIFEST.sha256", "bench.json"]
 
 
 def test_atomic_write_of_a_new_file_leaves_nothing_when_it_fails(tmp_path):
@@ -54,7 +54,7 @@ def test_atomic_write_replaces_in_one_step_and_cleans_up(tmp_path):
         assert tmp.parent == tmp_path and tmp != target  # same directory: os.replace is atomic
         tmp.write_text("new")
     assert target.read_text() == "new"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.md"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["MANIFEST.sha256", "report.md"]
 
 
 def test_write_helpers_round_trip(tmp_path):

@@ -101,7 +101,7 @@ def test_a_tiny_run_writes_checkpoint_curves_and_summary_line(tiny_run, tiny_dat
     model, _ = load_checkpoint(tiny_run)
     assert model.variant == "lenet5-modern"
     assert sorted(p.name for p in tiny_run.parent.iterdir()) == sorted(
-        ["tiny.safetensors", "tiny.json", "tiny.resume.safetensors", "tiny.curves.png"])
+        ["tiny.safetensors", "tiny.json", "tiny.resume.safetensors", "tiny.curves.png", "MANIFEST.sha256"])
 
 
 def test_same_seed_gives_identical_weights_and_default_output_goes_to_runs(tiny_run, tiny_data, tmp_path,
