@@ -1,6 +1,6 @@
 """The device install: run, evaluate, bench and compare work with only numpy, onnxruntime,
 click and pillow, i.e. with torch, onnx, onnxruntime's quantization tooling, safetensors
-and matplotlib impossible to import.
+and matplotlib impossible to import; the host-only modules are never even looked for.
 
 Each command runs as the real `lenet-edge` program in a subprocess whose sitecustomize
 installs an import hook that refuses those modules and logs every attempt.
@@ -18,7 +18,9 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-BLOCKED = ("torch", "onnx", "onnxruntime.quantization", "onnxscript", "safetensors", "matplotlib")
+HOST_ONLY = ("torch", "onnx", "onnxruntime.quantization", "onnxscript", "safetensors")
+OPTIONAL = ("matplotlib",)  # the [plot] extra: charts are skipped without it
+BLOCKED = HOST_ONLY + OPTIONAL
 BASE_DEPENDENCIES = {"numpy", "onnxruntime", "click", "pillow"}
 
 BLOCKER = '''
@@ -135,7 +137,9 @@ def test_device_commands_without_host_modules(device, modern_onnx, modern_int8_o
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "cmp.md").is_file()
 
-    assert not log.exists() or log.read_text() == "", log.read_text()
+    # only the optional chart library was looked for (and its absence handled); nothing was loaded
+    attempts = set(log.read_text().splitlines()) if log.exists() else set()
+    assert attempts <= {f"attempted {m}" for m in OPTIONAL}, attempts
 
     # asking for the PyTorch rows is the one thing that needs torch: a clear error, exit 7
     result = run(*bench, "-o", "t.json", "--checkpoint", str(tmp_path / "any.safetensors"))
