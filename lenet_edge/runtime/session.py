@@ -13,8 +13,8 @@ import numpy as np
 
 from ..contract import INPUT_NAME, OUTPUT_NAME, ModelContract
 from ..errors import DataError, ModelError
+from .model_file import MAX_MODEL_BYTES, read_model_bytes  # noqa: F401  (MAX_MODEL_BYTES: the cap, for callers)
 
-MAX_MODEL_BYTES = 64 << 20  # a LeNet-5 is ~250 KB; anything this large is not one of ours
 DEFAULT_BATCH = 1000  # images per session.run: bounded memory, near-peak throughput
 MAX_BATCH = 65_536  # 256 MiB of (1, 32, 32) float32 inputs per session.run; more is refused
 MAX_THREADS = 1024
@@ -76,14 +76,10 @@ def load_model(path: str | Path, threads: int | None = None) -> LoadedModel:
     import onnxruntime as ort
 
     path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"{path}: no such model file (expected an .onnx file)")
-    size = path.stat().st_size
-    if size > MAX_MODEL_BYTES:
-        raise ModelError(f"{path}: {size} bytes (expected a model of at most {MAX_MODEL_BYTES} bytes)")
     options = session_options(threads)
+    data = read_model_bytes(path)  # size cap; external data refused before onnxruntime could open it
     try:
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own untyped errors for malformed files
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"{path}: not a loadable ONNX model ({first_line[:200]})") from exc
