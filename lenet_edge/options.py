@@ -13,3 +13,7 @@ data_dir_option = click.option(
     help="Directory of the MNIST IDX files [default: $LENET_EDGE_DATA, else a download cache].",
 )
 force_option = click.option("--force", is_flag=True, help="Replace outputs that already exist.")
+verify_option = click.option(
+    "--verify", is_flag=True,
+    help="Check each model file against the MANIFEST.sha256 beside it before loading it (exit 4 on a mismatch).",
+)

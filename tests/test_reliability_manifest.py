@@ -135,3 +135,82 @@ def test_verify_refusals(tmp_path):
     (tmp_path / manifest.MANIFEST_NAME).write_text("garbage\n")
     with pytest.raises(ModelError, match=r"MANIFEST\.sha256: line 1 is not"):
         manifest.verify(model)
+
+
+# ----------------------------------------------------------------------------- --verify on the CLI
+
+
+@pytest.fixture
+def recorded_model(tmp_path):
+    """A band model written through fileio, so the manifest beside it lists it."""
+    from tests.runtime_models import band_model
+
+    built = band_model(tmp_path / "built.onnx")
+    model = tmp_path / "models" / "band.onnx"
+    model.parent.mkdir()
+    write_bytes(model, built.read_bytes())
+    return model
+
+
+@pytest.fixture
+def digits(tmp_path):
+    from tests.idx_files import synthetic_digits
+
+    path = tmp_path / "digits.npy"
+    import numpy as np
+
+    np.save(path, synthetic_digits(5)[0])
+    return path
+
+
+def _one_error_line(result) -> str:
+    lines = result.stderr.splitlines()
+    assert [line for line in lines if line.startswith("error: ")] == lines[-1:], result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[-1]
+
+
+def test_run_verify_passes_a_recorded_model_and_refuses_a_changed_one(runner, recorded_model, digits):
+    from lenet_edge.cli import cli
+
+    ok = runner.invoke(cli, ["run", "--verify", str(recorded_model), str(digits)])
+    assert ok.exit_code == 0, ok.stderr
+    assert len(ok.stdout.splitlines()) == 6  # header + 5 predictions
+    from tests.runtime_models import random_model
+
+    random_model(recorded_model, seed=3)  # replaced behind lenet-edge's back by another valid model
+    assert runner.invoke(cli, ["run", str(recorded_model), str(digits)]).exit_code == 0
+    refused = runner.invoke(cli, ["run", "--verify", str(recorded_model), str(digits)])
+    assert refused.exit_code == 4
+    assert _one_error_line(refused).startswith(f"error: {recorded_model}: sha256 ")
+    assert "does not match" in refused.stderr and refused.stdout == ""
+
+
+def test_evaluate_and_bench_verify_refuse_before_any_work(runner, recorded_model, tmp_path):
+    from lenet_edge.cli import cli
+    from tests.idx_files import write_mnist_dir
+
+    data = write_mnist_dir(tmp_path / "mnist", train=20, test=30)
+    unlisted = recorded_model.with_name("copy.onnx")
+    unlisted.write_bytes(recorded_model.read_bytes())
+    result = runner.invoke(cli, ["evaluate", "--verify", "--data-dir", str(data), str(unlisted)])
+    assert result.exit_code == 4
+    assert _one_error_line(result) == (f"error: {unlisted}: not listed in {recorded_model.parent / 'MANIFEST.sha256'} "
+                                       "(expected an entry for copy.onnx)")
+    out = tmp_path / "bench.json"
+    result = runner.invoke(cli, ["bench", "--verify", "--data-dir", str(data), "--runs", "4", "--warmup", "1",
+                                 "--rounds", "2", "--batch-sizes", "1", "--threads", "1", "-o", str(out),
+                                 str(recorded_model), str(unlisted)])
+    assert result.exit_code == 4 and "copy.onnx: not listed in" in _one_error_line(result)
+    assert not out.exists() and not list(tmp_path.glob("bench.*"))
+    (recorded_model.parent / "MANIFEST.sha256").unlink()
+    result = runner.invoke(cli, ["evaluate", "--verify", "--data-dir", str(data), str(recorded_model)])
+    assert result.exit_code == 4
+    assert _one_error_line(result).startswith(f"error: {recorded_model}: no MANIFEST.sha256 beside it")
+
+
+def test_without_verify_an_unlisted_model_still_runs(runner, recorded_model, digits):
+    from lenet_edge.cli import cli
+
+    (recorded_model.parent / "MANIFEST.sha256").unlink()
+    assert runner.invoke(cli, ["run", str(recorded_model), str(digits)]).exit_code == 0

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from ..options import data_dir_option, force_option
+from ..options import data_dir_option, force_option, verify_option
 
 INVERT_CHOICES = ("auto", "yes", "no")  # lenet_edge.inputs.INVERT_CHOICES, without importing numpy here
 FORMATS = ("table", "json", "csv")
@@ -55,8 +55,9 @@ threads_option = click.option("--threads", type=int, default=None,
               help="Write the predictions to this file instead of stdout.")
 @batch_size_option
 @threads_option
+@verify_option
 @force_option
-def run(model, inputs, invert, fmt, out, batch_size, threads, force) -> None:
+def run(model, inputs, invert, fmt, out, batch_size, threads, verify, force) -> None:
     """Classify digits in image files, .npy arrays and IDX files with an ONNX model.
 
     Prints label and probability (softmax) per input; a file of N images gives rows
@@ -84,6 +85,7 @@ def run(model, inputs, invert, fmt, out, batch_size, threads, force) -> None:
 
     if out is not None:
         check_writable(out, force)
+    _verify([model], verify)
     records = classify(model, inputs, invert=invert, batch_size=batch_size, threads=threads)
     if out is None:
         try:
@@ -105,8 +107,9 @@ def run(model, inputs, invert, fmt, out, batch_size, threads, force) -> None:
               help="Also draw the confusion matrix into this PNG (needs matplotlib).")
 @batch_size_option
 @threads_option
+@verify_option
 @force_option
-def evaluate(model, data_dir, as_json, png, batch_size, threads, force) -> None:
+def evaluate(model, data_dir, as_json, png, batch_size, threads, verify, force) -> None:
     """Accuracy, per-class accuracy and confusion matrix on the official MNIST test set."""
     import json
 
@@ -117,11 +120,21 @@ def evaluate(model, data_dir, as_json, png, batch_size, threads, force) -> None:
 
     if png is not None:
         check_writable(png, force)
+    _verify([model], verify)
     result = run_evaluation(model, data_dir, batch_size=batch_size, threads=threads)
     click.echo(json.dumps(result, indent=2) if as_json else format_evaluation(result))
     if png is not None:
         click.echo(f"confusion matrix: {png}" if plot_confusion(result, png) else f"chart skipped: {SKIPPED}",
                    err=True)
+
+
+def _verify(models, verify: bool) -> None:
+    """--verify: each model file must match its entry in the MANIFEST.sha256 beside it."""
+    if verify:
+        from ..manifest import verify as verify_model
+
+        for model in models:
+            verify_model(model)
 
 
 class _ProgressBar:
@@ -159,9 +172,10 @@ class _ProgressBar:
 @click.option("--baseline", default=None, help="Model label the ratios are taken against [default: the first].")
 @click.option("-o", "--out", type=click.Path(path_type=Path, dir_okay=False), default=Path("bench.json"),
               show_default=True, help="Report JSON; the Markdown (.md) and chart (.png) go beside it.")
+@verify_option
 @force_option
 def bench(models, labels, checkpoint, data_dir, batch_sizes, threads, runs, warmup, rounds, baseline, out,
-          force) -> None:
+          verify, force) -> None:
     """Time ONNX models (and PyTorch eager) side by side on the same MNIST test images.
 
     Every model runs with the same onnxruntime settings, interleaved per row, for every
@@ -193,6 +207,7 @@ def bench(models, labels, checkpoint, data_dir, batch_sizes, threads, runs, warm
                                  param_hint="--out")
     for path in paths:
         check_writable(path, force)
+    _verify(models, verify)
     progress = _ProgressBar()
     try:
         report = run_bench(dict(zip(names, models, strict=True)), batch_sizes, threads or sorted({1, _usable_cores()}),
