@@ -25,7 +25,7 @@ def run_pipeline(data_dir: Path | None, out: Path, *, variant: str = "lenet5-mod
     from .datasource import resolve_data_dir
     from .errors import OutputError
     from .export.exporter import export_checkpoint
-    from .fileio import write_json, write_text
+    from .fileio import ensure_directory, write_json, write_text
     from .quantize.quantizer import quantize_model
     from .runtime.bench import bench
     from .runtime.evaluate import evaluate
@@ -41,7 +41,7 @@ def run_pipeline(data_dir: Path | None, out: Path, *, variant: str = "lenet5-mod
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out}: is a file (expected a directory for the pipeline's artefacts)")
     data = resolve_data_dir(data_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    ensure_directory(out)
     try:
         staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
     except OSError as exc:

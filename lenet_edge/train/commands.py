@@ -46,7 +46,7 @@ def train(data_dir, out, variant, epochs, batch_size, lr, momentum, weight_decay
 
     from ..datasource import resolve_data_dir
     from ..errors import DataError
-    from ..fileio import check_writable
+    from ..fileio import check_writable, ensure_directory
     from .curves import plot_curves
     from .recipes import default_recipe
     from .trainer import train as run_training
@@ -56,7 +56,7 @@ def train(data_dir, out, variant, epochs, batch_size, lr, momentum, weight_decay
         if not out.is_file():
             raise DataError(f"{out}: no checkpoint to resume (expected the --out of an earlier run)")
     else:
-        out.parent.mkdir(parents=True, exist_ok=True)
+        ensure_directory(out)
         check_writable(out, force)
     overrides = {k: v for k, v in dict(epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
                                       weight_decay=weight_decay, val_count=val_count, augment=augment).items()
