@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save
 
 from ..data import Preprocessing
 from ..errors import DataError, ModelError
-from ..fileio import sha256_file, write_bytes, write_json
+from ..fileio import sha256_file, uninterrupted, write_bytes, write_json
 from .models import build_model
 
 FORMAT = "lenet-edge-checkpoint"
@@ -39,8 +39,13 @@ def library_versions() -> dict:
 
 
 def save_checkpoint(weights: Path, model: torch.nn.Module, meta: dict, optimizer_state: dict | None = None) -> None:
-    """Write weights, then metadata naming the weights' sha256; each file atomically."""
-    weights = Path(weights)
+    """Write weights, then metadata naming the weights' sha256; each file atomically, and
+    Ctrl-C held back until all of them are written, so the three always belong together."""
+    with uninterrupted():
+        _write_checkpoint(Path(weights), model, meta, optimizer_state)
+
+
+def _write_checkpoint(weights: Path, model: torch.nn.Module, meta: dict, optimizer_state: dict | None) -> None:
     tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     # safetensors' save_file would create its files with mode 0600; serialise to bytes instead
     write_bytes(weights, save(tensors, metadata={"format": FORMAT, "variant": model.variant}))
