@@ -167,8 +167,6 @@ def test_resume_of_another_variant_is_a_model_error(tiny_run, tiny_data, tmp_pat
     assert _meta(out) == _meta(tiny_run)
 
 
-@pytest.mark.xfail(strict=True, reason="trainer bug: resuming a 1-epoch run with --epochs 1 ends in "
-                                       "UnboundLocalError (no epoch runs, `meta` is never set)")
 def test_resume_to_no_more_epochs_is_not_an_internal_error(tiny_run, tiny_data, tmp_path):
     out = _copy_run(tiny_run, tmp_path)
     result = _invoke(["train", "--data-dir", str(tiny_data), "-o", str(out), *TINY[2:], "--epochs", "1",

@@ -103,6 +103,9 @@ def train(
         if meta.get("recipe", {}).get("variant") != recipe.variant:
             raise ModelError(f"{resume}: a {meta.get('variant')} checkpoint cannot resume a {recipe.variant} run")
         history = meta.get("history", [])
+        if len(history) >= recipe.epochs:
+            raise DataError(f"{resume}: already trained for {len(history)} epochs "
+                            f"(expected --epochs above {len(history)} to resume)")
         optimizer_state = load_optimizer_state(resume)
 
     images, labels = load_mnist(data_dir, "train")
