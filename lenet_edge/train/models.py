@@ -82,11 +82,17 @@ class SquashedLinear(nn.Linear):
 
 
 class EuclideanRBF(nn.Module):
-    """Output layer: y_i = sum_j (x_j - w_ij)^2; the logits are -y (nearest prototype wins).
+    """Output layer: y_i = sum_j (x_j - w_ij)^2; the nearest prototype wins.
 
+    The logits are -y / 8. The paper's MAP loss is a softmax over -y, but distances of up
+    to ~4 x 84 saturate it and one misclassified digit then yields a huge gradient; the
+    fixed temperature 8 keeps training stable, and keeps the logits small enough that
+    float32 engines agree on them to ~1e-5. Predictions (the argmax) are those of -y.
     The paper fixes the prototypes to stylised 7x12 bitmaps of the digits; here they are
     random ±1 codes (also in the squashing function's range) and stay trainable.
     """
+
+    temperature = 8.0
 
     def __init__(self, in_features: int = 84, classes: int = 10):
         super().__init__()
@@ -96,7 +102,7 @@ class EuclideanRBF(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 84) -> (B, 10)
         # ||x - w||^2 = ||x||^2 - 2 x.w + ||w||^2, as matrix products (fast and exportable)
         dist = (x * x).sum(1, keepdim=True) - 2 * x @ self.weight.t() + (self.weight * self.weight).sum(1)
-        return -dist
+        return dist / -self.temperature
 
 
 class LeNet5(nn.Module):
@@ -104,10 +110,6 @@ class LeNet5(nn.Module):
 
     variant = "lenet5"
     preprocessing = CLASSIC_PREPROCESSING
-    # The RBF outputs are squared distances of up to ~4 x 84: a softmax over them saturates,
-    # and one misclassified digit yields a huge gradient. Training divides them by this
-    # temperature; predictions (the argmax) are unaffected.
-    loss_temperature = 8.0
 
     def __init__(self):
         super().__init__()
