@@ -24,7 +24,7 @@ import numpy as np
 
 from ..data import Preprocessing, load_mnist
 from ..errors import ModelError, OutputError, ValidationError
-from ..fileio import check_writable, write_bytes, write_text
+from ..fileio import check_writable, uninterrupted, write_bytes, write_text
 from .graph import op_counts, to_onnx
 from .metadata import attach_contract, build_contract
 from .ort_format import convert_to_ort, ort_paths
@@ -110,10 +110,11 @@ def export_checkpoint(checkpoint: Path, out: Path, *, data_dir: Path, opset: int
             ort_record = _check_ort(load_model(ort_file, threads=1), load_model(candidate, threads=1), x,
                                     str(paths[1]), atol)
 
-    write_bytes(out, data)
-    if ort_artefacts is not None:
-        write_bytes(paths[1], ort_artefacts.model)
-        write_text(paths[2], ort_artefacts.config)
+    with uninterrupted():  # the .onnx and its .ort are written as a set, never one without the other
+        write_bytes(out, data)
+        if ort_artefacts is not None:
+            write_bytes(paths[1], ort_artefacts.model)
+            write_text(paths[2], ort_artefacts.config)
     return {
         "checkpoint": str(checkpoint),
         "checkpoint_sha256": meta["weights_sha256"],

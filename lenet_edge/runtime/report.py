@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 
 from ..errors import DataError
-from ..fileio import write_json, write_text
+from ..fileio import uninterrupted, write_json, write_text
 
 SPREAD_FACTOR = 2.0
 
@@ -89,7 +89,8 @@ def write_bench_outputs(report: dict, out_json: Path, out_md: Path, out_png: Pat
     from .plots import plot_bench
 
     markdown = format_markdown(report, baseline)  # checks the baseline before anything is written
-    write_json(Path(out_json), report)
-    write_text(Path(out_md), markdown)
-    png = Path(out_png) if out_png is not None and plot_bench(report, Path(out_png)) else None
+    with uninterrupted():  # the JSON, its table and its chart are written as a set
+        write_json(Path(out_json), report)
+        write_text(Path(out_md), markdown)
+        png = Path(out_png) if out_png is not None and plot_bench(report, Path(out_png)) else None
     return {"json": Path(out_json), "md": Path(out_md), "png": png}
