@@ -34,8 +34,10 @@ def check_writable(path: Path, force: bool) -> None:
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise OutputError(f"{path}: directory {parent} does not exist (expected an existing directory)")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputError(f"{path}: directory {parent} is not writable")
+    try:  # a real probe: os.access says yes to root even where nothing can be created (e.g. /sys)
+        _new_temp_file(parent, path.name).unlink()
+    except OSError as exc:
+        raise OutputError(f"{path}: directory {parent} is not writable ({exc.strerror})") from exc
 
 
 def ensure_directory(path: Path) -> None:
