@@ -111,8 +111,8 @@ def load_mnist(data_dir: str | Path, split: str) -> tuple[np.ndarray, np.ndarray
     if labels.dtype != np.uint8 or labels.ndim != 1:
         raise DataError(f"{label_path}: expected uint8 labels of shape (N,), found {labels.dtype} {labels.shape}")
     if len(images) != len(labels):
-        raise DataError(f"{data_dir}: {len(images)} images but {len(labels)} labels in the {split} split "
-                        f"(expected equal counts)")
+        raise DataError(f"{label_path}: {len(images)} images but {len(labels)} labels in the {split} split "
+                        f"(expected one label per image of {image_path.name})")
     if len(images) == 0:
         raise DataError(f"{image_path}: no records (expected at least one image)")
     if labels.max() >= NUM_CLASSES:
