@@ -39,11 +39,14 @@ from .settings import DEFAULT_CALIBRATION_COUNT, FORMATS, METHODS, MODES, TARGET
               help="Refuse the int8 model if it loses more test accuracy than this, in percentage points.")
 @click.option("--report", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Write the per-layer error report (JSON) here and print it as a table.")
+@click.option("--auto", is_flag=True,
+              help="Search recipes (standard, C1 in float, an exact kernel-friendly rewrite of the graph) and keep "
+                   "the fastest vs fp32 that is within --max-accuracy-drop and 3x smaller; prints every candidate.")
 @data_dir_option
 @force_option
 def quantize(model, out, mode, quant_format, per_channel, method, calibration_count, calibration_images, target,
              activation_type, weight_type, reduce_range, exclude_nodes, exclude_op_types, max_accuracy_drop,
-             report, data_dir, force) -> None:
+             report, auto, data_dir, force) -> None:
     """Quantize an fp32 ONNX model to int8 with onnxruntime, validated against the fp32 model.
 
     The int8 model is written only if it passes: accuracy on the official MNIST test set
@@ -69,10 +72,34 @@ def quantize(model, out, mode, quant_format, per_channel, method, calibration_co
         target=target, activation_type=activation_type, weight_type=weight_type, reduce_range=reduce_range,
         exclude_nodes=exclude_nodes, exclude_op_types=exclude_op_types)
     out = out or model.with_name(model.name.removesuffix(".onnx") + ".int8.onnx")
+    if auto:
+        _quantize_auto(model, out, settings, max_accuracy_drop, report, force, calibration_images, data_dir)
+        return
     result = quantize_model(model, out, data_dir=data_dir, settings=settings, max_accuracy_drop=max_accuracy_drop,
                             report=report, force=force, calibration_images=calibration_images,
                             on_step=lambda message: click.echo(f"{message} ...", err=True))
     click.echo(format_summary(result))
+
+
+SEARCHED = ("mode", "quant_format", "per_channel", "method", "activation_type", "weight_type", "reduce_range",
+            "exclude_nodes", "exclude_op_types")  # options --auto chooses itself
+
+
+def _quantize_auto(model, out, settings, max_accuracy_drop, report, force, calibration_images, data_dir) -> None:
+    from .search import auto_quantize, format_search
+
+    ctx = click.get_current_context()
+    defaulted = (click.core.ParameterSource.DEFAULT, None)
+    given = [p.opts[0] for p in ctx.command.params if p.name in SEARCHED and ctx.get_parameter_source(p.name)
+             not in defaulted]
+    if given:
+        raise click.UsageError(f"{', '.join(given)} cannot be combined with --auto (the search chooses them; "
+                               f"--target, --calibration-count and --calibration-images apply to every candidate)")
+    result = auto_quantize(model, out, data_dir=data_dir, base=settings, max_accuracy_drop=max_accuracy_drop,
+                           report=report, force=force, calibration_images=calibration_images,
+                           on_step=lambda message: click.echo(f"{message} ...", err=True))
+    click.echo(format_summary(result))
+    click.echo(format_search(result["search"]))
 
 
 def format_summary(result: dict) -> str:

@@ -42,6 +42,7 @@ from .validation import DEFAULT_MAX_ACCURACY_DROP, check_max_drop, file_sizes
 onnx = require("onnx", "quantize")
 
 BASELINE = "fp32"
+DEFAULT_PLAN = TimingPlan()  # batch 1 and 64, 1 and 2 threads, 9 rounds: ~10-15 s of timing for 5 candidates
 MIN_TIMES_SMALLER = 3.0  # the int8 file must be at least this many times smaller than the fp32 file
 TIE = 0.05  # worst-case latency ratios within 5% of the best count as tied (timing noise on a shared machine)
 RULE_IN_METADATA = (f"quantize --auto: fastest in the worst case vs fp32, within the accuracy budget, "
@@ -61,7 +62,7 @@ def auto_quantize(model: Path, out: Path, *, data_dir: Path | None = None, base:
 
     `base` gives every candidate its target CPU, calibration count and seed (static mode; the
     search varies format, weight granularity, exclusions and the graph rewrite). `plan` sets
-    the timing (default: batch 1 and 64, 1 and 2 threads, ~10 s in all). Returns what
+    the timing (default DEFAULT_PLAN). Returns what
     quantizer.quantize_model returns for the winner, plus "search" (see `search_record`).
     Raises ValidationError, and writes no model, when no candidate is within the accuracy budget.
     """
@@ -70,7 +71,7 @@ def auto_quantize(model: Path, out: Path, *, data_dir: Path | None = None, base:
     base = (base or QuantSettings()).resolve()
     if not base.is_static:
         raise DataError("quantize --auto searches static quantization recipes (found mode 'dynamic')")
-    plan = plan or TimingPlan()
+    plan = plan or DEFAULT_PLAN
     max_accuracy_drop = check_max_drop(max_accuracy_drop)
     if out.resolve() == model.resolve():
         raise DataError(f"{out}: the output is the fp32 model itself (expected a new path for the int8 model)")
@@ -262,7 +263,7 @@ def format_search(search: dict) -> str:
     if rewrite["applies"]:
         v = rewrite["verification"]
         lines.append(f"kernel-friendly rewrite: fp32 logits within {v['max_abs_diff']:.1e} of the original "
-                     f"(tolerance {v['tolerance']:g}), argmax identical on {v['images']} test images")
+                     f"(tolerance {v['tolerance']:.1e}), argmax identical on {v['images']} test images")
     else:
         lines.append(f"kernel-friendly rewrite not applied, standard recipes only: {rewrite['reason']}")
     return "\n".join(lines)

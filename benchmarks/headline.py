@@ -1,0 +1,218 @@
+"""Headline figures in one run: fp32 ONNX vs int8 ONNX (`quantize --auto`) vs PyTorch eager,
+at batch 1 and 64 with 1 and 2 threads, side by side, with the achieved GFLOP/s of each
+against this CPU's peak. It prints ratios; it is not a test.
+
+    python benchmarks/headline.py                      # train (default recipe), export, quantize --auto, bench
+    python benchmarks/headline.py --checkpoint C.safetensors [--onnx M.onnx] [--int8 M.int8.onnx]
+
+Timing is lenet_edge.runtime.bench.bench: the three models take turns in interleaved rounds
+on the same test images with the same onnxruntime SessionOptions (default graph
+optimisation), and it records the machine. Ratios use each row's median latency (p50);
+"rounds" gives the range of the per-round ratio of mean latencies, a feel for the noise.
+
+Work counted: the multiply-accumulates of the fp32 model's Conv and Gemm layers for one
+image (what LeNet-5 computes; pooling and activations are left out), 2 operations per MAC
+for fp32 and int8 alike. The int8 model of the kernel-friendly recipe executes more MACs
+than that (zero filters that pad C1 to 8 maps, zero taps of the regrouped kernels); they
+are printed but not credited. Peak: cores used x FMA units x SIMD lanes x 2 x clock. The
+clock is /proc/cpuinfo's "cpu MHz" (nominal under a hypervisor; turbo unknown); 2 FMA units
+per core is an assumption (true of most AVX-512 server cores, not all). The int8 peak is
+that of AVX-512 VNNI (VPDPBUSD: 4 u8*s8 MACs per 32-bit lane); where AMX is present and
+onnxruntime uses it for int8 GEMMs the real ceiling is far higher.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from lenet_edge.runtime.bench import TORCH_LABEL, bench
+from lenet_edge.runtime.environment import cpu_info
+from lenet_edge.runtime.report import describe_environment
+
+BATCH_SIZES = (1, 64)
+THREADS = (1, 2)
+FMA_UNITS = 2  # per core: an assumption, see the module docstring
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="lenet-edge-headline-") as tmp:
+        checkpoint, fp32, int8 = prepare(args, Path(tmp))
+        print(f"timing fp32 {fp32.name}, int8 {int8.name}" + (f", PyTorch eager {checkpoint.name}" if checkpoint else
+                                                                 " (no checkpoint: no PyTorch eager rows)"), flush=True)
+        report = bench({"fp32": fp32, "int8": int8}, batch_sizes=BATCH_SIZES, threads=THREADS, runs=args.runs,
+                       rounds=args.rounds, checkpoint=checkpoint, data_dir=args.data_dir)
+        macs = {"useful": count_macs(fp32), "int8 executes": count_macs(int8)}
+        print(headline(report, macs, fp32, int8))
+    return 0
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--checkpoint", type=Path, help="trained checkpoint (.safetensors); default: train one")
+    p.add_argument("--onnx", type=Path, help="fp32 model; default: export the checkpoint")
+    p.add_argument("--int8", type=Path, help="int8 model; default: lenet-edge quantize --auto of the fp32 model")
+    p.add_argument("--data-dir", type=Path, default=None, help="MNIST directory (default: $LENET_EDGE_DATA)")
+    p.add_argument("--variant", default="lenet5-modern", choices=("lenet5-modern", "lenet5"))
+    p.add_argument("--runs", type=int, default=400, help="timed runs per model and row")
+    p.add_argument("--rounds", type=int, default=10, help="interleaved rounds the runs are split into")
+    return p.parse_args(argv)
+
+
+def prepare(args, work: Path) -> tuple[Path | None, Path, Path]:
+    """(checkpoint or None, fp32 model, int8 model): the given ones, the rest built as the pipeline builds them."""
+    from lenet_edge.datasource import resolve_data_dir
+
+    data = resolve_data_dir(args.data_dir)
+    checkpoint = args.checkpoint
+    if checkpoint is None and args.onnx is None:
+        from lenet_edge.train.recipes import default_recipe
+        from lenet_edge.train.trainer import train
+
+        checkpoint = work / f"{args.variant}.safetensors"
+        print(f"training {args.variant} with its default recipe ...", flush=True)
+        train(data, checkpoint, default_recipe(args.variant))
+    fp32 = args.onnx
+    if fp32 is None:
+        from lenet_edge.export.exporter import export_checkpoint
+
+        fp32 = work / "model.onnx"
+        print("exporting to ONNX ...", flush=True)
+        export_checkpoint(checkpoint, fp32, data_dir=data)
+    int8 = args.int8
+    if int8 is None:
+        from lenet_edge.quantize.search import auto_quantize, format_search
+
+        int8 = work / "model.int8.onnx"
+        print("quantize --auto ...", flush=True)
+        result = auto_quantize(fp32, int8, data_dir=data)
+        print(format_search(result["search"]), flush=True)
+    return checkpoint, Path(fp32), Path(int8)
+
+
+def count_macs(path: Path) -> int | None:
+    """Multiply-accumulates of one image through the Conv/Gemm layers of an fp32 or QDQ model
+    (weights read through DequantizeLinear); None for operators it cannot size (QOperator models)."""
+    import onnx
+    from onnx import numpy_helper, shape_inference
+
+    model = shape_inference.infer_shapes(onnx.load(str(path)))
+    g = model.graph
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+              for v in (*g.value_info, *g.input, *g.output)}
+    constants = {t.name: numpy_helper.to_array(t).shape for t in g.initializer}
+    producers = {o: n for n in g.node for o in n.output}
+
+    def weight_shape(name):  # through DequantizeLinear to the constant, else the inferred shape
+        while name not in constants and name in producers and producers[name].op_type == "DequantizeLinear":
+            name = producers[name].input[0]
+        shape = constants.get(name) or shapes.get(name)
+        return tuple(shape) if shape and all(shape) else None
+
+    total = 0
+    for node in g.node:
+        if node.op_type == "Conv":
+            w, out = weight_shape(node.input[1]), shapes.get(node.output[0])
+            if w is None or not out:
+                return None
+            total += int(np.prod(out[1:])) * int(np.prod(w[1:]))  # output elements x (Cin/group x kH x kW)
+        elif node.op_type in ("Gemm", "MatMul"):
+            w = weight_shape(node.input[1])
+            if w is None or len(w) != 2:
+                return None
+            total += int(np.prod(w))  # one row: K x N
+        elif node.op_type in ("QLinearConv", "QGemm", "ConvInteger", "MatMulInteger", "QLinearMatMul"):
+            return None
+    return total
+
+
+def cpu_peak(threads: int) -> dict:
+    """Peak fp32 FLOP/s and int8 op/s of `threads` cores, and what they rest on."""
+    cpu = cpu_info()
+    flags = set(cpu["flags"])
+    mhz = None
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("cpu MHz"):
+                mhz = float(line.split(":", 1)[1])
+                break
+    except (OSError, ValueError):
+        pass
+    lanes = 16 if "avx512f" in flags else 8 if {"avx2", "fma"} <= flags else None  # fp32 lanes per FMA
+    int8_macs = 64 if "avx512_vnni" in flags else 32 if "avx_vnni" in flags else None  # per VNNI instruction
+    cores = min(threads, cpu["usable_cores"] or threads)
+    if mhz is None:
+        return {"fp32": None, "int8": None, "basis": "clock unknown (no 'cpu MHz' in /proc/cpuinfo): no peak"}
+    ghz = mhz / 1000
+    fp32 = cores * FMA_UNITS * lanes * 2 * ghz if lanes else None
+    int8 = cores * FMA_UNITS * int8_macs * 2 * ghz if int8_macs else None
+    basis = (f"{cores} core(s) x {FMA_UNITS} FMA units x {lanes or '?'} fp32 lanes x 2 x {ghz:.2f} GHz"
+             + (f"; int8: x {int8_macs} VNNI MACs x 2" if int8_macs else "; int8: no VNNI, unknown")
+             + ("; AMX present (not counted)" if "amx_int8" in flags else ""))
+    return {"fp32": fp32, "int8": int8, "basis": basis}
+
+
+def headline(report: dict, macs: dict, fp32: Path, int8: Path) -> str:
+    rows = {(r["model"], r["batch_size"], r["threads"]): r for r in report["rows"]}
+    labels = [m["label"] for m in report["models"]]
+    torch = TORCH_LABEL in labels
+    useful = macs["useful"]
+    sizes = {m["label"]: m["bytes"] for m in report["models"]}
+    checks = {m["label"]: m["check"]["accuracy"] for m in report["models"]}
+    load = report["environment"].get("load_average") or {}
+    executed = f"{macs['int8 executes']:,} MACs, zeros included" if macs["int8 executes"] else "uncounted MACs"
+    checked = report["models"][0]["check"]["images"]
+    lines = [
+        "",
+        f"machine: {describe_environment(report['environment'])}",
+        f"load average at start {load.get('start')}, at end {load.get('end')}; {report['settings']['runs']} runs per "
+        f"row in {report['settings']['rounds']} interleaved rounds, {report['duration_s']:.0f} s",
+        f"models: fp32 {fp32.name} {sizes['fp32'] / 1024:.1f} KiB, int8 {int8.name} {sizes['int8'] / 1024:.1f} KiB "
+        f"({sizes['fp32'] / sizes['int8']:.2f}x smaller); accuracy on the first {checked} test images: "
+        + ", ".join(f"{k} {v:.2%}" for k, v in checks.items()),
+        f"work per image: {useful:,} MACs = {2 * useful / 1e6:.3f} MFLOP (the int8 graph executes {executed}; "
+        "only the useful ones are credited)",
+        "",
+        "p50 latency per call (ms); ratios of p50s (< 1: the first is faster); [min-max of per-round ratios]",
+        f"{'threads':>7} {'batch':>5} | {'fp32':>8} {'int8':>8} {'torch':>8} | {'int8/fp32':>22} "
+        f"{'fp32/torch':>10} {'int8/torch':>10} | achieved GFLOP/s (% of peak): fp32, int8, torch",
+    ]
+    for t in THREADS:
+        peak = cpu_peak(t)
+        for b in BATCH_SIZES:
+            f, q = rows[("fp32", b, t)], rows[("int8", b, t)]
+            e = rows.get((TORCH_LABEL, b, t))
+            p50 = {k: r["latency_ms"]["p50"] for k, r in (("fp32", f), ("int8", q), ("torch", e)) if r}
+            per_round = np.asarray(q["spread"]["round_means_ms"]) / np.asarray(f["spread"]["round_means_ms"])
+            ratio = f"{p50['int8'] / p50['fp32']:.2f} [{per_round.min():.2f}-{per_round.max():.2f}]"
+            vs_torch = (f"{p50['fp32'] / p50['torch']:>10.2f} {p50['int8'] / p50['torch']:>10.2f}" if torch
+                        else f"{'-':>10} {'-':>10}")
+            rates = [_rate(useful, b, p50[k], peak["fp32" if k != "int8" else "int8"]) for k in ("fp32", "int8")]
+            rates.append(_rate(useful, b, p50["torch"], peak["fp32"]) if torch else "-")
+            lines.append(f"{t:>7} {b:>5} | {p50['fp32']:>8.3f} {p50['int8']:>8.3f} "
+                         f"{p50['torch'] if torch else float('nan'):>8.3f} | {ratio:>22} {vs_torch} | "
+                         + ", ".join(rates))
+    lines += ["", "peak per thread count: " + "; ".join(f"{t} thread(s): fp32 {_g(cpu_peak(t)['fp32'])} GFLOP/s, "
+                                                       f"int8 {_g(cpu_peak(t)['int8'])} GOP/s" for t in THREADS),
+              f"peak basis: {cpu_peak(max(THREADS))['basis']}"]
+    return "\n".join(lines)
+
+
+def _rate(macs: int | None, batch: int, ms: float, peak: float | None) -> str:
+    if not macs:
+        return "?"
+    gflops = 2 * macs * batch / (ms / 1e3) / 1e9
+    return f"{gflops:.2f} ({100 * gflops / peak:.2f}%)" if peak else f"{gflops:.2f} (peak ?)"
+
+
+def _g(value: float | None) -> str:
+    return "unknown" if value is None else f"{value:.0f}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,318 @@
+"""quantize --auto: the exact kernel-friendly rewrite, the candidate search, its winner and its table.
+
+Hermetic tests build a ReLU/max-pool LeNet-5 by hand with random weights; integration tests
+run the search on the really trained models (lenet5-modern takes the rewrite, the classic
+lenet5 falls back). Latencies are measured but never asserted: which figures the table
+holds is checked, not how fast anything ran.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner
+from onnx import TensorProto, helper, numpy_helper
+
+from lenet_edge.cli import cli
+from lenet_edge.contract import INPUT_NAME, OUTPUT_NAME, PREFIX, ModelContract
+from lenet_edge.data import MODERN_PREPROCESSING, load_mnist
+from lenet_edge.errors import DataError, ValidationError
+from lenet_edge.quantize import search
+from lenet_edge.quantize.build import read_metadata
+from lenet_edge.quantize.rewrite import (
+    EXACT_ATOL,
+    EXACT_RTOL,
+    NotRewritable,
+    float_logits,
+    fp32_logits,
+    kernel_friendly,
+    verify_rewrite,
+)
+from lenet_edge.quantize.search import auto_quantize, choose, format_search
+from lenet_edge.quantize.structure import optimized_op_counts
+from lenet_edge.quantize.timing import TimingPlan, side_by_side
+
+QUICK = TimingPlan(rounds=3, seconds_per_turn=0.005, warmup=2)  # the table's figures, not a benchmark
+CELLS = ["1t_b1", "1t_b64", "2t_b1", "2t_b64"]
+CANDIDATES = ["standard", "standard+c1-float", "kernel-friendly", "kernel-friendly+per-channel",
+              "kernel-friendly+qoperator"]
+FLOAT_LAYERS = ("Conv", "FusedConv", "Gemm", "FusedGemm", "MatMul", "FusedMatMul")
+
+
+# ---------------------------------------------------------------- a hand-built ReLU/max-pool LeNet-5
+def relu_lenet(path: Path, seed: int = 0, *, c1_activation: str = "Relu") -> Path:
+    """image (N,1,32,32) -> C1 5x5 (6) -> act -> pool -> C3 5x5 (16) -> relu -> pool -> C5 5x5 (120) -> relu
+    -> reshape (N,120) -> F6 (84) -> relu -> OUTPUT (10): the structure torch exports for lenet5-modern."""
+    rng = np.random.default_rng(seed)
+    shapes = {"C1.w": (6, 1, 5, 5), "C1.b": (6,), "C3.w": (16, 6, 5, 5), "C3.b": (16,), "C5.w": (120, 16, 5, 5),
+              "C5.b": (120,), "F6.w": (84, 120), "F6.b": (84,), "OUT.w": (10, 84), "OUT.b": (10,)}
+    weights = [numpy_helper.from_array(rng.normal(0, 0.3 if name.endswith(".w") else 0.1, shape).astype(np.float32),
+                                       name) for name, shape in shapes.items()]
+    weights.append(numpy_helper.from_array(np.array([-1, 120], np.int64), "flat_shape"))
+    pool = dict(kernel_shape=[2, 2], strides=[2, 2])
+    nodes = [
+        helper.make_node("Conv", [INPUT_NAME, "C1.w", "C1.b"], ["c1"], name="c1"),  # (N, 6, 28, 28)
+        helper.make_node(c1_activation, ["c1"], ["a1"], name="a1"),
+        helper.make_node("MaxPool", ["a1"], ["s2"], name="s2", **pool),  # (N, 6, 14, 14)
+        helper.make_node("Conv", ["s2", "C3.w", "C3.b"], ["c3"], name="c3"),
+        helper.make_node("Relu", ["c3"], ["a3"], name="a3"),
+        helper.make_node("MaxPool", ["a3"], ["s4"], name="s4", **pool),  # (N, 16, 5, 5)
+        helper.make_node("Conv", ["s4", "C5.w", "C5.b"], ["c5"], name="c5"),
+        helper.make_node("Relu", ["c5"], ["a5"], name="a5"),  # (N, 120, 1, 1)
+        helper.make_node("Reshape", ["a5", "flat_shape"], ["flat"], name="flat"),
+        helper.make_node("Gemm", ["flat", "F6.w", "F6.b"], ["f6"], name="f6", transB=1),
+        helper.make_node("Relu", ["f6"], ["a6"], name="a6"),
+        helper.make_node("Gemm", ["a6", "OUT.w", "OUT.b"], [OUTPUT_NAME], name="out", transB=1),
+    ]
+    graph = helper.make_graph(nodes, "relu_lenet",
+                              [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["N", 1, 32, 32])],
+                              [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["N", 10])], weights)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)], ir_version=9)
+    helper.set_model_props(model, ModelContract("lenet5-modern", MODERN_PREPROCESSING).to_metadata())
+    onnx.save(model, str(path))
+    return path
+
+
+def random_inputs(count: int, seed: int = 1) -> np.ndarray:
+    return np.random.default_rng(seed).normal(0, 1, (count, 1, 32, 32)).astype(np.float32)  # (N, 1, 32, 32)
+
+
+def op_counts(model: onnx.ModelProto) -> Counter:
+    return Counter(n.op_type for n in model.graph.node)
+
+
+# ---------------------------------------------------------------- hermetic: the rewrite
+def test_rewrite_computes_the_same_function_with_kernel_friendly_shapes(tmp_path):
+    original = relu_lenet(tmp_path / "lenet.onnx")
+    model = kernel_friendly(onnx.load(str(original)), "lenet.onnx")
+    rewritten = tmp_path / "rewritten.onnx"
+    onnx.save(model, str(rewritten))
+    x = random_inputs(64)
+    expected, found = fp32_logits(original, x), fp32_logits(rewritten, x)
+    assert np.abs(expected - found).max() <= EXACT_ATOL + EXACT_RTOL * np.abs(expected).max()  # ~1e-6 relative
+    assert (expected.argmax(1) == found.argmax(1)).all()
+    weights = {t.name: numpy_helper.to_array(t).shape for t in model.graph.initializer}
+    assert weights["C1.w"] == (64, 4, 6, 2)  # 4 pixel columns in, 2x2 pool phases x 2 pool windows x 8 maps out
+    assert weights["C3.w"] == (32, 16, 5, 3)  # column pairs: 2 x 8 maps in, 2 x 16 maps out
+    assert weights["C5.w"] == (120, 400)  # C5 as a Gemm over the NHWC-flattened 5x5x16 map
+    ops = op_counts(model)
+    assert (ops["Conv"], ops["Gemm"], ops["MaxPool"], ops["Relu"]) == (2, 3, 2, 4)
+    result = verify_rewrite(original, rewritten, x, "lenet.onnx")
+    assert result["images"] == 64 and result["argmax_mismatches"] == 0
+    assert result["max_abs_diff"] <= result["tolerance"] < 1e-3
+
+
+def test_a_wrong_rewrite_is_caught_by_the_verification(tmp_path):
+    original = relu_lenet(tmp_path / "lenet.onnx")
+    model = kernel_friendly(onnx.load(str(original)), "lenet.onnx")
+    w = next(t for t in model.graph.initializer if t.name == "C3.w")
+    broken = numpy_helper.to_array(w).copy()
+    broken[:, :, 0, 0] += 0.5  # one kernel column misplaced by a faulty rewrite
+    w.CopyFrom(numpy_helper.from_array(broken, "C3.w"))
+    rewritten = tmp_path / "rewritten.onnx"
+    onnx.save(model, str(rewritten))
+    with pytest.raises(ValidationError, match=r"lenet.onnx: the kernel-friendly rewrite changes the logits by up to"):
+        verify_rewrite(original, rewritten, random_inputs(32), "lenet.onnx")
+
+
+@pytest.mark.parametrize(("variant", "message"), [
+    (dict(c1_activation="Tanh"), r"conv c1 feeds Tanh \(expected a single Relu\)"),
+    (dict(c1_activation="Sigmoid"), r"conv c1 feeds Sigmoid"),
+])
+def test_other_structures_are_not_rewritten(tmp_path, variant, message):
+    model = onnx.load(str(relu_lenet(tmp_path / "other.onnx", **variant)))
+    with pytest.raises(NotRewritable, match=r"^other.onnx: " + message) as caught:
+        kernel_friendly(model, "other.onnx")
+    assert "\n" not in str(caught.value)
+
+
+def test_a_padded_or_missing_conv_is_not_rewritten(tmp_path):
+    model = onnx.load(str(relu_lenet(tmp_path / "lenet.onnx")))
+    conv = model.graph.node[0]
+    conv.attribute.append(helper.make_attribute("strides", [2, 2]))
+    with pytest.raises(NotRewritable, match=r"conv c1 is strided, padded, dilated or grouped"):
+        kernel_friendly(model, "lenet.onnx")
+    model = onnx.load(str(relu_lenet(tmp_path / "lenet.onnx")))
+    model.graph.node[6].op_type = "MaxPool"  # C5 gone: two convs left
+    with pytest.raises(NotRewritable, match=r"2 Conv nodes \(expected 3: C1, C3, C5\)"):
+        kernel_friendly(model, "lenet.onnx")
+
+
+def test_float_logits_drops_only_the_output_quantization():
+    g = helper.make_graph(
+        [helper.make_node("Gemm", ["x", "w"], ["y"], name="gemm"),
+         helper.make_node("QuantizeLinear", ["y", "s", "z"], ["yq"], name="q"),
+         helper.make_node("DequantizeLinear", ["yq", "s", "z"], [OUTPUT_NAME], name="dq")],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])],
+        [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, [1, 2])],
+        [numpy_helper.from_array(np.eye(2, dtype=np.float32), "w"), numpy_helper.from_array(np.float32(0.1), "s"),
+         numpy_helper.from_array(np.uint8(128), "z")])
+    model = helper.make_model(g)
+    assert float_logits(model)
+    assert [n.op_type for n in model.graph.node] == ["Gemm"] and model.graph.node[0].output[0] == OUTPUT_NAME
+    assert {t.name for t in model.graph.initializer} == {"w"}
+    assert not float_logits(model)  # nothing left to drop
+
+
+# ---------------------------------------------------------------- hermetic: the rule
+def row(name, *, drop=0.0, smaller=3.2, worst=1.0, status="ok"):
+    r = {"name": name, "status": status, "detail": "boom" if status != "ok" else ""}
+    if status == "ok":
+        r.update(accuracy_drop_points=drop, times_smaller=smaller, worst_latency_ratio=worst, worst_cell="1t_b1")
+    return r
+
+
+def test_rule_picks_the_fastest_in_the_worst_case_among_eligible_candidates():
+    rows = [row("standard", worst=2.2), row("fast-but-big", worst=0.5, smaller=2.9),
+            row("inaccurate", worst=0.4, drop=0.5), row("rewrite", worst=0.9), row("broken", status="failed")]
+    winner, why = choose(rows, 0.2)
+    assert winner == "rewrite"
+    assert why.startswith("rewrite has the lowest worst-case latency vs fp32, 0.90x at 1t_b1, of the 2 candidate(s)")
+    verdicts = {r["name"]: r["verdict"] for r in rows}
+    assert verdicts == {"standard": "slower: worst 2.20x vs 0.90x", "fast-but-big": "only 2.90x smaller (needs 3x)",
+                        "inaccurate": "loses 0.50 points (limit 0.2)", "rewrite": "winner", "broken": "failed: boom"}
+
+
+def test_rule_breaks_ties_by_list_order_and_says_so():
+    rows = [row("simple", worst=1.00), row("fancy", worst=0.97), row("slow", worst=1.2)]
+    winner, why = choose(rows, 0.2)
+    assert winner == "simple"  # 1.00 is within 5% of 0.97
+    assert "tied within 5% with fancy" in why
+    assert rows[1]["verdict"].startswith("tied with simple")
+
+
+def test_rule_drops_the_size_requirement_only_when_no_candidate_meets_it_and_fails_without_any():
+    rows = [row("a", smaller=2.9, worst=1.5), row("b", smaller=2.8, worst=1.2)]
+    winner, why = choose(rows, 0.2)
+    assert winner == "b" and why.endswith("no candidate is 3x smaller, so the size requirement was dropped")
+    winner, why = choose([row("a", drop=1.0), row("b", status="failed")], 0.2)
+    assert winner is None and why.startswith("no candidate passes its checks within 0.2 points of fp32 accuracy")
+
+
+def test_timing_plan_and_side_by_side_refuse_bad_input(tmp_path):
+    with pytest.raises(DataError, match="expected rounds and min_calls >= 1"):
+        TimingPlan(rounds=0)
+    model = relu_lenet(tmp_path / "lenet.onnx")
+    with pytest.raises(DataError, match="baseline 'fp32' is not among the models timed"):
+        side_by_side({"other": model}, random_inputs(64), QUICK, "fp32")
+    with pytest.raises(DataError, match="2 timing inputs for batch size 64"):
+        side_by_side({"fp32": model}, random_inputs(2), QUICK, "fp32")
+
+
+def test_side_by_side_gives_every_model_a_ratio_per_cell(tmp_path):
+    fp32 = relu_lenet(tmp_path / "lenet.onnx")
+    other = relu_lenet(tmp_path / "other.onnx", seed=3)
+    timings = side_by_side({"fp32": fp32, "other": other}, random_inputs(64), QUICK, "fp32")
+    assert list(timings) == CELLS
+    for cell in timings.values():
+        assert cell["fp32"]["ratio"] == 1.0 and cell["fp32"]["round_ratios"] == [1.0] * QUICK.rounds
+        assert cell["other"]["ratio"] > 0 and len(cell["other"]["round_ratios"]) == QUICK.rounds
+        assert cell["other"]["median_ms"] > 0
+
+
+def test_cli_refuses_settings_the_search_chooses(runner, tmp_path):
+    model = relu_lenet(tmp_path / "lenet.onnx")
+    result = runner.invoke(cli, ["quantize", str(model), "--auto", "--per-tensor", "--format", "qoperator"])
+    assert result.exit_code == 2
+    assert "--format, --per-channel cannot be combined with --auto" in result.output
+    assert not (tmp_path / "lenet.int8.onnx").exists()
+
+
+# ---------------------------------------------------------------- integration: the trained models
+@pytest.fixture(scope="module")
+def modern_auto(modern_onnx, mnist_dir, tmp_path_factory):
+    """`lenet-edge quantize --auto` on the trained lenet5-modern, with a short timing plan."""
+    out_dir = tmp_path_factory.mktemp("auto")
+    out, report = out_dir / "model.int8.onnx", out_dir / "quantize.json"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(search, "DEFAULT_PLAN", QUICK)
+        result = CliRunner().invoke(cli, ["quantize", str(modern_onnx), "--auto", "-o", str(out), "--report",
+                                          str(report), "--data-dir", str(mnist_dir)])
+    assert result.exit_code == 0, result.output
+    return result.stdout, out, json.loads(report.read_text())
+
+
+@pytest.mark.integration
+def test_rewrite_of_the_trained_model_is_exact_on_the_test_set(modern_onnx, mnist_dir, tmp_path):
+    images, _ = load_mnist(mnist_dir, "test")
+    x = MODERN_PREPROCESSING(images[:2000])  # (2000, 1, 32, 32)
+    rewritten = tmp_path / "rewritten.onnx"
+    onnx.save(kernel_friendly(onnx.load(str(modern_onnx)), modern_onnx.name), str(rewritten))
+    expected, found = fp32_logits(modern_onnx, x), fp32_logits(rewritten, x)
+    assert np.abs(expected - found).max() <= 1e-4
+    assert (expected.argmax(1) == found.argmax(1)).all()
+
+
+@pytest.mark.integration
+def test_auto_winner_runs_every_layer_as_an_int8_kernel(modern_auto):
+    _, out, report = modern_auto
+    settings = report["settings"]
+    assert settings["recipe"]["name"] == report["search"]["winner"]
+    assert settings["recipe"]["graph_rewrite"]  # the rewrite won: 2-4x faster than the standard recipes here
+    assert json.loads(read_metadata(out)[PREFIX + "quantization"])["recipe"]["name"] == report["search"]["winner"]
+    for counts in (optimized_op_counts(out), _optimized_all(out)):
+        assert counts["QLinearConv"] == 2 and counts["QGemm"] == 3
+        assert not any(counts[op] for op in FLOAT_LAYERS), counts
+    all_level = _optimized_all(out)
+    assert all_level["Transpose"] == 0 and all_level["DequantizeLinear"] == 0  # the layout pass cancelled them all
+    v = report["validation"]
+    assert v["accuracy_drop_points"] <= 0.1 and v["fp32_bytes"] / v["int8_bytes"] >= 3
+    assert report["structure"]["int8"] == {"conv": 2, "fc": 3}
+
+
+@pytest.mark.integration
+def test_auto_report_and_output_list_every_candidate_with_its_figures(modern_auto):
+    stdout, _, report = modern_auto
+    s = report["search"]
+    assert [r["name"] for r in s["candidates"]] == CANDIDATES
+    assert s["timing"]["cells"] == CELLS and s["rewrite"]["applies"]
+    assert s["rewrite"]["verification"]["images"] == 10_000
+    assert s["rewrite"]["verification"]["argmax_mismatches"] == 0
+    assert set(s["baseline"]["latency_ms"]) == set(CELLS)
+    for r in s["candidates"]:
+        assert r["status"] == "ok", r
+        assert 0.98 <= r["accuracy"] <= 1 and r["bytes"] > 0 and r["times_smaller"] > 2
+        assert set(r["latency_ratio"]) == set(CELLS) and all(v > 0 for v in r["latency_ratio"].values())
+        assert r["worst_latency_ratio"] == max(r["latency_ratio"].values())
+        assert r["verdict"]
+        assert r["name"] in stdout
+    assert [r["name"] for r in s["candidates"] if r["verdict"] == "winner"] == [s["winner"]]
+    assert s["why"].startswith(f"{s['winner']} has the lowest worst-case latency vs fp32")
+    per_channel = next(r for r in s["candidates"] if r["name"] == "kernel-friendly+per-channel")
+    assert per_channel["times_smaller"] < 3 and per_channel["verdict"].startswith("only")  # per-channel scales cost
+    assert f"why: {s['why']}" in stdout and "layers" in report
+    assert "kernel-friendly rewrite: fp32 logits within" in stdout
+
+
+@pytest.mark.integration
+def test_classic_lenet5_falls_back_to_the_standard_recipes(classic_onnx, mnist_dir, tmp_path):
+    steps = []
+    result = auto_quantize(classic_onnx, tmp_path / "classic.int8.onnx", data_dir=mnist_dir, plan=QUICK,
+                           on_step=steps.append)
+    s = result["search"]
+    reason = f"{classic_onnx.name}: conv node_conv2d feeds Mul (expected a single Relu)"
+    assert s["rewrite"] == {"applies": False, "reason": reason}
+    assert f"kernel-friendly rewrite does not apply, falling back to the standard recipes: {reason}" in steps
+    rewrites = [r for r in s["candidates"] if r["name"].startswith("kernel-friendly")]
+    assert len(rewrites) == 3 and all(r["verdict"] == f"not applicable: {reason}" for r in rewrites)
+    assert s["winner"] in ("standard", "standard+c1-float")
+    assert result["settings"]["recipe"]["graph_rewrite"] == []
+    assert result["validation"]["accuracy_drop_points"] <= 0.2
+    assert f"kernel-friendly rewrite not applied, standard recipes only: {reason}" in format_search(s)
+    assert (tmp_path / "classic.int8.onnx").is_file()
+
+
+def _optimized_all(path: Path) -> Counter:
+    """Op types of the graph onnxruntime runs at its default level (ORT_ENABLE_ALL, layout passes included)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.optimized_model_filepath = str(path.with_suffix(".optimized.onnx"))
+    opts.log_severity_level = 3
+    ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return op_counts(onnx.load(opts.optimized_model_filepath))
