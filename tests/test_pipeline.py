@@ -52,7 +52,7 @@ def test_pipeline_end_to_end(runner, tmp_path, mnist_dir):
 
     bench = json.loads((out / "bench.json").read_text())
     rows = {(r["model"], r["batch_size"], r["threads"]) for r in bench["rows"]}
-    assert rows == {(m, b, t) for m in ("fp32", "int8", "pytorch") for b in (1, 64) for t in (1, 2)}
+    assert rows == {(m, b, t) for m in ("fp32", "int8", "pytorch-eager") for b in (1, 64) for t in (1, 2)}
 
     report = (out / "report.md").read_text()
     for section in ("## Training", "## Export", "## Quantization", "## Evaluation", "## Bench"):
