@@ -150,6 +150,10 @@ def test_resume_continues_to_more_epochs(tiny_run, tiny_data, tmp_path):
     assert not torch.equal(before.C1[0].weight, after.C1[0].weight)
     _assert_png(out.with_suffix(".curves.png"))
 
+    backwards = _invoke(["train", "--data-dir", str(tiny_data), "-o", str(out), *TINY, "--resume"])
+    assert backwards.exit_code == 3 and "already trained for 2 epochs" in _error_line(backwards)
+    assert _meta(out) == resumed
+
 
 def test_resume_without_a_checkpoint_is_a_data_error(tiny_data, tmp_path):
     out = tmp_path / "none.safetensors"
@@ -167,13 +171,15 @@ def test_resume_of_another_variant_is_a_model_error(tiny_run, tiny_data, tmp_pat
     assert _meta(out) == _meta(tiny_run)
 
 
-def test_resume_to_no_more_epochs_is_not_an_internal_error(tiny_run, tiny_data, tmp_path):
+def test_resume_to_no_more_epochs_than_done_is_a_data_error(tiny_run, tiny_data, tmp_path):
     out = _copy_run(tiny_run, tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     result = _invoke(["train", "--data-dir", str(tiny_data), "-o", str(out), *TINY[2:], "--epochs", "1",
                       "--resume"])
-    assert result.exit_code in (0, 3), result.stderr
-    assert "internal error" not in result.stderr
-    assert _meta(out)["history"] == _meta(tiny_run)["history"]
+    assert result.exit_code == 3, result.stderr
+    assert _error_line(result) == (f"error: {out}: already trained for 1 epochs "
+                                   "(expected --epochs above 1 to resume)")
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
 
 
 @pytest.mark.xfail(strict=True, reason="trainer bug: OneCycleLR(pct_start=0.2) divides by zero when a run "
