@@ -44,7 +44,11 @@ and passed through unchanged. `--invert yes` inverts raw arrays too (255 - x);
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import os
+import sys
+import tokenize
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -77,7 +81,10 @@ def decode_image(path: Path) -> np.ndarray:
     size = path.stat().st_size
     if size > MAX_IMAGE_FILE_BYTES:
         raise DataError(f"{path}: {size} bytes (expected an image file of at most {MAX_IMAGE_FILE_BYTES} bytes)")
-    with warnings.catch_warnings():
+    # A corrupt file must give one error line: Pillow's parsers warn through Python's warnings
+    # and libtiff prints straight to file descriptor 2, so both are silenced while decoding.
+    with warnings.catch_warnings(), _native_stderr_silenced():
+        warnings.simplefilter("ignore")
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             image = Image.open(path, formats=IMAGE_FORMATS)
@@ -86,8 +93,8 @@ def decode_image(path: Path) -> np.ndarray:
         except UnidentifiedImageError as exc:
             raise DataError(f"{path}: not an image, .npy array or IDX file "
                             f"(expected one of {', '.join(IMAGE_FORMATS)}, .npy or IDX)") from exc
-        except OSError as exc:
-            raise DataError(f"{path}: cannot read ({exc})") from exc
+        except Exception as exc:  # Pillow's parsers raise OSError, ValueError, struct.error, ... on corrupt headers
+            raise DataError(f"{path}: cannot read ({type(exc).__name__}: {_first_line(exc)})") from exc
         with image:
             width, height = image.size
             if width < 1 or height < 1 or width * height > MAX_IMAGE_PIXELS:
@@ -96,8 +103,35 @@ def decode_image(path: Path) -> np.ndarray:
             try:
                 image.load()
                 return _grey_levels(image, path)
-            except (OSError, ValueError, SyntaxError, EOFError) as exc:
-                raise DataError(f"{path}: corrupt or truncated {image.format} image ({exc})") from exc
+            except DataError:
+                raise
+            except Exception as exc:  # as above, for the pixel data
+                raise DataError(f"{path}: corrupt or truncated {image.format} image "
+                                f"({type(exc).__name__}: {_first_line(exc)})") from exc
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else "no details"
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null for the block (C libraries' own messages)."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no usable descriptor 2: nothing to silence
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def _grey_levels(image, path: Path) -> np.ndarray:
@@ -194,7 +228,7 @@ def _npy_header(path: Path, f) -> tuple[tuple[int, ...], np.dtype, int]:
             shape, _, dtype = fmt.read_array_header_2_0(f)
         else:
             raise ValueError(f"unsupported .npy version {version}")
-    except (ValueError, OSError, EOFError, SyntaxError) as exc:
+    except (ValueError, OSError, EOFError, SyntaxError, tokenize.TokenError) as exc:  # numpy tokenizes the header
         raise DataError(f"{path}: malformed .npy header ({exc})") from exc
     return tuple(shape), np.dtype(dtype), f.tell()
 
