@@ -5,6 +5,8 @@ numpy + onnxruntime only: this is what a device runs.
 
 from __future__ import annotations
 
+import contextlib
+import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,12 +81,19 @@ def load_model(path: str | Path, threads: int | None = None) -> LoadedModel:
     options = session_options(threads)
     data = read_model_bytes(path)  # size cap; external data refused before onnxruntime could open it
     try:
-        session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+        # onnxruntime print()s an "EP Error ... Falling back" banner on stdout, where predictions go
+        with contextlib.redirect_stdout(io.StringIO()):
+            session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own untyped errors for malformed files
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"{path}: not a loadable ONNX model ({first_line[:200]})") from exc
-    contract = ModelContract.from_metadata(session.get_modelmeta().custom_metadata_map, str(path))
-    _check_signature(path, session, contract)
+    session.disable_fallback()  # CPU only: nothing to fall back to, and no banner from run()
+    try:
+        contract = ModelContract.from_metadata(session.get_modelmeta().custom_metadata_map, str(path))
+        _check_signature(path, session, contract)
+    except UnicodeDecodeError as exc:  # onnxruntime hands strings over as they are in the file
+        raise ModelError(f"{path}: metadata or names that are not UTF-8 text (expected a lenet-edge model; "
+                         f"{exc.reason} at byte {exc.start})") from exc
     return LoadedModel(path, session, contract)
 
 
