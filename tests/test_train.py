@@ -182,8 +182,6 @@ def test_resume_to_no_more_epochs_than_done_is_a_data_error(tiny_run, tiny_data,
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
 
 
-@pytest.mark.xfail(strict=True, reason="trainer bug: OneCycleLR(pct_start=0.2) divides by zero when a run "
-                                       "has exactly 5 steps")
 def test_a_run_of_five_steps_trains(tiny_data, tmp_path):
     out = tmp_path / "few.safetensors"
     result = _invoke(["train", "--data-dir", str(tiny_data), "-o", str(out), "--epochs", "1",

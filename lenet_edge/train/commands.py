@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -52,22 +53,23 @@ def train(data_dir, out, variant, epochs, batch_size, lr, momentum, weight_decay
     from .trainer import train as run_training
 
     out = out or Path("runs") / f"{variant}.safetensors"
+    overrides = {k: v for k, v in dict(epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
+                                      weight_decay=weight_decay, val_count=val_count, augment=augment).items()
+                 if v is not None}
+    recipe = replace(default_recipe(variant), seed=seed, **overrides)
+    recipe.check()  # bad options fail before anything is created or downloaded
+    if threads is not None and threads < 1:
+        raise DataError(f"--threads must be at least 1 (found {threads})")
     if resume:
         if not out.is_file():
             raise DataError(f"{out}: no checkpoint to resume (expected the --out of an earlier run)")
     else:
         ensure_directory(out)
         check_writable(out, force)
-    overrides = {k: v for k, v in dict(epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
-                                      weight_decay=weight_decay, val_count=val_count, augment=augment).items()
-                 if v is not None}
-    recipe = replace(default_recipe(variant), seed=seed, **overrides)
     if threads is not None:
-        if threads < 1:
-            raise DataError(f"--threads must be at least 1 (found {threads})")
         torch.set_num_threads(threads)
     data = resolve_data_dir(data_dir)
-    with click.progressbar(length=recipe.epochs, label=f"training {variant}", file=click.get_text_stream("stderr"),
+    with click.progressbar(length=recipe.epochs, label=f"training {variant}", file=sys.stderr,
                            item_show_func=lambda h: h) as bar:
         def on_epoch(h: dict) -> None:
             bar.update(1, f"epoch {h['epoch']} loss {h['train_loss']:.3f} val {h['val_accuracy']:.2%}")
@@ -76,5 +78,5 @@ def train(data_dir, out, variant, epochs, batch_size, lr, momentum, weight_decay
     curves = out.with_suffix(".curves.png")
     plot_curves(meta["history"], curves, title=f"{variant} on MNIST")
     click.echo(f"{out}: {variant}, {meta['epoch']} epochs in {meta['train_seconds']:.0f} s, "
-               f"test accuracy {meta['test_accuracy']:.2%} on {10000} official test images")
+               f"test accuracy {meta['test_accuracy']:.2%} on {meta['test_images']} test images")
     click.echo(f"curves: {curves}")

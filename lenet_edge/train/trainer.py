@@ -66,6 +66,16 @@ def _data_checksums(data_dir: Path) -> dict:
     return {p.name: sha256_file(p) for split in ("train", "test") for p in split_paths(data_dir, split)}
 
 
+def one_cycle_lr(step: int, total_steps: int, peak: float) -> float:
+    """Linear warm-up over the first 20% of the steps, then cosine annealing to zero.
+
+    A function of the global step alone, so a resumed run continues on the same curve."""
+    warmup = max(1, round(0.2 * total_steps))
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    return peak * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total_steps - warmup)))
+
+
 def _evaluate(model, x: torch.Tensor, y: torch.Tensor, batch: int = 1000) -> tuple[float, float]:
     model.eval()
     loss, correct = 0.0, 0
@@ -77,10 +87,11 @@ def _evaluate(model, x: torch.Tensor, y: torch.Tensor, batch: int = 1000) -> tup
     return loss / len(x), correct / len(x)
 
 
-def test_accuracy(model, data_dir: Path) -> float:
+def test_accuracy(model, data_dir: Path) -> tuple[float, int]:
+    """Accuracy on the test split, and its number of images."""
     images, labels = load_mnist(data_dir, "test")
     x = torch.from_numpy(model.preprocessing(images))
-    return _evaluate(model, x, torch.from_numpy(labels))[1]
+    return _evaluate(model, x, torch.from_numpy(labels))[1], len(images)
 
 
 def train(
@@ -114,25 +125,22 @@ def train(
     order = np.random.default_rng(recipe.seed).permutation(len(images))
     val_idx, train_idx = order[:recipe.val_count], order[recipe.val_count:]
     prep = model.preprocessing
-    pixels = torch.from_numpy(np.pad(images[train_idx], ((0, 0), (prep.pad,) * 2, (prep.pad,) * 2))[:, None] / 255.0).float()
+    padded = np.pad(images[train_idx], ((0, 0), (prep.pad,) * 2, (prep.pad,) * 2))
+    pixels = torch.from_numpy(padded[:, None] / 255.0).float()  # (N, 1, 32, 32) in [0, 1]; distorted before normalising
     y_train = torch.from_numpy(labels[train_idx])
     x_val, y_val = torch.from_numpy(prep(images[val_idx])), torch.from_numpy(labels[val_idx])
 
     optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
                                 nesterov=True, weight_decay=recipe.weight_decay)
     steps_per_epoch = math.ceil(len(pixels) / recipe.batch_size)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=recipe.lr, epochs=recipe.epochs, steps_per_epoch=steps_per_epoch, pct_start=0.2)
+    total_steps = recipe.epochs * steps_per_epoch
     if optimizer_state is not None:
         for i, group in enumerate(optimizer.param_groups):
             for j, p in enumerate(group["params"]):
                 if f"{i}.{j}" in optimizer_state:
                     optimizer.state[p]["momentum_buffer"] = optimizer_state[f"{i}.{j}"]
-    for _ in range(len(history) * steps_per_epoch):
-        schedule.step()  # fast-forward the schedule to where the resumed run stopped
 
     gen = torch.Generator().manual_seed(recipe.seed)
-    temperature = getattr(model, "loss_temperature", 1.0)
     mean, std = prep.mean, prep.std
     checksums = _data_checksums(Path(data_dir))
     started = time.perf_counter() - sum(h["seconds"] for h in history)
@@ -142,17 +150,18 @@ def train(
         perm = torch.randperm(len(pixels), generator=gen)
         seen, loss_sum, correct = 0, 0.0, 0
         epoch_start = time.perf_counter()
-        for i in range(0, len(pixels), recipe.batch_size):
+        for step, i in enumerate(range(0, len(pixels), recipe.batch_size), (epoch - 1) * steps_per_epoch):
+            for group in optimizer.param_groups:
+                group["lr"] = one_cycle_lr(step, total_steps, recipe.lr)
             idx = perm[i:i + recipe.batch_size]
             x = pixels[idx]  # (B, 1, 32, 32) in [0, 1]
             if recipe.augment:
                 x = distort(x, gen)
             logits = model((x - mean) / std)
-            loss = F.cross_entropy(logits / temperature, y_train[idx])
+            loss = F.cross_entropy(logits, y_train[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            schedule.step()
             seen += len(idx)
             loss_sum += loss.item() * len(idx)
             correct += (logits.argmax(1) == y_train[idx]).sum().item()
@@ -178,6 +187,6 @@ def train(
         if on_epoch:
             on_epoch(history[-1])
     model.eval()
-    meta["test_accuracy"] = test_accuracy(model, Path(data_dir))
+    meta["test_accuracy"], meta["test_images"] = test_accuracy(model, Path(data_dir))
     save_checkpoint(out, model, meta, momentum)
     return meta
