@@ -26,7 +26,7 @@ def run_pipeline(data_dir: Path | None, out: Path, *, variant: str = "lenet5-mod
     from .errors import OutputError
     from .export.exporter import export_checkpoint
     from .fileio import ensure_directory, write_json, write_text
-    from .quantize.quantizer import quantize_model
+    from .quantize.search import auto_quantize
     from .runtime.bench import bench
     from .runtime.evaluate import evaluate
     from .runtime.plots import plot_confusion
@@ -56,9 +56,9 @@ def run_pipeline(data_dir: Path | None, out: Path, *, variant: str = "lenet5-mod
 
         step("export to ONNX, checking parity with PyTorch")
         exported = export_checkpoint(checkpoint, staging / FP32, data_dir=data)
-        step("quantize to int8, validating against fp32")
-        quantized = quantize_model(staging / FP32, staging / INT8, data_dir=data,
-                                   report=staging / "quantize.json", on_step=step)
+        step("quantize to int8 (--auto: candidates validated and timed against fp32)")
+        quantized = auto_quantize(staging / FP32, staging / INT8, data_dir=data,
+                                  report=staging / "quantize.json", on_step=step)
 
         evaluations = {}
         for label, name in (("fp32", FP32), ("int8", INT8)):
@@ -118,6 +118,7 @@ def render_report(s: dict, bench_markdown: str) -> str:
         f"- accuracy through onnxruntime: {e['accuracy']['onnxruntime']:.2%} (PyTorch {e['accuracy']['pytorch']:.2%})",
         "",
         "## Quantization (`model.int8.onnx`)",
+        f"- recipe {settings['recipe']['name']}, chosen by quantize --auto: {q['search']['why']}",
         f"- {settings['mode']} {settings.get('format', '')} {settings.get('method', '')}, "
         f"{settings['activation_type']} activations, {settings['weight_type']} weights"
         + (f", kept in float: {', '.join(settings['excluded_nodes'])}" if settings.get("excluded_nodes") else ""),

@@ -125,7 +125,7 @@ def fold_first_conv_and_pool(m: onnx.ModelProto, conv, relu, *, next_conv, sourc
     _set_ints(conv, "kernel_shape", [K + 1, kw])
     _set_ints(conv, "strides", [2, 1])
     rows, groups = Ho // 2, Wo // group
-    tag = "kernel_friendly.c1"
+    tag = "fold.c1"
     shape_in = _add_shape(g, f"{tag}.image_as_column_groups", [-1, H, W // group, group])
     shape_view = _add_shape(g, f"{tag}.pool_view", [-1, rows * groups, 4, half * C])
     shape_out = _add_shape(g, f"{tag}.pooled", [-1, rows, groups * half, C])
@@ -174,7 +174,7 @@ def fold_column_pairs(m: onnx.ModelProto, conv, relu, *, source: str, group: int
     _set_initializer(g, conv.input[1], w2)
     _set_initializer(g, conv.input[2], np.tile(b, group).astype(np.float32))
     _set_ints(conv, "kernel_shape", [K, kw])
-    tag = "kernel_friendly.c3"
+    tag = "fold.c3"
     shape_in = _add_shape(g, f"{tag}.column_pairs", [-1, H, W // group, group * cin])
     shape_out = _add_shape(g, f"{tag}.unfolded", [-1, Ho, Wo, C])
     x, out = conv.input[0], relu.output[0]
@@ -207,7 +207,7 @@ def last_conv_as_nhwc_gemm(m: onnx.ModelProto, conv, relu, *, source: str) -> No
     if _shape(m, flat.output[0], source)[1:] != [w.shape[0]]:
         raise NotRewritable(f"{source}: {flat.name} does not flatten C5's output to (N, {w.shape[0]})")
     _set_initializer(g, conv.input[1], w.transpose(0, 2, 3, 1).reshape(w.shape[0], -1))  # (C, H*W*Cin)
-    tag = "kernel_friendly.c5"
+    tag = "fold.c5"
     gemm = helper.make_node("Gemm", [f"{tag}.input_flat", conv.input[1], conv.input[2]], [conv.output[0]],
                             name=f"{tag}.gemm", transB=1)
     relu.output[0] = flat.output[0]  # the ReLU now yields (N, C) directly
