@@ -33,7 +33,7 @@ was made with:
 The model's own contract (its metadata) then pads the 28x28 digit to its input size and
 normalises it; the 28 and 20 above scale with that input size (side = input_size - 2 * pad).
 
-Arrays (.npy, read with allow_pickle=False, memory-mapped and never unpickled) and IDX
+Arrays (.npy, header checked, read chunk by chunk and never unpickled) and IDX
 files are taken as digits already in MNIST form (light on dark, centred): shape
 (28, 28) or (N, 28, 28), any integer or float dtype, finite values in [0, 255]; a float
 array whose values all lie in (0, 1] is refused as probably scaled to [0, 1]. A .npy of
@@ -63,7 +63,7 @@ INVERT_CHOICES = ("auto", "yes", "no")
 IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP")
 MAX_IMAGE_PIXELS = 50_000_000  # a 50-megapixel photo; more is refused as a decompression bomb
 MAX_IMAGE_FILE_BYTES = 64 << 20
-MAX_NPY_BYTES = 4 << 30  # memory-mapped and read in chunks, so this bounds disk, not memory
+MAX_NPY_BYTES = 4 << 30  # read in chunks, so this bounds disk, not memory
 MIN_CONTRAST = 8.0  # grey levels between background and the brightest pixel
 INK_THRESHOLD = 0.1  # of 255: pixels above it define the digit's bounding box
 BORDER_FRACTION = 0.1
@@ -218,25 +218,69 @@ def image_to_digit(path: Path, invert: str = "auto", side: int = 28) -> np.ndarr
 
 # ----------------------------------------------------------------------------- arrays
 
-def _npy_header(path: Path, f) -> tuple[tuple[int, ...], np.dtype, int]:
+def _npy_header(path: Path, f) -> tuple[tuple[int, ...], bool, np.dtype, int]:
     fmt = np.lib.format
     try:
         version = fmt.read_magic(f)
         if version == (1, 0):
-            shape, _, dtype = fmt.read_array_header_1_0(f)
+            shape, fortran_order, dtype = fmt.read_array_header_1_0(f)
         elif version in ((2, 0), (3, 0)):
-            shape, _, dtype = fmt.read_array_header_2_0(f)
+            shape, fortran_order, dtype = fmt.read_array_header_2_0(f)
         else:
             raise ValueError(f"unsupported .npy version {version}")
     except (ValueError, OSError, EOFError, SyntaxError, tokenize.TokenError) as exc:  # numpy tokenizes the header
         raise DataError(f"{path}: malformed .npy header ({exc})") from exc
-    return tuple(shape), np.dtype(dtype), f.tell()
+    return tuple(shape), bool(fortran_order), np.dtype(dtype), f.tell()
 
 
-def read_npy(path: Path) -> np.ndarray:
-    """A .npy file memory-mapped read-only, after its header is checked; never unpickled."""
+class NpyRecords:
+    """The records of a C-order .npy array, read from the file on demand: records[i:j] is an
+    ndarray of records i..j-1 (shape (j - i, *shape[1:])).
+
+    Why not a memory map: every page a map touches stays in the process's resident set until
+    the map is closed, so reading a 300 MB array through once adds 300 MB to the peak memory;
+    reading chunk by chunk keeps it at one chunk whatever the file's size.
+    """
+
+    def __init__(self, path: Path, shape: tuple[int, ...], dtype: np.dtype, offset: int):
+        self.path, self.shape, self.dtype, self.offset = path, shape, dtype, offset
+        self.ndim = len(shape)
+
+    def __len__(self) -> int:
+        if not self.shape:
+            raise TypeError("len() of a 0-d array")
+        return self.shape[0]
+
+    def __getitem__(self, index: slice) -> np.ndarray:
+        if not isinstance(index, slice) or not self.shape:
+            raise TypeError("NpyRecords supports slices of records only")
+        start, stop, step = index.indices(len(self))
+        if step != 1:
+            raise TypeError("NpyRecords supports contiguous slices only")
+        count = max(0, stop - start)
+        per_record = int(np.prod(self.shape[1:], dtype=np.int64))
+        with open(self.path, "rb") as f:
+            f.seek(self.offset + start * per_record * self.dtype.itemsize)
+            data = np.fromfile(f, self.dtype, count * per_record)
+        if data.size != count * per_record:
+            raise DataError(f"{self.path}: ended after {data.size} of {count * per_record} values "
+                            f"(changed while being read?)")
+        return data.reshape((count, *self.shape[1:]))
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        """The whole array (for small ones, e.g. one (28, 28) digit)."""
+        whole = self[:] if self.shape else np.fromfile(self.path, self.dtype, 1, offset=self.offset).reshape(())
+        return whole if dtype is None else whole.astype(dtype)
+
+
+def read_npy(path: Path) -> NpyRecords | np.ndarray:
+    """A .npy array, checked from its header and read chunk by chunk; never unpickled.
+
+    C-order arrays (what np.save writes for ordinary arrays) come back as NpyRecords;
+    a Fortran-order array, whose records are not contiguous in the file, memory-mapped.
+    """
     with open(path, "rb") as f:
-        shape, dtype, offset = _npy_header(path, f)
+        shape, fortran_order, dtype, offset = _npy_header(path, f)
     if dtype.hasobject or dtype.fields is not None or dtype.kind not in "uif":
         what = "Python objects (refused: .npy files are never unpickled)" if dtype.hasobject else f"dtype {dtype}"
         raise DataError(f"{path}: holds {what} (expected an integer or float array)")
@@ -250,6 +294,8 @@ def read_npy(path: Path) -> np.ndarray:
                         f"truncated or trailing data")
     if count == 0:
         raise DataError(f"{path}: empty array of shape {shape} (expected at least one image)")
+    if not fortran_order or len(shape) < 2:
+        return NpyRecords(path, shape, dtype, offset)
     try:
         return np.load(path, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError) as exc:
@@ -292,7 +338,7 @@ class InputFile:
 
     path: Path
     kind: str
-    data: np.ndarray
+    data: np.ndarray | NpyRecords  # sliced one chunk of records at a time
     single: bool  # one record named by the path alone, not path[i]
 
     @property
@@ -342,7 +388,7 @@ def open_input(path: str | Path, preprocessing: Preprocessing, invert: str = "au
         _check_prepared_values(path, arr)
         return InputFile(path, "prepared", arr, single=False)
     if arr.shape == (side, side):
-        arr, single = arr[None], True
+        arr, single = np.asarray(arr)[None], True
     elif arr.ndim == 3 and arr.shape[1:] == (side, side) and len(arr) > 0:
         single = False
     else:

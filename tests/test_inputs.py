@@ -271,9 +271,19 @@ def test_npy_shapes_and_dtypes(tmp_path):
     np.testing.assert_array_equal(x, prepared)
 
 
-def test_npy_is_memory_mapped(tmp_path):
-    np.save(tmp_path / "a.npy", np.zeros((10, 28, 28), np.uint8))
-    assert isinstance(read_npy(tmp_path / "a.npy"), np.memmap)
+def test_npy_is_read_one_chunk_at_a_time(tmp_path):
+    """Records come from the file per slice (a memory map would keep every page it touched resident)."""
+    from lenet_edge.inputs import NpyRecords
+
+    array = np.arange(10 * 28 * 28, dtype=">u2").reshape(10, 28, 28) % 256
+    np.save(tmp_path / "a.npy", array)
+    records = read_npy(tmp_path / "a.npy")
+    assert isinstance(records, NpyRecords) and (records.shape, records.ndim, len(records)) == ((10, 28, 28), 3, 10)
+    np.testing.assert_array_equal(records[3:5], array[3:5])
+    np.testing.assert_array_equal(records[8:100], array[8:])
+    np.testing.assert_array_equal(np.asarray(records), array)
+    np.save(tmp_path / "f.npy", np.asfortranarray(array))  # records not contiguous: memory-mapped instead
+    np.testing.assert_array_equal(read_npy(tmp_path / "f.npy")[3:5], array[3:5])
 
 
 class _Trap:
