@@ -75,7 +75,8 @@ def read_idx(path: str | Path) -> np.ndarray:
         expected = math.prod(dims) * dtype.itemsize  # Python ints: four u32 dims overflow int64
         if expected > MAX_IDX_BYTES:
             raise DataError(f"{path}: header declares {dims} = {expected} bytes (expected at most {MAX_IDX_BYTES})")
-        payload = _read_exact(f, expected, path, f"payload for shape {dims}")
+        array = np.empty(expected // dtype.itemsize, dtype)  # filled straight from the file: no second copy
+        _read_into(f, array.view(np.uint8), path, f"payload for shape {dims}")
         try:
             extra = f.read(1)
         except (EOFError, OSError, zlib.error) as exc:
@@ -83,7 +84,26 @@ def read_idx(path: str | Path) -> np.ndarray:
         if extra:
             raise DataError(f"{path}: trailing bytes after the payload "
                             f"(expected exactly {expected} bytes for shape {dims})")
-    return np.frombuffer(payload, dtype).reshape(dims).astype(dtype.newbyteorder("="))
+    if not dtype.isnative:  # IDX is big-endian: swap in place, then view with the native byte order
+        array = array.byteswap(inplace=True).view(dtype.newbyteorder("="))
+    try:
+        return array.reshape(dims)
+    except ValueError as exc:  # e.g. (0, 2**32 - 1, 2**32 - 1): no data, but no array has that shape
+        raise DataError(f"{path}: header declares shape {dims}, which no array can have ({exc})") from exc
+
+
+def _read_into(f, buffer: np.ndarray, path: Path, what: str) -> None:
+    filled = 0
+    try:
+        while filled < len(buffer):
+            n = f.readinto(buffer[filled:])
+            if not n:
+                break
+            filled += n
+    except (EOFError, OSError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+        raise DataError(f"{path}: corrupt or truncated gzip stream while reading {what} ({exc})") from exc
+    if filled != len(buffer):
+        raise DataError(f"{path}: truncated {what}: expected {len(buffer)} bytes, found {filled}")
 
 
 def split_paths(data_dir: Path, split: str) -> tuple[Path, Path]:

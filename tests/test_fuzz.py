@@ -185,7 +185,9 @@ def _npy_with_header(text: str) -> bytes:
     (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", b"\0\0\0\x1c\0"), "cannot read (ValueError: Truncated IHDR chunk)"),
     (_npy_with_header("{'descr': '|u1', 'fortran_order': False, 'shape': (3, 28, 28"), "malformed .npy header"),
     (_flip(IMAGE_SEEDS[6], 8), "corrupt or truncated TIFF image"),  # libtiff prints "Using code not yet in table"
-], ids=["png-short-ihdr-valueerror", "npy-header-tokenerror", "tiff-bad-lzw-code"])
+    (bytes([0, 0, 0x0D, 3]) + (0).to_bytes(4, "big") + (2**32 - 1).to_bytes(4, "big") * 2,
+     "which no array can have"),  # no payload, but numpy has no array of that shape: ValueError
+], ids=["png-short-ihdr-valueerror", "npy-header-tokenerror", "tiff-bad-lzw-code", "idx-empty-impossible-shape"])
 def test_found_input_files_are_data_errors_and_print_nothing(tmp_path, capfd, blob, message):
     from lenet_edge.errors import DataError
 
