@@ -94,7 +94,7 @@ def load_checkpoint(weights: str | Path, variant: str | None = None) -> tuple[to
     try:
         tensors = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as exc:
-        raise ModelError(f"{weights}: not a readable safetensors file ({exc})") from exc
+        raise ModelError(f"{weights}: not a readable safetensors file ({exc}){_pickle_hint(weights)}") from exc
     expected = model.state_dict()
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
@@ -114,6 +114,17 @@ def load_checkpoint(weights: str | Path, variant: str | None = None) -> tuple[to
     except DataError as exc:  # a checkpoint problem, not a data problem: exit code 4
         raise ModelError(f"{meta_path(weights)}: {exc}") from exc
     return model, meta
+
+
+def _pickle_hint(path: Path) -> str:
+    """Name what a non-safetensors file is when it is the usual suspect: torch.save or pickle output."""
+    with open(path, "rb") as f:
+        head = f.read(2)
+    if head == b"PK":
+        return "; it is a zip archive as torch.save writes, refused: checkpoints are never unpickled"
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return "; it is a Python pickle, refused: checkpoints are never unpickled"
+    return ""
 
 
 def load_optimizer_state(weights: Path) -> dict | None:
