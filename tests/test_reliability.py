@@ -95,6 +95,7 @@ class Case:
     args: list[str]
     code: int
     names: str  # what the error line must name: the file (or the option) at fault
+    says: str = ""  # and, for some, what it must say
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -182,8 +183,8 @@ def _external_data(kit: Kit) -> Path:
 # Each builds its inputs in kit.tmp and returns the command line, the exit code and what the
 # one error line must name.
 
-def _evaluate(directory: Path, kit: Kit, names: str) -> Case:
-    return Case(["evaluate", str(kit.onnx), "--data-dir", str(directory)], DATA, names)
+def _evaluate(directory: Path, kit: Kit, names: str, says: str = "") -> Case:
+    return Case(["evaluate", str(kit.onnx), "--data-dir", str(directory)], DATA, names, says)
 
 
 def _labels_with(kit: Kit, change) -> bytes:
@@ -207,7 +208,7 @@ CASES: dict[str, Callable[[Kit], Case]] = {
     "idx-truncated-gz": lambda k: _evaluate(
         k.data_dir(images=(k.mnist / TEST_IMAGES).read_bytes()[:100_000]), k, TEST_IMAGES),
     "idx-gzip-far-larger-than-header": lambda k: _evaluate(
-        k.data_dir(labels=_gz(_idx_bytes(k.mnist / TEST_LABELS) + bytes(64 << 20))), k, TEST_LABELS),
+        k.data_dir(labels=_gz(_idx_bytes(k.mnist / TEST_LABELS) + bytes(64 << 20))), k, TEST_LABELS, "trailing bytes"),
     "idx-wrong-magic": lambda k: _evaluate(
         k.data_dir(images=_gz(b"\x00\x00\x0a\x03" + _idx_bytes(k.mnist / TEST_IMAGES)[4:])), k, TEST_IMAGES),
     "idx-labels-file-as-images": lambda k: _evaluate(
@@ -229,7 +230,8 @@ CASES: dict[str, Callable[[Kit], Case]] = {
                                          DATA, "notes.png"),
     "image-empty-file": lambda k: Case(k.run(k.onnx, _write(k, "empty.png", b"")), DATA, "empty.png"),
     "image-truncated": lambda k: Case(k.run(k.onnx, _write(k, "cut.png", _png_bytes(k)[:60])), DATA, "cut.png"),
-    "image-decompression-bomb": lambda k: Case(k.run(k.onnx, _write(k, "bomb.png", _bomb_png())), DATA, "bomb.png"),
+    "image-decompression-bomb": lambda k: Case(k.run(k.onnx, _write(k, "bomb.png", _bomb_png())), DATA, "bomb.png",
+                                                "decompression bomb"),
     # ---- .npy arrays (run)
     "npy-wrong-shape": lambda k: Case(k.run(k.onnx, k.npy("shape.npy", np.zeros((3, 27, 27), np.uint8))), DATA,
                                       "shape.npy"),
@@ -245,7 +247,8 @@ CASES: dict[str, Callable[[Kit], Case]] = {
     "npy-out-of-range": lambda k: Case(k.run(k.onnx, k.npy("range.npy", k.digits.astype(np.int16) * 2)), DATA,
                                        "range.npy"),
     "npy-truncated": lambda k: Case(k.run(k.onnx, _write(k, "cut.npy", _npy_bytes(k)[:-100])), DATA, "cut.npy"),
-    "npy-objects-never-unpickled": lambda k: Case(k.run(k.onnx, _pickled_npy(k)), DATA, "objects.npy"),
+    "npy-objects-never-unpickled": lambda k: Case(k.run(k.onnx, _pickled_npy(k)), DATA, "objects.npy",
+                                                  "never unpickled"),
     # ---- ONNX models (run)
     "onnx-not-onnx": lambda k: Case(k.run(_write(k, "notes.onnx", b"not a model\n"), k.npy("d.npy", k.digits)),
                                     MODEL, "notes.onnx"),
@@ -259,7 +262,8 @@ CASES: dict[str, Callable[[Kit], Case]] = {
                                                    k.npy("d.npy", k.digits)), MODEL, "small.onnx"),
     "onnx-without-contract": lambda k: Case(k.run(k.onnx_copy("bare.onnx", _strip_contract), k.npy("d.npy", k.digits)),
                                             MODEL, "bare.onnx"),
-    "onnx-external-data": lambda k: Case(k.run(_external_data(k), k.npy("d.npy", k.digits)), MODEL, "external.onnx"),
+    "onnx-external-data": lambda k: Case(k.run(_external_data(k), k.npy("d.npy", k.digits)), MODEL, "external.onnx",
+                                         "refers to external data file 'external.weights' (refused"),
     "onnx-larger-than-cap": lambda k: Case(k.run(k.onnx_copy("huge.onnx", _pad_beyond_cap), k.npy("d.npy", k.digits)),
                                            MODEL, "huge.onnx"),
     # ---- checkpoints (export, train --resume)
@@ -273,7 +277,8 @@ CASES: dict[str, Callable[[Kit], Case]] = {
         {n: t for n, t in _tensors(k).items() if not n.startswith("F6")}))), MODEL, "ckpt.safetensors"),
     "checkpoint-unexpected-tensor": lambda k: Case(k.export(k.checkpoint_copy(_safetensors(
         {**_tensors(k), "extra.weight": _tensors(k)["C1.0.weight"]}))), MODEL, "ckpt.safetensors"),
-    "checkpoint-pickle-never-unpickled": lambda k: Case(k.export(_pickled_checkpoint(k)), MODEL, "ckpt.safetensors"),
+    "checkpoint-pickle-never-unpickled": lambda k: Case(k.export(_pickled_checkpoint(k)), MODEL, "ckpt.safetensors",
+                                                        "never unpickled"),
     "checkpoint-resume-another-variant": lambda k: Case(
         ["train", "--variant", "lenet5", "--resume", "--epochs", "2", "-o", str(_full_checkpoint_copy(k)),
          "--data-dir", str(k.mnist)], MODEL, "ckpt.safetensors"),
@@ -453,7 +458,7 @@ def test_bad_input(name, kit, modern_onnx, modern_checkpoint):
     result = CliRunner().invoke(cli, case.args)
     line = error_line(result.stderr)
     assert result.exit_code == case.code, line
-    assert case.names in line, line
+    assert case.names in line and case.says in line, line
     assert result.stdout == ""
     assert _snapshot(*watched) == before  # nothing written, nothing changed, no temporary file
     assert not list(kit.tmp.parent.glob("*-unpickled")), "a file's pickle was executed"
@@ -514,7 +519,8 @@ def test_the_installed_command_prints_one_line_and_no_traceback(name, kit):
     command = Path(sys.executable).with_name("lenet-edge")
     result = subprocess.run([str(command), *case.args], capture_output=True, text=True, timeout=300)
     assert result.returncode == case.code, result.stderr
-    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ") and case.names in result.stderr
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
+    assert case.names in result.stderr and case.says in result.stderr
     assert result.stdout == ""
     assert _snapshot(kit.tmp) == before and not list(kit.tmp.parent.glob("*-unpickled"))
 
