@@ -107,7 +107,7 @@ def _write_manifest(parent: Path, entries: dict[str, str], artefact: Path) -> No
     tmp = None
     try:
         tmp = _new_temp_file(parent, target.name)
-        tmp.write_text(text, encoding="utf-8")
+        tmp.write_bytes(text.encode("utf-8", "surrogateescape"))  # file names are bytes: keep them as they are
         os.replace(tmp, target)
     except OSError as exc:
         if tmp is not None:

@@ -73,11 +73,7 @@ def read(manifest: Path, error: type[LenetEdgeError]) -> dict[str, str]:
         raise error(f"{manifest}: cannot read ({exc.strerror})") from exc
     if len(data) > MAX_MANIFEST_BYTES:
         raise error(f"{manifest}: larger than {MAX_MANIFEST_BYTES} bytes (expected a lenet-edge manifest)")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise error(f"{manifest}: not UTF-8 text (expected a sha256sum manifest)") from exc
-    return parse(text, manifest, error)
+    return parse(data.decode("utf-8", "surrogateescape"), manifest, error)  # names as the file system has them
 
 
 def verify(path: str | Path) -> str:

@@ -25,7 +25,7 @@ def _sha256sum_check(directory) -> subprocess.CompletedProcess:
     tool = shutil.which("sha256sum")
     assert tool is not None, "sha256sum (coreutils) is needed to check the manifest format"
     return subprocess.run([tool, "--strict", "-c", manifest.MANIFEST_NAME], cwd=directory,
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, errors="surrogateescape", timeout=60)
 
 
 def test_every_write_is_recorded_sorted_in_sha256sum_format(tmp_path):
@@ -214,3 +214,12 @@ def test_without_verify_an_unlisted_model_still_runs(runner, recorded_model, dig
 
     (recorded_model.parent / "MANIFEST.sha256").unlink()
     assert runner.invoke(cli, ["run", str(recorded_model), str(digits)]).exit_code == 0
+
+
+def test_a_name_that_is_not_utf8_is_recorded_byte_for_byte(tmp_path):
+    name = os.fsdecode(b"caf\xe9.onnx")  # Latin-1 bytes: no UTF-8 text, yet a valid file name
+    write_bytes(tmp_path / name, b"model")
+    assert manifest.read(tmp_path / manifest.MANIFEST_NAME, OutputError) == {name: _sha(b"model")}
+    assert manifest.verify(tmp_path / name) == _sha(b"model")
+    result = _sha256sum_check(tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
