@@ -60,6 +60,7 @@ def kernel_friendly(model: onnx.ModelProto, source: str = "model") -> onnx.Model
     fold_column_pairs(m, c3, r3, source=source)
     _, _, (c5, r5) = lenet_convs(m, source)
     last_conv_as_nhwc_gemm(m, c5, r5, source=source)
+    _drop_unused_initializers(m.graph)  # e.g. the shape of the Reshape that flattened C5's output
     del m.graph.value_info[:]
     try:
         onnx.checker.check_model(m, full_check=True)
@@ -236,9 +237,7 @@ def float_logits(m: onnx.ModelProto) -> bool:
         g.node.remove(q)
         g.node.remove(dq)
         applied = True
-    used = {name for node in g.node for name in node.input}
-    for t in [t for t in g.initializer if t.name not in used]:
-        g.initializer.remove(t)
+    _drop_unused_initializers(g)
     return applied
 
 
@@ -367,6 +366,12 @@ def _node(op_type: str, inputs: list[str], output: str):
 def _transpose(x: str, y: str, *, to_nhwc: bool):
     return helper.make_node("Transpose", [x], [y], name=f"{y}/Transpose",
                             perm=[0, 2, 3, 1] if to_nhwc else [0, 3, 1, 2])
+
+
+def _drop_unused_initializers(g) -> None:
+    used = {name for node in g.node for name in node.input}
+    for t in [t for t in g.initializer if t.name not in used]:
+        g.initializer.remove(t)
 
 
 def _replace_nodes(g, old: list, new: list) -> None:

@@ -96,24 +96,20 @@ def auto_quantize(model: Path, out: Path, *, data_dir: Path | None = None, base:
              f"difference {rewrite['verification']['max_abs_diff']:.1e})" if rewrite["applies"] else
              f"kernel-friendly rewrite does not apply, falling back to the standard recipes: {rewrite['reason']}")
         recipes = candidate_recipes(base, first_conv_name(standard_float))
+        float_paths = {False: standard_float, True: rewrite_float}
         rows, built = [], {}
         for recipe in recipes:
-            if recipe.rewrite and rewrite_float is None:
+            if float_paths[recipe.rewrite] is None:
                 rows.append(_row(recipe, "not applicable", rewrite["reason"]))
                 continue
             step(f"candidate {recipe.name}: quantizing and validating")
-            float_path = rewrite_float if recipe.rewrite else standard_float
             try:
-                candidate = build_recipe(recipe, float_path, float_path.parent, calibration=calibration,
-                                         metadata=fp32_props, calibration_source=source, source=out.name)
-                checks = evaluate_candidate(fp32, candidate, test_inputs, test_labels, out.name)
-                size = len(finalize(candidate, fp32_props, checks["validation"], out.name))
+                built[recipe.name] = build_and_check(recipe, float_paths[recipe.rewrite], fp32, model, fp32_props,
+                                                     calibration, source, test_inputs, test_labels, out.name)
             except ValidationError as exc:
                 rows.append(_row(recipe, "failed", str(exc)))
                 continue
-            checks["validation"].update(file_sizes(model, size))
-            built[recipe.name] = (candidate, checks)
-            rows.append(_row(recipe, "ok", "", checks["validation"]))
+            rows.append(_row(recipe, "ok", "", built[recipe.name][1]["validation"]))
 
         step(f"timing {len(built)} candidate(s) against fp32 side by side")
         timings = side_by_side({BASELINE: model, **{name: c.path for name, (c, _) in built.items()}},
@@ -146,6 +142,19 @@ def auto_quantize(model: Path, out: Path, *, data_dir: Path | None = None, base:
             result.update(layers=layers, layer_table=format_table(layers), report=str(report))
         write_bytes(out, data_bytes)
     return result
+
+
+def build_and_check(recipe: Recipe, float_path: Path, fp32, model: Path, fp32_props: dict[str, str],
+                    calibration: np.ndarray, calibration_source: str, inputs: np.ndarray, labels: np.ndarray,
+                    source: str) -> tuple:
+    """(candidate, checks) of one recipe: built, judged as `quantize` judges a model (structure, accuracy
+    on `inputs` vs fp32, reference implementation), finalized with its metadata and sized."""
+    candidate = build_recipe(recipe, float_path, float_path.parent, calibration=calibration, metadata=fp32_props,
+                             calibration_source=calibration_source, source=source)
+    checks = evaluate_candidate(fp32, candidate, inputs, labels, source)
+    size = len(finalize(candidate, fp32_props, checks["validation"], source))
+    checks["validation"].update(file_sizes(model, size))
+    return candidate, checks
 
 
 def prepare_rewrite(model: Path, workdir: Path, inputs: np.ndarray, source: str) -> tuple[Path | None, dict]:
