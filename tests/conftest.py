@@ -3,13 +3,23 @@ and train real models once per test session (the default recipes, as a user woul
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import configuration as hypothesis_configuration
 
 from lenet_edge.cli import cli
+
+# Hypothesis keeps its example database and a cache of source constants in ./.hypothesis;
+# tests never write into the working directory, so those go to a temporary directory.
+_HYPOTHESIS_HOME = tempfile.mkdtemp(prefix="lenet-edge-hypothesis-")
+hypothesis_configuration.set_hypothesis_home_dir(_HYPOTHESIS_HOME)
+atexit.register(shutil.rmtree, _HYPOTHESIS_HOME, ignore_errors=True)
 
 
 @pytest.fixture
