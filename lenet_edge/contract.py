@@ -50,8 +50,8 @@ class ModelContract:
         """Read the contract back; a model without one is refused with a clear message."""
         p = {k[len(PREFIX):]: v for k, v in props.items() if k.startswith(PREFIX)}
         if "preprocessing" not in p or "variant" not in p:
-            raise ModelError(f"{source}: no lenet-edge preprocessing contract in its metadata "
-                             f"(expected keys {PREFIX}variant and {PREFIX}preprocessing; export it with lenet-edge export)")
+            raise ModelError(f"{source}: no lenet-edge preprocessing contract in its metadata (expected keys "
+                             f"{PREFIX}variant and {PREFIX}preprocessing; export it with lenet-edge export)")
         try:
             labels = tuple(json.loads(p.get("class_labels", json.dumps(CLASS_LABELS))))
             return cls(
