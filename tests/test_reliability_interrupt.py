@@ -79,7 +79,10 @@ def interrupt(args: list[str], tmp_path: Path, under_way: Callable[[str], bool],
     tmpdir.mkdir(exist_ok=True)
     env = {**os.environ, "TMPDIR": str(tmpdir)}
     with open(stderr_path, "w") as stderr:
-        proc = subprocess.Popen([str(COMMAND), *args], stdout=subprocess.DEVNULL, stderr=stderr, env=env)
+        # A shell's background job ignores SIGINT and its children inherit that; a user's
+        # foreground command does not, so the child starts with the default disposition.
+        proc = subprocess.Popen([str(COMMAND), *args], stdout=subprocess.DEVNULL, stderr=stderr, env=env,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         try:
             deadline = time.monotonic() + START_TIMEOUT_S
             while not under_way(stderr_path.read_text()):
