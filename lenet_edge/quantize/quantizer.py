@@ -13,6 +13,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -53,15 +54,7 @@ def quantize_model(model: Path, out: Path, *, data_dir: Path | None = None, sett
     step = on_step or (lambda message: None)
     settings = (settings or QuantSettings()).resolve()
     max_accuracy_drop = check_max_drop(max_accuracy_drop)
-    if out.resolve() == model.resolve():
-        raise DataError(f"{out}: the output is the fp32 model itself (expected a new path for the int8 model)")
-    check_writable(out, force)
-    if report is not None:
-        check_writable(Path(report), force)
-    fp32 = load_fp32_model(model)
-    fp32_props = read_metadata(model)
-    data = resolve_data_dir(data_dir)
-    test_images, test_labels = load_mnist(data, "test")
+    fp32, fp32_props, data, test_images, test_labels = open_inputs(model, out, report, force, data_dir)
     calibration, source = calibration_inputs(settings, data, fp32.contract.preprocessing, calibration_images)
     if calibration is not None:
         settings = replace(settings, calibration_count=len(calibration))  # a file may hold fewer
@@ -88,6 +81,30 @@ def quantize_model(model: Path, out: Path, *, data_dir: Path | None = None, sett
         accuracy_gate(checks["validation"], max_accuracy_drop, out.name, report)
         write_bytes(out, data_bytes)
     return result
+
+
+class Inputs(NamedTuple):
+    """What every quantization reads before building anything."""
+
+    fp32: LoadedModel
+    fp32_props: dict[str, str]
+    data: Path
+    test_images: np.ndarray  # (10000, 28, 28) uint8
+    test_labels: np.ndarray  # (10000,)
+
+
+def open_inputs(model: Path, out: Path, report: Path | None, force: bool, data_dir: Path | None) -> Inputs:
+    """Refuse unusable outputs first, then load the fp32 model and the official test set."""
+    if out.resolve() == model.resolve():
+        raise DataError(f"{out}: the output is the fp32 model itself (expected a new path for the int8 model)")
+    check_writable(out, force)
+    if report is not None:
+        check_writable(Path(report), force)
+    fp32 = load_fp32_model(model)
+    fp32_props = read_metadata(model)
+    data = resolve_data_dir(data_dir)
+    test_images, test_labels = load_mnist(data, "test")
+    return Inputs(fp32, fp32_props, data, test_images, test_labels)
 
 
 def load_fp32_model(model: Path) -> LoadedModel:

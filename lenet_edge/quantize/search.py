@@ -25,14 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import load_mnist
-from ..datasource import resolve_data_dir
 from ..errors import DataError, ModelError, ValidationError, require
-from ..fileio import check_writable, write_bytes, write_json
+from ..fileio import write_bytes, write_json
 from ..runtime.environment import cpu_info, load_average
 from .build import preprocess, quantized_metadata, read_metadata, set_metadata
 from .layer_report import format_table, layer_errors
-from .quantizer import calibration_inputs, evaluate_candidate, finalize, load_fp32_model, settings_record
+from .quantizer import calibration_inputs, evaluate_candidate, finalize, open_inputs, settings_record
 from .recipes import Recipe, build_recipe, candidate_recipes, first_conv_name
 from .rewrite import REWRITES, kernel_friendly, verify_rewrite
 from .settings import QuantSettings
@@ -73,15 +71,7 @@ def auto_quantize(model: Path, out: Path, *, data_dir: Path | None = None, base:
         raise DataError("quantize --auto searches static quantization recipes (found mode 'dynamic')")
     plan = plan or DEFAULT_PLAN
     max_accuracy_drop = check_max_drop(max_accuracy_drop)
-    if out.resolve() == model.resolve():
-        raise DataError(f"{out}: the output is the fp32 model itself (expected a new path for the int8 model)")
-    check_writable(out, force)
-    if report is not None:
-        check_writable(Path(report), force)
-    fp32 = load_fp32_model(model)
-    fp32_props = read_metadata(model)
-    data = resolve_data_dir(data_dir)
-    test_images, test_labels = load_mnist(data, "test")
+    fp32, fp32_props, data, test_images, test_labels = open_inputs(model, out, report, force, data_dir)
     calibration, source = calibration_inputs(base, data, fp32.contract.preprocessing, calibration_images)
     base = replace(base, calibration_count=len(calibration))  # a file may hold fewer
     test_inputs = fp32.contract.preprocessing(test_images)  # (10000, 1, 32, 32)
