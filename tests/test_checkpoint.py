@@ -102,12 +102,12 @@ def test_loading_with_the_right_variant_named(tmp_path, variant):
     assert load_checkpoint(path, variant=variant)[1]["variant"] == variant
 
 
-def test_weights_file_is_plain_safetensors_naming_its_variant(tmp_path):
+def test_weights_file_is_plain_safetensors_with_one_header_key(tmp_path):
     path, model = _saved(tmp_path, "lenet5")
     from safetensors import safe_open
 
     with safe_open(str(path), "pt") as f:
-        assert f.metadata() == {"format": "lenet-edge-checkpoint", "variant": "lenet5"}
+        assert f.metadata() == {"format": "lenet-edge-checkpoint"}
         assert set(f.keys()) == set(model.state_dict())
 
 

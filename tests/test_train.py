@@ -7,6 +7,8 @@ import hashlib
 import json
 import math
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +26,7 @@ from tests.idx_files import write_mnist_dir
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 HISTORY_KEYS = {"epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy"}
 # 200 synthetic training images, 50 held out, batches of 15: 10 steps per epoch.
-# One thread: multi-threaded CPU kernels may sum in another order from run to run, and a
-# seed promises identical weights for the same data, recipe and thread count.
+# One thread: a seed promises identical weights for the same data, recipe and thread count.
 TINY = ["--epochs", "1", "--val-count", "50", "--batch-size", "15", "--threads", "1"]
 
 
@@ -106,18 +107,21 @@ def test_a_tiny_run_writes_checkpoint_curves_and_summary_line(tiny_run, tiny_dat
         ["tiny.safetensors", "tiny.json", "tiny.resume.safetensors", "tiny.curves.png", "MANIFEST.sha256"])
 
 
-def test_same_seed_gives_identical_weights_and_default_output_goes_to_runs(tiny_run, tiny_data, tmp_path,
-                                                                           monkeypatch):
-    monkeypatch.chdir(tmp_path)  # the default --out is relative: runs/VARIANT.safetensors
-    result = _invoke(["train", "--data-dir", str(tiny_data), *TINY])
-    assert result.exit_code == 0, result.stderr
-    again = tmp_path / "runs" / "lenet5-modern.safetensors"
-    assert "runs/lenet5-modern.safetensors" in result.stdout and "test accuracy" in result.stdout
-    assert sha256_file(again) == sha256_file(tiny_run)
-    first, second = _meta(tiny_run), _meta(again)
-    for a, b in zip(first["history"], second["history"], strict=True):
+def test_same_seed_gives_identical_weights_and_default_output_goes_to_runs(tiny_data, tmp_path):
+    """Two runs of the command, each in its own process as a user runs it, cwd = tmp_path (the
+    default --out is relative: runs/VARIANT.safetensors), then again into another directory."""
+    command = [str(Path(sys.executable).with_name("lenet-edge")), "train", "--data-dir", str(tiny_data), *TINY]
+    first_dir, second_dir = tmp_path / "first", tmp_path / "second"
+    for cwd in (first_dir, second_dir):
+        cwd.mkdir()
+        result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+        assert "runs/lenet5-modern.safetensors" in result.stdout and "test accuracy" in result.stdout
+    first, second = (d / "runs" / "lenet5-modern.safetensors" for d in (first_dir, second_dir))
+    assert sha256_file(first) == sha256_file(second)
+    for a, b in zip(_meta(first)["history"], _meta(second)["history"], strict=True):
         assert {k: a[k] for k in HISTORY_KEYS} == {k: b[k] for k in HISTORY_KEYS}
-    assert first["test_accuracy"] == second["test_accuracy"]
+    assert _meta(first)["test_accuracy"] == _meta(second)["test_accuracy"]
 
 
 def test_existing_output_is_refused_without_force_and_replaced_with_it(tiny_run, tiny_data, tmp_path):

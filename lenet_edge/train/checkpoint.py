@@ -48,7 +48,9 @@ def save_checkpoint(weights: Path, model: torch.nn.Module, meta: dict, optimizer
 def _write_checkpoint(weights: Path, model: torch.nn.Module, meta: dict, optimizer_state: dict | None) -> None:
     tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     # safetensors' save_file would create its files with mode 0600; serialise to bytes instead
-    write_bytes(weights, save(tensors, metadata={"format": FORMAT, "variant": model.variant}))
+    # One header key only: safetensors writes its metadata map in hash order, which differs from
+    # process to process, and a seeded run must give a byte-identical file (the variant is in the JSON).
+    write_bytes(weights, save(tensors, metadata={"format": FORMAT}))
     if optimizer_state is not None:
         write_bytes(resume_path(weights), save({k: v.contiguous() for k, v in optimizer_state.items()}))
     meta = {
