@@ -12,7 +12,6 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from .data import SPLIT_FILES
 from .errors import DataError
 from .fileio import atomic_path
 
@@ -91,5 +90,3 @@ def _fetch_verified(name: str, md5: str, path: Path, mirrors) -> None:
 def _md5(data: bytes) -> str:
     return hashlib.md5(data, usedforsecurity=False).hexdigest()
 
-
-__all__ = ["ENV_VAR", "MIRRORS", "MD5", "SPLIT_FILES", "cache_dir", "resolve_data_dir", "download_mnist"]

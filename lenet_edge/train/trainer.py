@@ -99,7 +99,6 @@ def train(
     out: Path,
     recipe: Recipe = Recipe(),
     resume: Path | None = None,
-    on_batch: Callable[[int], None] | None = None,
     on_epoch: Callable[[dict], None] | None = None,
 ) -> dict:
     """Train from scratch (or on from `resume`) and write the checkpoint at `out` after
@@ -165,8 +164,6 @@ def train(
             seen += len(idx)
             loss_sum += loss.item() * len(idx)
             correct += (logits.argmax(1) == y_train[idx]).sum().item()
-            if on_batch:
-                on_batch(len(idx))
         val_loss, val_acc = _evaluate(model, x_val, y_val) if len(x_val) else (float("nan"), float("nan"))
         history.append({
             "epoch": epoch,
