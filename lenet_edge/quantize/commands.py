@@ -7,7 +7,16 @@ from pathlib import Path
 import click
 
 from ..options import data_dir_option, force_option
-from .settings import DEFAULT_CALIBRATION_COUNT, FORMATS, METHODS, MODES, TARGETS, TYPES  # pure Python, light
+from .settings import (  # pure Python, light
+    AUTO_MAX_ACCURACY_DROP,
+    DEFAULT_CALIBRATION_COUNT,
+    DEFAULT_MAX_ACCURACY_DROP,
+    FORMATS,
+    METHODS,
+    MODES,
+    TARGETS,
+    TYPES,
+)
 
 
 @click.command()
@@ -35,8 +44,9 @@ from .settings import DEFAULT_CALIBRATION_COUNT, FORMATS, METHODS, MODES, TARGET
               help="Keep this node in float (repeatable).")
 @click.option("--exclude-op-type", "exclude_op_types", multiple=True, metavar="TYPE",
               help="Keep every node of this op type in float, e.g. Conv (repeatable).")
-@click.option("--max-accuracy-drop", type=click.FloatRange(min=0), default=0.2, show_default=True,
-              help="Refuse the int8 model if it loses more test accuracy than this, in percentage points.")
+@click.option("--max-accuracy-drop", type=click.FloatRange(min=0), default=None,
+              help=f"Refuse the int8 model if it loses more test accuracy than this, in percentage points "
+                   f"[default: {DEFAULT_MAX_ACCURACY_DROP:g}; {AUTO_MAX_ACCURACY_DROP:g} with --auto].")
 @click.option("--report", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Write the per-layer error report (JSON) here and print it as a table.")
 @click.option("--auto", is_flag=True,
@@ -72,6 +82,8 @@ def quantize(model, out, mode, quant_format, per_channel, method, calibration_co
         target=target, activation_type=activation_type, weight_type=weight_type, reduce_range=reduce_range,
         exclude_nodes=exclude_nodes, exclude_op_types=exclude_op_types)
     out = out or model.with_name(model.name.removesuffix(".onnx") + ".int8.onnx")
+    if max_accuracy_drop is None:
+        max_accuracy_drop = AUTO_MAX_ACCURACY_DROP if auto else DEFAULT_MAX_ACCURACY_DROP
     if auto:
         _quantize_auto(model, out, settings, max_accuracy_drop, report, force, calibration_images, data_dir)
         return

@@ -27,9 +27,9 @@ from .build import Candidate, build_candidate, preprocess, quantized_metadata, r
 from .calibration import CALIBRATION_SPLIT, model_inputs, read_image_file, training_images
 from .layer_report import format_table, layer_errors
 from .reference import SAMPLE, compare_with_reference
-from .settings import QuantSettings
+from .settings import DEFAULT_MAX_ACCURACY_DROP, QuantSettings
 from .structure import check_metadata, check_structure
-from .validation import DEFAULT_MAX_ACCURACY_DROP, accuracy_gate, check_max_drop, file_sizes, measure
+from .validation import accuracy_gate, check_max_drop, file_sizes, measure
 
 
 def quantize_model(model: Path, out: Path, *, data_dir: Path | None = None, settings: QuantSettings | None = None,

@@ -33,9 +33,9 @@ from .layer_report import format_table, layer_errors
 from .quantizer import calibration_inputs, evaluate_candidate, finalize, open_inputs, settings_record
 from .recipes import Recipe, build_recipe, candidate_recipes, first_conv_name
 from .rewrite import REWRITES, kernel_friendly, verify_rewrite
-from .settings import QuantSettings
+from .settings import AUTO_MAX_ACCURACY_DROP, QuantSettings
 from .timing import TimingPlan, cell_key, side_by_side
-from .validation import DEFAULT_MAX_ACCURACY_DROP, check_max_drop, file_sizes
+from .validation import check_max_drop, file_sizes
 
 onnx = require("onnx", "quantize")
 
@@ -53,7 +53,7 @@ RULE = (f"among the candidates that pass every check, lose at most --max-accurac
 
 
 def auto_quantize(model: Path, out: Path, *, data_dir: Path | None = None, base: QuantSettings | None = None,
-                  max_accuracy_drop: float = DEFAULT_MAX_ACCURACY_DROP, report: Path | None = None,
+                  max_accuracy_drop: float = AUTO_MAX_ACCURACY_DROP, report: Path | None = None,
                   force: bool = False, calibration_images: Path | None = None, plan: TimingPlan | None = None,
                   on_step: Callable[[str], None] | None = None) -> dict:
     """Search the candidates for `model`, write the winner to `out`, validated; return its report.

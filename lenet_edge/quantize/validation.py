@@ -14,8 +14,6 @@ import numpy as np
 from ..errors import DataError, ValidationError
 from ..runtime.session import LoadedModel
 
-DEFAULT_MAX_ACCURACY_DROP = 0.2  # percentage points: 20 of the 10,000 test images
-
 
 def measure(fp32: LoadedModel, int8: LoadedModel, inputs: np.ndarray, labels: np.ndarray) -> dict:
     """Accuracy of both models, the drop in points and their top-1 agreement on `inputs` (N, 1, 32, 32)."""

@@ -31,13 +31,15 @@ field):
     models:      [{label, kind ("onnxruntime" | "pytorch-eager"), file, sha256, bytes,
                  variant, precision ("fp32" | "int8"), check {images, accuracy}}]
     rows:        [{model, batch_size, threads, runs, latency_ms {mean, std, min, p50, p90,
-                 p99, max}, throughput_ips, spread {rounds, round_means_ms, round_cv,
-                 p90_over_p50}}]
+                 p99, max}, throughput_ips, spread {rounds, round_means_ms, round_p50s_ms,
+                 round_cv, p90_over_p50}}]
 
 Latencies are per call (one batch) in milliseconds; throughput_ips is images per second
 at the mean latency (batch_size * 1000 / mean). Percentiles interpolate linearly between
 the sorted timings (numpy.percentile), so p99 of fewer than 100 runs lies between the two
 slowest. round_cv is the sample standard deviation of the round means over their mean.
+round_p50s_ms are the rounds' medians: a ratio of two models' medians round by round is what
+stays steady at batch 1, where a few stalled calls (a thread woken late) move a round's mean.
 check.accuracy is the model's accuracy on up to the first 1,000 test images, computed
 before timing, so a fast but broken model shows.
 """
@@ -162,15 +164,17 @@ def _inputs(data_dir, count: int) -> tuple[np.ndarray, np.ndarray, str, int]:
     return images[:count], labels[:count], source, distinct
 
 
-def _stats(latencies_ms: np.ndarray, round_means: list[float], batch_size: int) -> dict:
+def _stats(latencies_ms: np.ndarray, rounds: list[list[float]], batch_size: int) -> dict:
     mean = float(latencies_ms.mean())
+    round_means = [float(np.mean(r)) for r in rounds]
     p50, p90, p99 = (float(v) for v in np.percentile(latencies_ms, [50, 90, 99]))
     means = np.asarray(round_means)
     return {
         "latency_ms": {"mean": mean, "std": float(latencies_ms.std(ddof=1)), "min": float(latencies_ms.min()),
                        "p50": p50, "p90": p90, "p99": p99, "max": float(latencies_ms.max())},
         "throughput_ips": batch_size * 1000.0 / mean,
-        "spread": {"rounds": len(round_means), "round_means_ms": [float(m) for m in means],
+        "spread": {"rounds": len(round_means), "round_means_ms": round_means,
+                   "round_p50s_ms": [float(np.median(r)) for r in rounds],
                    "round_cv": float(means.std(ddof=1) / means.mean()), "p90_over_p50": p90 / p50},
     }
 
@@ -214,7 +218,7 @@ def bench(models: dict[str, str | Path], batch_sizes=DEFAULT_BATCH_SIZES, thread
                 r.configure(t)
             for b in batch_sizes:
                 timings: dict[str, list[float]] = {r.label: [] for r in runners}
-                round_means: dict[str, list[float]] = {r.label: [] for r in runners}
+                per_round: dict[str, list[list[float]]] = {r.label: [] for r in runners}
                 for r in runners:
                     _time_ms(r, prepared[r.preprocessing][:b], warmup)
                 for k, share in enumerate(shares):
@@ -224,11 +228,11 @@ def bench(models: dict[str, str | Path], batch_sizes=DEFAULT_BATCH_SIZES, thread
                             progress(done, total, f"batch {b}, {t} thread(s), round {k + 1}/{rounds}: {r.label}")
                         part = _time_ms(r, prepared[r.preprocessing][:b], share)
                         timings[r.label] += part
-                        round_means[r.label].append(float(np.mean(part)))
+                        per_round[r.label].append(part)
                         done += 1
                 for r in runners:
                     rows.append({"model": r.label, "batch_size": b, "threads": t, "runs": runs,
-                                 **_stats(np.asarray(timings[r.label]), round_means[r.label], b)})
+                                 **_stats(np.asarray(timings[r.label]), per_round[r.label], b)})
     finally:
         for r in runners:
             if isinstance(r, _TorchRunner):

@@ -1,0 +1,98 @@
+"""Time to reach the accuracy targets: how short can each variant's recipe be on this machine?
+
+    python benchmarks/train_time.py                                  # both variants, default grid
+    python benchmarks/train_time.py --variant lenet5-modern --epochs 4 6 8 --seeds 0 1 2
+    python benchmarks/train_time.py --variant lenet5-modern --batch-size 128 --lr 0.1   # another recipe
+
+For every epoch count E and seed it trains the variant's default recipe (or the one --batch-size
+and --lr make of it) with E epochs (the
+one-cycle schedule is stretched or squeezed to E, so a shorter run is not a truncated longer
+one), then measures test accuracy on the official 10,000 images. A recipe "meets the target"
+when every seed reaches it; the time to target is the mean wall time of the shortest such
+recipe. The default recipe should be that one, with a margin on the worst seed. It prints
+figures; it asserts nothing. Training times depend on what else runs on the machine (the load
+average is printed); run it alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+from lenet_edge.datasource import resolve_data_dir
+from lenet_edge.train.recipes import ACCURACY_TARGETS, default_recipe
+from lenet_edge.train.trainer import Recipe, train
+
+DEFAULT_GRID = {"lenet5-modern": (4, 6, 8, 10, 12), "lenet5": (6, 8, 10, 12, 15)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    data = resolve_data_dir(args.data_dir)
+    import torch
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), load average {os.getloadavg()[0]:.2f}")
+    for variant in args.variant or DEFAULT_GRID:
+        grid = args.epochs or DEFAULT_GRID[variant]
+        overrides = {k: v for k, v in (("batch_size", args.batch_size), ("lr", args.lr)) if v is not None}
+        recipe = replace(default_recipe(variant), **overrides)
+        rows = [measure(recipe, epochs, args.seeds, data) for epochs in grid]
+        print(table(recipe, rows, args.seeds), flush=True)
+    print(f"load average at the end {os.getloadavg()[0]:.2f}")
+    return 0
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--variant", action="append", choices=tuple(DEFAULT_GRID), help="repeatable; default: both")
+    p.add_argument("--epochs", type=int, nargs="+", help="epoch counts to try (default: a grid per variant)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--batch-size", type=int, help="instead of the recipe's")
+    p.add_argument("--lr", type=float, help="peak learning rate, instead of the recipe's")
+    p.add_argument("--data-dir", type=Path, default=None, help="MNIST directory (default: $LENET_EDGE_DATA)")
+    return p.parse_args(argv)
+
+
+def measure(base: Recipe, epochs: int, seeds: list[int], data: Path) -> dict:
+    """Test accuracy and wall time of `base` with `epochs` epochs, for each seed."""
+    runs, variant = [], base.variant
+    for seed in seeds:
+        with tempfile.TemporaryDirectory(prefix="lenet-edge-train-time-") as tmp:
+            meta = train(data, Path(tmp) / f"{variant}.safetensors", replace(base, epochs=epochs, seed=seed))
+        runs.append({"seed": seed, "accuracy": meta["test_accuracy"], "seconds": meta["train_seconds"]})
+        print(f"  {variant} {epochs:>2} epochs seed {seed}: {meta['test_accuracy']:.2%} in "
+              f"{meta['train_seconds']:.1f} s", flush=True)
+    return {"epochs": epochs, "runs": runs}
+
+
+def table(recipe: Recipe, rows: list[dict], seeds: list[int]) -> str:
+    target, default = ACCURACY_TARGETS[recipe.variant], default_recipe(recipe.variant)
+    lines = ["", f"{recipe.variant}, batch {recipe.batch_size}, peak lr {recipe.lr:g}: target {target:.1%} test "
+             f"accuracy on every seed; the default recipe is {default.epochs} epochs at batch {default.batch_size}, "
+             f"lr {default.lr:g}",
+             f"{'epochs':>6} {'mean s':>7} {'s/epoch':>7} | " + " ".join(f"{'seed ' + str(s):>8}" for s in seeds)
+             + f" | {'worst':>7} {'margin':>7} | target"]
+    for row in rows:
+        accs = [r["accuracy"] for r in row["runs"]]
+        seconds = sum(r["seconds"] for r in row["runs"]) / len(row["runs"])
+        worst = min(accs)
+        row["meets"], row["seconds"] = worst >= target, seconds
+        lines.append(f"{row['epochs']:>6} {seconds:>7.1f} {seconds / row['epochs']:>7.2f} | "
+                     + " ".join(f"{a:>8.2%}" for a in accs)
+                     + f" | {worst:>7.2%} {100 * (worst - target):>+6.2f}p | {'met' if row['meets'] else 'missed'}")
+    met = [r for r in rows if r["meets"]]
+    if met:
+        best = min(met, key=lambda r: r["epochs"])
+        lines.append(f"time to target: {best['seconds']:.1f} s ({best['epochs']} epochs, the shortest recipe tried "
+                     f"that meets {target:.1%} on every seed)")
+    else:
+        lines.append(f"time to target: not reached by any recipe tried ({target:.1%} on every seed)")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
