@@ -9,7 +9,8 @@ and --lr make of it) with E epochs (the
 one-cycle schedule is stretched or squeezed to E, so a shorter run is not a truncated longer
 one), then measures test accuracy on the official 10,000 images. A recipe "meets the target"
 when every seed reaches it; the time to target is the mean wall time of the shortest such
-recipe. The default recipe should be that one, with a margin on the worst seed. It prints
+recipe. The default recipe is the shortest whose worst seed clears the target by --margin
+points (seeds alone move the accuracy by ~0.1-0.2 points, and CI trains on one). It prints
 figures; it asserts nothing. Training times depend on what else runs on the machine (the load
 average is printed); run it alone.
 """
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         overrides = {k: v for k, v in (("batch_size", args.batch_size), ("lr", args.lr)) if v is not None}
         recipe = replace(default_recipe(variant), **overrides)
         rows = [measure(recipe, epochs, args.seeds, data) for epochs in grid]
-        print(table(recipe, rows, args.seeds), flush=True)
+        print(table(recipe, rows, args.seeds, args.margin), flush=True)
     print(f"load average at the end {os.getloadavg()[0]:.2f}")
     return 0
 
@@ -51,6 +52,8 @@ def parse_args(argv):
     p.add_argument("--variant", action="append", choices=tuple(DEFAULT_GRID), help="repeatable; default: both")
     p.add_argument("--epochs", type=int, nargs="+", help="epoch counts to try (default: a grid per variant)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--margin", type=float, default=0.1, help="points above the target the worst seed must reach "
+                   "for a recipe to be a safe default (default: 0.1)")
     p.add_argument("--batch-size", type=int, help="instead of the recipe's")
     p.add_argument("--lr", type=float, help="peak learning rate, instead of the recipe's")
     p.add_argument("--data-dir", type=Path, default=None, help="MNIST directory (default: $LENET_EDGE_DATA)")
@@ -69,7 +72,7 @@ def measure(base: Recipe, epochs: int, seeds: list[int], data: Path) -> dict:
     return {"epochs": epochs, "runs": runs}
 
 
-def table(recipe: Recipe, rows: list[dict], seeds: list[int]) -> str:
+def table(recipe: Recipe, rows: list[dict], seeds: list[int], margin: float) -> str:
     target, default = ACCURACY_TARGETS[recipe.variant], default_recipe(recipe.variant)
     lines = ["", f"{recipe.variant}, batch {recipe.batch_size}, peak lr {recipe.lr:g}: target {target:.1%} test "
              f"accuracy on every seed; the default recipe is {default.epochs} epochs at batch {default.batch_size}, "
@@ -80,18 +83,23 @@ def table(recipe: Recipe, rows: list[dict], seeds: list[int]) -> str:
         accs = [r["accuracy"] for r in row["runs"]]
         seconds = sum(r["seconds"] for r in row["runs"]) / len(row["runs"])
         worst = min(accs)
-        row["meets"], row["seconds"] = worst >= target, seconds
+        row["meets"], row["safe"], row["seconds"] = worst >= target, worst >= target + margin / 100, seconds
         lines.append(f"{row['epochs']:>6} {seconds:>7.1f} {seconds / row['epochs']:>7.2f} | "
                      + " ".join(f"{a:>8.2%}" for a in accs)
                      + f" | {worst:>7.2%} {100 * (worst - target):>+6.2f}p | {'met' if row['meets'] else 'missed'}")
-    met = [r for r in rows if r["meets"]]
-    if met:
-        best = min(met, key=lambda r: r["epochs"])
-        lines.append(f"time to target: {best['seconds']:.1f} s ({best['epochs']} epochs, the shortest recipe tried "
-                     f"that meets {target:.1%} on every seed)")
-    else:
-        lines.append(f"time to target: not reached by any recipe tried ({target:.1%} on every seed)")
+    lines.append(_shortest(rows, "meets", f"time to target: {{}} (the shortest recipe tried that reaches "
+                           f"{target:.1%} on every seed)"))
+    lines.append(_shortest(rows, "safe", f"safe default: {{}} (the shortest whose worst seed reaches "
+                           f"{target + margin / 100:.2%}, {margin:g} points of margin)"))
     return "\n".join(lines)
+
+
+def _shortest(rows: list[dict], key: str, text: str) -> str:
+    found = [r for r in rows if r[key]]
+    if not found:
+        return text.format("none of the recipes tried")
+    best = min(found, key=lambda r: r["epochs"])
+    return text.format(f"{best['epochs']} epochs, {best['seconds']:.1f} s")
 
 
 if __name__ == "__main__":

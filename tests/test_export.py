@@ -141,6 +141,7 @@ def test_graph_carries_no_source_paths_or_stack_traces(graphs):
     _, proto = graphs["lenet5"]
     data = proto.SerializeToString()
     assert b"stack_trace" not in data and b".py" not in data
+    assert not proto.graph.metadata_props  # torch.export's program signature is PyTorch's business
     scopes = [p.value for n in proto.graph.node for p in n.metadata_props]
     assert any("C3" in s for s in scopes)  # the layer names stay, for per-layer reports
 

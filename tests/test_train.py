@@ -117,6 +117,7 @@ def test_same_seed_gives_identical_weights_and_default_output_goes_to_runs(tiny_
         result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr
         assert "runs/lenet5-modern.safetensors" in result.stdout and "test accuracy" in result.stdout
+        assert "(target 99.0%: MISSED" in result.stdout  # a few hundred images do not reach the target
     first, second = (d / "runs" / "lenet5-modern.safetensors" for d in (first_dir, second_dir))
     assert sha256_file(first) == sha256_file(second)
     for a, b in zip(_meta(first)["history"], _meta(second)["history"], strict=True):

@@ -69,6 +69,7 @@ def _strip_metadata(proto) -> None:
             item.metadata_props.add(key=key, value=value)
     for node in graph.node:
         node.doc_string = ""
+    del graph.metadata_props[:]  # torch.export's program signature: PyTorch internals, ~0.6 KB a device never reads
 
 
 def op_counts(proto) -> dict[str, int]:

@@ -49,7 +49,7 @@ def train(data_dir, out, variant, epochs, batch_size, lr, momentum, weight_decay
     from ..errors import DataError
     from ..fileio import check_writable, ensure_directory
     from .curves import plot_curves
-    from .recipes import default_recipe
+    from .recipes import ACCURACY_TARGETS, default_recipe
     from .trainer import train as run_training
 
     out = out or Path("runs") / f"{variant}.safetensors"
@@ -77,6 +77,9 @@ def train(data_dir, out, variant, epochs, batch_size, lr, momentum, weight_decay
         meta = run_training(data, out, recipe, resume=out if resume else None, on_epoch=on_epoch)
     curves = out.with_suffix(".curves.png")
     plot_curves(meta["history"], curves, title=f"{variant} on MNIST")
+    target = ACCURACY_TARGETS[variant]
+    verdict = "met" if meta["test_accuracy"] >= target else "MISSED: try another --seed, more --epochs or a lower --lr"
     click.echo(f"{out}: {variant}, {meta['epoch']} epochs in {meta['train_seconds']:.0f} s, "
-               f"test accuracy {meta['test_accuracy']:.2%} on {meta['test_images']} test images")
+               f"test accuracy {meta['test_accuracy']:.2%} on {meta['test_images']} test images "
+               f"(target {target:.1%}: {verdict})")
     click.echo(f"curves: {curves}")

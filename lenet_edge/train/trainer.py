@@ -25,7 +25,7 @@ class Recipe:
     """Everything that decides a training run; stored in the checkpoint."""
 
     variant: str = "lenet5-modern"
-    epochs: int = 12
+    epochs: int = 8
     batch_size: int = 64
     lr: float = 0.05
     momentum: float = 0.9
