@@ -39,7 +39,6 @@ from lenet_edge.runtime.report import describe_environment
 BATCH_SIZES = (1, 64)
 THREADS = (1, 2)
 FMA_UNITS = 2  # per core: an assumption, see the module docstring
-BATCH1_RUNS_FACTOR = 10  # batch 1 calls are ~40x shorter than batch 64 ones
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         checkpoint, fp32, int8 = prepare(args, Path(tmp))
         print(f"timing fp32 {fp32.name}, int8 {int8.name}" + (f", PyTorch eager {checkpoint.name}" if checkpoint else
                                                                  " (no checkpoint: no PyTorch eager rows)"), flush=True)
-        report = bench_each_batch_size({"fp32": fp32, "int8": int8}, args, checkpoint)
+        report = bench({"fp32": fp32, "int8": int8}, batch_sizes=BATCH_SIZES, threads=THREADS, runs=args.runs,
+                       rounds=args.rounds, checkpoint=checkpoint, data_dir=args.data_dir)
         macs = {"useful": count_macs(fp32), "int8 executes": count_macs(int8)}
         print(headline(report, macs, fp32, int8))
     return 0
@@ -62,25 +62,9 @@ def parse_args(argv):
     p.add_argument("--data-dir", type=Path, default=None, help="MNIST directory (default: $LENET_EDGE_DATA)")
     p.add_argument("--variant", default="lenet5-modern", choices=("lenet5-modern", "lenet5"))
     p.add_argument("--runs", type=int, default=2000,
-                   help=f"timed runs per model and row at batch 64 ({BATCH1_RUNS_FACTOR}x as many at batch 1)")
+                   help="timed runs per model and row, at least: a turn lasts >= 50 ms, so batch 1 gets ~10x more")
     p.add_argument("--rounds", type=int, default=20, help="interleaved rounds the runs are split into")
     return p.parse_args(argv)
-
-
-def bench_each_batch_size(models: dict, args, checkpoint: Path | None) -> dict:
-    """One bench run per batch size, merged: batch 1 gets BATCH1_RUNS_FACTOR times the runs, so that
-    a model's turn in a round lasts ~50 ms, not ~5 ms; shorter turns measure the switch between
-    sessions (the other model's pool threads still spinning, cold caches) as much as the model."""
-    reports = [bench(models, batch_sizes=(b,), threads=THREADS, rounds=args.rounds, checkpoint=checkpoint,
-                     runs=args.runs * (BATCH1_RUNS_FACTOR if b == 1 else 1), data_dir=args.data_dir)
-               for b in BATCH_SIZES]
-    merged = {**reports[0], "rows": [row for r in reports for row in r["rows"]],
-              "duration_s": sum(r["duration_s"] for r in reports)}
-    merged["environment"]["load_average"] = {"start": reports[0]["environment"]["load_average"]["start"],
-                                             "end": reports[-1]["environment"]["load_average"]["end"]}
-    merged["settings"] = {**reports[0]["settings"], "runs": {b: r["settings"]["runs"] for b, r in
-                                                             zip(BATCH_SIZES, reports, strict=True)}}
-    return merged
 
 
 def prepare(args, work: Path) -> tuple[Path | None, Path, Path]:
@@ -190,8 +174,9 @@ def headline(report: dict, macs: dict, fp32: Path, int8: Path) -> str:
         "",
         f"machine: {describe_environment(report['environment'])}",
         f"load average at start {load.get('start')}, at end {load.get('end')}; runs per row "
-        + ", ".join(f"{n} at batch {b}" for b, n in report["settings"]["runs"].items())
-        + f", in {report['settings']['rounds']} interleaved rounds; {report['duration_s']:.0f} s",
+        + ", ".join(sorted({f"{r['runs']} at batch {r['batch_size']}" for r in report["rows"] if r["model"] == "fp32"}))
+        + f", in {report['settings']['rounds']} interleaved rounds of >= {report['settings']['min_turn_ms']:g} ms "
+        f"per model; {report['duration_s']:.0f} s",
         f"models: fp32 {fp32.name} {sizes['fp32'] / 1024:.1f} KiB, int8 {int8.name} {sizes['int8'] / 1024:.1f} KiB "
         f"({sizes['fp32'] / sizes['int8']:.2f}x smaller); accuracy on the first {checked} test images: "
         + ", ".join(f"{k} {v:.2%}" for k, v in checks.items()),

@@ -12,6 +12,8 @@ import pytest
 
 from lenet_edge.cli import cli
 from lenet_edge.errors import DataError, DependencyError
+from lenet_edge.runtime import bench as bench_module
+from lenet_edge.runtime import commands
 from lenet_edge.runtime.bench import bench
 from lenet_edge.runtime.compare import compare, format_compare_markdown, load_report
 from lenet_edge.runtime.report import beyond_spread, format_markdown, write_bench_outputs
@@ -19,7 +21,7 @@ from tests.idx_files import write_mnist_dir
 from tests.runtime_models import band_model, random_model
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-FAST = dict(runs=4, warmup=1, rounds=2)
+FAST = dict(runs=4, warmup=1, rounds=2, min_turn_ms=0)  # exactly `runs` calls per row
 
 
 @pytest.fixture
@@ -45,7 +47,9 @@ def _check_rows(report: dict, labels: list[str], batch_sizes: list[int], threads
         # the overall mean is the run-weighted mean of the round means
         assert min(spread["round_means_ms"]) <= lat["mean"] <= max(spread["round_means_ms"])
         assert spread["round_cv"] >= 0 and spread["p90_over_p50"] >= 1
-        assert row["runs"] == report["settings"]["runs"]
+        assert row["runs"] >= report["settings"]["runs"]  # more where turns of min_turn_ms need them
+        if report["settings"]["min_turn_ms"] == 0:
+            assert row["runs"] == report["settings"]["runs"]
 
 
 def test_bench_report_structure(models, data_dir):
@@ -96,6 +100,8 @@ def test_bench_uses_each_models_own_preprocessing(tmp_path, data_dir):
     (dict(rounds=1), "rounds must be between 2 and runs=4"),
     (dict(rounds=5), "rounds must be between 2 and runs=4"),
     (dict(warmup=-1), "warmup must be between 0 and"),
+    (dict(min_turn_ms=-1), "min_turn_ms must be between 0 and 60000 (found -1)"),
+    (dict(min_turn_ms=float("nan")), "min_turn_ms must be between 0 and 60000 (found nan)"),
 ])
 def test_bench_refuses_bad_settings(models, data_dir, kwargs, message):
     settings = dict(batch_sizes=[1], threads=[1], data_dir=data_dir, **FAST) | kwargs
@@ -300,8 +306,22 @@ def test_bench_checkpoint_without_torch_exits_7(runner, models, data_dir, tmp_pa
     assert not (tmp_path / "r.json").exists()
 
 
+def test_turns_last_min_turn_ms_so_fast_rows_get_more_runs(models, data_dir):
+    """A call of the tiny test model takes microseconds: turns of 20 ms need hundreds of calls, in every
+    round, and the row says how many it timed; at min_turn_ms=0 a turn is exactly its share of runs."""
+    report = bench({"band": models["band"]}, [1], [1], data_dir=data_dir, runs=4, warmup=3, rounds=2,
+                   min_turn_ms=20)
+    row = report["rows"][0]
+    assert report["settings"]["min_turn_ms"] == 20 and report["settings"]["runs"] == 4
+    assert row["runs"] >= 20  # ~1,000 at ~0.02 ms per call; 20 even if the machine were 50x slower
+    assert row["latency_ms"]["mean"] * row["runs"] >= 2 * 20 * 0.25  # two turns of about 20 ms (count estimated)
+    exact = bench({"band": models["band"]}, [1], [1], data_dir=data_dir, **FAST)
+    assert exact["rows"][0]["runs"] == 4 and exact["settings"]["min_turn_ms"] == 0
+    assert commands.DEFAULT_MIN_TURN_MS == bench_module.DEFAULT_MIN_TURN_MS  # the CLI's copy, kept free of numpy
+
+
 def test_round_cv_reflects_the_rounds(models, data_dir):
-    report = bench({"band": models["band"]}, [1], [1], data_dir=data_dir, runs=6, warmup=0, rounds=3)
+    report = bench({"band": models["band"]}, [1], [1], data_dir=data_dir, runs=6, warmup=0, rounds=3, min_turn_ms=0)
     spread = report["rows"][0]["spread"]
     means = np.array(spread["round_means_ms"])
     assert spread["round_cv"] == pytest.approx(means.std(ddof=1) / means.mean())

@@ -9,18 +9,21 @@ model's own contract. For every (threads, batch size) row, every model gets an
 onnxruntime CPU session with the same SessionOptions (intra-op threads = threads,
 inter-op threads = 1, default graph optimisations); PyTorch gets
 torch.set_num_threads(threads) and runs under torch.inference_mode(). Each model is
-first run `warmup` times, then timed `runs` times, one inference per timing, with
+first run `warmup` times, then timed at least `runs` times, one inference per timing, with
 time.perf_counter_ns. The timed runs are split into `rounds` rounds; in each round every
 model runs its share back to back, the models taking turns in a rotated order, so slow
-drift of the machine (heat, other load) hits all models alike. The mean latency of each
-round gives the run-to-run spread (round_cv), which `compare` uses to tell a real
-difference from noise.
+drift of the machine (heat, other load) hits all models alike. A turn lasts at least
+`min_turn_ms` (its call count estimated from the warm-up's median call): at batch 1 a call
+takes ~0.05 ms, and a turn of 40 calls would time the switch between sessions (the other
+model's pool threads still spinning, cold caches) as much as the model, so there a row gets
+more runs than asked. The mean latency of each round gives the run-to-run spread
+(round_cv), which `compare` uses to tell a real difference from noise.
 
 Report (JSON, "schema": "lenet-edge-bench", "version": 1; docs/bench-report.md has every
 field):
 
     schema, version, created (UTC ISO 8601), duration_s
-    settings:    batch_sizes, threads, runs, warmup, rounds, inputs {source, images,
+    settings:    batch_sizes, threads, runs, warmup, rounds, min_turn_ms, inputs {source, images,
                  distinct_images},
                  timer, session {provider, intra_op_threads, inter_op_threads,
                  graph_optimization_level, execution_mode}
@@ -34,7 +37,8 @@ field):
                  p99, max}, throughput_ips, spread {rounds, round_means_ms, round_p50s_ms,
                  round_cv, p90_over_p50}}]
 
-Latencies are per call (one batch) in milliseconds; throughput_ips is images per second
+rows[].runs is the number of calls timed: settings.runs, or more where turns of
+min_turn_ms needed more. Latencies are per call (one batch) in milliseconds; throughput_ips is images per second
 at the mean latency (batch_size * 1000 / mean). Percentiles interpolate linearly between
 the sorted timings (numpy.percentile), so p99 of fewer than 100 runs lies between the two
 slowest. round_cv is the sample standard deviation of the round means over their mean.
@@ -46,6 +50,7 @@ before timing, so a fast but broken model shows.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -66,6 +71,8 @@ DEFAULT_BATCH_SIZES = (1, 32, 256)
 DEFAULT_RUNS = 200
 DEFAULT_WARMUP = 20
 DEFAULT_ROUNDS = 5
+DEFAULT_MIN_TURN_MS = 50.0
+MAX_TURN_MS = 60_000.0
 MAX_RUNS = 1_000_000
 CHECK_IMAGES = 1000
 TORCH_LABEL = "pytorch-eager"
@@ -128,7 +135,8 @@ class _TorchRunner(_Runner):
             return self.model(self.torch.from_numpy(x)).numpy()
 
 
-def _check_settings(models: dict, batch_sizes, threads, runs: int, warmup: int, rounds: int) -> None:
+def _check_settings(models: dict, batch_sizes, threads, runs: int, warmup: int, rounds: int,
+                    min_turn_ms: float) -> None:
     if not models:
         raise DataError("no models to benchmark (expected at least one .onnx model)")
     for name, values in (("batch sizes", batch_sizes), ("thread counts", threads)):
@@ -147,6 +155,8 @@ def _check_settings(models: dict, batch_sizes, threads, runs: int, warmup: int, 
         raise DataError(f"warmup must be between 0 and {MAX_RUNS} (found {warmup})")
     if not 2 <= rounds <= runs:
         raise DataError(f"rounds must be between 2 and runs={runs} (found {rounds}); the spread needs two or more")
+    if not 0 <= min_turn_ms <= MAX_TURN_MS:
+        raise DataError(f"min_turn_ms must be between 0 and {MAX_TURN_MS:g} (found {min_turn_ms})")
 
 
 def _inputs(data_dir, count: int) -> tuple[np.ndarray, np.ndarray, str, int]:
@@ -190,11 +200,12 @@ def _time_ms(run: Callable[[np.ndarray], np.ndarray], x: np.ndarray, count: int)
 
 def bench(models: dict[str, str | Path], batch_sizes=DEFAULT_BATCH_SIZES, threads=(1,), runs: int = DEFAULT_RUNS,
           warmup: int = DEFAULT_WARMUP, checkpoint: str | Path | None = None, data_dir: str | Path | None = None,
-          progress: Progress | None = None, rounds: int = DEFAULT_ROUNDS) -> dict:
+          progress: Progress | None = None, rounds: int = DEFAULT_ROUNDS,
+          min_turn_ms: float = DEFAULT_MIN_TURN_MS) -> dict:
     """Time every model (label -> .onnx path, plus PyTorch eager when `checkpoint` is given)
     for every (threads, batch size) and return the report described in the module docstring."""
     batch_sizes, threads = [int(b) for b in batch_sizes], [int(t) for t in threads]
-    _check_settings(models, batch_sizes, threads, runs, warmup, rounds)
+    _check_settings(models, batch_sizes, threads, runs, warmup, rounds, min_turn_ms)
     runners: list[_Runner] = [_OrtRunner(label, Path(path)) for label, path in models.items()]
     if checkpoint is not None:
         if TORCH_LABEL in models:
@@ -219,19 +230,20 @@ def bench(models: dict[str, str | Path], batch_sizes=DEFAULT_BATCH_SIZES, thread
             for b in batch_sizes:
                 timings: dict[str, list[float]] = {r.label: [] for r in runners}
                 per_round: dict[str, list[list[float]]] = {r.label: [] for r in runners}
-                for r in runners:
-                    _time_ms(r, prepared[r.preprocessing][:b], warmup)
+                per_call = {r.label: float(np.median(_time_ms(r, prepared[r.preprocessing][:b], warmup) or [np.inf]))
+                            for r in runners}  # ms, from the warm-up; inf (no estimate) without one
                 for k, share in enumerate(shares):
                     for j in range(len(runners)):
                         r = runners[(j + k) % len(runners)]  # rotate who goes first each round
                         if progress:
                             progress(done, total, f"batch {b}, {t} thread(s), round {k + 1}/{rounds}: {r.label}")
-                        part = _time_ms(r, prepared[r.preprocessing][:b], share)
+                        calls = max(share, math.ceil(min_turn_ms / max(per_call[r.label], 1e-6)))
+                        part = _time_ms(r, prepared[r.preprocessing][:b], calls)
                         timings[r.label] += part
                         per_round[r.label].append(part)
                         done += 1
                 for r in runners:
-                    rows.append({"model": r.label, "batch_size": b, "threads": t, "runs": runs,
+                    rows.append({"model": r.label, "batch_size": b, "threads": t, "runs": len(timings[r.label]),
                                  **_stats(np.asarray(timings[r.label]), per_round[r.label], b)})
     finally:
         for r in runners:
@@ -249,6 +261,7 @@ def bench(models: dict[str, str | Path], batch_sizes=DEFAULT_BATCH_SIZES, thread
         "duration_s": round(time.perf_counter() - started, 3),
         "settings": {
             "batch_sizes": batch_sizes, "threads": threads, "runs": runs, "warmup": warmup, "rounds": rounds,
+            "min_turn_ms": min_turn_ms,
             "inputs": {"source": f"MNIST official test set ({source})", "images": int(max(batch_sizes)),
                        "distinct_images": int(min(distinct, max(batch_sizes)))},
             "timer": "time.perf_counter_ns, one inference per timing",

@@ -15,6 +15,7 @@ import click
 from ..options import data_dir_option, force_option, verify_option
 
 INVERT_CHOICES = ("auto", "yes", "no")  # lenet_edge.inputs.INVERT_CHOICES, without importing numpy here
+DEFAULT_MIN_TURN_MS = 50.0  # lenet_edge.runtime.bench.DEFAULT_MIN_TURN_MS, likewise
 FORMATS = ("table", "json", "csv")
 
 
@@ -165,17 +166,21 @@ class _ProgressBar:
 @click.option("--batch-sizes", type=IntList(), default="1,32,256", show_default=True)
 @click.option("--threads", type=IntList(), default=None,
               help="Thread counts to time [default: 1 and all usable cores].")
-@click.option("--runs", type=int, default=200, show_default=True, help="Timed runs per model and row.")
+@click.option("--runs", type=int, default=200, show_default=True,
+              help="Timed runs per model and row (more where --min-turn-ms needs them).")
 @click.option("--warmup", type=int, default=20, show_default=True, help="Untimed runs per model and row first.")
 @click.option("--rounds", type=int, default=5, show_default=True,
               help="The timed runs are split into this many interleaved rounds (at least 2) to measure the spread.")
+@click.option("--min-turn-ms", type=float, default=DEFAULT_MIN_TURN_MS, show_default=True,
+              help="A model's turn in a round lasts at least this long: short calls (batch 1) get more runs, so "
+                   "the switch between models does not dominate.")
 @click.option("--baseline", default=None, help="Model label the ratios are taken against [default: the first].")
 @click.option("-o", "--out", type=click.Path(path_type=Path, dir_okay=False), default=Path("bench.json"),
               show_default=True, help="Report JSON; the Markdown (.md) and chart (.png) go beside it.")
 @verify_option
 @force_option
-def bench(models, labels, checkpoint, data_dir, batch_sizes, threads, runs, warmup, rounds, baseline, out,
-          verify, force) -> None:
+def bench(models, labels, checkpoint, data_dir, batch_sizes, threads, runs, warmup, rounds, min_turn_ms, baseline,
+          out, verify, force) -> None:
     """Time ONNX models (and PyTorch eager) side by side on the same MNIST test images.
 
     Every model runs with the same onnxruntime settings, interleaved per row, for every
@@ -212,7 +217,7 @@ def bench(models, labels, checkpoint, data_dir, batch_sizes, threads, runs, warm
     try:
         report = run_bench(dict(zip(names, models, strict=True)), batch_sizes, threads or sorted({1, _usable_cores()}),
                            runs=runs, warmup=warmup, checkpoint=checkpoint, data_dir=data_dir, progress=progress,
-                           rounds=rounds)
+                           rounds=rounds, min_turn_ms=min_turn_ms)
     finally:
         progress.close()
     written = write_bench_outputs(report, *paths, baseline=baseline)

@@ -108,7 +108,8 @@ def compare(reports: list[dict], names: list[str] | None = None) -> dict:
 
 def _settings(report: dict) -> str:
     s = report.get("settings", {})
-    return f"{s.get('warmup', '?')} warm-up, {s.get('runs', '?')} runs in {s.get('rounds', '?')} rounds"
+    turns = f", turns >= {s['min_turn_ms']:g} ms" if isinstance(s.get("min_turn_ms"), (int, float)) else ""
+    return f"{s.get('warmup', '?')} warm-up, {s.get('runs', '?')} runs in {s.get('rounds', '?')} rounds{turns}"
 
 
 def format_compare_markdown(comparison: dict) -> str:

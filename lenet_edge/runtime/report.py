@@ -45,8 +45,9 @@ def format_markdown(report: dict, baseline: str | None = None) -> str:
         "# lenet-edge bench",
         "",
         f"- machine: {describe_environment(report['environment'])}",
-        f"- settings: {s['warmup']} warm-up and {s['runs']} timed runs per row in {s['rounds']} rounds, "
-        f"models interleaved; inputs: {s['inputs']['source']}; {report['created']}, {report['duration_s']:.1f} s",
+        f"- settings: {s['warmup']} warm-up and at least {s['runs']} timed runs per row in {s['rounds']} rounds, "
+        f"models interleaved, a turn lasting at least {s.get('min_turn_ms', 0):g} ms; inputs: {s['inputs']['source']}; "
+        f"{report['created']}, {report['duration_s']:.1f} s",
         f"- load average (1, 5, 15 min) at start {load.get('start')}, at end {load.get('end')}",
         "- models: " + "; ".join(
             f"{m['label']} = {m['file']} ({m['kind']}, {m['variant']} {m['precision']}, {m['bytes'] / 1024:.0f} KiB, "
