@@ -174,7 +174,8 @@ def headline(report: dict, macs: dict, fp32: Path, int8: Path) -> str:
         "",
         f"machine: {describe_environment(report['environment'])}",
         f"load average at start {load.get('start')}, at end {load.get('end')}; runs per row "
-        + ", ".join(sorted({f"{r['runs']} at batch {r['batch_size']}" for r in report["rows"] if r["model"] == "fp32"}))
+        + ", ".join(f"{r['runs']} at {r['threads']}t_b{r['batch_size']}" for r in report["rows"]
+                    if r["model"] == "fp32")
         + f", in {report['settings']['rounds']} interleaved rounds of >= {report['settings']['min_turn_ms']:g} ms "
         f"per model; {report['duration_s']:.0f} s",
         f"models: fp32 {fp32.name} {sizes['fp32'] / 1024:.1f} KiB, int8 {int8.name} {sizes['int8'] / 1024:.1f} KiB "
