@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lenet_edge.errors import LenetEdgeError
 from lenet_edge.runtime.bench import TORCH_LABEL, bench
 from lenet_edge.runtime.environment import cpu_info
 from lenet_edge.runtime.report import describe_environment
@@ -223,4 +224,7 @@ def _g(value: float | None) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except LenetEdgeError as exc:  # bad input: one line, as the CLI gives it
+        sys.exit(f"error: {exc}")

@@ -5,9 +5,9 @@
     python benchmarks/train_time.py --variant lenet5-modern --batch-size 128 --lr 0.1   # another recipe
 
 For every epoch count E and seed it trains the variant's default recipe (or the one --batch-size
-and --lr make of it) with E epochs (the
-one-cycle schedule is stretched or squeezed to E, so a shorter run is not a truncated longer
-one), then measures test accuracy on the official 10,000 images. A recipe "meets the target"
+and --lr make of it) with E epochs (the one-cycle schedule is stretched or squeezed to E, so a
+shorter run is not a truncated longer one), then measures test accuracy on the official 10,000
+images. A recipe "meets the target"
 when every seed reaches it; the time to target is the mean wall time of the shortest such
 recipe. The default recipe is the shortest whose worst seed clears the target by --margin
 points (seeds alone move the accuracy by ~0.1-0.2 points, and CI trains on one). It prints
@@ -25,6 +25,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from lenet_edge.datasource import resolve_data_dir
+from lenet_edge.errors import LenetEdgeError
 from lenet_edge.train.recipes import ACCURACY_TARGETS, default_recipe
 from lenet_edge.train.trainer import Recipe, train
 
@@ -103,4 +104,7 @@ def _shortest(rows: list[dict], key: str, text: str) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except LenetEdgeError as exc:  # bad input: one line, as the CLI gives it
+        sys.exit(f"error: {exc}")
