@@ -174,7 +174,9 @@ def _inputs(data_dir, count: int) -> tuple[np.ndarray, np.ndarray, str, int]:
     return images[:count], labels[:count], source, distinct
 
 
-def _stats(latencies_ms: np.ndarray, rounds: list[list[float]], batch_size: int) -> dict:
+def _stats(rounds: list[list[float]], batch_size: int) -> dict:
+    """The row's figures from its timings (ms), one list per round."""
+    latencies_ms = np.concatenate([np.asarray(r, dtype=np.float64) for r in rounds])
     mean = float(latencies_ms.mean())
     round_means = [float(np.mean(r)) for r in rounds]
     p50, p90, p99 = (float(v) for v in np.percentile(latencies_ms, [50, 90, 99]))
@@ -228,10 +230,11 @@ def bench(models: dict[str, str | Path], batch_sizes=DEFAULT_BATCH_SIZES, thread
             for r in runners:
                 r.configure(t)
             for b in batch_sizes:
-                timings: dict[str, list[float]] = {r.label: [] for r in runners}
                 per_round: dict[str, list[list[float]]] = {r.label: [] for r in runners}
-                per_call = {r.label: float(np.median(_time_ms(r, prepared[r.preprocessing][:b], warmup) or [np.inf]))
-                            for r in runners}  # ms, from the warm-up; inf (no estimate) without one
+                per_call = {}  # ms, the warm-up's median call; inf (no estimate) without a warm-up
+                for r in runners:
+                    warm = _time_ms(r, prepared[r.preprocessing][:b], warmup)
+                    per_call[r.label] = float(np.median(warm)) if warm else math.inf
                 for k, share in enumerate(shares):
                     for j in range(len(runners)):
                         r = runners[(j + k) % len(runners)]  # rotate who goes first each round
@@ -239,12 +242,12 @@ def bench(models: dict[str, str | Path], batch_sizes=DEFAULT_BATCH_SIZES, thread
                             progress(done, total, f"batch {b}, {t} thread(s), round {k + 1}/{rounds}: {r.label}")
                         calls = max(share, math.ceil(min_turn_ms / max(per_call[r.label], 1e-6)))
                         part = _time_ms(r, prepared[r.preprocessing][:b], calls)
-                        timings[r.label] += part
                         per_round[r.label].append(part)
                         done += 1
                 for r in runners:
-                    rows.append({"model": r.label, "batch_size": b, "threads": t, "runs": len(timings[r.label]),
-                                 **_stats(np.asarray(timings[r.label]), per_round[r.label], b)})
+                    rows.append({"model": r.label, "batch_size": b, "threads": t,
+                                 "runs": sum(len(part) for part in per_round[r.label]),
+                                 **_stats(per_round[r.label], b)})
     finally:
         for r in runners:
             if isinstance(r, _TorchRunner):
