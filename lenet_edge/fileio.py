@@ -161,3 +161,11 @@ def write_text(path: Path, text: str) -> None:
 
 def write_json(path: Path, obj) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path: Path, error: type[Exception]):
+    """The JSON value in `path`; text that is not UTF-8 JSON raises `error` naming the file."""
+    try:
+        return json.loads(Path(path).read_text("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise error(f"{path}: not valid JSON ({exc})") from exc

@@ -9,10 +9,10 @@ from a run are shown as missing, never filled in.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ..errors import DataError
+from ..fileio import read_json
 from .bench import SCHEMA, VERSION
 from .report import beyond_spread
 
@@ -36,10 +36,7 @@ def load_report(path: str | Path) -> dict:
         raise DataError(f"{path}: no such file (expected a {SCHEMA} JSON report from lenet-edge bench)")
     if path.stat().st_size > MAX_REPORT_BYTES:
         raise DataError(f"{path}: {path.stat().st_size} bytes (expected a report of at most {MAX_REPORT_BYTES})")
-    try:
-        report = json.loads(path.read_text("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path}: not valid JSON ({exc})") from exc
+    report = read_json(path, DataError)
     if not isinstance(report, dict) or report.get("schema") != SCHEMA:
         found = report.get("schema") if isinstance(report, dict) else type(report).__name__
         raise DataError(f"{path}: schema {found!r} (expected {SCHEMA!r} from lenet-edge bench)")

@@ -7,7 +7,6 @@ sha256, `NAME.resume.safetensors` the optimizer's momentum for `train --resume`.
 
 from __future__ import annotations
 
-import json
 import platform
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from safetensors.torch import load_file, save
 
 from ..data import Preprocessing
 from ..errors import DataError, ModelError
-from ..fileio import sha256_file, uninterrupted, write_bytes, write_json
+from ..fileio import read_json, sha256_file, uninterrupted, write_bytes, write_json
 from .models import build_model
 
 FORMAT = "lenet-edge-checkpoint"
@@ -70,10 +69,7 @@ def read_meta(weights: Path) -> dict:
     path = meta_path(weights)
     if not path.is_file():
         raise ModelError(f"{path}: missing (expected the checkpoint's JSON metadata beside {Path(weights).name})")
-    try:
-        meta = json.loads(path.read_text("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelError(f"{path}: not valid JSON ({exc})") from exc
+    meta = read_json(path, ModelError)
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ModelError(f"{path}: not a lenet-edge checkpoint (expected \"format\": \"{FORMAT}\")")
     return meta
