@@ -58,31 +58,21 @@ def classic_checkpoint(tmp_path_factory, mnist_dir) -> Path:
     return _train(tmp_path_factory, mnist_dir, "lenet5")
 
 
+def _export(tmp_path_factory, checkpoint: Path, mnist_dir: Path) -> Path:
+    from lenet_edge.export.exporter import export_checkpoint
+
+    out = tmp_path_factory.mktemp("onnx") / checkpoint.with_suffix(".onnx").name
+    export_checkpoint(checkpoint, out, data_dir=mnist_dir)
+    return out
+
+
 @pytest.fixture(scope="session")
 def modern_onnx(tmp_path_factory, modern_checkpoint, mnist_dir) -> Path:
     """modern_checkpoint exported to ONNX (validated, contract in its metadata) by the export stage."""
-    from lenet_edge.export.exporter import export_checkpoint
-
-    out = tmp_path_factory.mktemp("onnx") / "lenet5-modern.onnx"
-    export_checkpoint(modern_checkpoint, out, data_dir=mnist_dir)
-    return out
+    return _export(tmp_path_factory, modern_checkpoint, mnist_dir)
 
 
 @pytest.fixture(scope="session")
 def classic_onnx(tmp_path_factory, classic_checkpoint, mnist_dir) -> Path:
     """classic_checkpoint exported to ONNX (validated, contract in its metadata) by the export stage."""
-    from lenet_edge.export.exporter import export_checkpoint
-
-    out = tmp_path_factory.mktemp("onnx") / "lenet5.onnx"
-    export_checkpoint(classic_checkpoint, out, data_dir=mnist_dir)
-    return out
-
-
-@pytest.fixture(scope="session")
-def modern_int8_onnx(modern_onnx, mnist_dir) -> Path:
-    """modern_onnx quantized to int8 with the quantize stage's default settings."""
-    from lenet_edge.quantize.quantizer import quantize_model
-
-    out = modern_onnx.with_name("lenet5-modern.int8.onnx")
-    quantize_model(modern_onnx, out, data_dir=mnist_dir)
-    return out
+    return _export(tmp_path_factory, classic_checkpoint, mnist_dir)
