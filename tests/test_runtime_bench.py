@@ -47,6 +47,8 @@ def _check_rows(report: dict, labels: list[str], batch_sizes: list[int], threads
         # the overall mean is the run-weighted mean of the round means
         assert min(spread["round_means_ms"]) <= lat["mean"] <= max(spread["round_means_ms"])
         assert spread["round_cv"] >= 0 and spread["p90_over_p50"] >= 1
+        assert len(spread["round_p50s_ms"]) == spread["rounds"]  # each round's median lies among the timings
+        assert all(lat["min"] <= p50 <= lat["max"] for p50 in spread["round_p50s_ms"])
         assert row["runs"] >= report["settings"]["runs"]  # more where turns of min_turn_ms need them
         if report["settings"]["min_turn_ms"] == 0:
             assert row["runs"] == report["settings"]["runs"]
@@ -318,6 +320,15 @@ def test_turns_last_min_turn_ms_so_fast_rows_get_more_runs(models, data_dir):
     exact = bench({"band": models["band"]}, [1], [1], data_dir=data_dir, **FAST)
     assert exact["rows"][0]["runs"] == 4 and exact["settings"]["min_turn_ms"] == 0
     assert commands.DEFAULT_MIN_TURN_MS == bench_module.DEFAULT_MIN_TURN_MS  # the CLI's copy, kept free of numpy
+
+
+def test_round_medians_are_kept_beside_the_round_means(models, data_dir, monkeypatch):
+    """Each turn times one stalled call in three: the round medians ignore it, the means do not."""
+    monkeypatch.setattr(bench_module, "_time_ms", lambda run, x, count: [1.0] * (count - 1) + [100.0] if count else [])
+    report = bench({"band": models["band"]}, [1], [1], data_dir=data_dir, runs=9, warmup=0, rounds=3, min_turn_ms=0)
+    spread = report["rows"][0]["spread"]
+    assert spread["round_p50s_ms"] == [1.0, 1.0, 1.0]
+    assert spread["round_means_ms"] == [pytest.approx(34.0)] * 3
 
 
 def test_round_cv_reflects_the_rounds(models, data_dir):
