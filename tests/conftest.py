@@ -76,3 +76,13 @@ def modern_onnx(tmp_path_factory, modern_checkpoint, mnist_dir) -> Path:
 def classic_onnx(tmp_path_factory, classic_checkpoint, mnist_dir) -> Path:
     """classic_checkpoint exported to ONNX (validated, contract in its metadata) by the export stage."""
     return _export(tmp_path_factory, classic_checkpoint, mnist_dir)
+
+
+@pytest.fixture(scope="session")
+def modern_int8_onnx(modern_onnx, mnist_dir) -> Path:
+    """modern_onnx quantized to int8 with the quantize stage's default settings."""
+    from lenet_edge.quantize.quantizer import quantize_model
+
+    out = modern_onnx.with_name("lenet5-modern.int8.onnx")
+    quantize_model(modern_onnx, out, data_dir=mnist_dir)
+    return out
