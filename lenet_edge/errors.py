@@ -52,3 +52,8 @@ def require(module: str, extra: str):
             f"{module} is not installed (needed here); install it with "
             f"pip install 'lenet-edge[{extra}]'"
         ) from exc
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an error from a library that raises long, untyped messages."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:limit]
