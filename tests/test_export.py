@@ -24,10 +24,11 @@ from lenet_edge.contract import INPUT_NAME, OUTPUT_NAME, ModelContract
 from lenet_edge.errors import ModelError, OutputError, ValidationError
 from lenet_edge.export import commands, exporter
 from lenet_edge.export.exporter import DEFAULT_OPSET, export_checkpoint
-from lenet_edge.export.graph import op_counts, to_onnx
+from lenet_edge.export.graph import to_onnx
 from lenet_edge.export.metadata import read_contract
 from lenet_edge.export.validate import PARITY_ATOL, PARITY_BATCH_SIZES, torch_logits
 from lenet_edge.fileio import sha256_file
+from lenet_edge.graph import op_counts
 from lenet_edge.train.checkpoint import meta_path, save_checkpoint
 from lenet_edge.train.models import C3_TABLE, build_model
 
@@ -122,7 +123,7 @@ def test_written_model_matches_pytorch_at_each_batch_size(exported, batch_size):
 def test_modern_graph_is_only_conv_relu_maxpool_gemm(graphs):
     _, proto = graphs["lenet5-modern"]
     # Reshape is the flatten between C5 (B, 120, 1, 1) and F6 (B, 120).
-    assert op_counts(proto) == {"Relu": 4, "Conv": 3, "MaxPool": 2, "Gemm": 2, "Reshape": 1}
+    assert op_counts(proto.graph) == {"Relu": 4, "Conv": 3, "MaxPool": 2, "Gemm": 2, "Reshape": 1}
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -134,7 +135,7 @@ def test_graph_is_constant_folded(graphs, variant):
     for node in proto.graph.node:
         assert not all(name in constants for name in node.input if name), f"{node.op_type} {node.name} not folded"
     training_only = {"Dropout", "BatchNormalization", "RandomUniform", "RandomNormal"}
-    assert not training_only & set(op_counts(proto))
+    assert not training_only & set(op_counts(proto.graph))
 
 
 def test_graph_carries_no_source_paths_or_stack_traces(graphs):
@@ -420,7 +421,7 @@ def test_int8_model_of_the_default_opset_runs_in_the_reference_implementation(ex
     int8 = tmp_path / "model.int8.onnx"
     quantize_static(str(out), str(int8), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                     activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
-    assert "QuantizeLinear" in op_counts(onnx.load(str(int8)))
+    assert "QuantizeLinear" in op_counts(onnx.load(str(int8)).graph)
     x = random_inputs(4, seed=12)
     expected = ReferenceEvaluator(str(int8)).run([OUTPUT_NAME], {INPUT_NAME: x})[0]
     found = session(int8).run([OUTPUT_NAME], {INPUT_NAME: x})[0]
