@@ -200,6 +200,29 @@ def _time_ms(run: Callable[[np.ndarray], np.ndarray], x: np.ndarray, count: int)
     return timings
 
 
+def time_interleaved(models: dict[str, tuple[Callable[[np.ndarray], object], np.ndarray]], shares: list[int],
+                     warmup: int, min_turn_ms: float,
+                     on_turn: Callable[[str, int], None] | None = None) -> dict[str, list[list[float]]]:
+    """The timer: each model (label -> (run, its input batch)) warmed up `warmup` calls, then timed in
+    len(shares) rounds; in round k the models take turns in an order rotated by k, each turn
+    `shares[k]` calls or more, enough to last `min_turn_ms` by the warm-up's median call.
+    Returns per label the ms of every timed call, one list per round; `on_turn(label, k)` before each turn."""
+    per_call = {}  # ms, the warm-up's median call; inf (no estimate) without a warm-up
+    for label, (run, x) in models.items():
+        warm = _time_ms(run, x, warmup)
+        per_call[label] = float(np.median(warm)) if warm else math.inf
+    labels = list(models)
+    per_round: dict[str, list[list[float]]] = {label: [] for label in labels}
+    for k, share in enumerate(shares):
+        for j in range(len(labels)):
+            label = labels[(j + k) % len(labels)]  # rotate who goes first each round
+            if on_turn:
+                on_turn(label, k)
+            calls = max(share, math.ceil(min_turn_ms / max(per_call[label], 1e-6)))
+            per_round[label].append(_time_ms(*models[label], calls))
+    return per_round
+
+
 def bench(models: dict[str, str | Path], batch_sizes=DEFAULT_BATCH_SIZES, threads=(1,), runs: int = DEFAULT_RUNS,
           warmup: int = DEFAULT_WARMUP, checkpoint: str | Path | None = None, data_dir: str | Path | None = None,
           progress: Progress | None = None, rounds: int = DEFAULT_ROUNDS,
@@ -230,20 +253,14 @@ def bench(models: dict[str, str | Path], batch_sizes=DEFAULT_BATCH_SIZES, thread
             for r in runners:
                 r.configure(t)
             for b in batch_sizes:
-                per_round: dict[str, list[list[float]]] = {r.label: [] for r in runners}
-                per_call = {}  # ms, the warm-up's median call; inf (no estimate) without a warm-up
-                for r in runners:
-                    warm = _time_ms(r, prepared[r.preprocessing][:b], warmup)
-                    per_call[r.label] = float(np.median(warm)) if warm else math.inf
-                for k, share in enumerate(shares):
-                    for j in range(len(runners)):
-                        r = runners[(j + k) % len(runners)]  # rotate who goes first each round
-                        if progress:
-                            progress(done, total, f"batch {b}, {t} thread(s), round {k + 1}/{rounds}: {r.label}")
-                        calls = max(share, math.ceil(min_turn_ms / max(per_call[r.label], 1e-6)))
-                        part = _time_ms(r, prepared[r.preprocessing][:b], calls)
-                        per_round[r.label].append(part)
-                        done += 1
+                def on_turn(label: str, k: int, b=b, t=t) -> None:
+                    nonlocal done
+                    if progress:
+                        progress(done, total, f"batch {b}, {t} thread(s), round {k + 1}/{rounds}: {label}")
+                    done += 1
+
+                per_round = time_interleaved({r.label: (r, prepared[r.preprocessing][:b]) for r in runners},
+                                             shares, warmup, min_turn_ms, on_turn)
                 for r in runners:
                     rows.append({"model": r.label, "batch_size": b, "threads": t,
                                  "runs": sum(len(part) for part in per_round[r.label]),
