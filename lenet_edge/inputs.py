@@ -58,8 +58,8 @@ import numpy as np
 
 from .data import Preprocessing, read_idx
 from .errors import DataError, ModelError
+from .runtime.defaults import INVERT_CHOICES
 
-INVERT_CHOICES = ("auto", "yes", "no")
 IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP")
 MAX_IMAGE_PIXELS = 50_000_000  # a 50-megapixel photo; more is refused as a decompression bomb
 MAX_IMAGE_FILE_BYTES = 64 << 20

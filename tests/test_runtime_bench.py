@@ -13,7 +13,6 @@ import pytest
 from lenet_edge.cli import cli
 from lenet_edge.errors import DataError, DependencyError
 from lenet_edge.runtime import bench as bench_module
-from lenet_edge.runtime import commands
 from lenet_edge.runtime.bench import bench
 from lenet_edge.runtime.compare import compare, format_compare_markdown, load_report
 from lenet_edge.runtime.report import beyond_spread, format_markdown, write_bench_outputs
@@ -319,7 +318,6 @@ def test_turns_last_min_turn_ms_so_fast_rows_get_more_runs(models, data_dir):
     assert row["latency_ms"]["mean"] * row["runs"] >= 2 * 20 * 0.25  # two turns of about 20 ms (count estimated)
     exact = bench({"band": models["band"]}, [1], [1], data_dir=data_dir, **FAST)
     assert exact["rows"][0]["runs"] == 4 and exact["settings"]["min_turn_ms"] == 0
-    assert commands.DEFAULT_MIN_TURN_MS == bench_module.DEFAULT_MIN_TURN_MS  # the CLI's copy, kept free of numpy
 
 
 def test_round_medians_are_kept_beside_the_round_means(models, data_dir, monkeypatch):

@@ -1,18 +1,4 @@
-"""export_checkpoint: a training checkpoint -> model.onnx (+ model.ort), validated before anything is written.
-
-Opset choice. DEFAULT_OPSET = 20 because, with torch 2.13, onnx 1.23 and onnxruntime 1.31:
-- 20 is the torch 2.13 exporter's own default (torch.onnx's ONNX_DEFAULT_OPSET): its
-  ATen->ONNX library is written at opset 18 and onnxscript's version converter carries
-  it up to 23 (ONNX_MAX_OPSET); below 18 the exporter falls back to onnx's C++ converter
-  and warns that the conversion may fail, above 23 it has no tested path;
-- onnxruntime >= 1.17 (early 2024) runs opset 20, so devices with an older wheel load the model;
-- onnx.reference runs both the fp32 graph and the QDQ int8 graph that
-  onnxruntime.quantization.quantize_static builds from it (per-tensor and per-channel):
-  at opset 18 the reference interpreter has no DequantizeLinear for that opset and
-  refuses the int8 model, so 18 would break the int8 reference check;
-- opset 21 adds nothing these graphs use (its Q/DQ int4/int16 types only).
-MIN_OPSET..MAX_OPSET is that supported range; every opset in it exports both variants.
-"""
+"""export_checkpoint: a training checkpoint -> model.onnx (+ model.ort), validated before anything is written."""
 
 from __future__ import annotations
 
@@ -27,11 +13,9 @@ from ..errors import ModelError, OutputError, ValidationError
 from ..fileio import check_writable, uninterrupted, write_bytes, write_text
 from .graph import op_counts, to_onnx
 from .metadata import attach_contract, build_contract
+from .opsets import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 from .ort_format import convert_to_ort, ort_paths
 from .validate import PARITY_ATOL, SMALL_BATCH_IMAGES, check_graph, check_parity, check_reference, compare
-
-DEFAULT_OPSET = 20
-MIN_OPSET, MAX_OPSET = 18, 23
 
 
 def output_paths(out: Path, ort_format: bool) -> list[Path]:
