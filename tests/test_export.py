@@ -232,6 +232,40 @@ def test_parity_failure_writes_nothing_and_names_the_difference(tmp_path, data_d
     assert sorted(tmp_path.iterdir()) == before
 
 
+def _disagreeing_copy(path: Path) -> Path:
+    """A copy of the model at `path` whose logits are all 1e-3 higher: a model built to disagree."""
+    proto = onnx.load(str(path))
+    _shift_output_bias(proto)
+    copy = path.parent / "disagreeing" / path.name
+    copy.parent.mkdir()
+    onnx.save_model(proto, str(copy))
+    return copy
+
+
+def test_reference_disagreement_writes_nothing_and_names_the_difference(tmp_path, data_dir, monkeypatch):
+    """onnx.reference is handed a model that disagrees with the one onnxruntime runs: export must refuse."""
+    checkpoint = random_checkpoint(tmp_path, "lenet5-modern")
+    before = sorted(tmp_path.iterdir())
+    real = exporter.check_reference
+    monkeypatch.setattr(exporter, "check_reference", lambda path, *args: real(_disagreeing_copy(path), *args))
+    with pytest.raises(ValidationError, match=r"model.onnx: onnx.reference and onnxruntime disagree: "
+                                              r"max abs logit difference 0\.001 \(tolerance 0\.0001\)"):
+        export_checkpoint(checkpoint, tmp_path / "model.onnx", data_dir=data_dir)
+    assert sorted(tmp_path.iterdir()) == before
+
+
+def test_ort_model_that_differs_from_the_onnx_model_writes_nothing(tmp_path, data_dir, monkeypatch):
+    """The .ort file is converted from a model built to disagree: export must refuse, and write neither file."""
+    checkpoint = random_checkpoint(tmp_path, "lenet5-modern")
+    before = sorted(tmp_path.iterdir())
+    real = exporter.convert_to_ort
+    monkeypatch.setattr(exporter, "convert_to_ort", lambda path, *args: real(_disagreeing_copy(path), *args))
+    with pytest.raises(ValidationError, match=r"model.ort: the ORT-format model differs from the .onnx model: "
+                                              r"max abs logit difference 0\.001 \(tolerance 0\.0001\)"):
+        export_checkpoint(checkpoint, tmp_path / "model.onnx", data_dir=data_dir, ort_format=True)
+    assert sorted(tmp_path.iterdir()) == before
+
+
 def test_tighter_tolerance_is_honoured(tmp_path, data_dir, monkeypatch):
     checkpoint = random_checkpoint(tmp_path, "lenet5-modern")
     monkeypatch.setattr(exporter, "to_onnx", _tampered(lambda p: _shift_output_bias(p, 1e-5)))
