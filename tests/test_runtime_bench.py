@@ -329,6 +329,20 @@ def test_round_medians_are_kept_beside_the_round_means(models, data_dir, monkeyp
     assert spread["round_means_ms"] == [pytest.approx(34.0)] * 3
 
 
+def test_percentiles_of_a_planted_timing_series(models, data_dir, monkeypatch):
+    """Calls take 1, 2, ..., 100 ms in turn: numpy's linear percentiles are known exactly, and each differs
+    from its neighbours (p95 would be 95.05, p99 99.01)."""
+    planted = iter(float(ms) for ms in range(1, 101))
+    monkeypatch.setattr(bench_module, "_time_ms", lambda run, x, count: [next(planted) for _ in range(count)])
+    report = bench({"band": models["band"]}, [1], [1], data_dir=data_dir, runs=100, warmup=0, rounds=2, min_turn_ms=0)
+    latency = report["rows"][0]["latency_ms"]
+    assert report["rows"][0]["runs"] == 100
+    assert latency == {"mean": pytest.approx(50.5), "std": pytest.approx(29.011, abs=1e-3), "min": 1.0,
+                       "p50": pytest.approx(50.5), "p90": pytest.approx(90.1), "p99": pytest.approx(99.01),
+                       "max": 100.0}
+    assert report["rows"][0]["spread"]["round_p50s_ms"] == [25.5, 75.5]
+
+
 def test_round_cv_reflects_the_rounds(models, data_dir):
     report = bench({"band": models["band"]}, [1], [1], data_dir=data_dir, runs=6, warmup=0, rounds=3, min_turn_ms=0)
     spread = report["rows"][0]["spread"]
