@@ -1,7 +1,8 @@
 """The lenet-edge command line: one thin command per stage.
 
-Commands import their stage inside the function body, so that `lenet-edge run` on a
-device never imports torch or onnx, and `--help` is instant.
+Command modules hold click and pure-Python constants only; each command imports its stage
+inside the function body, so that `lenet-edge run` on a device never imports torch or onnx,
+and `--help` loads no numpy.
 """
 
 from __future__ import annotations
@@ -12,6 +13,11 @@ import sys
 import click
 
 from .errors import LenetEdgeError
+from .export.commands import export
+from .pipeline import pipeline
+from .quantize.commands import quantize
+from .runtime.commands import bench, compare, evaluate, run
+from .train.commands import summary, train
 
 INTERRUPTED = 130
 
@@ -52,28 +58,8 @@ def cli(debug: bool) -> None:
     benchmark and compare the models on any CPU."""
 
 
-def _register() -> None:
-    from .train.commands import summary, train
-
-    for command in (summary, train):
-        cli.add_command(command)
-    for module, names in (
-        ("lenet_edge.export.commands", ("export",)),
-        ("lenet_edge.quantize.commands", ("quantize",)),
-        ("lenet_edge.runtime.commands", ("run", "evaluate", "bench", "compare")),
-        ("lenet_edge.pipeline", ("pipeline",)),
-    ):
-        try:
-            mod = __import__(module, fromlist=list(names))
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-            continue  # stage not built yet
-        for name in names:
-            cli.add_command(getattr(mod, name))
-
-
-_register()
+for command in (summary, train, export, quantize, run, evaluate, bench, compare, pipeline):
+    cli.add_command(command)
 
 
 def _interrupt(signum, frame) -> None:

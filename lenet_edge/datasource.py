@@ -37,11 +37,15 @@ def cache_dir() -> Path:
 
 
 def resolve_data_dir(data_dir: str | Path | None, mirrors: tuple[str, ...] | None = None) -> Path:
-    """The directory to read MNIST from, downloading into the cache if it comes to that."""
+    """The directory to read MNIST from, downloading into the cache if it comes to that.
+
+    Made absolute here, where it is read: a relative $LENET_EDGE_DATA (`make test DATA=../shared/...`)
+    must name the same directory for a command started with another working directory.
+    """
     if data_dir is not None:
-        return Path(data_dir)
+        return Path(data_dir).absolute()
     if os.environ.get(ENV_VAR):
-        return Path(os.environ[ENV_VAR])
+        return Path(os.environ[ENV_VAR]).absolute()
     target = cache_dir()
     download_mnist(target, mirrors)
     return target

@@ -57,9 +57,9 @@ from pathlib import Path
 import numpy as np
 
 from .data import Preprocessing, read_idx
-from .errors import DataError, ModelError
+from .errors import DataError, ModelError, first_line
+from .runtime.defaults import INVERT_CHOICES
 
-INVERT_CHOICES = ("auto", "yes", "no")
 IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP")
 MAX_IMAGE_PIXELS = 50_000_000  # a 50-megapixel photo; more is refused as a decompression bomb
 MAX_IMAGE_FILE_BYTES = 64 << 20
@@ -94,7 +94,7 @@ def decode_image(path: Path) -> np.ndarray:
             raise DataError(f"{path}: not an image, .npy array or IDX file "
                             f"(expected one of {', '.join(IMAGE_FORMATS)}, .npy or IDX)") from exc
         except Exception as exc:  # Pillow's parsers raise OSError, ValueError, struct.error, ... on corrupt headers
-            raise DataError(f"{path}: cannot read ({type(exc).__name__}: {_first_line(exc)})") from exc
+            raise DataError(f"{path}: cannot read ({type(exc).__name__}: {first_line(exc)})") from exc
         with image:
             width, height = image.size
             if width < 1 or height < 1 or width * height > MAX_IMAGE_PIXELS:
@@ -107,12 +107,7 @@ def decode_image(path: Path) -> np.ndarray:
                 raise
             except Exception as exc:  # as above, for the pixel data
                 raise DataError(f"{path}: corrupt or truncated {image.format} image "
-                                f"({type(exc).__name__}: {_first_line(exc)})") from exc
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:200] if text else "no details"
+                                f"({type(exc).__name__}: {first_line(exc)})") from exc
 
 
 @contextlib.contextmanager

@@ -3,10 +3,7 @@ and train real models once per test session (the default recipes, as a user woul
 
 from __future__ import annotations
 
-import atexit
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,12 +11,12 @@ from click.testing import CliRunner
 from hypothesis import configuration as hypothesis_configuration
 
 from lenet_edge.cli import cli
+from lenet_edge.datasource import resolve_data_dir
 
-# Hypothesis keeps its example database and a cache of source constants in ./.hypothesis;
-# tests never write into the working directory, so those go to a temporary directory.
-_HYPOTHESIS_HOME = tempfile.mkdtemp(prefix="lenet-edge-hypothesis-")
-hypothesis_configuration.set_hypothesis_home_dir(_HYPOTHESIS_HOME)
-atexit.register(shutil.rmtree, _HYPOTHESIS_HOME, ignore_errors=True)
+# Hypothesis keeps its example database (the failing examples it replays first on the next run)
+# in ./.hypothesis; tests never write into the working directory, so it lives in the user's cache.
+hypothesis_configuration.set_hypothesis_home_dir(
+    Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lenet-edge" / "hypothesis")
 
 
 @pytest.fixture
@@ -29,11 +26,12 @@ def runner() -> CliRunner:
 
 @pytest.fixture(scope="session")
 def mnist_dir() -> Path:
-    """The real MNIST directory; a missing one fails the test (CI must never skip it)."""
+    """The real MNIST directory, absolute as the CLI resolves it (tests run commands in other working
+    directories); a missing one fails the test (CI must never skip it)."""
     value = os.environ.get("LENET_EDGE_DATA")
     if not value:
         pytest.fail("LENET_EDGE_DATA is not set: point it at a directory of MNIST IDX files")
-    path = Path(value)
+    path = resolve_data_dir(None)
     if not (path / "t10k-images-idx3-ubyte.gz").is_file():
         pytest.fail(f"LENET_EDGE_DATA={value} holds no MNIST IDX files")
     return path

@@ -118,6 +118,16 @@ def test_environment_wins_over_the_cache(tmp_path, monkeypatch):
     assert datasource.resolve_data_dir(None) == tmp_path / "from-env"
 
 
+def test_relative_paths_resolve_against_the_working_directory_where_they_are_read(tmp_path, monkeypatch):
+    """`make test DATA=../shared/...`: a command started later in another directory must see the same data."""
+    (tmp_path / "project").mkdir()
+    monkeypatch.chdir(tmp_path / "project")
+    monkeypatch.setenv(datasource.ENV_VAR, "../mnist")
+    monkeypatch.setattr(datasource, "download_mnist", _no_download)
+    assert datasource.resolve_data_dir(None) == tmp_path / "project" / ".." / "mnist"
+    assert datasource.resolve_data_dir("given").is_absolute()
+
+
 def test_cache_directory_follows_xdg_cache_home_then_home(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert datasource.cache_dir() == tmp_path / "xdg" / "lenet-edge" / "mnist"

@@ -8,6 +8,7 @@ installs an import hook that refuses those modules and logs every attempt.
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
@@ -71,6 +72,58 @@ def test_base_dependencies_are_the_device_set():
             name = name.split(sep)[0]
         names.add(name.strip().lower())
     assert names == BASE_DEPENDENCIES
+
+
+DEVICE_MODULES = ("lenet_edge.data", "lenet_edge.datasource", "lenet_edge.inputs", "lenet_edge.runtime.commands",
+                  *(f"lenet_edge.runtime.{p.stem}" for p in (ROOT / "lenet_edge" / "runtime").glob("*.py")))
+# The one way from the device side to a host-only module: bench --checkpoint's PyTorch rows, behind
+# errors.require() (exit 7 without torch; the integration test below runs it).
+HOST_ONLY_EDGES = {("lenet_edge.runtime.bench", "lenet_edge.train.checkpoint")}
+
+
+def _module_file(name: str) -> Path | None:
+    path = ROOT.joinpath(*name.split("."))
+    return next((p for p in (path / "__init__.py", path.with_suffix(".py")) if p.is_file()), None)
+
+
+def _imports(name: str) -> set[str]:
+    """Every module `name` imports anywhere in its source, inside functions too (what sys.modules after an
+    import would miss), as absolute names; `from X import y` gives X.y when y is a module."""
+    path = _module_file(name)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(parts[:len(parts) - node.level + 1] + ([node.module] if node.module else []))
+            for alias in node.names:
+                found.add(f"{base}.{alias.name}" if _module_file(f"{base}.{alias.name}") else base)
+    return found
+
+
+def test_device_modules_never_import_host_only_modules():
+    """Hermetic: follows every import of the device side's modules through lenet_edge, function bodies
+    included, and refuses any host-only module reached (the subprocess test below needs trained models)."""
+    seen, edges_used, reached = set(), set(), []
+    pending = list(DEVICE_MODULES)
+    while pending:
+        module = pending.pop()
+        if module in seen:
+            continue
+        seen.add(module)
+        for imported in _imports(module):
+            if (module, imported) in HOST_ONLY_EDGES:
+                edges_used.add((module, imported))
+            elif imported.split(".")[0] == "lenet_edge":
+                pending.append(imported)
+            elif any(imported == m or imported.startswith(m + ".") for m in HOST_ONLY):
+                reached.append(f"{module} imports {imported}")
+    assert reached == []
+    assert edges_used == HOST_ONLY_EDGES  # the exception is still needed, so it still says something
 
 
 @pytest.fixture

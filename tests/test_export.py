@@ -22,7 +22,7 @@ from onnx.reference import ReferenceEvaluator
 from lenet_edge.cli import cli
 from lenet_edge.contract import INPUT_NAME, OUTPUT_NAME, ModelContract
 from lenet_edge.errors import ModelError, OutputError, ValidationError
-from lenet_edge.export import commands, exporter
+from lenet_edge.export import exporter
 from lenet_edge.export.exporter import DEFAULT_OPSET, export_checkpoint
 from lenet_edge.export.graph import to_onnx
 from lenet_edge.export.metadata import read_contract
@@ -233,6 +233,40 @@ def test_parity_failure_writes_nothing_and_names_the_difference(tmp_path, data_d
     assert sorted(tmp_path.iterdir()) == before
 
 
+def _disagreeing_copy(path: Path) -> Path:
+    """A copy of the model at `path` whose logits are all 1e-3 higher: a model built to disagree."""
+    proto = onnx.load(str(path))
+    _shift_output_bias(proto)
+    copy = path.parent / "disagreeing" / path.name
+    copy.parent.mkdir()
+    onnx.save_model(proto, str(copy))
+    return copy
+
+
+def test_reference_disagreement_writes_nothing_and_names_the_difference(tmp_path, data_dir, monkeypatch):
+    """onnx.reference is handed a model that disagrees with the one onnxruntime runs: export must refuse."""
+    checkpoint = random_checkpoint(tmp_path, "lenet5-modern")
+    before = sorted(tmp_path.iterdir())
+    real = exporter.check_reference
+    monkeypatch.setattr(exporter, "check_reference", lambda path, *args: real(_disagreeing_copy(path), *args))
+    with pytest.raises(ValidationError, match=r"model.onnx: onnx.reference and onnxruntime disagree: "
+                                              r"max abs logit difference 0\.001 \(tolerance 0\.0001\)"):
+        export_checkpoint(checkpoint, tmp_path / "model.onnx", data_dir=data_dir)
+    assert sorted(tmp_path.iterdir()) == before
+
+
+def test_ort_model_that_differs_from_the_onnx_model_writes_nothing(tmp_path, data_dir, monkeypatch):
+    """The .ort file is converted from a model built to disagree: export must refuse, and write neither file."""
+    checkpoint = random_checkpoint(tmp_path, "lenet5-modern")
+    before = sorted(tmp_path.iterdir())
+    real = exporter.convert_to_ort
+    monkeypatch.setattr(exporter, "convert_to_ort", lambda path, *args: real(_disagreeing_copy(path), *args))
+    with pytest.raises(ValidationError, match=r"model.ort: the ORT-format model differs from the .onnx model: "
+                                              r"max abs logit difference 0\.001 \(tolerance 0\.0001\)"):
+        export_checkpoint(checkpoint, tmp_path / "model.onnx", data_dir=data_dir, ort_format=True)
+    assert sorted(tmp_path.iterdir()) == before
+
+
 def test_tighter_tolerance_is_honoured(tmp_path, data_dir, monkeypatch):
     checkpoint = random_checkpoint(tmp_path, "lenet5-modern")
     monkeypatch.setattr(exporter, "to_onnx", _tampered(lambda p: _shift_output_bias(p, 1e-5)))
@@ -380,11 +414,6 @@ def test_required_operators_config_lists_the_ort_models_ops(exported):
 # --- opset ---------------------------------------------------------------------------------------
 
 
-def test_cli_opset_range_matches_the_exporter():
-    assert (commands.DEFAULT_OPSET, commands.MIN_OPSET, commands.MAX_OPSET) == (
-        exporter.DEFAULT_OPSET, exporter.MIN_OPSET, exporter.MAX_OPSET)
-
-
 def test_opset_outside_the_range_is_a_usage_error(tmp_path, data_dir, runner):
     checkpoint = random_checkpoint(tmp_path, "lenet5-modern")
     result = runner.invoke(cli, ["export", str(checkpoint), "--opset", "17", "--data-dir", str(data_dir)])
@@ -446,8 +475,10 @@ def test_cli_prints_the_figures_and_defaults_the_output_beside_the_checkpoint(tm
     assert "required_operators.config" in result.output
 
 
-def test_importing_the_export_command_stays_light():
-    code = ("import sys, lenet_edge.cli, lenet_edge.export.commands; "
-            "print(sorted(m for m in ('torch', 'onnx', 'onnxruntime', 'onnxscript') if m in sys.modules))")
+def test_importing_the_command_line_stays_light():
+    """`lenet-edge --help` imports every command module directly: none may pull in numpy or anything heavier."""
+    code = ("import sys, lenet_edge.cli; "
+            "print(sorted(m for m in ('numpy', 'torch', 'onnx', 'onnxruntime', 'onnxscript', 'PIL') "
+            "if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"

@@ -13,7 +13,6 @@ import pytest
 from lenet_edge.cli import cli
 from lenet_edge.errors import DataError, DependencyError
 from lenet_edge.runtime import bench as bench_module
-from lenet_edge.runtime import commands
 from lenet_edge.runtime.bench import bench
 from lenet_edge.runtime.compare import compare, format_compare_markdown, load_report
 from lenet_edge.runtime.report import beyond_spread, format_markdown, write_bench_outputs
@@ -319,7 +318,6 @@ def test_turns_last_min_turn_ms_so_fast_rows_get_more_runs(models, data_dir):
     assert row["latency_ms"]["mean"] * row["runs"] >= 2 * 20 * 0.25  # two turns of about 20 ms (count estimated)
     exact = bench({"band": models["band"]}, [1], [1], data_dir=data_dir, **FAST)
     assert exact["rows"][0]["runs"] == 4 and exact["settings"]["min_turn_ms"] == 0
-    assert commands.DEFAULT_MIN_TURN_MS == bench_module.DEFAULT_MIN_TURN_MS  # the CLI's copy, kept free of numpy
 
 
 def test_round_medians_are_kept_beside_the_round_means(models, data_dir, monkeypatch):
@@ -329,6 +327,20 @@ def test_round_medians_are_kept_beside_the_round_means(models, data_dir, monkeyp
     spread = report["rows"][0]["spread"]
     assert spread["round_p50s_ms"] == [1.0, 1.0, 1.0]
     assert spread["round_means_ms"] == [pytest.approx(34.0)] * 3
+
+
+def test_percentiles_of_a_planted_timing_series(models, data_dir, monkeypatch):
+    """Calls take 1, 2, ..., 100 ms in turn: numpy's linear percentiles are known exactly, and each differs
+    from its neighbours (p95 would be 95.05, p99 99.01)."""
+    planted = iter(float(ms) for ms in range(1, 101))
+    monkeypatch.setattr(bench_module, "_time_ms", lambda run, x, count: [next(planted) for _ in range(count)])
+    report = bench({"band": models["band"]}, [1], [1], data_dir=data_dir, runs=100, warmup=0, rounds=2, min_turn_ms=0)
+    latency = report["rows"][0]["latency_ms"]
+    assert report["rows"][0]["runs"] == 100
+    assert latency == {"mean": pytest.approx(50.5), "std": pytest.approx(29.011, abs=1e-3), "min": 1.0,
+                       "p50": pytest.approx(50.5), "p90": pytest.approx(90.1), "p99": pytest.approx(99.01),
+                       "max": 100.0}
+    assert report["rows"][0]["spread"]["round_p50s_ms"] == [25.5, 75.5]
 
 
 def test_round_cv_reflects_the_rounds(models, data_dir):

@@ -7,10 +7,7 @@ from pathlib import Path
 import click
 
 from ..options import data_dir_option, force_option
-
-# Kept in step with exporter.DEFAULT_OPSET / MIN_OPSET / MAX_OPSET (a test checks it);
-# importing the exporter here would pull numpy into `lenet-edge --help`.
-DEFAULT_OPSET, MIN_OPSET, MAX_OPSET = 20, 18, 23
+from .opsets import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET  # pure Python, light
 
 
 @click.command()

@@ -1,18 +1,4 @@
-"""export_checkpoint: a training checkpoint -> model.onnx (+ model.ort), validated before anything is written.
-
-Opset choice. DEFAULT_OPSET = 20 because, with torch 2.13, onnx 1.23 and onnxruntime 1.31:
-- 20 is the torch 2.13 exporter's own default (torch.onnx's ONNX_DEFAULT_OPSET): its
-  ATen->ONNX library is written at opset 18 and onnxscript's version converter carries
-  it up to 23 (ONNX_MAX_OPSET); below 18 the exporter falls back to onnx's C++ converter
-  and warns that the conversion may fail, above 23 it has no tested path;
-- onnxruntime >= 1.17 (early 2024) runs opset 20, so devices with an older wheel load the model;
-- onnx.reference runs both the fp32 graph and the QDQ int8 graph that
-  onnxruntime.quantization.quantize_static builds from it (per-tensor and per-channel):
-  at opset 18 the reference interpreter has no DequantizeLinear for that opset and
-  refuses the int8 model, so 18 would break the int8 reference check;
-- opset 21 adds nothing these graphs use (its Q/DQ int4/int16 types only).
-MIN_OPSET..MAX_OPSET is that supported range; every opset in it exports both variants.
-"""
+"""export_checkpoint: a training checkpoint -> model.onnx (+ model.ort), validated before anything is written."""
 
 from __future__ import annotations
 
@@ -20,19 +6,15 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-
 from ..data import Preprocessing, load_mnist
 from ..errors import ModelError, OutputError, ValidationError
 from ..fileio import check_writable, uninterrupted, write_bytes, write_text
 from ..graph import op_counts
 from .graph import to_onnx
 from .metadata import attach_contract, build_contract
+from .opsets import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 from .ort_format import convert_to_ort, ort_paths
-from .validate import PARITY_ATOL, SMALL_BATCH_IMAGES, check_graph, check_parity, check_reference, compare
-
-DEFAULT_OPSET = 20
-MIN_OPSET, MAX_OPSET = 18, 23
+from .validate import PARITY_ATOL, check_graph, check_ort, check_parity, check_reference
 
 
 def output_paths(out: Path, ort_format: bool) -> list[Path]:
@@ -56,7 +38,8 @@ def export_checkpoint(checkpoint: Path, out: Path, *, data_dir: Path, opset: int
     with ort_format, the .ort model vs the .onnx model. Any failure raises ValidationError.
 
     Returns {"checkpoint", "checkpoint_sha256", "variant", "opset", "op_types", "tolerance",
-    "parity": [{"batch_size", "images", "max_abs_diff", "argmax_mismatches"}], "max_abs_diff",
+    "parity": [{"batch_size", "images", "max_abs_diff", "argmax_mismatches", "bit_mismatches", "tolerance"}],
+    "max_abs_diff",
     "test_images", "accuracy": {"pytorch", "onnxruntime", "checkpoint"}, "reference": {...},
     "ort_format": {...} or None, "written": [paths], "sizes": {path: bytes}}.
     """
@@ -91,8 +74,7 @@ def export_checkpoint(checkpoint: Path, out: Path, *, data_dir: Path, opset: int
         candidate = Path(work) / "model.onnx"
         onnx.save_model(proto, str(candidate))
         loaded = load_model(candidate, threads=1)  # the runtime's loader: contract and signature checked too
-        parity = check_parity(model, loaded, x, str(out), atol)
-        expected, found = next(r.pop("logits") for r in parity if "logits" in r)  # all N test images
+        parity, (expected, found) = check_parity(model, loaded, x, str(out), atol)  # (N, 10) each, all N test images
         accuracy = {
             "pytorch": float((expected.argmax(1) == labels).mean()),
             "onnxruntime": float((found.argmax(1) == labels).mean()),
@@ -108,8 +90,8 @@ def export_checkpoint(checkpoint: Path, out: Path, *, data_dir: Path, opset: int
         ort_record, ort_artefacts = None, None
         if ort_format:
             ort_artefacts, ort_file = convert_to_ort(candidate, Path(work), str(out), paths[1].name)
-            ort_record = _check_ort(load_model(ort_file, threads=1), load_model(candidate, threads=1), x,
-                                    str(paths[1]), atol)
+            ort_record = check_ort(load_model(ort_file, threads=1), load_model(candidate, threads=1), x,
+                                   str(paths[1]), atol)
 
     with uninterrupted():  # the .onnx and its .ort are written as a set, never one without the other
         write_bytes(out, data)
@@ -133,13 +115,3 @@ def export_checkpoint(checkpoint: Path, out: Path, *, data_dir: Path, opset: int
         "sizes": {str(p): p.stat().st_size for p in paths},
     }
 
-
-def _check_ort(ort_model, onnx_model, x: np.ndarray, source: str, atol: float) -> dict:
-    """The .ort model must load in onnxruntime and give the .onnx model's logits."""
-    sample = x[:SMALL_BATCH_IMAGES]
-    record = compare(onnx_model.predict(sample), ort_model.predict(sample))
-    if record["max_abs_diff"] > atol or record["argmax_mismatches"]:
-        raise ValidationError(f"{source}: the ORT-format model differs from the .onnx model: max abs logit difference "
-                              f"{record['max_abs_diff']:.3g} (tolerance {atol:g}), argmax differs on "
-                              f"{record['argmax_mismatches']} of {len(sample)} test images; nothing was written")
-    return record

@@ -13,8 +13,7 @@ import logging
 import warnings
 
 from ..contract import INPUT_NAME, OUTPUT_NAME
-from ..errors import ModelError
-from .validate import first_line
+from ..errors import ModelError, first_line
 
 BATCH_DIM = "batch"
 EXAMPLE_BATCH = 2  # torch.export specialises sizes 0 and 1, so trace with 2 and mark it dynamic

@@ -15,8 +15,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ValidationError
-from .validate import first_line
+from ..errors import ValidationError, first_line
 
 CONFIG_SUFFIX = ".required_operators.config"
 

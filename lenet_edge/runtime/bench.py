@@ -62,6 +62,7 @@ from ..contract import INPUT_NAME, OUTPUT_NAME
 from ..data import Preprocessing, load_mnist
 from ..errors import DataError
 from ..fileio import sha256_file
+from .defaults import DEFAULT_MIN_TURN_MS
 from .environment import environment, load_average
 from .session import MAX_THREADS, check_batch_size, load_model
 
@@ -71,7 +72,6 @@ DEFAULT_BATCH_SIZES = (1, 32, 256)
 DEFAULT_RUNS = 200
 DEFAULT_WARMUP = 20
 DEFAULT_ROUNDS = 5
-DEFAULT_MIN_TURN_MS = 50.0
 MAX_TURN_MS = 60_000.0
 MAX_RUNS = 1_000_000
 CHECK_IMAGES = 1000

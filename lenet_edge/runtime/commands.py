@@ -13,9 +13,8 @@ from pathlib import Path
 import click
 
 from ..options import data_dir_option, force_option, verify_option
+from .defaults import DEFAULT_MIN_TURN_MS, INVERT_CHOICES  # pure Python, light
 
-INVERT_CHOICES = ("auto", "yes", "no")  # lenet_edge.inputs.INVERT_CHOICES, without importing numpy here
-DEFAULT_MIN_TURN_MS = 50.0  # lenet_edge.runtime.bench.DEFAULT_MIN_TURN_MS, likewise
 FORMATS = ("table", "json", "csv")
 
 

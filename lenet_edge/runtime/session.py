@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..contract import INPUT_NAME, OUTPUT_NAME, ModelContract
-from ..errors import DataError, ModelError
+from ..errors import DataError, ModelError, first_line
 from .model_file import MAX_MODEL_BYTES, read_model_bytes  # noqa: F401  (MAX_MODEL_BYTES: the cap, for callers)
 
 DEFAULT_BATCH = 1000  # images per session.run: bounded memory, near-peak throughput
@@ -85,8 +85,7 @@ def load_model(path: str | Path, threads: int | None = None) -> LoadedModel:
         with contextlib.redirect_stdout(io.StringIO()):
             session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own untyped errors for malformed files
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"{path}: not a loadable ONNX model ({first_line[:200]})") from exc
+        raise ModelError(f"{path}: not a loadable ONNX model ({first_line(exc)})") from exc
     session.disable_fallback()  # CPU only: nothing to fall back to, and no banner from run()
     try:
         contract = ModelContract.from_metadata(session.get_modelmeta().custom_metadata_map, str(path))
