@@ -233,6 +233,22 @@ def test_evaluate_command(runner, model_path, data_dir, tmp_path):
     assert result.exit_code == 6 and "confusion.png: already exists" in result.stderr
 
 
+def test_evaluate_logits_are_the_models_logits_in_test_set_order(runner, model_path, data_dir, tmp_path):
+    logits_path = tmp_path / "logits.npy"
+    result = runner.invoke(cli, ["evaluate", str(model_path), "--data-dir", str(data_dir), "--json", "--logits",
+                                 str(logits_path), "--batch-size", "7"])
+    assert result.exit_code == 0, result.output
+    logits = np.load(logits_path, allow_pickle=False)
+    images, labels = synthetic_digits(60, seed=2)
+    model = load_model(model_path)
+    assert logits.shape == (60, 10) and logits.dtype == np.float32
+    assert np.array_equal(logits, model.predict(model.contract.preprocessing(images)))  # bit for bit, in order
+    assert (logits.argmax(axis=1) == labels).all() and json.loads(result.stdout)["correct"] == 60
+    again = ["evaluate", str(model_path), "--data-dir", str(data_dir), "--logits", str(logits_path)]
+    result = runner.invoke(cli, again)
+    assert result.exit_code == 6 and "logits.npy: already exists" in result.stderr
+
+
 def test_evaluate_refusals(runner, model_path, tmp_path):
     result = runner.invoke(cli, ["evaluate", str(model_path), "--data-dir", str(tmp_path / "nowhere")])
     assert result.exit_code == 3 and "nowhere: not a directory" in result.stderr

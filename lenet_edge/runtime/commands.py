@@ -105,23 +105,27 @@ def run(model, inputs, invert, fmt, out, batch_size, threads, verify, force) -> 
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON instead of text.")
 @click.option("--png", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Also draw the confusion matrix into this PNG (needs matplotlib).")
+@click.option("--logits", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Also write the logits (10000, 10) float32 to this .npy, to compare devices bit for bit.")
 @batch_size_option
 @threads_option
 @verify_option
 @force_option
-def evaluate(model, data_dir, as_json, png, batch_size, threads, verify, force) -> None:
+def evaluate(model, data_dir, as_json, png, logits, batch_size, threads, verify, force) -> None:
     """Accuracy, per-class accuracy and confusion matrix on the official MNIST test set."""
     import json
 
-    from ..fileio import check_writable
-    from .evaluate import evaluate as run_evaluation
-    from .evaluate import format_evaluation
+    from ..fileio import check_writable, write_npy
+    from .evaluate import evaluate_with_logits, format_evaluation
     from .plots import SKIPPED, plot_confusion
 
-    if png is not None:
-        check_writable(png, force)
+    for path in (png, logits):
+        if path is not None:
+            check_writable(path, force)
     _verify([model], verify)
-    result = run_evaluation(model, data_dir, batch_size=batch_size, threads=threads)
+    result, test_logits = evaluate_with_logits(model, data_dir, batch_size=batch_size, threads=threads)
+    if logits is not None:
+        write_npy(logits, test_logits)
     click.echo(json.dumps(result, indent=2) if as_json else format_evaluation(result))
     if png is not None:
         click.echo(f"confusion matrix: {png}" if plot_confusion(result, png) else f"chart skipped: {SKIPPED}",
@@ -162,6 +166,10 @@ class _ProgressBar:
 @click.option("--checkpoint", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Also time this checkpoint in PyTorch eager mode (needs torch).")
 @data_dir_option
+@click.option("--inputs", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Time on the digits of this file (IDX or .npy (N, 28, 28), or an image) instead of MNIST's "
+                   "test set [default: --data-dir, $LENET_EDGE_DATA, else the official test digits in the package].")
+@click.option("--device", default=None, help="Your name for this machine (e.g. 'pi5-8gb'), recorded in the report.")
 @click.option("--batch-sizes", type=IntList(), default="1,32,256", show_default=True)
 @click.option("--threads", type=IntList(), default=None,
               help="Thread counts to time [default: 1 and all usable cores].")
@@ -178,15 +186,17 @@ class _ProgressBar:
               show_default=True, help="Report JSON; the Markdown (.md) and chart (.png) go beside it.")
 @verify_option
 @force_option
-def bench(models, labels, checkpoint, data_dir, batch_sizes, threads, runs, warmup, rounds, min_turn_ms, baseline,
-          out, verify, force) -> None:
+def bench(models, labels, checkpoint, data_dir, inputs, device, batch_sizes, threads, runs, warmup, rounds,
+          min_turn_ms, baseline, out, verify, force) -> None:
     """Time ONNX models (and PyTorch eager) side by side on the same MNIST test images.
 
     Every model runs with the same onnxruntime settings, interleaved per row, for every
     batch size and thread count: warm-up, then timed runs; the report gives mean, p50,
     p90, p99 latency, throughput and the run-to-run spread, with the CPU model, its
-    flags (AVX2, AVX-512 VNNI, AMX...) and library versions. Writes OUT (JSON, see
-    docs/bench-report.md), OUT.md (table with ratios against --baseline) and OUT.png.
+    flags (AVX2, AVX-512 VNNI, AMX...), library versions, and whether the CPU was real,
+    emulated or virtualised. Writes OUT (JSON, see docs/bench-report.md), OUT.md (table
+    with ratios against --baseline) and OUT.png. Needs no network: without --inputs or
+    --data-dir it times the official test digits carried in the package.
     """
     from ..errors import DataError
     from ..fileio import check_writable
@@ -195,6 +205,8 @@ def bench(models, labels, checkpoint, data_dir, batch_sizes, threads, runs, warm
     from .plots import SKIPPED
     from .report import output_paths, write_bench_outputs
 
+    if inputs is not None and data_dir is not None:
+        raise click.BadParameter("give --inputs or --data-dir, not both", param_hint="--inputs")
     if labels and len(labels) != len(models):
         raise click.BadParameter(f"{len(labels)} labels for {len(models)} models (expected one per model)",
                                  param_hint="--label")
@@ -216,7 +228,7 @@ def bench(models, labels, checkpoint, data_dir, batch_sizes, threads, runs, warm
     try:
         report = run_bench(dict(zip(names, models, strict=True)), batch_sizes, threads or sorted({1, _usable_cores()}),
                            runs=runs, warmup=warmup, checkpoint=checkpoint, data_dir=data_dir, progress=progress,
-                           rounds=rounds, min_turn_ms=min_turn_ms)
+                           rounds=rounds, min_turn_ms=min_turn_ms, inputs=inputs, device=device)
     finally:
         progress.close()
     written = write_bench_outputs(report, *paths, baseline=baseline)
