@@ -113,29 +113,48 @@ def test_classify_labels_every_record(model_path, digit_files):
     assert all(0.0 < r["probability"] <= 1.0 for r in records)
 
 
-def test_a_bad_input_fails_before_any_output(model_path, digit_files, tmp_path):
+def test_fail_fast_stops_at_a_bad_input_before_any_output(model_path, digit_files, tmp_path):
     folder, _ = digit_files
     (tmp_path / "bad.npy").write_bytes(b"\x93NUMPY garbage")
     with pytest.raises(DataError, match=r"bad\.npy: malformed \.npy header"):
-        classify(model_path, [folder / "digits.npy", tmp_path / "bad.npy"])
+        classify(model_path, [folder / "digits.npy", tmp_path / "bad.npy"], fail_fast=True)
+
+
+def test_a_bad_input_gets_an_error_record_in_its_place(model_path, digit_files, tmp_path):
+    folder, labels = digit_files
+    (tmp_path / "bad.npy").write_bytes(b"\x93NUMPY garbage")
+    Image.new("L", (40, 40), 200).save(tmp_path / "blank.png")
+    inputs = [tmp_path / "blank.png", folder / "digits.npy", tmp_path / "bad.npy", folder / "digit.png",
+              tmp_path / "missing.png"]
+    records = list(classify(model_path, inputs, batch_size=4))
+    assert [r["input"] for r in records] == [str(tmp_path / "blank.png")] + \
+        [f"{folder / 'digits.npy'}[{i}]" for i in range(10)] + [str(p) for p in inputs[2:]]
+    errors = {r["input"]: r["error"] for r in records if "error" in r}
+    assert list(errors) == [str(tmp_path / "blank.png"), str(tmp_path / "bad.npy"), str(tmp_path / "missing.png")]
+    assert "blank.png: no digit found" in errors[str(tmp_path / "blank.png")]
+    assert "bad.npy: malformed .npy header" in errors[str(tmp_path / "bad.npy")]
+    assert "missing.png: no such file" in errors[str(tmp_path / "missing.png")]
+    assert [int(r["label"]) for r in records[1:11]] == labels[1:11].tolist()
 
 
 @pytest.mark.parametrize("fmt", ["table", "json", "csv"])
 def test_write_predictions_formats(fmt):
-    records = [{"input": "a.png", "label": "3", "probability": 0.5}, {"input": "b, c.npy[0]", "label": "7",
-                                                                       "probability": 0.25}]
+    records = [{"input": "a.png", "label": "3", "probability": 0.95, "unsure": False},
+               {"input": "b, c.npy[0]", "label": "7", "probability": 0.25, "unsure": True},
+               {"input": "d.png", "error": "d.png: no digit found"}]
     stream = io.StringIO()
-    assert write_predictions(iter(records), fmt, stream) == 2
+    assert write_predictions(iter(records), fmt, stream) == {"predictions": 2, "unsure": 1, "failed": 1}
     text = stream.getvalue()
     if fmt == "json":
         assert json.loads(text) == records
     elif fmt == "csv":
         rows = list(csv.DictReader(io.StringIO(text)))
-        assert [(r["input"], r["label"], float(r["probability"])) for r in rows] == \
-            [("a.png", "3", 0.5), ("b, c.npy[0]", "7", 0.25)]
+        assert [tuple(r.values()) for r in rows] == [("a.png", "3", "0.950000", "false", ""),
+                                                     ("b, c.npy[0]", "7", "0.250000", "true", ""),
+                                                     ("d.png", "", "", "", "d.png: no digit found")]
     else:
-        assert text.splitlines() == ["label  probability  input", "    3       0.5000  a.png",
-                                     "    7       0.2500  b, c.npy[0]"]
+        assert text.splitlines() == ["label  probability  note    input", "    3       0.9500          a.png",
+                                     "    7       0.2500  unsure  b, c.npy[0]", "    -            -  error   d.png"]
     empty = io.StringIO()
     write_predictions(iter([]), fmt, empty)
     if fmt == "json":
@@ -150,10 +169,10 @@ def test_run_command_formats(runner, model_path, digit_files):
     rows = json.loads(result.stdout)
     assert [int(r["label"]) for r in rows] == labels[1:30].tolist()
     result = runner.invoke(cli, args + ["--format", "csv"])
-    assert result.exit_code == 0 and result.stdout.splitlines()[0] == "input,label,probability"
+    assert result.exit_code == 0 and result.stdout.splitlines()[0] == "input,label,probability,unsure,error"
     assert len(result.stdout.splitlines()) == 30
     result = runner.invoke(cli, args)
-    assert result.exit_code == 0 and result.stdout.splitlines()[0].split() == ["label", "probability", "input"]
+    assert result.exit_code == 0 and result.stdout.splitlines()[0].split() == ["label", "probability", "note", "input"]
 
 
 def test_run_writes_a_file_and_refuses_to_overwrite(runner, model_path, digit_files):
@@ -163,7 +182,7 @@ def test_run_writes_a_file_and_refuses_to_overwrite(runner, model_path, digit_fi
     result = runner.invoke(cli, args)
     assert result.exit_code == 0, result.output
     assert len(out.read_text().splitlines()) == 11
-    assert "predictions.csv: 10 predictions (csv)" in result.stderr
+    assert "predictions.csv: 10 predictions (csv), 0 unsure, 0 failed" in result.stderr
     result = runner.invoke(cli, args)
     assert result.exit_code == 6 and "already exists" in result.stderr
     assert runner.invoke(cli, args + ["--force"]).exit_code == 0
@@ -186,8 +205,8 @@ def test_run_refuses_bad_options(runner, model_path, digit_files, args, code, me
 
 def test_run_error_is_one_line_naming_the_file(runner, model_path, tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
-    result = runner.invoke(cli, ["run", str(model_path), str(tmp_path / "notes.txt")])
-    assert result.exit_code == 3
+    result = runner.invoke(cli, ["run", str(model_path), str(tmp_path / "notes.txt"), "--fail-fast"])
+    assert result.exit_code == 3 and result.stdout == ""
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ") and "notes.txt" in result.stderr
     result = runner.invoke(cli, ["run", str(tmp_path / "none.onnx"), str(tmp_path / "notes.txt")])
     assert result.exit_code == 4 and "none.onnx: no such model file" in result.stderr
