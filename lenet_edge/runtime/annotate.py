@@ -41,7 +41,7 @@ def annotation_targets(inputs: list[Path], directory: Path, force: bool) -> dict
 
 
 def write_annotation(record: dict, target: Path) -> None:
-    """Draw the record's digits (box, label, probability; red when unsure) on its picture."""
+    """Draw the record's digits on its picture: box and label, green, or red with "?" when unsure."""
     from PIL import Image, ImageDraw, ImageFont
 
     grey = decode_image(Path(record["input"])).clip(0, 255).round().astype(np.uint8)  # (H, W)
@@ -55,8 +55,8 @@ def write_annotation(record: dict, target: Path) -> None:
         left, top, right, bottom = (v * scale for v in digit["box"])
         colour = UNSURE if digit["unsure"] else SURE
         draw.rectangle((left - line, top - line, right - 1 + line, bottom - 1 + line), outline=colour, width=line)
-        font = ImageFont.load_default(size=max(12, round((bottom - top) / 3)))
-        text = f"{digit['label']} {digit['probability']:.2f}" + ("?" if digit["unsure"] else "")
+        font = ImageFont.load_default(size=max(12, round((bottom - top) / 4)))
+        text = digit["label"] + ("?" if digit["unsure"] else "")
         x, y = left - line, top - line
         width, height = draw.textbbox((0, 0), text, font=font)[2:]
         y = y - height - line if y - height - line >= 0 else bottom + line  # above the box, else below
