@@ -33,6 +33,10 @@ was made with:
 The model's own contract (its metadata) then pads the 28x28 digit to its input size and
 normalises it; the 28 and 20 above scale with that input size (side = input_size - 2 * pad).
 
+A picture of several digits (a number) is split into its digits after rule 3 by
+lenet_edge.segment, and each digit goes through rules 4-6 on its own; a picture in which
+one digit is found goes through rules 4-6 whole, as above.
+
 Arrays (.npy, header checked, read chunk by chunk and never unpickled) and IDX
 files are taken as digits already in MNIST form (light on dark, centred): shape
 (28, 28) or (N, 28, 28), any integer or float dtype, finite values in [0, 255]; a float
