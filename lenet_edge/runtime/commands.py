@@ -53,15 +53,23 @@ threads_option = click.option("--threads", type=int, default=None,
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.option("-o", "--out", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Write the predictions to this file instead of stdout.")
+@click.option("--annotate", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Also write each picture with its digits' boxes and labels drawn on it, as DIR/NAME.png.")
+@click.option("--fail-fast", is_flag=True,
+              help="Stop at the first file that cannot be read, before any output [default: give it an error row "
+                   "and go on; exit 3 at the end].")
 @batch_size_option
 @threads_option
 @verify_option
 @force_option
-def run(model, inputs, invert, fmt, out, batch_size, threads, verify, force) -> None:
+def run(model, inputs, invert, fmt, out, annotate, fail_fast, batch_size, threads, verify, force) -> None:
     """Classify digits in image files, .npy arrays and IDX files with an ONNX model.
 
-    Prints label and probability (softmax) per input; a file of N images gives rows
-    FILE[0] .. FILE[N-1]. The kind of each file is told by its content.
+    Prints label and probability (softmax) per input, and `unsure` where the model
+    is not sure; a file of N images gives rows FILE[0] .. FILE[N-1]. The kind of
+    each file is told by its content. A file that cannot be read gets an error row
+    (and its error on stderr), the others are still classified, and the exit code
+    is 3 at the end; --fail-fast stops at the first instead.
 
     \b
     Images (PNG, JPEG, BMP, GIF, TIFF, WebP) of any size and mode become MNIST digits:
@@ -76,27 +84,57 @@ def run(model, inputs, invert, fmt, out, batch_size, threads, verify, force) -> 
     then the model's own metadata pads and normalises it.
 
     \b
+    A picture of several digits is read left to right as a number: separate
+    ink components are digits, pieces stacked above each other one digit;
+    each digit goes through steps 4-6. A digit wider than 1.3x its height
+    (probably touching digits) or with little ink (probably a stray mark)
+    makes the number unsure. JSON gives each digit's box, label, probability.
+
+    \b
     Arrays (.npy, never unpickled) and IDX files hold MNIST-style digits:
     (28, 28) or (N, 28, 28), values in [0, 255]; or a .npy (N, 1, 32, 32)
     float32 already preprocessed for the model.
     """
+    from ..errors import DataError
     from ..fileio import atomic_path, check_writable
+    from .annotate import annotation_targets
     from .predict import classify, write_predictions
 
     if out is not None:
         check_writable(out, force)
+    targets = annotation_targets(list(inputs), annotate, force) if annotate is not None else {}
     _verify([model], verify)
-    records = classify(model, inputs, invert=invert, batch_size=batch_size, threads=threads)
+    records = _reported(classify(model, inputs, invert=invert, batch_size=batch_size, threads=threads,
+                                 fail_fast=fail_fast), targets)
     if out is None:
         try:
-            write_predictions(records, fmt, sys.stdout)
+            counts = write_predictions(records, fmt, sys.stdout)
             sys.stdout.flush()
         except BrokenPipeError:  # the reader (e.g. head) stopped early: not an error of ours
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return
     else:
         with atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8", newline="") as stream:
-            count = write_predictions(records, fmt, stream)
-        click.echo(f"{out}: {count} predictions ({fmt})", err=True)
+            counts = write_predictions(records, fmt, stream)
+    where = f"{out}: " if out is not None else ""
+    click.echo(f"{where}{counts['predictions']} predictions ({fmt}), {counts['unsure']} unsure, "
+               f"{counts['failed']} failed", err=True)
+    if counts["failed"]:
+        raise DataError(f"{counts['failed']} of {counts['predictions'] + counts['failed']} inputs could not be read "
+                        f"(expected a readable file holding a digit; each one's error is above)")
+
+
+def _reported(records, annotation_targets: dict):
+    """The records, passed on once each failed file's error is on stderr and each picture's
+    annotation (if asked for) is written."""
+    from .annotate import write_annotation
+
+    for record in records:
+        if "error" in record:
+            click.echo(f"error: {record['error']}", err=True)
+        elif "digits" in record and record["input"] in annotation_targets:
+            write_annotation(record, annotation_targets[record["input"]])
+        yield record
 
 
 @click.command()
