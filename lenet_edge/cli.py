@@ -62,6 +62,7 @@ def _register() -> None:
         ("lenet_edge.quantize.commands", ("quantize",)),
         ("lenet_edge.runtime.commands", ("run", "evaluate", "bench", "compare")),
         ("lenet_edge.pipeline", ("pipeline",)),
+        ("lenet_edge.compile.commands", ("compile_command",)),
     ):
         try:
             mod = __import__(module, fromlist=list(names))
