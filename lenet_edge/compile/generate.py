@@ -15,8 +15,19 @@ import numpy as np
 
 from ..contract import INPUT_NAME, OUTPUT_NAME, ModelContract
 from ..errors import ModelError
-from .kernels import ALIASES, KERNELS, Constant, Kernel, c_float, c_type, quantize_like_onnxruntime, unsupported
-from .onnx_graph import Graph
+from .kernels import (
+    ALIASES,
+    KERNELS,
+    Constant,
+    Kernel,
+    c_float,
+    c_type,
+    fusable_pool,
+    qlinear_conv,
+    quantize_like_onnxruntime,
+    unsupported,
+)
+from .onnx_graph import Graph, attributes
 from .runtime_graph import Value, optimized_model, value_shapes
 
 PIXELS = "pixels"  # the entry's input: raw pixels, not an ONNX value
@@ -53,7 +64,7 @@ def compile_model(path: Path, name: str = "lenet") -> Program:
     kernels = []
     input_kernel, skipped = _input_kernel(graph, values, contract, side)
     kernels.append(input_kernel)
-    alias = {}
+    alias, fused = {}, set()
     for node in graph.nodes:
         if node.op_type == "Constant" or node is skipped:
             continue
@@ -63,7 +74,15 @@ def compile_model(path: Path, name: str = "lenet") -> Program:
         if node.domain not in ("", "ai.onnx", "com.microsoft") or node.op_type not in KERNELS:
             raise unsupported(node, "no C kernel for this operator (supported: "
                               f"{', '.join(sorted(KERNELS))}, and {', '.join(ALIASES)})")
-        kernel = KERNELS[node.op_type](graph, node, values)
+        consumers = graph.consumers[node.output[0]]
+        pool = consumers[0] if node.op_type == "QLinearConv" and len(consumers) == 1 else None
+        if pool is not None and fusable_pool(pool, attributes(pool)) and node.output[0] not in graph.outputs:
+            kernel = qlinear_conv(graph, node, values, pool)
+            fused.add(id(pool))
+        elif id(node) in fused:
+            continue
+        else:
+            kernel = KERNELS[node.op_type](graph, node, values)
         kernel.inputs = [alias.get(n, n) for n in kernel.inputs]
         kernels.append(kernel)
     output = alias.get(OUTPUT_NAME, OUTPUT_NAME)
@@ -153,6 +172,35 @@ def _format_array(c_name: str, constant: Constant) -> tuple[str, int]:
     return text, values.nbytes
 
 
+def _dot_helpers(body: str) -> str:
+    """The dot products the kernels call (dot_u8_i8: uint8 activations, int8 weights; dot_i8_i8), each once."""
+    kinds = [k for k in ("u8", "i8") if f"dot_{k}_i8(" in body]
+    if not kinds:
+        return ""
+    ctype = {"u8": "uint8_t", "i8": "int8_t"}
+    widen = {"u8": "__uxtb16", "i8": "__sxtb16"}
+    dsp = "".join(
+        f"static inline int32_t dot_{k}_i8(const {ctype[k]} *x, const int8_t *w, int n, int32_t acc)\n{{\n"
+        f"  for (; n >= 4; n -= 4, x += 4, w += 4) {{\n"
+        f"    const uint32_t xs = *(const unaligned_word *)x, ws = *(const unaligned_word *)w;\n"
+        f"    acc = __smlad((int32_t){widen[k]}(xs), (int32_t)__sxtb16(ws), acc);  /* taps 0 and 2 */\n"
+        f"    acc = __smlad((int32_t){widen[k]}(__ror(xs, 8)), (int32_t)__sxtb16(__ror(ws, 8)), acc);  /* 1 and 3 */\n"
+        f"  }}\n"
+        f"  for (; n > 0; n--) acc += *x++ * *w++;\n"
+        f"  return acc;\n}}\n" for k in kinds)
+    plain = "".join(
+        f"static inline int32_t dot_{k}_i8(const {ctype[k]} *x, const int8_t *w, int n, int32_t acc)\n{{\n"
+        f"  for (int i = 0; i < n; i++) acc += x[i] * w[i];\n"
+        f"  return acc;\n}}\n" for k in kinds)
+    return ("\n#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP\n"
+            "/* Cortex-M4/M7/M33: SMLAD multiplies two pairs of 16-bit halves and adds both products to the\n"
+            "   accumulator; UXTB16/SXTB16 widen bytes 0 and 2 (or 1 and 3 after a rotation) of a word into such\n"
+            "   pairs. Exact integer arithmetic: the same sum, in another order. */\n"
+            "#include <arm_acle.h>\n"
+            "typedef uint32_t __attribute__((aligned(1), may_alias)) unaligned_word;  /* loads at any address */\n"
+            + dsp + "#else\n" + plain + "#endif\n")
+
+
 HELPERS = """\
 /* Round half to even with the float adder itself (onnxruntime's cvtps2dq does the same);
    exact for |v| <= 2^22, and every caller clamps first. */
@@ -176,7 +224,8 @@ def _render(name, path, data, contract, kernels, values, offsets, arena_bytes, o
               f"   (sha256 {digest}). Bit-identical to onnxruntime's CPU execution of that file.\n"
               f"   Build with -ffp-contract=off and without -ffast-math: the float steps must round\n"
               f"   as onnxruntime's do. */\n")
-    parts, calls, constant_bytes, macs, layers = [banner, f'#include "{name}.h"\n\n', HELPERS], [], 0, 0, []
+    parts, calls, constant_bytes, macs, layers = [banner, f'#include "{name}.h"\n\n', HELPERS,
+                                                   _dot_helpers("".join(k.body for k in kernels))], [], 0, 0, []
     for index, kernel in enumerate(kernels):
         fn = f"layer{index}"
         parts.append(f"\n/* {fn}: {kernel.description} */\n")

@@ -138,7 +138,19 @@ def _window_loops(node, strides, dilations, pads, in_h, in_w, kh, kw, inner: str
             f"}}")
 
 
-def qlinear_conv(graph: Graph, node, values: dict[str, Value]) -> Kernel:
+def fusable_pool(node, attrs: dict) -> bool:
+    """A MaxPool that can run inside the convolution before it: disjoint windows (kernel = stride), no padding,
+    no dilation, no ceil_mode. Requantisation is monotonic (scale > 0), so the max of requantised outputs is
+    the requantised max of the accumulators: one requantisation per pooled output instead of four."""
+    kernel = list(attrs.get("kernel_shape", ()))
+    return (node.op_type == "MaxPool" and len(kernel) == 2 and list(attrs.get("strides", (1, 1))) == kernel
+            and not any(attrs.get("pads", (0,) * 4)) and list(attrs.get("dilations", (1, 1))) == [1, 1]
+            and not attrs.get("ceil_mode", 0) and attrs.get("auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET")
+            and not (len(node.output) > 1 and node.output[1]))
+
+
+def qlinear_conv(graph: Graph, node, values: dict[str, Value], pool=None) -> Kernel:
+    """QLinearConv, with the MaxPool after it fused in when `pool` is given (see fusable_pool)."""
     x, y = values[node.input[0]], values[node.output[0]]
     weights = graph.constant(node, 3)
     if weights is None or weights.ndim != 4:
@@ -159,35 +171,68 @@ def qlinear_conv(graph: Graph, node, values: dict[str, Value]) -> Kernel:
     bias = np.zeros(m, np.int32) if bias is None else bias.astype(np.int32)
     scale = (x_scale * w_scale) / y_scale  # float32, in onnxruntime's order
     taps = weights.reshape(m, -1).astype(np.int32) - w_zp[:, None]  # (M, C/g*kH*kW)
-    padded = any(pads)
-    if not padded:  # sum (x - zx) w = sum x w - zx sum w: the zero point moves into the bias, exactly
+    fast = not any(pads) and dilations == (1, 1) and weights.dtype == np.int8 and not w_zp.any()
+    if not any(pads):  # sum (x - zx) w = sum x w - zx sum w: the zero point moves into the bias, exactly
         bias = bias - x_zp * taps.sum(axis=1)
-    x_term = f"((int32_t)in0[xo + iy * {in_w} + ix] - {x_zp})" if padded else f"in0[xo + iy * {in_w} + ix]"
-    w_term = "w[t++]"
     w_type = weights.dtype if not w_zp.any() else np.dtype(np.int32)  # a weight zero point is folded in
-    inner = _window_loops(node, strides, dilations, pads, in_h, in_w, kh, kw, f"acc += {x_term} * {w_term};")
+    out_value, out_name, p = y, node.output[0], 1
+    if pool is not None:
+        out_name = pool.output[0]
+        out_value = values[out_name]
+        p = int(attributes(pool)["kernel_shape"][0])
+        out_h, out_w = out_value.shape[2:]
+    group_size = m // group
+    if fast:  # each kernel row is kw contiguous bytes: one dot product (two taps per SMLAD on a Cortex-M4)
+        rows = (f"for (int c = 0; c < {cg}; c++)\n"
+                f"  for (int ky = 0; ky < {kh}; ky++)\n"
+                f"    acc = dot_{_short(x.dtype)}_i8(xw + c * {in_h * in_w} + ky * {in_w}, "
+                f"wm + (c * {kh} + ky) * {kw}, {kw}, acc);")
+        window = (f"const {c_type(x.dtype)} *xw = xg + (oy * {strides[0]}) * {in_w} + ox * {strides[1]};\n"
+                  f"int32_t acc = bias[m];\n" + rows)
+    else:
+        x_term = f"((int32_t)xc[iy * {in_w} + ix] - {x_zp})" if any(pads) else f"xc[iy * {in_w} + ix]"
+        inner = _window_loops(node, strides, dilations, pads, in_h, in_w, kh, kw, f"acc += {x_term} * wc[t++];")
+        window = (f"int32_t acc = bias[m];\n"
+                  f"for (int c = 0; c < {cg}; c++) {{\n"
+                  f"  const {c_type(x.dtype)} *xc = xg + c * {in_h * in_w};\n"
+                  f"  const {c_type(w_type)} *wc = wm + c * {kh * kw};\n"
+                  f"  int t = 0;\n"
+                  + _indent(inner, 2) + "\n}")
+    store = _requantize_line(f"out0[(m * {out_h} + py) * {out_w} + px]", "best" if p > 1 else "acc", "scale[m]",
+                             y.dtype, y_zp)
+    if p > 1:
+        position = (f"int32_t best = INT32_MIN;\n"
+                    f"for (int dy = 0; dy < {p}; dy++) {{\n"
+                    f"  for (int dx = 0; dx < {p}; dx++) {{\n"
+                    f"    const int oy = py * {p} + dy, ox = px * {p} + dx;\n"
+                    + _indent(window, 4) + "\n"
+                    f"    if (acc > best) best = acc;\n"
+                    f"  }}\n"
+                    f"}}\n{store}")
+    else:
+        position = f"const int oy = py, ox = px;\n{window}\n{store}"
     body = (f"for (int m = 0; m < {m}; m++) {{\n"
-            f"  const int xg = (m / {m // group}) * {cg};  /* first input channel of m's group */\n"
-            f"  for (int oy = 0; oy < {out_h}; oy++) {{\n"
-            f"    for (int ox = 0; ox < {out_w}; ox++) {{\n"
-            f"      int32_t acc = bias[m];\n"
-            f"      int t = m * {cg * kh * kw};\n"
-            f"      for (int c = 0; c < {cg}; c++) {{\n"
-            f"        const int xo = (xg + c) * {in_h * in_w};\n"
-            + _indent(inner, 8) + "\n"
-            f"      }}\n"
-            f"      {_requantize_line(f'out0[(m * {out_h} + oy) * {out_w} + ox]', 'acc', 'scale[m]', y.dtype, y_zp)}\n"
-            f"    }}\n"
-            f"  }}\n"
-            f"}}")
+            f"  const {c_type(x.dtype)} *xg = in0 + (m / {group_size}) * {cg * in_h * in_w};  /* m's input group */\n"
+            f"  const {c_type(w_type)} *wm = w + m * {cg * kh * kw};\n"
+            f"  for (int py = 0; py < {out_h}; py++) {{\n"
+            f"    for (int px = 0; px < {out_w}; px++) {{\n"
+            + _indent(position, 6) + "\n"
+            "    }\n"
+            "  }\n"
+            "}")
     geometry = _geometry_text((kh, kw), strides, pads, dilations, group)
-    return Kernel([node.input[0]], [node.output[0]],
-                  f"{describe(node)} {shape_text(x)} -> {shape_text(y)}, {geometry}", body,
+    fused = f", then {describe(pool)} {p}x{p} fused in" if pool is not None else ""
+    return Kernel([node.input[0]], [out_name],
+                  f"{describe(node)} {shape_text(x)} -> {shape_text(out_value)}, {geometry}{fused}", body,
                   [Constant("w", taps.astype(w_type).reshape(-1), f"({m}, {cg}, {kh}, {kw})"),
                    Constant("bias", bias.astype(np.int32), "bias with the input zero point folded in"
-                            if not padded else "bias"),
+                            if not any(pads) else "bias"),
                    Constant("scale", scale.astype(np.float32), "x_scale * w_scale / y_scale")],
-                  macs=m * out_h * out_w * cg * kh * kw)
+                  macs=m * y.shape[2] * y.shape[3] * cg * kh * kw)
+
+
+def _short(dtype) -> str:
+    return {"uint8": "u8", "int8": "i8"}[np.dtype(dtype).name]
 
 
 def _geometry_text(kernel, strides, pads, dilations, group=1) -> str:
@@ -258,10 +303,13 @@ def qgemm(graph: Graph, node, values: dict[str, Value]) -> Kernel:
         store = _requantize_line("out0[j]", "acc", "scale[j]", y.dtype, int(_scalar(graph, node, 8, "y_zero_point")))
     else:
         store = "out0[j] = (float)acc * scale[j];"
-    body = (f"for (int j = 0; j < {n}; j++) {{\n"
-            f"  const {c_type(w_type)} *wj = w + j * {k};\n"
-            f"  int32_t acc = bias[j];\n"
-            f"  for (int i = 0; i < {k}; i++) acc += in0[i] * wj[i];\n"
+    if w_type == np.int8:  # two taps per SMLAD on a Cortex-M4
+        dot = f"  const int32_t acc = dot_{_short(a.dtype)}_i8(in0, w + j * {k}, {k}, bias[j]);\n"
+    else:
+        dot = (f"  const {c_type(w_type)} *wj = w + j * {k};\n"
+               f"  int32_t acc = bias[j];\n"
+               f"  for (int i = 0; i < {k}; i++) acc += in0[i] * wj[i];\n")
+    body = (f"for (int j = 0; j < {n}; j++) {{\n" + dot +
             f"  {store}\n"
             f"}}")
     return Kernel([node.input[0]], [node.output[0]], f"{describe(node)} {shape_text(a)} -> {shape_text(y)}", body,
