@@ -150,17 +150,17 @@ def _new_temp_file(parent: Path, name: str) -> Path:
     raise FileExistsError(errno.EEXIST, "no free temporary name", str(parent))
 
 
-def write_bytes(path: Path, data: bytes) -> None:
-    with atomic_path(path) as tmp:
+def write_bytes(path: Path, data: bytes, record: bool = True) -> None:
+    with atomic_path(path, record) as tmp:
         tmp.write_bytes(data)
 
 
-def write_text(path: Path, text: str) -> None:
-    write_bytes(path, text.encode("utf-8"))
+def write_text(path: Path, text: str, record: bool = True) -> None:
+    write_bytes(path, text.encode("utf-8"), record)
 
 
-def write_json(path: Path, obj) -> None:
-    write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+def write_json(path: Path, obj, record: bool = True) -> None:
+    write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n", record)
 
 
 def read_json(path: Path, error: type[Exception]):

@@ -94,7 +94,7 @@ def run(model, inputs, invert, fmt, out, batch_size, threads, verify, force) -> 
         except BrokenPipeError:  # the reader (e.g. head) stopped early: not an error of ours
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     else:
-        with atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8", newline="") as stream:
+        with atomic_path(out, record=False) as tmp, open(tmp, "w", encoding="utf-8", newline="") as stream:
             count = write_predictions(records, fmt, stream)
         click.echo(f"{out}: {count} predictions ({fmt})", err=True)
 
@@ -124,8 +124,8 @@ def evaluate(model, data_dir, as_json, png, batch_size, threads, verify, force) 
     result = run_evaluation(model, data_dir, batch_size=batch_size, threads=threads)
     click.echo(json.dumps(result, indent=2) if as_json else format_evaluation(result))
     if png is not None:
-        click.echo(f"confusion matrix: {png}" if plot_confusion(result, png) else f"chart skipped: {SKIPPED}",
-                   err=True)
+        drawn = plot_confusion(result, png, record=False)  # the user's file: no manifest beside it
+        click.echo(f"confusion matrix: {png}" if drawn else f"chart skipped: {SKIPPED}", err=True)
 
 
 def _verify(models, verify: bool) -> None:
@@ -219,7 +219,7 @@ def bench(models, labels, checkpoint, data_dir, batch_sizes, threads, runs, warm
                            rounds=rounds, min_turn_ms=min_turn_ms)
     finally:
         progress.close()
-    written = write_bench_outputs(report, *paths, baseline=baseline)
+    written = write_bench_outputs(report, *paths, baseline=baseline, record=False)
     click.echo(Path(written["md"]).read_text("utf-8"))
     click.echo(f"report: {written['json']}, table: {written['md']}", err=True)
     click.echo(f"chart: {written['png']}" if written["png"] else f"chart skipped: {SKIPPED}", err=True)
@@ -227,8 +227,8 @@ def bench(models, labels, checkpoint, data_dir, batch_sizes, threads, runs, warm
 
 @click.command()
 @click.argument("reports", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
-@click.option("-o", "--out", type=click.Path(path_type=Path, dir_okay=False), default=Path("compare.md"),
-              show_default=True, help="Markdown output; the chart (.png) goes beside it.")
+@click.option("-o", "--out", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Write the Markdown here, and the chart (.png) beside it, instead of printing the Markdown.")
 @force_option
 def compare(reports, out, force) -> None:
     """Line up bench reports from different runs or devices, with ratios to the first.
@@ -241,14 +241,18 @@ def compare(reports, out, force) -> None:
     from .compare import format_compare_markdown, load_report, run_names
     from .plots import SKIPPED, plot_compare
 
-    png = Path(out).with_suffix(".png")
-    if png == Path(out):
-        raise click.BadParameter(f"{out} must not end in .png (the chart goes beside it)", param_hint="--out")
-    for path in (out, png):
-        check_writable(path, force)
+    png = None if out is None else out.with_suffix(".png")
+    if out is not None:
+        if png == out:
+            raise click.BadParameter(f"{out} must not end in .png (the chart goes beside it)", param_hint="--out")
+        for path in (out, png):
+            check_writable(path, force)
     comparison = run_compare([load_report(p) for p in reports], run_names(list(reports)))
     markdown = format_compare_markdown(comparison)
-    write_text(out, markdown)
-    click.echo(markdown)
+    if out is None:
+        click.echo(markdown)
+        return
+    write_text(out, markdown, record=False)  # the user's file: no manifest beside it
     click.echo(f"table: {out}", err=True)
-    click.echo(f"chart: {png}" if plot_compare(comparison, png) else f"chart skipped: {SKIPPED}", err=True)
+    click.echo(f"chart: {png}" if plot_compare(comparison, png, record=False) else f"chart skipped: {SKIPPED}",
+               err=True)
