@@ -163,9 +163,7 @@ def _inputs(data_dir, count: int) -> tuple[np.ndarray, np.ndarray, str, int]:
     """The first `count` test images (N, 28, 28) and labels, repeated if the set is smaller;
     also the file's name and how many distinct images it holds."""
     from ..data import split_paths
-    from ..datasource import resolve_data_dir
 
-    data_dir = resolve_data_dir(data_dir)
     images, labels = load_mnist(data_dir, "test")
     source, distinct = split_paths(Path(data_dir), "test")[0].name, len(images)
     if count > len(images):
@@ -200,12 +198,13 @@ def _time_ms(run: Callable[[np.ndarray], np.ndarray], x: np.ndarray, count: int)
     return timings
 
 
-def bench(models: dict[str, str | Path], batch_sizes=DEFAULT_BATCH_SIZES, threads=(1,), runs: int = DEFAULT_RUNS,
-          warmup: int = DEFAULT_WARMUP, checkpoint: str | Path | None = None, data_dir: str | Path | None = None,
+def bench(models: dict[str, str | Path], batch_sizes=DEFAULT_BATCH_SIZES, threads=(1,), *, data_dir: str | Path,
+          runs: int = DEFAULT_RUNS, warmup: int = DEFAULT_WARMUP, checkpoint: str | Path | None = None,
           progress: Progress | None = None, rounds: int = DEFAULT_ROUNDS,
           min_turn_ms: float = DEFAULT_MIN_TURN_MS) -> dict:
     """Time every model (label -> .onnx path, plus PyTorch eager when `checkpoint` is given)
-    for every (threads, batch size) and return the report described in the module docstring."""
+    for every (threads, batch size) on the test images in data_dir, a directory of MNIST IDX files, and
+    return the report described in the module docstring."""
     batch_sizes, threads = [int(b) for b in batch_sizes], [int(t) for t in threads]
     _check_settings(models, batch_sizes, threads, runs, warmup, rounds, min_turn_ms)
     runners: list[_Runner] = [_OrtRunner(label, Path(path)) for label, path in models.items()]

@@ -113,6 +113,7 @@ def evaluate(model, data_dir, as_json, png, batch_size, threads, verify, force) 
     """Accuracy, per-class accuracy and confusion matrix on the official MNIST test set."""
     import json
 
+    from ..datasource import resolve_data_dir
     from ..fileio import check_writable
     from .evaluate import evaluate as run_evaluation
     from .evaluate import format_evaluation
@@ -121,7 +122,7 @@ def evaluate(model, data_dir, as_json, png, batch_size, threads, verify, force) 
     if png is not None:
         check_writable(png, force)
     _verify([model], verify)
-    result = run_evaluation(model, data_dir, batch_size=batch_size, threads=threads)
+    result = run_evaluation(model, resolve_data_dir(data_dir), batch_size=batch_size, threads=threads)
     click.echo(json.dumps(result, indent=2) if as_json else format_evaluation(result))
     if png is not None:
         drawn = plot_confusion(result, png, record=False)  # the user's file: no manifest beside it
@@ -188,6 +189,7 @@ def bench(models, labels, checkpoint, data_dir, batch_sizes, threads, runs, warm
     flags (AVX2, AVX-512 VNNI, AMX...) and library versions. Writes OUT (JSON, see
     docs/bench-report.md), OUT.md (table with ratios against --baseline) and OUT.png.
     """
+    from ..datasource import resolve_data_dir
     from ..errors import DataError
     from ..fileio import check_writable
     from .bench import TORCH_LABEL
@@ -215,8 +217,8 @@ def bench(models, labels, checkpoint, data_dir, batch_sizes, threads, runs, warm
     progress = _ProgressBar()
     try:
         report = run_bench(dict(zip(names, models, strict=True)), batch_sizes, threads or sorted({1, _usable_cores()}),
-                           runs=runs, warmup=warmup, checkpoint=checkpoint, data_dir=data_dir, progress=progress,
-                           rounds=rounds, min_turn_ms=min_turn_ms)
+                           runs=runs, warmup=warmup, checkpoint=checkpoint, data_dir=resolve_data_dir(data_dir),
+                           progress=progress, rounds=rounds, min_turn_ms=min_turn_ms)
     finally:
         progress.close()
     written = write_bench_outputs(report, *paths, baseline=baseline, record=False)

@@ -18,24 +18,21 @@ SCHEMA = "lenet-edge-evaluation"
 VERSION = 1
 
 
-def evaluate(model_path: str | Path, data_dir: str | Path | None = None, batch_size: int = DEFAULT_BATCH,
+def evaluate(model_path: str | Path, data_dir: str | Path, batch_size: int = DEFAULT_BATCH,
              threads: int | None = None) -> dict:
     """Evaluate an ONNX model on the 10,000 official test images.
 
     Returns {"schema", "version", "model", "variant", "precision", "data", "images",
     "correct", "accuracy", "exported_accuracy", "class_labels", "per_class": [{"label",
     "images", "correct", "accuracy"}], "confusion_matrix": [[count]] with rows the true
-    class and columns the predicted class}. data_dir None resolves as the CLI does
-    (--data-dir, $LENET_EDGE_DATA, download cache).
+    class and columns the predicted class}. data_dir is a directory of MNIST IDX files (the CLI resolves
+    --data-dir, $LENET_EDGE_DATA or the download cache into one).
     """
-    from ..datasource import resolve_data_dir
-
     check_batch_size(batch_size)
     model = load_model(model_path, threads)
     labels_of_model = model.contract.class_labels
     if len(labels_of_model) != NUM_CLASSES:
         raise ModelError(f"{model.path}: {len(labels_of_model)} class labels (expected {NUM_CLASSES} for MNIST)")
-    data_dir = resolve_data_dir(data_dir)
     images, labels = load_mnist(data_dir, "test")
     prep = model.contract.preprocessing
     confusion = np.zeros((NUM_CLASSES, NUM_CLASSES), dtype=np.int64)  # (true, predicted)
