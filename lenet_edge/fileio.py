@@ -14,7 +14,9 @@ import errno
 import json
 import os
 import secrets
+import shutil
 import signal
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -71,6 +73,34 @@ def uninterrupted() -> Iterator[None]:
             signal.signal(signum, handler)
         if caught:
             signal.raise_signal(caught[0])  # now handled as it would have been (KeyboardInterrupt)
+
+
+@contextlib.contextmanager
+def staged_directory(out: Path) -> Iterator[Path]:
+    """Yield a new, empty directory beside `out`; when the block succeeds it takes `out`'s place by
+    renames (an earlier `out` is kept until the new one is in place, then removed), when it fails it
+    is removed and `out` stays as it was. The caller decides whether `out` may be replaced."""
+    out = Path(out)
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    except OSError as exc:
+        raise OutputError(f"{out}: cannot write in {out.parent} ({exc.strerror})") from exc
+    try:
+        yield staging
+        if not out.exists():
+            os.replace(staging, out)
+            return
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+        os.replace(out, old / out.name)
+        try:
+            os.replace(staging, out)
+        except BaseException:
+            os.replace(old / out.name, out)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 @contextlib.contextmanager
