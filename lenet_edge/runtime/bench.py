@@ -62,6 +62,7 @@ from ..contract import INPUT_NAME, OUTPUT_NAME
 from ..data import Preprocessing, load_mnist
 from ..errors import DataError
 from ..fileio import sha256_file
+from ..progress import Progress
 from .defaults import DEFAULT_MIN_TURN_MS
 from .environment import environment, load_average
 from .session import MAX_THREADS, check_batch_size, load_model
@@ -77,7 +78,6 @@ MAX_RUNS = 1_000_000
 CHECK_IMAGES = 1000
 TORCH_LABEL = "pytorch-eager"
 
-Progress = Callable[[int, int, str], None]  # (steps done, total steps, what runs now)
 
 
 class _Runner:

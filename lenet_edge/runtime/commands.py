@@ -115,6 +115,7 @@ def evaluate(model, data_dir, as_json, png, batch_size, threads, verify, force) 
 
     from ..datasource import resolve_data_dir
     from ..fileio import check_writable
+    from ..progress import ProgressDisplay
     from .evaluate import evaluate as run_evaluation
     from .evaluate import format_evaluation
     from .plots import SKIPPED, plot_confusion
@@ -122,7 +123,9 @@ def evaluate(model, data_dir, as_json, png, batch_size, threads, verify, force) 
     if png is not None:
         check_writable(png, force)
     _verify([model], verify)
-    result = run_evaluation(model, resolve_data_dir(data_dir), batch_size=batch_size, threads=threads)
+    with ProgressDisplay("evaluate") as progress:
+        result = run_evaluation(model, resolve_data_dir(data_dir), batch_size=batch_size, threads=threads,
+                                progress=progress)
     click.echo(json.dumps(result, indent=2) if as_json else format_evaluation(result))
     if png is not None:
         drawn = plot_confusion(result, png, record=False)  # the user's file: no manifest beside it
@@ -136,24 +139,6 @@ def _verify(models, verify: bool) -> None:
 
         for model in models:
             verify_model(model)
-
-
-class _ProgressBar:
-    """bench's progress callback as a click progress bar on stderr."""
-
-    def __init__(self):
-        self.bar = None
-
-    def __call__(self, done: int, total: int, what: str) -> None:
-        if self.bar is None:
-            self.bar = click.progressbar(length=total, label="bench", file=sys.stderr, show_pos=True,
-                                         item_show_func=lambda s: s)
-            self.bar.__enter__()
-        self.bar.update(done - self.bar.pos, what)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.__exit__(None, None, None)
 
 
 @click.command()
@@ -192,6 +177,7 @@ def bench(models, labels, checkpoint, data_dir, batch_sizes, threads, runs, warm
     from ..datasource import resolve_data_dir
     from ..errors import DataError
     from ..fileio import check_writable
+    from ..progress import ProgressDisplay
     from .bench import TORCH_LABEL
     from .bench import bench as run_bench
     from .plots import SKIPPED
@@ -214,13 +200,10 @@ def bench(models, labels, checkpoint, data_dir, batch_sizes, threads, runs, warm
     for path in paths:
         check_writable(path, force)
     _verify(models, verify)
-    progress = _ProgressBar()
-    try:
+    with ProgressDisplay("bench") as progress:
         report = run_bench(dict(zip(names, models, strict=True)), batch_sizes, threads or sorted({1, _usable_cores()}),
                            runs=runs, warmup=warmup, checkpoint=checkpoint, data_dir=resolve_data_dir(data_dir),
                            progress=progress, rounds=rounds, min_turn_ms=min_turn_ms)
-    finally:
-        progress.close()
     written = write_bench_outputs(report, *paths, baseline=baseline, record=False)
     click.echo(Path(written["md"]).read_text("utf-8"))
     click.echo(f"report: {written['json']}, table: {written['md']}", err=True)

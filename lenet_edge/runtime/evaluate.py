@@ -12,6 +12,7 @@ import numpy as np
 
 from ..data import NUM_CLASSES, load_mnist, split_paths
 from ..errors import ModelError
+from ..progress import Progress
 from .session import DEFAULT_BATCH, check_batch_size, load_model
 
 SCHEMA = "lenet-edge-evaluation"
@@ -19,7 +20,7 @@ VERSION = 1
 
 
 def evaluate(model_path: str | Path, data_dir: str | Path, batch_size: int = DEFAULT_BATCH,
-             threads: int | None = None) -> dict:
+             threads: int | None = None, progress: Progress | None = None) -> dict:
     """Evaluate an ONNX model on the 10,000 official test images.
 
     Returns {"schema", "version", "model", "variant", "precision", "data", "images",
@@ -39,6 +40,9 @@ def evaluate(model_path: str | Path, data_dir: str | Path, batch_size: int = DEF
     for i in range(0, len(images), batch_size):
         logits = model.predict(prep(images[i:i + batch_size]), batch_size)  # (b, 10)
         np.add.at(confusion, (labels[i:i + batch_size], logits.argmax(axis=1)), 1)
+        if progress:
+            done = min(i + batch_size, len(images))
+            progress(done, len(images), f"{done:,} of {len(images):,} test images")
     per_class_images = confusion.sum(axis=1)
     per_class_correct = np.diag(confusion)
     correct = int(per_class_correct.sum())
