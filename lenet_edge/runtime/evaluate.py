@@ -41,8 +41,7 @@ def evaluate(model_path: str | Path, data_dir: str | Path, batch_size: int = DEF
         logits = model.predict(prep(images[i:i + batch_size]), batch_size)  # (b, 10)
         np.add.at(confusion, (labels[i:i + batch_size], logits.argmax(axis=1)), 1)
         if progress:
-            done = min(i + batch_size, len(images))
-            progress(done, len(images), f"{done:,} of {len(images):,} test images")
+            progress(min(i + batch_size, len(images)), len(images), "test images")
     per_class_images = confusion.sum(axis=1)
     per_class_correct = np.diag(confusion)
     correct = int(per_class_correct.sum())
