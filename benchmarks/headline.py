@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lenet_edge.datasource import resolve_data_dir
 from lenet_edge.errors import LenetEdgeError
 from lenet_edge.runtime.bench import TORCH_LABEL, bench
 from lenet_edge.runtime.environment import cpu_info
@@ -44,6 +45,7 @@ FMA_UNITS = 2  # per core: an assumption, see the module docstring
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    args.data_dir = resolve_data_dir(args.data_dir)  # once, here: the stages below take a directory
     with tempfile.TemporaryDirectory(prefix="lenet-edge-headline-") as tmp:
         checkpoint, fp32, int8 = prepare(args, Path(tmp))
         print(f"timing fp32 {fp32.name}, int8 {int8.name}" + (f", PyTorch eager {checkpoint.name}" if checkpoint else
@@ -70,9 +72,7 @@ def parse_args(argv):
 
 def prepare(args, work: Path) -> tuple[Path | None, Path, Path]:
     """(checkpoint or None, fp32 model, int8 model): the given ones, the rest built as the pipeline builds them."""
-    from lenet_edge.datasource import resolve_data_dir
-
-    data = resolve_data_dir(args.data_dir)
+    data = args.data_dir
     checkpoint = args.checkpoint
     if checkpoint is None and args.onnx is None:
         from lenet_edge.train.recipes import default_recipe

@@ -15,7 +15,7 @@ import click
 from .compile.commands import compile_command
 from .errors import LenetEdgeError
 from .export.commands import export
-from .pipeline import pipeline
+from .pipeline.commands import pipeline
 from .quantize.commands import quantize
 from .runtime.commands import bench, compare, evaluate, run
 from .train.commands import summary, train

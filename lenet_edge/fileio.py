@@ -14,7 +14,9 @@ import errno
 import json
 import os
 import secrets
+import shutil
 import signal
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -71,6 +73,34 @@ def uninterrupted() -> Iterator[None]:
             signal.signal(signum, handler)
         if caught:
             signal.raise_signal(caught[0])  # now handled as it would have been (KeyboardInterrupt)
+
+
+@contextlib.contextmanager
+def staged_directory(out: Path) -> Iterator[Path]:
+    """Yield a new, empty directory beside `out`; when the block succeeds it takes `out`'s place by
+    renames (an earlier `out` is kept until the new one is in place, then removed), when it fails it
+    is removed and `out` stays as it was. The caller decides whether `out` may be replaced."""
+    out = Path(out)
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    except OSError as exc:
+        raise OutputError(f"{out}: cannot write in {out.parent} ({exc.strerror})") from exc
+    try:
+        yield staging
+        if not out.exists():
+            os.replace(staging, out)
+            return
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+        os.replace(out, old / out.name)
+        try:
+            os.replace(staging, out)
+        except BaseException:
+            os.replace(old / out.name, out)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 @contextlib.contextmanager
@@ -150,16 +180,16 @@ def _new_temp_file(parent: Path, name: str) -> Path:
     raise FileExistsError(errno.EEXIST, "no free temporary name", str(parent))
 
 
-def write_bytes(path: Path, data: bytes) -> None:
-    with atomic_path(path) as tmp:
+def write_bytes(path: Path, data: bytes, record: bool = True) -> None:
+    with atomic_path(path, record) as tmp:
         tmp.write_bytes(data)
 
 
-def write_text(path: Path, text: str) -> None:
-    write_bytes(path, text.encode("utf-8"))
+def write_text(path: Path, text: str, record: bool = True) -> None:
+    write_bytes(path, text.encode("utf-8"), record)
 
 
-def write_npy(path: Path, array) -> None:
+def write_npy(path: Path, array, record: bool = True) -> None:
     """An array as .npy (never pickled)."""
     import io
 
@@ -167,11 +197,11 @@ def write_npy(path: Path, array) -> None:
 
     buffer = io.BytesIO()
     np.save(buffer, np.asarray(array), allow_pickle=False)
-    write_bytes(path, buffer.getvalue())
+    write_bytes(path, buffer.getvalue(), record)
 
 
-def write_json(path: Path, obj) -> None:
-    write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+def write_json(path: Path, obj, record: bool = True) -> None:
+    write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n", record)
 
 
 def read_json(path: Path, error: type[Exception]):

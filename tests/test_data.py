@@ -269,6 +269,23 @@ def test_mutated_gzip_streams_only_ever_raise_data_error(tmp_path, case, cut):
 # --- load_mnist ------------------------------------------------------------------------------
 
 
+def test_load_mnist_decodes_a_split_once_until_its_files_change(tmp_path, monkeypatch):
+    directory = write_mnist_dir(tmp_path / "mnist", train=10, test=20)
+    decoded = []
+    real = data.read_idx
+    monkeypatch.setattr(data, "read_idx", lambda path: decoded.append(path.name) or real(path))
+    first, again = load_mnist(directory, "test"), load_mnist(directory, "test")
+    assert decoded == ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
+    assert again[0] is first[0] and again[1] is first[1]
+    with pytest.raises(ValueError, match="read-only"):
+        first[0][0, 0, 0] = 1  # shared by every stage of the process: nobody may change it
+
+    images, labels = synthetic_digits(5, seed=9)  # the file is replaced: decoded afresh
+    write_idx(directory / "t10k-images-idx3-ubyte.gz", images, True)
+    write_idx(directory / "t10k-labels-idx1-ubyte.gz", labels, True)
+    assert len(load_mnist(directory, "test")[0]) == 5 and len(decoded) == 4
+
+
 @pytest.mark.parametrize("gz", [False, True], ids=["raw", "gzip"])
 def test_load_mnist_reads_both_splits_raw_and_gzip(tmp_path, gz):
     directory = write_mnist_dir(tmp_path / "mnist", train=30, test=20, gz=gz)

@@ -30,11 +30,20 @@ from lenet_edge.export.validate import PARITY_ATOL, PARITY_BATCH_SIZES, torch_lo
 from lenet_edge.fileio import sha256_file
 from lenet_edge.graph import op_counts
 from lenet_edge.train.checkpoint import meta_path, save_checkpoint
-from lenet_edge.train.models import C3_TABLE, build_model
+from lenet_edge.train.models import build_model
 
 from .idx_files import write_mnist_dir
 
 VARIANTS = ("lenet5-modern", "lenet5", "lenet5-tanh")
+# LeCun et al. 1998, Table I, as printed: row i is S2 map i, column j is C3 map j, X a connection.
+PAPER_TABLE_I = (
+    "X   XXX  XXXX XX",
+    "XX   XXX  XXXX X",
+    "XXX   XXX  X XXX",
+    " XXX  XXXX  X XX",
+    "  XXX  XXXX XX X",
+    "   XXX  XXXX XXX",
+)
 TEST_IMAGES = 150  # synthetic test split: enough for every parity batch size, quick at batch size 1
 
 
@@ -163,9 +172,7 @@ def test_classic_graph_keeps_sparse_c3_subsampling_and_rbf(graphs):
 
     # C3: one dense (16, 6, 5, 5) kernel, zero exactly where the 1998 table has no connection.
     (kernel,) = [w for w in weights.values() if w.shape == (16, 6, 5, 5)]
-    connected = np.zeros((16, 6), bool)
-    for out_map, in_maps in enumerate(C3_TABLE):
-        connected[out_map, list(in_maps)] = True
+    connected = np.array([[mark == "X" for mark in row] for row in PAPER_TABLE_I]).T  # (16 C3 maps, 6 S2 maps)
     assert (kernel[~connected] == 0).all()
     assert np.array_equal(kernel, model.C3.kernel().detach().numpy())
     assert (kernel[connected] != 0).sum() == 1500

@@ -9,7 +9,15 @@ import stat
 import pytest
 
 from lenet_edge.errors import OutputError
-from lenet_edge.fileio import atomic_path, check_writable, sha256_file, write_bytes, write_json, write_text
+from lenet_edge.fileio import (
+    atomic_path,
+    check_writable,
+    sha256_file,
+    staged_directory,
+    write_bytes,
+    write_json,
+    write_text,
+)
 
 
 class WriterFailed(Exception):
@@ -107,3 +115,23 @@ def test_check_writable_refuses_a_directory_and_a_missing_parent(tmp_path, force
         check_writable(tmp_path, force=force)
     with pytest.raises(OutputError, match="does not exist"):
         check_writable(tmp_path / "absent" / "m.onnx", force=force)
+
+
+def test_staged_directory_replaces_the_old_one_only_when_the_block_succeeds(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "old.txt").write_text("earlier run")
+    with pytest.raises(RuntimeError, match="stage failed"):
+        with staged_directory(out) as staging:
+            (staging / "half.txt").write_text("half done")
+            raise RuntimeError("stage failed")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no staging left behind
+    assert sorted(p.name for p in out.iterdir()) == ["old.txt"]
+    with staged_directory(out) as staging:
+        (staging / "new.txt").write_text("this run")
+        assert sorted(p.name for p in out.iterdir()) == ["old.txt"]  # untouched until the block is done
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # nor the old copy
+    assert sorted(p.name for p in out.iterdir()) == ["new.txt"]
+    with staged_directory(tmp_path / "fresh") as staging:
+        (staging / "a.txt").write_text("first run")
+    assert (tmp_path / "fresh" / "a.txt").read_text() == "first run"

@@ -16,6 +16,7 @@ from lenet_edge import inputs
 from lenet_edge.data import MODERN_PREPROCESSING
 from lenet_edge.errors import DataError
 from lenet_edge.inputs import (
+    INK_THRESHOLD,
     image_to_digit,
     iter_batches,
     normalise_digit,
@@ -109,23 +110,27 @@ def test_unknown_invert_is_refused():
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(width=st.integers(1, 400), height=st.integers(1, 400), x0=st.floats(0, 0.9), y0=st.floats(0, 0.9),
-       w=st.floats(0.05, 1), h=st.floats(0.05, 1), light=st.booleans())
+@given(width=st.integers(8, 400), height=st.integers(8, 400), x0=st.floats(0, 1), y0=st.floats(0, 1),
+       w=st.floats(0, 1), h=st.floats(0, 1), light=st.booleans())
 def test_any_size_gives_a_centred_28x28_digit(width, height, x0, y0, w, h, light):
+    """A filled rectangle of ink anywhere in the middle half of a page of any size, either polarity: the
+    digit comes out light on dark, its ink filling its box, longer side 20 px, centred by mass at pixel 14."""
     background, ink = (0.0, 255.0) if light else (255.0, 0.0)
     x = np.full((height, width), background, np.float32)
-    r0, c0 = int(y0 * height), int(x0 * width)
-    x[r0:r0 + max(1, int(h * height)), c0:c0 + max(1, int(w * width))] = ink
-    if (x == background).sum() == 0:
-        return  # the ink covers everything: nothing to tell apart (refused, tested above)
-    try:
-        digit = normalise_digit(x, "auto")
-    except DataError as exc:
-        assert "no digit" in str(exc)
-        return
-    assert digit.shape == (28, 28) and 0 <= digit.min() and digit.max() <= 255
-    assert max(extent(digit)) <= 20
-    assert digit.max() > 100
+    (top, bottom), (left, right) = (height // 4, height - height // 4), (width // 4, width - width // 4)
+    rows, cols = max(1, round(h * (bottom - top))), max(1, round(w * (right - left)))
+    r0, c0 = top + round(y0 * (bottom - top - rows)), left + round(x0 * (right - left - cols))
+    x[r0:r0 + rows, c0:c0 + cols] = ink
+    digit = normalise_digit(x, "auto")
+    assert digit.shape == (28, 28) and digit.min() == 0 and digit.max() <= 255
+    assert digit[[0, 0, -1, -1], [0, -1, 0, -1]].sum() == 0  # light on dark: the corners are background
+    inked = np.argwhere(digit > INK_THRESHOLD * 255)
+    (r_min, c_min), (r_max, c_max) = inked.min(0), inked.max(0)
+    box = digit[r_min:r_max + 1, c_min:c_max + 1]
+    assert box.mean() >= 0.5 * digit.max()  # the rectangle itself is the ink, not the paper around it
+    assert max(box.shape) in (20, 21)  # the longer side scaled to 20 px (resampling may light one more)
+    r, c = centre_of_mass(digit)
+    assert abs(r - 14) <= 0.75 and abs(c - 14) <= 0.75  # centred by mass at MNIST's pixel 14
 
 
 # ----------------------------------------------------------------------------- modes and formats

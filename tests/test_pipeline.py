@@ -7,6 +7,10 @@ import json
 import pytest
 
 from lenet_edge.cli import cli
+from lenet_edge.pipeline import report
+from lenet_edge.runtime.bench import bench
+from tests.idx_files import write_mnist_dir
+from tests.runtime_models import band_model, random_model
 
 ARTEFACTS = ("lenet5-modern.safetensors", "lenet5-modern.json", "lenet5-modern.curves.png", "model.onnx",
              "model.int8.onnx", "quantize.json", "evaluate.fp32.json", "evaluate.int8.json", "confusion.fp32.png",
@@ -28,6 +32,51 @@ def test_missing_data_fails_before_anything_is_written(runner, tmp_path):
     result = runner.invoke(cli, ["pipeline", "--data-dir", str(tmp_path / "nowhere"), "--out", str(tmp_path / "run")])
     assert result.exit_code == 3, result.output
     assert list(tmp_path.iterdir()) == []
+
+
+def _figures(tmp_path) -> dict:
+    """What run_pipeline returns, with known figures; the bench part measured on two tiny models."""
+    models = {"fp32": band_model(tmp_path / "fp32.onnx"), "int8": random_model(tmp_path / "int8.onnx")}
+    timings = bench(models, [1], [1], data_dir=write_mnist_dir(tmp_path / "mnist", train=10, test=20), runs=4,
+                    warmup=1, rounds=2, min_turn_ms=0)
+    return {
+        "variant": "lenet5-modern",
+        "training": {"train_images": 15000, "val_images": 5000, "epoch": 8, "train_seconds": 61.2,
+                     "test_accuracy": 0.9912},
+        "export": {"opset": 20, "tolerance": 1e-4, "parity": [{"batch_size": 1, "max_abs_diff": 2.4e-6}],
+                   "accuracy": {"onnxruntime": 0.9912, "pytorch": 0.9912}},
+        "quantize": {
+            "validation": {"fp32_accuracy": 0.9912, "int8_accuracy": 0.9907, "accuracy_drop_points": 0.05,
+                           "top1_agreement": 0.9981, "fp32_bytes": 250_823, "int8_bytes": 81_460},
+            "settings": {"recipe": {"name": "standard"}, "mode": "static", "format": "qdq", "method": "minmax",
+                         "activation_type": "QInt8", "weight_type": "QInt8", "excluded_nodes": []},
+            "search": {"why": "fastest within the accuracy gate"},
+            "layers": {"worst_activation": {"sqnr_db": 21.5, "tensor": "c3", "op": "Conv"}},
+        },
+        "evaluate": {"fp32": {"accuracy": 0.9912, "images": 10_000, "correct": 9912},
+                     "int8": {"accuracy": 0.9907, "images": 10_000, "correct": 9907}},
+        "bench": timings,
+        "charts": {"curves": "lenet5-modern.curves.png", "confusion.fp32": "confusion.fp32.png",
+                   "confusion.int8": None, "bench": "bench.png"},
+    }
+
+
+def test_report_shows_the_figures_and_embeds_the_charts_drawn(tmp_path):
+    text = report.render_report(_figures(tmp_path))
+    assert text.startswith("# lenet-edge pipeline: lenet5-modern\n")
+    assert "- size 250,823 → 81,460 bytes (3.08× smaller)" in text
+    assert "![lenet5-modern: loss and accuracy per epoch](lenet5-modern.curves.png)" in text
+    assert "![fp32 confusion matrix](confusion.fp32.png)" in text and "confusion.int8.png" not in text  # not drawn
+    assert "![latency per image and throughput](bench.png)" in text
+    assert "| int8 | 1 | 1 |" in text and "# lenet-edge bench" not in text
+    assert [line for line in text.splitlines() if line.startswith("## ")] == [
+        "## Training", "## Export (`model.onnx`)", "## Quantization (`model.int8.onnx`)",
+        "## Evaluation (official test set, onnxruntime)", "## Bench"]
+
+
+def test_a_new_section_is_one_function(tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "SECTIONS", (*report.SECTIONS, lambda figures: ["## Microcontroller", "- 42 kB"]))
+    assert report.render_report(_figures(tmp_path)).endswith("\n\n## Microcontroller\n- 42 kB\n")
 
 
 @pytest.mark.integration
@@ -54,10 +103,12 @@ def test_pipeline_end_to_end(runner, tmp_path, mnist_dir):
     rows = {(r["model"], r["batch_size"], r["threads"]) for r in bench["rows"]}
     assert rows == {(m, b, t) for m in ("fp32", "int8", "pytorch-eager") for b in (1, 64) for t in (1, 2)}
 
-    report = (out / "report.md").read_text()
+    text = (out / "report.md").read_text()
     for section in ("## Training", "## Export", "## Quantization", "## Evaluation", "## Bench"):
-        assert section in report
-    assert f"{fp32['accuracy']:.2%}" in report
+        assert section in text
+    for chart in ("lenet5-modern.curves.png", "confusion.fp32.png", "confusion.int8.png", "bench.png"):
+        assert f"]({chart})" in text
+    assert f"{fp32['accuracy']:.2%}" in text
     manifest = (out / "MANIFEST.sha256").read_text()
     for name in ("model.onnx", "model.int8.onnx", "report.md", "bench.json"):
         assert f"  {name}\n" in manifest

@@ -101,14 +101,17 @@ def test_uninterrupted_delivers_ctrl_c_after_the_block():
 
 
 def test_uninterrupted_nests_and_restores_handlers():
+    """A signal inside the inner block is handed to the outer one: the rest of the outer block still runs."""
     before = signal.getsignal(signal.SIGTERM)
+    done = []
     with pytest.raises(KeyboardInterrupt):
         with uninterrupted():
             with uninterrupted():
                 os.kill(os.getpid(), signal.SIGINT)
-            assert True  # the inner block handed the signal to the outer one
-    with uninterrupted():
-        pass
+            done.append("the outer block ran on")
+        done.append("not reached")
+    assert done == ["the outer block ran on"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     assert signal.getsignal(signal.SIGTERM) == before
 
 

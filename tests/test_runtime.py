@@ -183,6 +183,7 @@ def test_run_writes_a_file_and_refuses_to_overwrite(runner, model_path, digit_fi
     assert result.exit_code == 0, result.output
     assert len(out.read_text().splitlines()) == 11
     assert "predictions.csv: 10 predictions (csv), 0 unsure, 0 failed" in result.stderr
+    assert not (folder / "MANIFEST.sha256").exists()  # a user's file: the manifest is for built artefacts
     result = runner.invoke(cli, args)
     assert result.exit_code == 6 and "already exists" in result.stderr
     assert runner.invoke(cli, args + ["--force"]).exit_code == 0
@@ -344,7 +345,7 @@ def test_evaluate_command(runner, model_path, data_dir, tmp_path):
     result = runner.invoke(cli, ["evaluate", str(model_path), "--data-dir", str(data_dir), "--png", str(png)])
     assert result.exit_code == 0, result.output
     assert "accuracy 100.00% (60/60 official test images, 0 errors)" in result.stdout
-    assert png.read_bytes().startswith(PNG_MAGIC)
+    assert png.read_bytes().startswith(PNG_MAGIC) and not (tmp_path / "MANIFEST.sha256").exists()
     result = runner.invoke(cli, ["evaluate", str(model_path), "--data-dir", str(data_dir), "--json"])
     assert result.exit_code == 0 and json.loads(result.stdout)["correct"] == 60
     result = runner.invoke(cli, ["evaluate", str(model_path), "--data-dir", str(data_dir), "--png", str(png)])

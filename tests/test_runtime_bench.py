@@ -260,11 +260,21 @@ def test_bench_and_compare_commands(runner, models, data_dir, tmp_path):
     result = runner.invoke(cli, args + ["-o", str(tmp_path / "a.json")])
     assert result.exit_code == 6 and "a.json: already exists" in result.stderr
 
-    out = tmp_path / "cmp.md"
-    result = runner.invoke(cli, ["compare", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "-o", str(out)])
+    # without -o the comparison goes to stdout and nothing is written, however often it runs
+    reports = [str(tmp_path / "a.json"), str(tmp_path / "b.json")]
+    before = sorted(tmp_path.iterdir())
+    printed = [runner.invoke(cli, ["compare", *reports]) for _ in range(2)]
+    assert [r.exit_code for r in printed] == [0, 0] and printed[0].stdout == printed[1].stdout
+    assert "| band | 2 | 1 |" in printed[0].stdout and sorted(tmp_path.iterdir()) == before
+
+    out = tmp_path / "cmp" / "cmp.md"  # a directory of the user's: bench's and compare's files, no manifest
+    out.parent.mkdir()
+    result = runner.invoke(cli, ["compare", *reports, "-o", str(out)])
     assert result.exit_code == 0, result.output
-    assert out.read_text() == result.stdout.rstrip("\n") + "\n"
-    assert "| band | 2 | 1 |" in out.read_text() and (tmp_path / "cmp.png").read_bytes().startswith(PNG_MAGIC)
+    assert out.read_text() == printed[0].stdout.rstrip("\n") + "\n" and result.stdout == ""
+    assert (tmp_path / "cmp" / "cmp.png").read_bytes().startswith(PNG_MAGIC)
+    assert sorted(p.name for p in out.parent.iterdir()) == ["cmp.md", "cmp.png"]
+    assert not (tmp_path / "MANIFEST.sha256").exists()  # nor beside bench's -o
     result = runner.invoke(cli, ["compare", str(tmp_path / "a.json"), "-o", str(tmp_path / "one.md")])
     assert result.exit_code == 3 and "expected two or more" in result.stderr
 

@@ -68,6 +68,7 @@ from ..contract import INPUT_NAME, OUTPUT_NAME
 from ..data import MODERN_PREPROCESSING, Preprocessing, load_mnist
 from ..errors import DataError
 from ..fileio import sha256_file
+from ..progress import Progress
 from .defaults import DEFAULT_MIN_TURN_MS
 from .environment import environment, load_average
 from .session import MAX_THREADS, check_batch_size, load_model
@@ -83,7 +84,6 @@ MAX_RUNS = 1_000_000
 CHECK_IMAGES = 1000
 TORCH_LABEL = "pytorch-eager"
 
-Progress = Callable[[int, int, str], None]  # (steps done, total steps, what runs now)
 
 
 class _Runner:
@@ -170,12 +170,9 @@ def _inputs(data_dir, inputs, count: int) -> tuple[np.ndarray, np.ndarray | None
     fewer, and the record of where they came from: {kind, source, distinct_images}.
 
     From `inputs` (a user's IDX, .npy or image file of MNIST-style digits), else the official
-    test set in `data_dir` or $LENET_EDGE_DATA, else the test digits carried in the package:
-    bench never downloads, so a device without network can run it."""
-    import os
-
+    test set in `data_dir`, else the test digits carried in the package: bench never downloads,
+    so a device without network can run it."""
     from ..data import load_bench_digits, split_paths
-    from ..datasource import ENV_VAR
 
     if inputs is not None:
         from ..inputs import open_input
@@ -187,10 +184,9 @@ def _inputs(data_dir, inputs, count: int) -> tuple[np.ndarray, np.ndarray | None
         images, labels = np.asarray(source.data[:count], dtype=np.float32), None
         record = {"kind": "file", "source": f"{Path(inputs).name} ({source.kind}, sha256 {sha256_file(inputs)})",
                   "distinct_images": len(images)}
-    elif data_dir is not None or os.environ.get(ENV_VAR):
-        data_dir = Path(data_dir if data_dir is not None else os.environ[ENV_VAR])
-        images, labels = load_mnist(data_dir, "test")
-        name = split_paths(data_dir, "test")[0].name
+    elif data_dir is not None:
+        images, labels = load_mnist(Path(data_dir), "test")
+        name = split_paths(Path(data_dir), "test")[0].name
         record = {"kind": "mnist-test-set", "source": f"MNIST official test set ({name})",
                   "distinct_images": len(images)}
     else:
@@ -260,8 +256,9 @@ def bench(models: dict[str, str | Path], batch_sizes=DEFAULT_BATCH_SIZES, thread
     """Time every model (label -> .onnx path, plus PyTorch eager when `checkpoint` is given)
     for every (threads, batch size) and return the report described in the module docstring.
 
-    The digits come from `inputs` (a file), else `data_dir`, else the packaged test digits (see _inputs);
-    `device` is the user's name for the machine, recorded in the environment."""
+    The digits come from `inputs` (a file), else `data_dir` (a directory of MNIST IDX files, resolved
+    by the caller), else the packaged test digits (see _inputs); `device` is the user's name for the
+    machine, recorded in the environment."""
     batch_sizes, threads = [int(b) for b in batch_sizes], [int(t) for t in threads]
     _check_settings(models, batch_sizes, threads, runs, warmup, rounds, min_turn_ms)
     runners: list[_Runner] = [_OrtRunner(label, Path(path)) for label, path in models.items()]

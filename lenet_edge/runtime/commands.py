@@ -114,7 +114,7 @@ def run(model, inputs, invert, fmt, out, annotate, fail_fast, batch_size, thread
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return
     else:
-        with atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8", newline="") as stream:
+        with atomic_path(out, record=False) as tmp, open(tmp, "w", encoding="utf-8", newline="") as stream:
             counts = write_predictions(records, fmt, stream)
     where = f"{out}: " if out is not None else ""
     click.echo(f"{where}{counts['predictions']} predictions ({fmt}), {counts['unsure']} unsure, "
@@ -153,7 +153,9 @@ def evaluate(model, data_dir, as_json, png, logits, batch_size, threads, verify,
     """Accuracy, per-class accuracy and confusion matrix on the official MNIST test set."""
     import json
 
+    from ..datasource import resolve_data_dir
     from ..fileio import check_writable, write_npy
+    from ..progress import ProgressDisplay
     from .evaluate import evaluate_with_logits, format_evaluation
     from .plots import SKIPPED, plot_confusion
 
@@ -161,13 +163,15 @@ def evaluate(model, data_dir, as_json, png, logits, batch_size, threads, verify,
         if path is not None:
             check_writable(path, force)
     _verify([model], verify)
-    result, test_logits = evaluate_with_logits(model, data_dir, batch_size=batch_size, threads=threads)
+    with ProgressDisplay("evaluate") as progress:
+        result, test_logits = evaluate_with_logits(model, resolve_data_dir(data_dir), batch_size=batch_size,
+                                                   threads=threads, progress=progress)
     if logits is not None:
-        write_npy(logits, test_logits)
+        write_npy(logits, test_logits, record=False)  # the user's file: no manifest beside it
     click.echo(json.dumps(result, indent=2) if as_json else format_evaluation(result))
     if png is not None:
-        click.echo(f"confusion matrix: {png}" if plot_confusion(result, png) else f"chart skipped: {SKIPPED}",
-                   err=True)
+        drawn = plot_confusion(result, png, record=False)  # the user's file: no manifest beside it
+        click.echo(f"confusion matrix: {png}" if drawn else f"chart skipped: {SKIPPED}", err=True)
 
 
 def _verify(models, verify: bool) -> None:
@@ -177,24 +181,6 @@ def _verify(models, verify: bool) -> None:
 
         for model in models:
             verify_model(model)
-
-
-class _ProgressBar:
-    """bench's progress callback as a click progress bar on stderr."""
-
-    def __init__(self):
-        self.bar = None
-
-    def __call__(self, done: int, total: int, what: str) -> None:
-        if self.bar is None:
-            self.bar = click.progressbar(length=total, label="bench", file=sys.stderr, show_pos=True,
-                                         item_show_func=lambda s: s)
-            self.bar.__enter__()
-        self.bar.update(done - self.bar.pos, what)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.__exit__(None, None, None)
 
 
 @click.command()
@@ -236,8 +222,10 @@ def bench(models, labels, checkpoint, data_dir, inputs, device, batch_sizes, thr
     with ratios against --baseline) and OUT.png. Needs no network: without --inputs or
     --data-dir it times the official test digits carried in the package.
     """
+    from ..datasource import named_data_dir
     from ..errors import DataError
     from ..fileio import check_writable
+    from ..progress import ProgressDisplay
     from .bench import TORCH_LABEL
     from .bench import bench as run_bench
     from .plots import SKIPPED
@@ -262,14 +250,11 @@ def bench(models, labels, checkpoint, data_dir, inputs, device, batch_sizes, thr
     for path in paths:
         check_writable(path, force)
     _verify(models, verify)
-    progress = _ProgressBar()
-    try:
+    with ProgressDisplay("bench") as progress:
         report = run_bench(dict(zip(names, models, strict=True)), batch_sizes, threads or sorted({1, _usable_cores()}),
-                           runs=runs, warmup=warmup, checkpoint=checkpoint, data_dir=data_dir, progress=progress,
-                           rounds=rounds, min_turn_ms=min_turn_ms, inputs=inputs, device=device)
-    finally:
-        progress.close()
-    written = write_bench_outputs(report, *paths, baseline=baseline)
+                           runs=runs, warmup=warmup, checkpoint=checkpoint, data_dir=named_data_dir(data_dir),
+                           progress=progress, rounds=rounds, min_turn_ms=min_turn_ms, inputs=inputs, device=device)
+    written = write_bench_outputs(report, *paths, baseline=baseline, record=False)
     click.echo(Path(written["md"]).read_text("utf-8"))
     click.echo(f"report: {written['json']}, table: {written['md']}", err=True)
     click.echo(f"chart: {written['png']}" if written["png"] else f"chart skipped: {SKIPPED}", err=True)
@@ -277,8 +262,8 @@ def bench(models, labels, checkpoint, data_dir, inputs, device, batch_sizes, thr
 
 @click.command()
 @click.argument("reports", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
-@click.option("-o", "--out", type=click.Path(path_type=Path, dir_okay=False), default=Path("compare.md"),
-              show_default=True, help="Markdown output; the chart (.png) goes beside it.")
+@click.option("-o", "--out", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Write the Markdown here, and the chart (.png) beside it, instead of printing the Markdown.")
 @force_option
 def compare(reports, out, force) -> None:
     """Line up bench reports from different runs or devices, with ratios to the first.
@@ -291,14 +276,18 @@ def compare(reports, out, force) -> None:
     from .compare import format_compare_markdown, load_report, run_names
     from .plots import SKIPPED, plot_compare
 
-    png = Path(out).with_suffix(".png")
-    if png == Path(out):
-        raise click.BadParameter(f"{out} must not end in .png (the chart goes beside it)", param_hint="--out")
-    for path in (out, png):
-        check_writable(path, force)
+    png = None if out is None else out.with_suffix(".png")
+    if out is not None:
+        if png == out:
+            raise click.BadParameter(f"{out} must not end in .png (the chart goes beside it)", param_hint="--out")
+        for path in (out, png):
+            check_writable(path, force)
     comparison = run_compare([load_report(p) for p in reports], run_names(list(reports)))
     markdown = format_compare_markdown(comparison)
-    write_text(out, markdown)
-    click.echo(markdown)
+    if out is None:
+        click.echo(markdown)
+        return
+    write_text(out, markdown, record=False)  # the user's file: no manifest beside it
     click.echo(f"table: {out}", err=True)
-    click.echo(f"chart: {png}" if plot_compare(comparison, png) else f"chart skipped: {SKIPPED}", err=True)
+    click.echo(f"chart: {png}" if plot_compare(comparison, png, record=False) else f"chart skipped: {SKIPPED}",
+               err=True)

@@ -12,37 +12,35 @@ import numpy as np
 
 from ..data import NUM_CLASSES, load_mnist, split_paths
 from ..errors import ModelError
+from ..progress import Progress
 from .session import DEFAULT_BATCH, check_batch_size, load_model
 
 SCHEMA = "lenet-edge-evaluation"
 VERSION = 1
 
 
-def evaluate(model_path: str | Path, data_dir: str | Path | None = None, batch_size: int = DEFAULT_BATCH,
-             threads: int | None = None) -> dict:
+def evaluate(model_path: str | Path, data_dir: str | Path, batch_size: int = DEFAULT_BATCH,
+             threads: int | None = None, progress: Progress | None = None) -> dict:
     """The evaluation record of evaluate_with_logits, without the logits."""
-    return evaluate_with_logits(model_path, data_dir, batch_size, threads)[0]
+    return evaluate_with_logits(model_path, data_dir, batch_size, threads, progress)[0]
 
 
-def evaluate_with_logits(model_path: str | Path, data_dir: str | Path | None = None, batch_size: int = DEFAULT_BATCH,
-                         threads: int | None = None) -> tuple[dict, np.ndarray]:
+def evaluate_with_logits(model_path: str | Path, data_dir: str | Path, batch_size: int = DEFAULT_BATCH,
+                         threads: int | None = None, progress: Progress | None = None) -> tuple[dict, np.ndarray]:
     """Evaluate an ONNX model on the 10,000 official test images.
 
     Returns {"schema", "version", "model", "variant", "precision", "data", "images",
     "correct", "accuracy", "exported_accuracy", "class_labels", "per_class": [{"label",
     "images", "correct", "accuracy"}], "confusion_matrix": [[count]] with rows the true
     class and columns the predicted class}, and the logits (N, 10) float32 of every test image, in
-    order (what a device is compared with, bit for bit). data_dir None resolves as the CLI does
-    (--data-dir, $LENET_EDGE_DATA, download cache).
+    order (what a device is compared with, bit for bit). data_dir is a directory of MNIST IDX files (the
+    CLI resolves --data-dir, $LENET_EDGE_DATA or the download cache into one).
     """
-    from ..datasource import resolve_data_dir
-
     check_batch_size(batch_size)
     model = load_model(model_path, threads)
     labels_of_model = model.contract.class_labels
     if len(labels_of_model) != NUM_CLASSES:
         raise ModelError(f"{model.path}: {len(labels_of_model)} class labels (expected {NUM_CLASSES} for MNIST)")
-    data_dir = resolve_data_dir(data_dir)
     images, labels = load_mnist(data_dir, "test")
     prep = model.contract.preprocessing
     confusion = np.zeros((NUM_CLASSES, NUM_CLASSES), dtype=np.int64)  # (true, predicted)
@@ -50,6 +48,8 @@ def evaluate_with_logits(model_path: str | Path, data_dir: str | Path | None = N
     for i in range(0, len(images), batch_size):
         logits[i:i + batch_size] = model.predict(prep(images[i:i + batch_size]), batch_size)  # (b, 10)
         np.add.at(confusion, (labels[i:i + batch_size], logits[i:i + batch_size].argmax(axis=1)), 1)
+        if progress:
+            progress(min(i + batch_size, len(images)), len(images), "test images")
     per_class_images = confusion.sum(axis=1)
     per_class_correct = np.diag(confusion)
     correct = int(per_class_correct.sum())

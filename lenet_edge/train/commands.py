@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
@@ -48,6 +47,7 @@ def train(data_dir, out, variant, epochs, batch_size, lr, momentum, weight_decay
     from ..datasource import resolve_data_dir
     from ..errors import DataError
     from ..fileio import check_writable, ensure_directory
+    from ..progress import ProgressDisplay
     from .curves import plot_curves
     from .recipes import ACCURACY_TARGETS, default_recipe
     from .trainer import train as run_training
@@ -69,10 +69,10 @@ def train(data_dir, out, variant, epochs, batch_size, lr, momentum, weight_decay
     if threads is not None:
         torch.set_num_threads(threads)
     data = resolve_data_dir(data_dir)
-    with click.progressbar(length=recipe.epochs, label=f"training {variant}", file=sys.stderr,
-                           item_show_func=lambda h: h) as bar:
+    with ProgressDisplay(f"training {variant}") as progress:
         def on_epoch(h: dict) -> None:
-            bar.update(1, f"epoch {h['epoch']} loss {h['train_loss']:.3f} val {h['val_accuracy']:.2%}")
+            progress(h["epoch"], recipe.epochs, f"epoch {h['epoch']} loss {h['train_loss']:.3f} "
+                                                f"val {h['val_accuracy']:.2%}")
 
         meta = run_training(data, out, recipe, resume=out if resume else None, on_epoch=on_epoch)
     curves = out.with_suffix(".curves.png")

@@ -1,0 +1,35 @@
+"""CLI command of the whole job: `pipeline` (every stage imported inside)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..options import data_dir_option, force_option
+from ..train.commands import VARIANT_NAMES
+
+
+@click.command()
+@data_dir_option
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=Path("runs/pipeline"),
+              show_default=True, help="Directory for every artefact (replaced only with --force).")
+@click.option("--variant", type=click.Choice(VARIANT_NAMES), default="lenet5-modern", show_default=True)
+@click.option("--bench-runs", type=click.IntRange(min=10), default=200, show_default=True,
+              help="Timed runs per model and bench row.")
+@force_option
+def pipeline(data_dir, out, variant, bench_runs, force) -> None:
+    """Train, export, quantize, evaluate and bench, and write report.md: the whole job.
+
+    DIR ends up with the checkpoint and its curves, model.onnx, model.int8.onnx,
+    quantize.json, evaluate.{fp32,int8}.json, confusion PNGs, bench.json/.md/.png and
+    report.md. Nothing is moved into DIR until every stage has passed.
+    """
+    from ..datasource import resolve_data_dir
+    from .run import check_output_directory, run_pipeline
+
+    check_output_directory(out, force)  # before MNIST might be downloaded
+    run_pipeline(resolve_data_dir(data_dir), out, variant=variant, force=force, bench_runs=bench_runs,
+                 step=lambda message: click.echo(message, err=True))
+    click.echo((out / "report.md").read_text("utf-8"))
+    click.echo(f"artefacts: {out}", err=True)

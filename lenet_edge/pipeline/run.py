@@ -1,0 +1,81 @@
+"""run_pipeline: every stage, in order, into one directory.
+
+Everything is built in a staging directory beside `out` (fileio.staged_directory) and moved
+into place only when every stage has passed, so a failed or interrupted run leaves an earlier
+`out` as it was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from ..errors import OutputError
+
+FP32, INT8 = "model.onnx", "model.int8.onnx"
+
+
+def check_output_directory(out: Path, force: bool) -> None:
+    """`out` must be new, or an earlier run's directory to replace with --force."""
+    if out.exists() and not force:
+        raise OutputError(f"{out}: already exists (expected a new directory); pass --force to replace it")
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out}: is a file (expected a directory for the pipeline's artefacts)")
+
+
+def run_pipeline(data_dir: Path, out: Path, *, variant: str = "lenet5-modern", force: bool = False,
+                 bench_runs: int = 200, step: Callable[[str], None] = lambda message: None) -> dict:
+    """Run every stage on the MNIST files in `data_dir` into `out`; return the figures report.md is
+    written from: {"variant", "training", "export", "quantize", "evaluate": {"fp32", "int8"}, "bench",
+    "charts": {name: file or None}}."""
+    from ..export.exporter import export_checkpoint
+    from ..fileio import ensure_directory, staged_directory, write_json, write_text
+    from ..quantize.search import auto_quantize
+    from ..runtime.bench import bench
+    from ..runtime.evaluate import evaluate
+    from ..runtime.plots import plot_confusion
+    from ..runtime.report import write_bench_outputs
+    from ..train.curves import plot_curves
+    from ..train.recipes import default_recipe
+    from ..train.trainer import train
+    from .report import render_report
+
+    out = Path(out)
+    check_output_directory(out, force)
+    ensure_directory(out)
+    with staged_directory(out) as staging:
+        checkpoint = staging / f"{variant}.safetensors"
+        recipe = default_recipe(variant)
+        step(f"train {variant} ({recipe.epochs} epochs)")
+        trained = train(data_dir, checkpoint, recipe,
+                        on_epoch=lambda h: step(f"  epoch {h['epoch']}: val {h['val_accuracy']:.2%}"))
+        curves = checkpoint.with_suffix(".curves.png")
+        plot_curves(trained["history"], curves, title=f"{variant} on MNIST")
+        charts = {"curves": curves.name}
+
+        step("export to ONNX, checking parity with PyTorch")
+        exported = export_checkpoint(checkpoint, staging / FP32, data_dir=data_dir)
+        step("quantize to int8 (--auto: candidates validated and timed against fp32)")
+        quantized = auto_quantize(staging / FP32, staging / INT8, data_dir=data_dir,
+                                  report=staging / "quantize.json",
+                                  progress=lambda done, total, what: step(f"  {what}") if done < total else None)
+
+        evaluations = {}
+        for precision, name in (("fp32", FP32), ("int8", INT8)):
+            step(f"evaluate {precision}")
+            evaluations[precision] = evaluate(staging / name, data_dir)
+            write_json(staging / f"evaluate.{precision}.json", evaluations[precision])
+            confusion = staging / f"confusion.{precision}.png"
+            drawn = plot_confusion(evaluations[precision], confusion)
+            charts[f"confusion.{precision}"] = confusion.name if drawn else None
+
+        step("bench fp32, int8 and PyTorch eager side by side")
+        timings = bench({"fp32": staging / FP32, "int8": staging / INT8}, batch_sizes=(1, 64), threads=(1, 2),
+                        runs=bench_runs, checkpoint=checkpoint, data_dir=data_dir)
+        written = write_bench_outputs(timings, staging / "bench.json", staging / "bench.md", staging / "bench.png",
+                                      baseline="fp32")
+        charts["bench"] = written["png"].name if written["png"] else None
+        summary = {"variant": variant, "training": trained, "export": exported, "quantize": quantized,
+                   "evaluate": evaluations, "bench": timings, "charts": charts}
+        write_text(staging / "report.md", render_report(summary))
+    return summary
