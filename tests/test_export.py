@@ -375,7 +375,7 @@ def test_metadata_carries_the_contract(exported):
     assert contract.class_labels == tuple(str(d) for d in range(10))
     assert contract.checkpoint_sha256 == sha256_file(checkpoint)
     assert contract.test_accuracy == report["accuracy"]["onnxruntime"]
-    for library in ("torch", "numpy", "onnx", "onnxruntime", "onnxscript", "lenet_edge"):
+    for library in ("torch", "numpy", "onnx", "onnxruntime", "onnxscript", "lenet-edge"):
         assert contract.versions[library], library
     assert contract.versions["onnxruntime"] == ort.__version__
 

@@ -35,7 +35,8 @@ from .settings import (  # pure Python, light
 @click.option("--calibration-count", type=click.IntRange(min=0), default=None,
               help="Static only: training images to calibrate on [default: 1000].")
 @click.option("--calibration-images", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="Static only: .npy of raw 28x28 training digits (N, 28, 28) to calibrate on instead of MNIST's.")
+              help="Static only: digits to calibrate on instead of MNIST's training images: an image, .npy or IDX "
+                   "file, read as `run` reads its inputs.")
 @click.option("--target", type=click.Choice(TARGETS), default="host", show_default=True,
               help="CPU the int8 types are chosen for, following onnxruntime's guidance.")
 @click.option("--activation-type", type=click.Choice(TYPES), default=None, help="Override the target's choice.")

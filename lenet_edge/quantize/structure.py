@@ -19,7 +19,7 @@ from ..errors import ValidationError, require
 from ..graph import load
 from .build import Candidate
 
-onnx = require("onnx", "quantize")
+require("onnx", "quantize")
 import onnxruntime as ort  # noqa: E402
 
 # op types after onnxruntime's optimisation, by kind of layer

@@ -106,18 +106,19 @@ def cpu_info() -> dict:
     }
 
 
-def library_versions(extra: dict[str, str] | None = None) -> dict[str, str]:
-    from importlib import metadata
+def library_versions(extra: dict[str, str] | None = None, modules: tuple[str, ...] = ()) -> dict[str, str]:
+    """The one place library versions are gathered: python, numpy, onnxruntime and lenet-edge, the
+    installed version of each of `modules` (e.g. ("torch",) for a checkpoint), then `extra` as given."""
+    import importlib
 
     import numpy
     import onnxruntime
 
-    try:
-        own = metadata.version("lenet-edge")
-    except metadata.PackageNotFoundError:
-        own = "unknown"
+    from .. import __version__
+
     versions = {"python": platform.python_version(), "numpy": numpy.__version__,
-                "onnxruntime": onnxruntime.__version__, "lenet-edge": own}
+                "onnxruntime": onnxruntime.__version__, "lenet-edge": __version__}
+    versions.update({name: importlib.import_module(name).__version__ for name in modules})
     return {**versions, **(extra or {})}
 
 
