@@ -308,8 +308,10 @@ def test_annotate_draws_boxes_and_labels(runner, model_path, digit_files, tmp_pa
     _number_picture(tmp_path / "other" / "number.png")
     clash = runner.invoke(cli, ["run", str(model_path), str(picture), str(tmp_path / "other" / "number.png"),
                                 "--annotate", str(tmp_path / "clash")])
-    assert clash.exit_code == 6 and "would annotate both" in clash.stderr
-    assert not (tmp_path / "clash").exists() or not any((tmp_path / "clash").iterdir())
+    assert clash.exit_code == 6 and "would annotate both" in clash.stderr and not (tmp_path / "clash").exists()
+    refused = runner.invoke(cli, ["run", str(tmp_path / "none.onnx"), str(picture),
+                                  "--annotate", str(tmp_path / "new")])
+    assert refused.exit_code == 4 and not (tmp_path / "new").exists()  # a refused run leaves no directory behind
 
 
 # ----------------------------------------------------------------------------- evaluate

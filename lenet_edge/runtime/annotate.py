@@ -24,7 +24,8 @@ SURE, UNSURE = (0, 160, 0), (220, 0, 0)  # box colours: green read, red for unsu
 
 def annotation_targets(inputs: list[Path], directory: Path, force: bool) -> dict[str, Path]:
     """Input path (as the records name it) -> DIR/STEM.png, checked before anything is written:
-    two inputs may not share a target, and an existing one is replaced only with force."""
+    two inputs may not share a target, an existing one is replaced only with force, and a
+    missing DIR must be creatable in an existing directory."""
     targets: dict[str, Path] = {}
     owners: dict[Path, Path] = {}
     for path in map(Path, inputs):
@@ -34,9 +35,11 @@ def annotation_targets(inputs: list[Path], directory: Path, force: bool) -> dict
                               f"(expected inputs with distinct file names)")
         owners[target] = path
         targets[str(path)] = target
-    for target in owners:
-        ensure_directory(target)
-        check_writable(target, force)
+    if Path(directory).is_dir():
+        for target in owners:
+            check_writable(target, force)
+    else:  # created with the first picture, so that a run refused later leaves nothing behind
+        check_writable(Path(directory), force)
     return targets
 
 
@@ -64,4 +67,5 @@ def write_annotation(record: dict, target: Path) -> None:
         draw.text((x + line, y), text, fill=(255, 255, 255), font=font)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
+    ensure_directory(target)
     write_bytes(target, buffer.getvalue())
