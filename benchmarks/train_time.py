@@ -3,6 +3,7 @@
     python benchmarks/train_time.py                                  # every variant, default grid
     python benchmarks/train_time.py --variant lenet5-modern --epochs 4 6 8 --seeds 0 1 2
     python benchmarks/train_time.py --variant lenet5-modern --batch-size 128 --lr 0.1   # another recipe
+    python benchmarks/train_time.py --variant lenet5-tanh --epochs 8 --seeds 0 --threads 1  # one grid point
 
 For every epoch count E and seed it trains the variant's default recipe (or the one --batch-size
 and --lr make of it) with E epochs (the one-cycle schedule is stretched or squeezed to E, so a
@@ -37,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     data = resolve_data_dir(args.data_dir)
     import torch
 
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), load average {os.getloadavg()[0]:.2f}")
     for variant in args.variant or DEFAULT_GRID:
         grid = args.epochs or DEFAULT_GRID[variant]
@@ -57,6 +60,8 @@ def parse_args(argv):
                    "for a recipe to be a safe default (default: 0.1)")
     p.add_argument("--batch-size", type=int, help="instead of the recipe's")
     p.add_argument("--lr", type=float, help="peak learning rate, instead of the recipe's")
+    p.add_argument("--threads", type=int, help="torch intra-op threads (default: all cores); on a busy "
+                   "machine 1 thread per run wastes less time waiting for the other thread")
     p.add_argument("--data-dir", type=Path, default=None, help="MNIST directory (default: $LENET_EDGE_DATA)")
     return p.parse_args(argv)
 
