@@ -72,7 +72,8 @@ def compile_model(path: Path, name: str = "lenet") -> Program:
             alias[node.output[0]] = alias.get(node.input[0], node.input[0])
             continue
         if node.domain not in ("", "ai.onnx", "com.microsoft") or node.op_type not in KERNELS:
-            raise unsupported(node, "no C kernel for this operator (supported: "
+            raise unsupported(node, "no C kernel for this operator of onnxruntime's optimised graph (expected an "
+                              "int8 model from lenet-edge quantize; kernels for "
                               f"{', '.join(sorted(KERNELS))}, and {', '.join(ALIASES)})")
         consumers = graph.consumers[node.output[0]]
         pool = consumers[0] if node.op_type == "QLinearConv" and len(consumers) == 1 else None
