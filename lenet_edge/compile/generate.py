@@ -173,6 +173,34 @@ def _format_array(c_name: str, constant: Constant) -> tuple[str, int]:
     return text, values.nbytes
 
 
+TANH = """
+/* mlas's tanh (onnxruntime's CPU kernel): clamp to [-9, 9], then a rational approximation (Eigen's
+   coefficients, spelled as in mlas). onnxruntime on x86 with FMA3 and on ARM64 fuses each multiply-add. */
+#if defined(__ARM_FEATURE_FMA) || defined(__x86_64__)
+#define MULADD(a, b, c) __builtin_fmaf(a, b, c)
+#else
+#define MULADD(a, b, c) ((a) * (b) + (c))
+#endif
+static float tanh_mlas(float x)
+{
+  x = x < -9.0f ? -9.0f : x;
+  x = x > 9.0f ? 9.0f : x;
+  const float x2 = x * x;
+  float p = MULADD(x2, -2.76076847742355e-16f, 2.00018790482477e-13f);
+  p = MULADD(p, x2, -8.60467152213735e-11f);
+  p = MULADD(p, x2, 5.12229709037114e-08f);
+  p = MULADD(p, x2, 1.48572235717979e-05f);
+  p = MULADD(p, x2, 6.37261928875436e-04f);
+  p = MULADD(p, x2, 4.89352455891786e-03f);
+  p = p * x;
+  float q = MULADD(x2, 1.19825839466702e-06f, 1.18534705686654e-04f);
+  q = MULADD(q, x2, 2.26843463243900e-03f);
+  q = MULADD(q, x2, 4.89352518554385e-03f);
+  return p / q;
+}
+"""
+
+
 def _dot_helpers(body: str) -> str:
     """The dot products the kernels call (dot_u8_i8: uint8 activations, int8 weights; dot_i8_i8), each once."""
     kinds = [k for k in ("u8", "i8") if f"dot_{k}_i8(" in body]
@@ -227,6 +255,8 @@ def _render(name, path, data, contract, kernels, values, offsets, arena_bytes, o
               f"   as onnxruntime's do. */\n")
     parts, calls, constant_bytes, macs, layers = [banner, f'#include "{name}.h"\n\n', HELPERS,
                                                    _dot_helpers("".join(k.body for k in kernels))], [], 0, 0, []
+    if any("tanh_mlas(" in k.body for k in kernels):
+        parts.append(TANH)
     for index, kernel in enumerate(kernels):
         fn = f"layer{index}"
         parts.append(f"\n/* {fn}: {kernel.description} */\n")
