@@ -23,6 +23,7 @@ from .kernels import (
     c_float,
     c_type,
     fusable_pool,
+    fuse_elementwise,
     qlinear_conv,
     quantize_like_onnxruntime,
     unsupported,
@@ -85,6 +86,11 @@ def compile_model(path: Path, name: str = "lenet") -> Program:
         else:
             kernel = KERNELS[node.op_type](graph, node, values)
         kernel.inputs = [alias.get(n, n) for n in kernel.inputs]
+        previous = kernels[-1]
+        if (kernel.element and previous.element and kernel.inputs == previous.outputs
+                and len(graph.consumers[node.input[0]]) == 1 and node.input[0] not in graph.outputs):
+            kernels[-1] = fuse_elementwise(previous, kernel, values[node.input[0]].size)
+            continue
         kernels.append(kernel)
     output = alias.get(OUTPUT_NAME, OUTPUT_NAME)
     if values[OUTPUT_NAME] != Value(np.dtype(np.float32), (1, len(contract.class_labels))):

@@ -46,6 +46,34 @@ class Kernel:
     constants: list[Constant] = field(default_factory=list)
     macs: int = 0  # multiply-accumulates per inference, for the cost report
     exact: bool = True  # reproduces onnxruntime bit for bit (float kernels whose mlas code differs: False)
+    element: str = ""  # for one-input element-wise kernels: the C expression of one output element of `x`
+    element_type: str = ""  # the C type of `x`
+
+
+def elementwise(node, x: Value, y: Value, element: str, exact: bool = True) -> Kernel:
+    """A one-input element-wise kernel; chains of them (DequantizeLinear -> Tanh -> QuantizeLinear) are fused
+    by the generator into one loop, so no float tensor is ever stored."""
+    return Kernel([node.input[0]], [node.output[0]], f"{describe(node)} {shape_text(x)} -> {shape_text(y)}",
+                  elementwise_body(x.size, element, c_type(x.dtype)), exact=exact, element=element,
+                  element_type=c_type(x.dtype))
+
+
+def elementwise_body(size: int, element: str, x_type: str) -> str:
+    return f"for (int i = 0; i < {size}; i++) {{\n  const {x_type} x = in0[i];\n  out0[i] = {element};\n}}"
+
+
+def fuse_elementwise(first: Kernel, second: Kernel, size: int) -> Kernel:
+    """`second` applied to `first`'s output, element by element, in one loop: no buffer in between."""
+    element = _substitute(second.element, first.element)
+    return Kernel(first.inputs, second.outputs, f"{first.description}; {second.description}",
+                  elementwise_body(size, element, first.element_type), exact=first.exact and second.exact,
+                  element=element, element_type=first.element_type)
+
+
+def _substitute(outer: str, inner: str) -> str:
+    import re
+
+    return re.sub(r"\bx\b", lambda match: f"({inner})", outer)
 
 
 def c_float(value) -> str:
@@ -328,17 +356,15 @@ def quantize_linear(graph: Graph, node, values: dict[str, Value]) -> Kernel:
     scale = np.float32(_scalar(graph, node, 1, "y_scale"))
     zp = int(_scalar(graph, node, 2, "y_zero_point")) if graph.constant(node, 2) is not None else 0
     lo, hi = type_range(y.dtype)
-    body = (f"for (int i = 0; i < {x.size}; i++) out0[i] = ({c_type(y.dtype)})quantize(in0[i] / {c_float(scale)}, "
-            f"{c_float(lo - zp)}, {c_float(hi - zp)}, {zp});")
-    return Kernel([node.input[0]], [node.output[0]], f"{describe(node)} {shape_text(x)} -> {shape_text(y)}", body)
+    return elementwise(node, x, y, f"({c_type(y.dtype)})quantize((x) / {c_float(scale)}, {c_float(lo - zp)}, "
+                                   f"{c_float(hi - zp)}, {zp})")
 
 
 def dequantize_linear(graph: Graph, node, values: dict[str, Value]) -> Kernel:
     x, y = values[node.input[0]], values[node.output[0]]
     scale = np.float32(_scalar(graph, node, 1, "x_scale"))
     zp = int(_scalar(graph, node, 2, "x_zero_point")) if graph.constant(node, 2) is not None else 0
-    body = f"for (int i = 0; i < {x.size}; i++) out0[i] = (float)((int32_t)in0[i] - {zp}) * {c_float(scale)};"
-    return Kernel([node.input[0]], [node.output[0]], f"{describe(node)} {shape_text(x)} -> {shape_text(y)}", body)
+    return elementwise(node, x, y, f"(float)((int32_t)(x) - {zp}) * {c_float(scale)}")
 
 
 def transpose(graph: Graph, node, values: dict[str, Value]) -> Kernel:
@@ -443,9 +469,7 @@ def tanh(graph: Graph, node, values: dict[str, Value]) -> Kernel:
     onnxruntime evaluates it with fused multiply-adds; here each step rounds twice unless the core fuses them
     (TANH_FMA), so logits can differ in the last bits: same argmax, not bit-identical."""
     x, y = values[node.input[0]], values[node.output[0]]
-    body = f"for (int i = 0; i < {x.size}; i++) out0[i] = tanh_mlas(in0[i]);"
-    return Kernel([node.input[0]], [node.output[0]], f"{describe(node)} {shape_text(x)} -> {shape_text(y)}", body,
-                  exact=False)
+    return elementwise(node, x, y, "tanh_mlas(x)", exact=False)
 
 
 def qlinear_average_pool(graph: Graph, node, values: dict[str, Value]) -> Kernel:
@@ -473,8 +497,8 @@ def qlinear_average_pool(graph: Graph, node, values: dict[str, Value]) -> Kernel
             f"      const int ws = x0 < 0 ? 0 : x0, we = x0 + {kw} > {in_w} ? {in_w} : x0 + {kw};\n"
             f"      float sum = 0.0f;\n"
             f"      for (int iy = hs; iy < he; iy++)\n"
-            f"        for (int ix = ws; ix < we; ix++) sum += {c_float(x_scale)} * (float)((int32_t)xc[iy * {in_w} + ix]"
-            f" - {x_zp});\n"
+            f"        for (int ix = ws; ix < we; ix++)\n"
+            f"          sum += {c_float(x_scale)} * (float)((int32_t)xc[iy * {in_w} + ix] - {x_zp});\n"
             f"      const float mean = sum / (float)({count});\n"
             f"      out0[(c * {out_h} + oy) * {out_w} + ox] = ({c_type(y.dtype)})quantize(mean / {c_float(y_scale)} + "
             f"{c_float(y_zp)}, {c_float(lo)}, {c_float(hi)}, 0);\n"
