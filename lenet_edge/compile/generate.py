@@ -23,6 +23,7 @@ from .kernels import (
     c_float,
     c_type,
     fusable_pool,
+    fuse_elementwise,
     qlinear_conv,
     quantize_like_onnxruntime,
     unsupported,
@@ -72,7 +73,8 @@ def compile_model(path: Path, name: str = "lenet") -> Program:
             alias[node.output[0]] = alias.get(node.input[0], node.input[0])
             continue
         if node.domain not in ("", "ai.onnx", "com.microsoft") or node.op_type not in KERNELS:
-            raise unsupported(node, "no C kernel for this operator (supported: "
+            raise unsupported(node, "no C kernel for this operator of onnxruntime's optimised graph (expected an "
+                              "int8 model from lenet-edge quantize; kernels for "
                               f"{', '.join(sorted(KERNELS))}, and {', '.join(ALIASES)})")
         consumers = graph.consumers[node.output[0]]
         pool = consumers[0] if node.op_type == "QLinearConv" and len(consumers) == 1 else None
@@ -84,6 +86,11 @@ def compile_model(path: Path, name: str = "lenet") -> Program:
         else:
             kernel = KERNELS[node.op_type](graph, node, values)
         kernel.inputs = [alias.get(n, n) for n in kernel.inputs]
+        previous = kernels[-1]
+        if (kernel.element and previous.element and kernel.inputs == previous.outputs
+                and len(graph.consumers[node.input[0]]) == 1 and node.input[0] not in graph.outputs):
+            kernels[-1] = fuse_elementwise(previous, kernel, values[node.input[0]].size)
+            continue
         kernels.append(kernel)
     output = alias.get(OUTPUT_NAME, OUTPUT_NAME)
     if values[OUTPUT_NAME] != Value(np.dtype(np.float32), (1, len(contract.class_labels))):
@@ -172,6 +179,34 @@ def _format_array(c_name: str, constant: Constant) -> tuple[str, int]:
     return text, values.nbytes
 
 
+TANH = """
+/* mlas's tanh (onnxruntime's CPU kernel): clamp to [-9, 9], then a rational approximation (Eigen's
+   coefficients, spelled as in mlas). onnxruntime on x86 with FMA3 and on ARM64 fuses each multiply-add. */
+#if defined(__ARM_FEATURE_FMA) || defined(__x86_64__)
+#define MULADD(a, b, c) __builtin_fmaf(a, b, c)
+#else
+#define MULADD(a, b, c) ((a) * (b) + (c))
+#endif
+static float tanh_mlas(float x)
+{
+  x = x < -9.0f ? -9.0f : x;
+  x = x > 9.0f ? 9.0f : x;
+  const float x2 = x * x;
+  float p = MULADD(x2, -2.76076847742355e-16f, 2.00018790482477e-13f);
+  p = MULADD(p, x2, -8.60467152213735e-11f);
+  p = MULADD(p, x2, 5.12229709037114e-08f);
+  p = MULADD(p, x2, 1.48572235717979e-05f);
+  p = MULADD(p, x2, 6.37261928875436e-04f);
+  p = MULADD(p, x2, 4.89352455891786e-03f);
+  p = p * x;
+  float q = MULADD(x2, 1.19825839466702e-06f, 1.18534705686654e-04f);
+  q = MULADD(q, x2, 2.26843463243900e-03f);
+  q = MULADD(q, x2, 4.89352518554385e-03f);
+  return p / q;
+}
+"""
+
+
 def _dot_helpers(body: str) -> str:
     """The dot products the kernels call (dot_u8_i8: uint8 activations, int8 weights; dot_i8_i8), each once."""
     kinds = [k for k in ("u8", "i8") if f"dot_{k}_i8(" in body]
@@ -226,6 +261,8 @@ def _render(name, path, data, contract, kernels, values, offsets, arena_bytes, o
               f"   as onnxruntime's do. */\n")
     parts, calls, constant_bytes, macs, layers = [banner, f'#include "{name}.h"\n\n', HELPERS,
                                                    _dot_helpers("".join(k.body for k in kernels))], [], 0, 0, []
+    if any("tanh_mlas(" in k.body for k in kernels):
+        parts.append(TANH)
     for index, kernel in enumerate(kernels):
         fn = f"layer{index}"
         parts.append(f"\n/* {fn}: {kernel.description} */\n")

@@ -46,6 +46,34 @@ class Kernel:
     constants: list[Constant] = field(default_factory=list)
     macs: int = 0  # multiply-accumulates per inference, for the cost report
     exact: bool = True  # reproduces onnxruntime bit for bit (float kernels whose mlas code differs: False)
+    element: str = ""  # for one-input element-wise kernels: the C expression of one output element of `x`
+    element_type: str = ""  # the C type of `x`
+
+
+def elementwise(node, x: Value, y: Value, element: str, exact: bool = True) -> Kernel:
+    """A one-input element-wise kernel; chains of them (DequantizeLinear -> Tanh -> QuantizeLinear) are fused
+    by the generator into one loop, so no float tensor is ever stored."""
+    return Kernel([node.input[0]], [node.output[0]], f"{describe(node)} {shape_text(x)} -> {shape_text(y)}",
+                  elementwise_body(x.size, element, c_type(x.dtype)), exact=exact, element=element,
+                  element_type=c_type(x.dtype))
+
+
+def elementwise_body(size: int, element: str, x_type: str) -> str:
+    return f"for (int i = 0; i < {size}; i++) {{\n  const {x_type} x = in0[i];\n  out0[i] = {element};\n}}"
+
+
+def fuse_elementwise(first: Kernel, second: Kernel, size: int) -> Kernel:
+    """`second` applied to `first`'s output, element by element, in one loop: no buffer in between."""
+    element = _substitute(second.element, first.element)
+    return Kernel(first.inputs, second.outputs, f"{first.description}; {second.description}",
+                  elementwise_body(size, element, first.element_type), exact=first.exact and second.exact,
+                  element=element, element_type=first.element_type)
+
+
+def _substitute(outer: str, inner: str) -> str:
+    import re
+
+    return re.sub(r"\bx\b", lambda match: f"({inner})", outer)
 
 
 def c_float(value) -> str:
@@ -273,9 +301,11 @@ def max_pool(graph: Graph, node, values: dict[str, Value]) -> Kernel:
                   f"{_geometry_text((kh, kw), strides, pads, dilations)}", body)
 
 
-def qgemm(graph: Graph, node, values: dict[str, Value]) -> Kernel:
+def qgemm(graph: Graph, node, values: dict[str, Value], matmul: bool = False) -> Kernel:
+    """QGemm (com.microsoft), or QLinearMatMul with `matmul` (no bias, no alpha; y_scale and y_zero_point at 6, 7)."""
     a, y = values[node.input[0]], values[node.output[0]]
-    attrs = attributes(node)
+    attrs = {} if matmul else attributes(node)
+    bias_slot, y_slot = (None, 6) if matmul else (6, 7)
     if attrs.get("transA", 0):
         raise unsupported(node, "transA=1 is not supported")
     b = graph.constant(node, 3)
@@ -290,17 +320,18 @@ def qgemm(graph: Graph, node, values: dict[str, Value]) -> Kernel:
     a_zp = int(_scalar(graph, node, 2, "a_zero_point"))
     b_scale = _per_channel(graph, node, 4, n, "b_scale").astype(np.float32)
     b_zp = _per_channel(graph, node, 5, n, "b_zero_point").astype(np.int32)
-    bias = graph.constant(node, 6)
+    bias = None if bias_slot is None else graph.constant(node, bias_slot)
     bias = np.zeros(n, np.int32) if bias is None else np.broadcast_to(bias.reshape(-1), (n,)).astype(np.int32)
-    quantized = len(node.input) > 7 and bool(node.input[7])
+    quantized = len(node.input) > y_slot and bool(node.input[y_slot])
     scale = (alpha * a_scale) * b_scale  # float32, in onnxruntime's order
     if quantized:
-        scale = scale / np.float32(_scalar(graph, node, 7, "y_scale"))
+        scale = scale / np.float32(_scalar(graph, node, y_slot, "y_scale"))
     taps = b_t.astype(np.int32) - b_zp[:, None]  # (N, K)
     bias = bias - a_zp * taps.sum(axis=1)  # sum (a - za) b = sum a b - za sum b, exactly
     w_type = b.dtype if not b_zp.any() else np.dtype(np.int32)
     if quantized:
-        store = _requantize_line("out0[j]", "acc", "scale[j]", y.dtype, int(_scalar(graph, node, 8, "y_zero_point")))
+        y_zp = int(_scalar(graph, node, y_slot + 1, "y_zero_point"))
+        store = _requantize_line("out0[j]", "acc", "scale[j]", y.dtype, y_zp)
     else:
         store = "out0[j] = (float)acc * scale[j];"
     if w_type == np.int8:  # two taps per SMLAD on a Cortex-M4
@@ -325,17 +356,15 @@ def quantize_linear(graph: Graph, node, values: dict[str, Value]) -> Kernel:
     scale = np.float32(_scalar(graph, node, 1, "y_scale"))
     zp = int(_scalar(graph, node, 2, "y_zero_point")) if graph.constant(node, 2) is not None else 0
     lo, hi = type_range(y.dtype)
-    body = (f"for (int i = 0; i < {x.size}; i++) out0[i] = ({c_type(y.dtype)})quantize(in0[i] / {c_float(scale)}, "
-            f"{c_float(lo - zp)}, {c_float(hi - zp)}, {zp});")
-    return Kernel([node.input[0]], [node.output[0]], f"{describe(node)} {shape_text(x)} -> {shape_text(y)}", body)
+    return elementwise(node, x, y, f"({c_type(y.dtype)})quantize((x) / {c_float(scale)}, {c_float(lo - zp)}, "
+                                   f"{c_float(hi - zp)}, {zp})")
 
 
 def dequantize_linear(graph: Graph, node, values: dict[str, Value]) -> Kernel:
     x, y = values[node.input[0]], values[node.output[0]]
     scale = np.float32(_scalar(graph, node, 1, "x_scale"))
     zp = int(_scalar(graph, node, 2, "x_zero_point")) if graph.constant(node, 2) is not None else 0
-    body = f"for (int i = 0; i < {x.size}; i++) out0[i] = (float)((int32_t)in0[i] - {zp}) * {c_float(scale)};"
-    return Kernel([node.input[0]], [node.output[0]], f"{describe(node)} {shape_text(x)} -> {shape_text(y)}", body)
+    return elementwise(node, x, y, f"(float)((int32_t)(x) - {zp}) * {c_float(scale)}")
 
 
 def transpose(graph: Graph, node, values: dict[str, Value]) -> Kernel:
@@ -355,11 +384,157 @@ def _indent(text: str, spaces: int) -> str:
     return "\n".join(" " * spaces + line if line else line for line in text.splitlines())
 
 
+def _operand(graph: Graph, node, index: int, values: dict[str, Value], out: Value, what: str):
+    """(C expression of element [i0, i1, ...] of input `index` broadcast to `out`'s shape, its constant or None).
+
+    A constant becomes an array of its own (smaller than the output when broadcast: per-channel, scalar)."""
+    name = node.input[index]
+    constant = graph.constant(node, index)
+    shape = tuple(constant.shape) if constant is not None else values[name].shape
+    shape = (1,) * (len(out.shape) - len(shape)) + shape
+    if any(s not in (1, o) for s, o in zip(shape, out.shape, strict=True)):
+        raise unsupported(node, f"{what} of shape {shape} does not broadcast to {out.shape}")
+    strides = np.cumprod((1,) + shape[:0:-1])[::-1]
+    terms = [f"i{d} * {int(stride)}" if stride != 1 else f"i{d}"
+             for d, (size, stride) in enumerate(zip(shape, strides, strict=True)) if size > 1]
+    index_text = " + ".join(terms) or "0"
+    array = what if constant is not None else f"in{index}"
+    return f"{array}[{index_text}]", constant
+
+
+def _elementwise(node, out: Value, expression: str) -> str:
+    """Nested loops over `out`'s shape (indices i0, i1, ...), storing `expression` in order."""
+    loops = " ".join(f"for (int i{d} = 0; i{d} < {size}; i{d}++)" for d, size in enumerate(out.shape))
+    return f"int o = 0;\n{loops}\n  out0[o++] = {expression};"
+
+
+def _binary_inputs(graph, node, values, out, slots: tuple[int, int]):
+    (a, a_const), (b, b_const) = (_operand(graph, node, i, values, out, name) for i, name in zip(
+        slots, ("a", "b"), strict=True))
+    inputs = [node.input[i] for i, c in zip(slots, (a_const, b_const), strict=True) if c is None]
+    constants = [Constant(name, c) for name, c in (("a", a_const), ("b", b_const)) if c is not None]
+    return a, b, inputs, constants
+
+
+def _renumber(text: str, inputs: list[str], node) -> str:
+    """Inputs are passed as in0, in1, ... in the order of `inputs`: rename in{slot} to in{position}."""
+    for slot, name in enumerate(node.input):
+        if name in inputs:
+            text = text.replace(f"in{slot}[", f"IN{inputs.index(name)}[")
+    return text.replace("IN", "in")
+
+
+def qlinear_binary(graph: Graph, node, values: dict[str, Value]) -> Kernel:
+    """QLinearMul / QLinearAdd (com.microsoft) with mlas's SSE2 arithmetic: Mul rounds
+    float((a - za) * (b - zb)) * (sa * sb / sc) + zc; Add rounds (zc - (ra * za + rb * zb)) + a * ra + b * rb
+    with ra = sa / sc, rb = sb / sc (the scalar-B form adds b * rb to the fixed part first)."""
+    out = values[node.output[0]]
+    a, b, inputs, constants = _binary_inputs(graph, node, values, out, (0, 3))
+    inputs = list(dict.fromkeys(inputs))  # x * x reads one buffer
+    sa, sb, sc = (np.float32(_scalar(graph, node, i, what)) for i, what in ((1, "A_scale"), (4, "B_scale"),
+                                                                             (6, "C_scale")))
+    za, zb, zc = (int(_scalar(graph, node, i, what)) for i, what in ((2, "A_zero_point"), (5, "B_zero_point"),
+                                                                      (7, "C_zero_point")))
+    lo, hi = type_range(out.dtype)
+    if node.op_type == "QLinearMul":
+        ratio = (sa * sb) / sc
+        value = f"(float)(((int32_t){a} - {za}) * ((int32_t){b} - {zb})) * {c_float(ratio)} + {c_float(zc)}"
+    else:
+        ra, rb = sa / sc, sb / sc
+        fixed = np.float32(zc) - (ra * np.float32(za) + rb * np.float32(zb))
+        b_const = graph.constant(node, 3)
+        if b_const is not None and b_const.size < out.size:  # B broadcast: onnxruntime adds it to the fixed part
+            constants[-1].values = fixed + b_const.astype(np.float32) * rb
+            value = f"{b} + (float){a} * {c_float(ra)}"
+        else:
+            value = f"({c_float(fixed)} + (float){a} * {c_float(ra)}) + (float){b} * {c_float(rb)}"
+    body = _elementwise(node, out, f"({c_type(out.dtype)})quantize({value}, {c_float(lo)}, {c_float(hi)}, 0)")
+    return Kernel(inputs, [node.output[0]], f"{describe(node)} -> {shape_text(out)}",
+                  _renumber(body, inputs, node), constants)
+
+
+def float_binary(graph: Graph, node, values: dict[str, Value]) -> Kernel:
+    out = values[node.output[0]]
+    a, b, inputs, constants = _binary_inputs(graph, node, values, out, (0, 1))
+    op = {"Add": "+", "Sub": "-", "Mul": "*", "Div": "/"}[node.op_type]
+    body = _elementwise(node, out, f"{a} {op} {b}")
+    for constant in constants:
+        constant.values = constant.values.astype(np.float32)
+    return Kernel(inputs, [node.output[0]], f"{describe(node)} -> {shape_text(out)}", _renumber(body, inputs, node),
+                  constants)
+
+
+def tanh(graph: Graph, node, values: dict[str, Value]) -> Kernel:
+    """mlas's tanh: a 13/6-degree rational approximation on [-9, 9] (the polynomial of Eigen). On x86 with FMA3
+    onnxruntime evaluates it with fused multiply-adds; here each step rounds twice unless the core fuses them
+    (TANH_FMA), so logits can differ in the last bits: same argmax, not bit-identical."""
+    x, y = values[node.input[0]], values[node.output[0]]
+    return elementwise(node, x, y, "tanh_mlas(x)", exact=False)
+
+
+def qlinear_average_pool(graph: Graph, node, values: dict[str, Value]) -> Kernel:
+    """QLinearAveragePool (com.microsoft) as onnxruntime computes it: each input dequantized to float
+    (scale * (x - zp)), summed in window order, divided by the count, then rounded (y / y_scale + y_zp)."""
+    x, y = values[node.input[0]], values[node.output[0]]
+    attrs = attributes(node)
+    if attrs.get("channels_last", 0):
+        raise unsupported(node, "channels_last=1 is not supported")
+    kh, kw = attrs["kernel_shape"]
+    strides, _, pads = _conv_geometry(node, attrs, (kh, kw))
+    _, c, in_h, in_w = x.shape
+    _, _, out_h, out_w = y.shape
+    x_scale, x_zp = np.float32(_scalar(graph, node, 1, "x_scale")), int(_scalar(graph, node, 2, "x_zero_point"))
+    y_scale, y_zp = np.float32(_scalar(graph, node, 3, "y_scale")), int(_scalar(graph, node, 4, "y_zero_point"))
+    lo, hi = type_range(y.dtype)
+    count = kh * kw if attrs.get("count_include_pad", 0) else "(he - hs) * (we - ws)"
+    body = (f"for (int c = 0; c < {c}; c++) {{\n"
+            f"  const {c_type(x.dtype)} *xc = in0 + c * {in_h * in_w};\n"
+            f"  for (int oy = 0; oy < {out_h}; oy++) {{\n"
+            f"    const int y0 = oy * {strides[0]} - {pads[0]};\n"
+            f"    const int hs = y0 < 0 ? 0 : y0, he = y0 + {kh} > {in_h} ? {in_h} : y0 + {kh};\n"
+            f"    for (int ox = 0; ox < {out_w}; ox++) {{\n"
+            f"      const int x0 = ox * {strides[1]} - {pads[1]};\n"
+            f"      const int ws = x0 < 0 ? 0 : x0, we = x0 + {kw} > {in_w} ? {in_w} : x0 + {kw};\n"
+            f"      float sum = 0.0f;\n"
+            f"      for (int iy = hs; iy < he; iy++)\n"
+            f"        for (int ix = ws; ix < we; ix++)\n"
+            f"          sum += {c_float(x_scale)} * (float)((int32_t)xc[iy * {in_w} + ix] - {x_zp});\n"
+            f"      const float mean = sum / (float)({count});\n"
+            f"      out0[(c * {out_h} + oy) * {out_w} + ox] = ({c_type(y.dtype)})quantize(mean / {c_float(y_scale)} + "
+            f"{c_float(y_zp)}, {c_float(lo)}, {c_float(hi)}, 0);\n"
+            f"    }}\n"
+            f"  }}\n"
+            f"}}")
+    return Kernel([node.input[0]], [node.output[0]], f"{describe(node)} {shape_text(x)} -> {shape_text(y)}, "
+                  f"{_geometry_text((kh, kw), strides, pads, (1, 1))}", body)
+
+
+def reduce_sum(graph: Graph, node, values: dict[str, Value]) -> Kernel:
+    """ReduceSum of a float row, summed in order (onnxruntime's vectorised sum adds in another order: the last
+    bits can differ)."""
+    x, y = values[node.input[0]], values[node.output[0]]
+    if y.size != 1:
+        raise unsupported(node, f"only a full reduction to one value is supported (found {shape_text(y)})")
+    body = f"float sum = 0.0f;\nfor (int i = 0; i < {x.size}; i++) sum += in0[i];\nout0[0] = sum;"
+    return Kernel([node.input[0]], [node.output[0]], f"{describe(node)} {shape_text(x)} -> {shape_text(y)}", body,
+                  exact=False)
+
+
 KERNELS = {
     "QLinearConv": qlinear_conv,
     "MaxPool": max_pool,
     "QGemm": qgemm,
+    "QLinearMatMul": lambda graph, node, values: qgemm(graph, node, values, matmul=True),
     "QuantizeLinear": quantize_linear,
     "DequantizeLinear": dequantize_linear,
     "Transpose": transpose,
+    "QLinearMul": qlinear_binary,
+    "QLinearAdd": qlinear_binary,
+    "QLinearAveragePool": qlinear_average_pool,
+    "Add": float_binary,
+    "Sub": float_binary,
+    "Mul": float_binary,
+    "Div": float_binary,
+    "Tanh": tanh,
+    "ReduceSum": reduce_sum,
 }

@@ -80,7 +80,7 @@ def _run(command: list[str], what: str) -> None:
 
 def build_host_library(source: Path, out: Path) -> Path:
     """The generated C as a shared library for this machine (what a Linux program would link)."""
-    _run([*host_compiler(), *C_FLAGS, OPTIMISATION, "-shared", "-fPIC", str(source), "-o", str(out)],
+    _run([*host_compiler(), *C_FLAGS, OPTIMISATION, "-shared", "-fPIC", str(source), "-o", str(out), "-lm"],
          f"{source.name}: host build")
     return out
 
