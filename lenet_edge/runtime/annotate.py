@@ -68,4 +68,4 @@ def write_annotation(record: dict, target: Path) -> None:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     ensure_directory(target)
-    write_bytes(target, buffer.getvalue())
+    write_bytes(target, buffer.getvalue(), record=False)  # the user's pictures: no manifest beside them
