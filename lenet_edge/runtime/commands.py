@@ -252,7 +252,8 @@ def bench(models, labels, checkpoint, data_dir, inputs, device, batch_sizes, thr
     _verify(models, verify)
     with ProgressDisplay("bench") as progress:
         report = run_bench(dict(zip(names, models, strict=True)), batch_sizes, threads or sorted({1, _usable_cores()}),
-                           runs=runs, warmup=warmup, checkpoint=checkpoint, data_dir=named_data_dir(data_dir),
+                           runs=runs, warmup=warmup, checkpoint=checkpoint,
+                           data_dir=data_dir if inputs else named_data_dir(data_dir),  # the env var is not for --inputs
                            progress=progress, rounds=rounds, min_turn_ms=min_turn_ms, inputs=inputs, device=device)
     written = write_bench_outputs(report, *paths, baseline=baseline, record=False)
     click.echo(Path(written["md"]).read_text("utf-8"))
