@@ -63,7 +63,7 @@ import numpy as np
 from .data import Preprocessing, read_idx
 from .errors import DataError, ModelError, first_line
 from .runtime.defaults import INVERT_CHOICES
-from .segment import find_digits
+from .segment import Region, find_digits
 
 IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP")
 MAX_IMAGE_PIXELS = 50_000_000  # a 50-megapixel photo; more is refused as a decompression bomb
@@ -72,6 +72,7 @@ MAX_NPY_BYTES = 4 << 30  # read in chunks, so this bounds disk, not memory
 MIN_CONTRAST = 8.0  # grey levels between background and the brightest pixel
 INK_THRESHOLD = 0.1  # of 255: pixels above it define the digit's bounding box
 BORDER_FRACTION = 0.1
+LOCAL_MARGIN = 0.5  # of a digit's height: the paper around it that sets its own background level
 SCAN_CHUNK = 4096  # records per chunk when checking or converting arrays
 NPY_MAGIC = b"\x93NUMPY"
 GZIP_MAGIC = b"\x1f\x8b"
@@ -177,13 +178,21 @@ def normalise_digit(grey: np.ndarray, invert: str, side: int = 28, path: Path | 
 
 def ink_levels(grey: np.ndarray, invert: str, path: Path | str = "image") -> np.ndarray:
     """(H, W) grey levels -> (H, W) float32 ink, background 0 and brightest pixel 255 (rules 2-3)."""
+    return remove_background(light_on_dark(grey, invert), path)
+
+
+def light_on_dark(grey: np.ndarray, invert: str) -> np.ndarray:
+    """(H, W) grey levels in MNIST's polarity, light ink on a dark background (rule 2)."""
     if invert not in INVERT_CHOICES:
         raise DataError(f"invert must be one of {', '.join(INVERT_CHOICES)} (found {invert!r})")
     x = np.asarray(grey, dtype=np.float32)
     border, centre = _border_and_centre(x)
-    if invert == "yes" or (invert == "auto" and border.mean() > centre.mean()):
-        x = 255.0 - x
-        border = 255.0 - border
+    return 255.0 - x if invert == "yes" or (invert == "auto" and border.mean() > centre.mean()) else x
+
+
+def remove_background(x: np.ndarray, path: Path | str = "image") -> np.ndarray:
+    """(H, W) light-on-dark grey levels -> ink: the border's level 0, the brightest pixel 255 (rule 3)."""
+    border, _ = _border_and_centre(x)
     median = float(np.median(border))
     spread = 1.4826 * float(np.median(np.abs(border - median)))  # robust standard deviation of the paper
     x = np.clip(x - (median + 3.0 * spread), 0.0, None)
@@ -417,15 +426,42 @@ def open_input(path: str | Path, preprocessing: Preprocessing, invert: str = "au
 def _image_input(path: Path, preprocessing: Preprocessing, invert: str, side: int) -> InputFile:
     """Every digit of a picture (lenet_edge.segment); a picture of one digit is taken whole,
     exactly as the one-digit rules always took it."""
-    x = ink_levels(decode_image(path), invert, path)  # (H, W)
+    light = light_on_dark(decode_image(path), invert)  # (H, W)
+    x = remove_background(light, path)
     regions = find_digits(x, INK_THRESHOLD * 255.0)
     if len(regions) == 1:
         digits = [centre_digit(x, side, path)]
     else:
-        digits = [centre_digit(r.ink, side, path) for r in regions]
+        digits = [centre_digit(_local_ink(light, r, path), side, path) for r in regions]
     doubts = [tuple(name for name, flag in (("wide", r.wide), ("small", r.small)) if flag) for r in regions]
     data = to_model_polarity(np.stack(digits), preprocessing)  # (digits, side, side)
     return InputFile(path, "image", data, single=True, boxes=[r.box for r in regions], doubts=doubts)
+
+
+def _local_ink(light: np.ndarray, region: Region, path: Path) -> np.ndarray:
+    """A digit's ink against the paper around it: rule 3 on a window LOCAL_MARGIN x its height
+    wider than its box on each side, cut to its frame (the box with room for strokes too faint
+    to have been found), its neighbours' ink blanked out.
+
+    Why: the light changes across a picture of several digits, and one background level for
+    all of it thins and cuts the strokes of the digits on the darker side. On 250 photo-like
+    pictures of 3 test digits under a light gradient of up to 30 % (as benchmarks/read_numbers.py
+    builds them), the int8 model read 98.53 % of the digits right with the picture's level,
+    98.80 % with each digit's own, and 99.20 % with no gradient at all. A margin of 0.3 gave
+    98.67 %; a frame of 0.2 x the height took in neighbours' strokes (98.40 %).
+    """
+    left, top, right, bottom = region.frame
+    margin = round(LOCAL_MARGIN * (region.box[3] - region.box[1]))
+    window_top, window_left = max(0, top - margin), max(0, left - margin)
+    window = light[window_top:bottom + margin, window_left:right + margin]
+    try:
+        local = remove_background(window, path)
+    except DataError:  # no contrast left around it: keep the picture's level
+        return region.ink
+    ink = np.where(region.others, 0.0, local[top - window_top:bottom - window_top,
+                                             left - window_left:right - window_left])
+    peak = float(ink.max())
+    return ink * (255.0 / peak) if peak >= MIN_CONTRAST else region.ink
 
 
 def failed_input(path: str | Path, error: DataError) -> InputFile:

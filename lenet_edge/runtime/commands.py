@@ -53,7 +53,7 @@ threads_option = click.option("--threads", type=int, default=None,
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.option("-o", "--out", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Write the predictions to this file instead of stdout.")
-@click.option("--annotate", type=click.Path(path_type=Path, file_okay=False), default=None,
+@click.option("--annotate", type=click.Path(path_type=Path, file_okay=False), default=None, metavar="DIR",
               help="Also write each picture with its digits' boxes and labels drawn on it, as DIR/NAME.png.")
 @click.option("--fail-fast", is_flag=True,
               help="Stop at the first file that cannot be read, before any output [default: give it an error row "
@@ -65,8 +65,8 @@ threads_option = click.option("--threads", type=int, default=None,
 def run(model, inputs, invert, fmt, out, annotate, fail_fast, batch_size, threads, verify, force) -> None:
     """Classify digits in image files, .npy arrays and IDX files with an ONNX model.
 
-    Prints label and probability (softmax) per input, and `unsure` where the model
-    is not sure; a file of N images gives rows FILE[0] .. FILE[N-1]. The kind of
+    Prints label and probability (softmax) per input, and `unsure` below a
+    probability of 0.95; a file of N images gives rows FILE[0] .. FILE[N-1]. The kind of
     each file is told by its content. A file that cannot be read gets an error row
     (and its error on stderr), the others are still classified, and the exit code
     is 3 at the end; --fail-fast stops at the first instead.
