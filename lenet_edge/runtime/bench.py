@@ -165,11 +165,11 @@ def _inputs(data_dir, count: int) -> tuple[np.ndarray, np.ndarray, str, int]:
     from ..data import split_paths
 
     images, labels = load_mnist(data_dir, "test")
-    source, distinct = split_paths(Path(data_dir), "test")[0].name, len(images)
+    images_file, distinct = split_paths(Path(data_dir), "test")[0].name, len(images)
     if count > len(images):
         repeats = -(-count // len(images))
         images, labels = np.tile(images, (repeats, 1, 1)), np.tile(labels, repeats)
-    return images[:count], labels[:count], source, distinct
+    return images[:count], labels[:count], images_file, distinct
 
 
 def _stats(rounds: list[list[float]], batch_size: int) -> dict:
@@ -213,7 +213,7 @@ def bench(models: dict[str, str | Path], batch_sizes=DEFAULT_BATCH_SIZES, thread
             raise DataError(f"model label {TORCH_LABEL!r} is kept for the PyTorch eager rows (expected another label)")
         runners.append(_TorchRunner(TORCH_LABEL, Path(checkpoint)))
     started, load_start = time.perf_counter(), load_average()
-    images, labels, source, distinct = _inputs(data_dir, max(max(batch_sizes), CHECK_IMAGES))
+    images, labels, images_file, distinct = _inputs(data_dir, max(max(batch_sizes), CHECK_IMAGES))
     prepared = {r.preprocessing: r.preprocessing(images) for r in runners}  # (N, 1, 32, 32) per contract
     for r in runners:
         check = min(CHECK_IMAGES, distinct)
@@ -264,7 +264,7 @@ def bench(models: dict[str, str | Path], batch_sizes=DEFAULT_BATCH_SIZES, thread
         "settings": {
             "batch_sizes": batch_sizes, "threads": threads, "runs": runs, "warmup": warmup, "rounds": rounds,
             "min_turn_ms": min_turn_ms,
-            "inputs": {"source": f"MNIST official test set ({source})", "images": int(max(batch_sizes)),
+            "inputs": {"source": f"MNIST official test set ({images_file})", "images": int(max(batch_sizes)),
                        "distinct_images": int(min(distinct, max(batch_sizes)))},
             "timer": "time.perf_counter_ns, one inference per timing",
             "session": {"provider": "CPUExecutionProvider", "intra_op_threads": "threads",
