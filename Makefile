@@ -5,7 +5,7 @@ DATA ?= ../shared/datasets/mnist
 OUT ?= runs/pipeline
 BIN := $(VENV)/bin
 
-.PHONY: setup pipeline test bench train-time lint
+.PHONY: setup pipeline test bench train-time lint arm64
 
 $(BIN)/lenet-edge: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -30,4 +30,8 @@ train-time: setup
 	LENET_EDGE_DATA=$(DATA) $(BIN)/python benchmarks/train_time.py
 
 lint: setup
-	$(BIN)/ruff check lenet_edge tests benchmarks
+	$(BIN)/ruff check lenet_edge tests benchmarks scripts devices
+
+# The ARM64 device job: the device install under qemu-user (cortex-a72, cortex-a76) against this host; needs root on Debian 12.
+arm64: setup
+	VENV=$(abspath $(VENV)) devices/arm64/run.sh $(DATA)

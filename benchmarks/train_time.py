@@ -1,8 +1,9 @@
 """Time to reach the accuracy targets: how short can each variant's recipe be on this machine?
 
-    python benchmarks/train_time.py                                  # both variants, default grid
+    python benchmarks/train_time.py                                  # every variant, default grid
     python benchmarks/train_time.py --variant lenet5-modern --epochs 4 6 8 --seeds 0 1 2
     python benchmarks/train_time.py --variant lenet5-modern --batch-size 128 --lr 0.1   # another recipe
+    python benchmarks/train_time.py --variant lenet5-tanh --epochs 8 --seeds 0 --threads 1  # one grid point
 
 For every epoch count E and seed it trains the variant's default recipe (or the one --batch-size
 and --lr make of it) with E epochs (the one-cycle schedule is stretched or squeezed to E, so a
@@ -29,7 +30,7 @@ from lenet_edge.errors import LenetEdgeError
 from lenet_edge.train.recipes import ACCURACY_TARGETS, default_recipe
 from lenet_edge.train.trainer import Recipe, train
 
-DEFAULT_GRID = {"lenet5-modern": (4, 6, 8, 10, 12), "lenet5": (6, 8, 10, 12, 15)}
+DEFAULT_GRID = {"lenet5-modern": (4, 6, 8, 10, 12), "lenet5": (6, 8, 10, 12, 15), "lenet5-tanh": (4, 6, 8, 10, 12)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     data = resolve_data_dir(args.data_dir)
     import torch
 
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), load average {os.getloadavg()[0]:.2f}")
     for variant in args.variant or DEFAULT_GRID:
         grid = args.epochs or DEFAULT_GRID[variant]
@@ -50,13 +53,15 @@ def main(argv: list[str] | None = None) -> int:
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--variant", action="append", choices=tuple(DEFAULT_GRID), help="repeatable; default: both")
+    p.add_argument("--variant", action="append", choices=tuple(DEFAULT_GRID), help="repeatable; default: all")
     p.add_argument("--epochs", type=int, nargs="+", help="epoch counts to try (default: a grid per variant)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--margin", type=float, default=0.1, help="points above the target the worst seed must reach "
                    "for a recipe to be a safe default (default: 0.1)")
     p.add_argument("--batch-size", type=int, help="instead of the recipe's")
     p.add_argument("--lr", type=float, help="peak learning rate, instead of the recipe's")
+    p.add_argument("--threads", type=int, help="torch intra-op threads (default: all cores); on a busy "
+                   "machine 1 thread per run wastes less time waiting for the other thread")
     p.add_argument("--data-dir", type=Path, default=None, help="MNIST directory (default: $LENET_EDGE_DATA)")
     return p.parse_args(argv)
 

@@ -12,6 +12,7 @@ import sys
 
 import click
 
+from .compile.commands import compile_command
 from .errors import LenetEdgeError
 from .export.commands import export
 from .pipeline.commands import pipeline
@@ -58,7 +59,7 @@ def cli(debug: bool) -> None:
     benchmark and compare the models on any CPU."""
 
 
-for command in (summary, train, export, quantize, run, evaluate, bench, compare, pipeline):
+for command in (summary, train, export, quantize, compile_command, run, evaluate, bench, compare, pipeline):
     cli.add_command(command)
 
 

@@ -29,6 +29,11 @@ MAX_IDX_BYTES = 1 << 30  # 1 GiB of payload: ~17x the full MNIST; anything large
 NUM_CLASSES = 10
 CLASS_LABELS = tuple(str(d) for d in range(NUM_CLASSES))
 
+# The first 512 official test digits, carried in the package so that bench runs without network or
+# data directory: 512 covers the default batch sizes (up to 256) twice; 80 KiB as a compressed .npz.
+# Made by scripts/make_bench_digits.py from the published t10k files (checked against their MD5).
+BENCH_DIGITS = "bench_digits.npz"
+
 SPLIT_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
@@ -158,6 +163,19 @@ def _decode_split(image_path: Path, label_path: Path, split: str, *identities) -
     labels = labels.astype(np.int64)
     images.flags.writeable = labels.flags.writeable = False  # shared by every caller: nobody may change them
     return images, labels
+
+
+def load_bench_digits() -> tuple[np.ndarray, np.ndarray, str]:
+    """The packaged test digits: images (N, 28, 28) uint8, labels (N,) int64, and where they came from."""
+    from importlib import resources
+
+    try:
+        with resources.files(__package__).joinpath(BENCH_DIGITS).open("rb") as f, np.load(f) as saved:
+            images, labels, source = saved["images"], saved["labels"], str(saved["source"])
+    except (OSError, KeyError, ValueError) as exc:  # a broken install; np.load never unpickles (allow_pickle off)
+        raise DataError(f"{BENCH_DIGITS}: the packaged test digits cannot be read ({exc}); "
+                        f"reinstall lenet-edge or pass --data-dir") from exc
+    return images, labels.astype(np.int64), source
 
 
 @dataclass(frozen=True)

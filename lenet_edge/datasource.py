@@ -42,13 +42,22 @@ def resolve_data_dir(data_dir: str | Path | None, mirrors: tuple[str, ...] | Non
     Made absolute here, where it is read: a relative $LENET_EDGE_DATA (`make test DATA=../shared/...`)
     must name the same directory for a command started with another working directory.
     """
+    named = named_data_dir(data_dir)
+    if named is not None:
+        return named
+    target = cache_dir()
+    download_mnist(target, mirrors)
+    return target
+
+
+def named_data_dir(data_dir: str | Path | None) -> Path | None:
+    """--data-dir, else $LENET_EDGE_DATA, made absolute; None when the user named neither (a command
+    that must not download, such as bench, then uses the digits carried in the package)."""
     if data_dir is not None:
         return Path(data_dir).absolute()
     if os.environ.get(ENV_VAR):
         return Path(os.environ[ENV_VAR]).absolute()
-    target = cache_dir()
-    download_mnist(target, mirrors)
-    return target
+    return None
 
 
 def download_mnist(target: Path, mirrors: tuple[str, ...] | None = None) -> None:

@@ -189,6 +189,17 @@ def write_text(path: Path, text: str, record: bool = True) -> None:
     write_bytes(path, text.encode("utf-8"), record)
 
 
+def write_npy(path: Path, array, record: bool = True) -> None:
+    """An array as .npy (never pickled)."""
+    import io
+
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(array), allow_pickle=False)
+    write_bytes(path, buffer.getvalue(), record)
+
+
 def write_json(path: Path, obj, record: bool = True) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n", record)
 

@@ -33,6 +33,10 @@ was made with:
 The model's own contract (its metadata) then pads the 28x28 digit to its input size and
 normalises it; the 28 and 20 above scale with that input size (side = input_size - 2 * pad).
 
+A picture of several digits (a number) is split into its digits after rule 3 by
+lenet_edge.segment, and each digit goes through rules 4-6 on its own; a picture in which
+one digit is found goes through rules 4-6 whole, as above.
+
 Arrays (.npy, header checked, read chunk by chunk and never unpickled) and IDX
 files are taken as digits already in MNIST form (light on dark, centred): shape
 (28, 28) or (N, 28, 28), any integer or float dtype, finite values in [0, 255]; a float
@@ -51,7 +55,7 @@ import sys
 import tokenize
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +63,7 @@ import numpy as np
 from .data import Preprocessing, read_idx
 from .errors import DataError, ModelError, first_line
 from .runtime.defaults import INVERT_CHOICES
+from .segment import find_digits
 
 IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP")
 MAX_IMAGE_PIXELS = 50_000_000  # a 50-megapixel photo; more is refused as a decompression bomb
@@ -167,8 +172,11 @@ def _border_and_centre(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def normalise_digit(grey: np.ndarray, invert: str, side: int = 28, path: Path | str = "image") -> np.ndarray:
     """(H, W) grey levels -> (side, side) float32 MNIST-style digit (rules 2-6)."""
-    from PIL import Image
+    return centre_digit(ink_levels(grey, invert, path), side, path)
 
+
+def ink_levels(grey: np.ndarray, invert: str, path: Path | str = "image") -> np.ndarray:
+    """(H, W) grey levels -> (H, W) float32 ink, background 0 and brightest pixel 255 (rules 2-3)."""
     if invert not in INVERT_CHOICES:
         raise DataError(f"invert must be one of {', '.join(INVERT_CHOICES)} (found {invert!r})")
     x = np.asarray(grey, dtype=np.float32)
@@ -184,6 +192,13 @@ def normalise_digit(grey: np.ndarray, invert: str, side: int = 28, path: Path | 
         raise DataError(f"{path}: no digit found (contrast {peak:.1f} grey levels against the background; "
                         f"expected at least {MIN_CONTRAST:.0f}; check --invert)")
     x *= 255.0 / peak
+    return x
+
+
+def centre_digit(x: np.ndarray, side: int = 28, path: Path | str = "image") -> np.ndarray:
+    """(H, W) ink scaled to a peak of 255 -> (side, side) float32 digit (rules 4-6)."""
+    from PIL import Image
+
     rows = np.flatnonzero((x > INK_THRESHOLD * 255.0).any(axis=1))
     cols = np.flatnonzero((x > INK_THRESHOLD * 255.0).any(axis=0))
     x = x[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]  # the digit's bounding box
@@ -327,14 +342,18 @@ def _check_prepared_values(path: Path, arr: np.ndarray) -> None:
 class InputFile:
     """One checked input file: `records` images, already decoded (images) or mapped (arrays).
 
-    kind is "image" (one digit), "raw" ((N, side, side) pixels in [0, 255]) or
-    "prepared" ((N, 1, size, size) float32 model inputs).
+    kind is "image" (its digits, left to right, (N, side, side) in model polarity), "raw"
+    ((N, side, side) pixels in [0, 255]), "prepared" ((N, 1, size, size) float32 model
+    inputs) or "error" (a file that could not be read: no records, `error` says why).
     """
 
     path: Path
     kind: str
     data: np.ndarray | NpyRecords  # sliced one chunk of records at a time
     single: bool  # one record named by the path alone, not path[i]
+    boxes: list[tuple[int, int, int, int]] = field(default_factory=list)  # images: each digit's box
+    doubts: list[tuple[str, ...]] = field(default_factory=list)  # images: each digit's "wide", "small"
+    error: str = ""
 
     @property
     def records(self) -> int:
@@ -372,8 +391,7 @@ def open_input(path: str | Path, preprocessing: Preprocessing, invert: str = "au
     side = preprocessing.input_size - 2 * preprocessing.pad
     kind = sniff(path)
     if kind == "image":
-        digit = to_model_polarity(image_to_digit(path, invert, side), preprocessing)
-        return InputFile(path, "image", digit[None], single=True)
+        return _image_input(path, preprocessing, invert, side)
     arr = read_npy(path) if kind == "npy" else read_idx(path)
     size = preprocessing.input_size
     if kind == "npy" and arr.ndim == 4 and arr.shape[1:] == (1, size, size) and arr.dtype == np.float32:
@@ -396,6 +414,25 @@ def open_input(path: str | Path, preprocessing: Preprocessing, invert: str = "au
     return InputFile(path, "raw", arr, single)
 
 
+def _image_input(path: Path, preprocessing: Preprocessing, invert: str, side: int) -> InputFile:
+    """Every digit of a picture (lenet_edge.segment); a picture of one digit is taken whole,
+    exactly as the one-digit rules always took it."""
+    x = ink_levels(decode_image(path), invert, path)  # (H, W)
+    regions = find_digits(x, INK_THRESHOLD * 255.0)
+    if len(regions) == 1:
+        digits = [centre_digit(x, side, path)]
+    else:
+        digits = [centre_digit(r.ink, side, path) for r in regions]
+    doubts = [tuple(name for name, flag in (("wide", r.wide), ("small", r.small)) if flag) for r in regions]
+    data = to_model_polarity(np.stack(digits), preprocessing)  # (digits, side, side)
+    return InputFile(path, "image", data, single=True, boxes=[r.box for r in regions], doubts=doubts)
+
+
+def failed_input(path: str | Path, error: DataError) -> InputFile:
+    """A file that could not be read, kept in its place among the inputs."""
+    return InputFile(Path(path), "error", np.zeros((0, 0, 0), np.float32), single=True, error=str(error))
+
+
 def to_model_polarity(digit: np.ndarray, preprocessing: Preprocessing) -> np.ndarray:
     """Light-on-dark digits as the model's contract wants them."""
     if preprocessing.polarity == "light-on-dark":
@@ -406,8 +443,8 @@ def to_model_polarity(digit: np.ndarray, preprocessing: Preprocessing) -> np.nda
                      f"(expected 'light-on-dark' or 'dark-on-light')")
 
 
-def _file_chunks(source: InputFile, preprocessing: Preprocessing, invert: str,
-                 chunk: int) -> Iterator[tuple[list[str], np.ndarray]]:
+def _file_chunks(index: int, source: InputFile, preprocessing: Preprocessing, invert: str,
+                 chunk: int) -> Iterator[tuple[list[tuple[int, int]], np.ndarray]]:
     for i in range(0, source.records, chunk):
         part = np.asarray(source.data[i:i + chunk])
         if source.kind != "prepared":
@@ -415,12 +452,13 @@ def _file_chunks(source: InputFile, preprocessing: Preprocessing, invert: str,
             if source.kind == "raw" and invert == "yes":
                 part = 255.0 - part
             part = preprocessing(part)  # (n, 1, size, size)
-        yield [source.name(j) for j in range(i, i + len(part))], part
+        yield [(index, j) for j in range(i, i + len(part))], part
 
 
 def iter_batches(sources: list[InputFile], preprocessing: Preprocessing, invert: str = "auto",
-                 batch_size: int = 1000) -> Iterator[tuple[list[str], np.ndarray]]:
-    """(names, model inputs (n, 1, size, size) float32) batches of at most batch_size records.
+                 batch_size: int = 1000) -> Iterator[tuple[list[tuple[int, int]], np.ndarray]]:
+    """(refs, model inputs (n, 1, size, size) float32) batches of at most batch_size records;
+    refs[k] = (index of the source, index of the record in it) of input k.
 
     Records of consecutive files share batches, so many small images run together, and a
     large array is converted one batch at a time (bounded memory).
@@ -428,8 +466,8 @@ def iter_batches(sources: list[InputFile], preprocessing: Preprocessing, invert:
     names: list[str] = []
     parts: list[np.ndarray] = []
     pending = 0
-    for source in sources:
-        for chunk_names, x in _file_chunks(source, preprocessing, invert, batch_size):
+    for index, source in enumerate(sources):
+        for chunk_names, x in _file_chunks(index, source, preprocessing, invert, batch_size):
             while len(x):
                 take = min(batch_size - pending, len(x))
                 names += chunk_names[:take]

@@ -56,6 +56,12 @@ def classic_checkpoint(tmp_path_factory, mnist_dir) -> Path:
     return _train(tmp_path_factory, mnist_dir, "lenet5")
 
 
+@pytest.fixture(scope="session")
+def tanh_checkpoint(tmp_path_factory, mnist_dir) -> Path:
+    """lenet5-tanh (the tutorials' textbook form) trained with its default recipe on the 20,000 training images."""
+    return _train(tmp_path_factory, mnist_dir, "lenet5-tanh")
+
+
 def _export(tmp_path_factory, checkpoint: Path, mnist_dir: Path) -> Path:
     from lenet_edge.export.exporter import export_checkpoint
 
@@ -74,6 +80,12 @@ def modern_onnx(tmp_path_factory, modern_checkpoint, mnist_dir) -> Path:
 def classic_onnx(tmp_path_factory, classic_checkpoint, mnist_dir) -> Path:
     """classic_checkpoint exported to ONNX (validated, contract in its metadata) by the export stage."""
     return _export(tmp_path_factory, classic_checkpoint, mnist_dir)
+
+
+@pytest.fixture(scope="session")
+def tanh_onnx(tmp_path_factory, tanh_checkpoint, mnist_dir) -> Path:
+    """tanh_checkpoint exported to ONNX (validated, contract in its metadata) by the export stage."""
+    return _export(tmp_path_factory, tanh_checkpoint, mnist_dir)
 
 
 @pytest.fixture(scope="session")

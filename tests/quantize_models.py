@@ -12,11 +12,14 @@ from lenet_edge.contract import INPUT_NAME, OUTPUT_NAME, ModelContract
 from lenet_edge.data import MODERN_PREPROCESSING
 
 
-def tiny_lenet(path: Path, seed: int = 0, opset: int = 20, contract: bool = True, bias_add: bool = False) -> Path:
+def tiny_lenet(path: Path, seed: int = 0, opset: int = 20, contract: bool = True, bias_add: bool = False,
+               near_tie: bool = False) -> Path:
     """image (N, 1, 32, 32) -> conv 5x5 (4 maps) -> relu -> maxpool 2 -> flatten -> gemm -> logits (N, 10).
 
     bias_add puts an Add of a constant (4, 1, 1) after the relu, as the classic LeNet-5's
     subsampling layers have: its constant is quantized like an activation, to uint8.
+    near_tie makes a model built to lose accuracy in int8: every class has bias 1 and tiny fc
+    weights, so the logits differ by ~1e-3 while int8's step over their range [0, ~1] is ~4e-3.
     """
     rng = np.random.default_rng(seed)
     weights = {
@@ -25,6 +28,9 @@ def tiny_lenet(path: Path, seed: int = 0, opset: int = 20, contract: bool = True
         "fc.weight": rng.normal(0, 0.05, (10, 4 * 14 * 14)),
         "fc.bias": rng.normal(0, 0.1, (10,)),
     }
+    if near_tie:
+        weights["fc.weight"] *= 0.01
+        weights["fc.bias"] = np.ones(10)
     nodes = [
         helper.make_node("Conv", [INPUT_NAME, "conv.weight", "conv.bias"], ["conv_out"], name="conv"),  # (N, 4, 28, 28)
         helper.make_node("Relu", ["conv_out"], ["relu_out"], name="relu"),

@@ -133,7 +133,9 @@ def device(tmp_path):
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(BLOCKER)
     log = tmp_path / "imports.log"
-    env = {**os.environ, "PYTHONPATH": str(hook), "LENET_EDGE_BLOCKED": ",".join(BLOCKED),
+    # the hook first; then the caller's own path, so that a checkout run with PYTHONPATH is what gets tested
+    python_path = os.pathsep.join(p for p in (str(hook), os.environ.get("PYTHONPATH", "")) if p)
+    env = {**os.environ, "PYTHONPATH": python_path, "LENET_EDGE_BLOCKED": ",".join(BLOCKED),
            "LENET_EDGE_BLOCK_LOG": str(log), "PYTHONNOUSERSITE": "1"}
     program = Path(sys.executable).parent / "lenet-edge"
 
@@ -199,3 +201,28 @@ def test_device_commands_without_host_modules(device, modern_onnx, modern_int8_o
     assert result.returncode == 7
     assert result.stderr.strip() == ("error: torch is not installed (needed here); "
                                      "install it with pip install 'lenet-edge[train]'")
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_device_run_reads_numbers_and_keeps_going(device, precision, modern_onnx, modern_int8_onnx, mnist_dir,
+                                                  tmp_path):
+    """Numbers, error rows, the unsure count and --annotate, with the host-only modules blocked."""
+    from PIL import Image
+
+    from lenet_edge.data import load_mnist
+    from tests.pictures import number_photo
+
+    run, log = device
+    model = modern_onnx if precision == "fp32" else modern_int8_onnx
+    images, labels = load_mnist(mnist_dir, "test")
+    Image.fromarray(number_photo(images[:3], np.random.default_rng(0))).save(tmp_path / "number.jpg")
+    Image.new("RGB", (120, 80), (210, 205, 190)).save(tmp_path / "blank.jpg")
+    result = run("run", str(model), "blank.jpg", "number.jpg", "--format", "json", "--annotate", "seen")
+    assert result.returncode == 3, result.stderr
+    blank, number = json.loads(result.stdout)
+    assert "no digit found" in blank["error"] and number["label"] == "".join(map(str, labels[:3]))
+    assert len(number["digits"]) == 3 and "1 predictions (json), " in result.stderr and "1 failed" in result.stderr
+    assert (tmp_path / "seen" / "number.png").is_file() and not (tmp_path / "seen" / "blank.png").exists()
+    attempts = set(log.read_text().splitlines()) if log.exists() else set()
+    assert attempts <= {f"attempted {m}" for m in OPTIONAL}, attempts

@@ -272,7 +272,7 @@ def test_npy_shapes_and_dtypes(tmp_path):
     np.save(tmp_path / "prepared.npy", prepared)
     source = open_input(tmp_path / "prepared.npy", PREP)
     assert source.kind == "prepared"
-    (names, x), = list(iter_batches([source], PREP))
+    (refs, x), = list(iter_batches([source], PREP))
     np.testing.assert_array_equal(x, prepared)
 
 
@@ -375,8 +375,8 @@ def test_idx_files(tmp_path):
         path = write_idx(tmp_path / f"images{gz}.idx", images, gz=gz)
         source = open_input(path, PREP)
         assert source.kind == "raw" and source.records == 7
-        (names, x), = list(iter_batches([source], PREP))
-        assert names == [f"{path}[{i}]" for i in range(7)]
+        (refs, x), = list(iter_batches([source], PREP))
+        assert refs == [(0, i) for i in range(7)] and source.name(6) == f"{path}[6]"
         np.testing.assert_allclose(x, PREP(images))
     labels = write_idx(tmp_path / "labels.idx", np.arange(7, dtype=np.uint8))
     with pytest.raises(DataError, match=r"labels\.idx: uint8 array of shape \(7,\) \(expected \(28, 28\)"):
@@ -407,9 +407,8 @@ def test_batches_span_files_in_order(tmp_path):
     sources = [open_input(tmp_path / n, PREP) for n in ("a.png", "b.npy", "c.idx")]
     batches = list(iter_batches(sources, PREP, batch_size=4))
     assert [len(n) for n, _ in batches] == [4, 4, 2]
-    names = [name for n, _ in batches for name in n]
-    assert names == [str(tmp_path / "a.png")] + [f"{tmp_path / 'b.npy'}[{i}]" for i in range(5)] + \
-        [f"{tmp_path / 'c.idx'}[{i}]" for i in range(4)]
+    refs = [ref for r, _ in batches for ref in r]
+    assert refs == [(0, 0)] + [(1, i) for i in range(5)] + [(2, i) for i in range(4)]
     x = np.concatenate([x for _, x in batches])
     assert x.shape == (10, 1, 32, 32) and x.dtype == np.float32
     np.testing.assert_allclose(x[-4:], PREP(np.full((4, 28, 28), 9.0)))

@@ -1,5 +1,6 @@
-"""The two LeNet-5 variants: shapes, the paper's parameter and connection counts, C3's
-connection table, and `lenet-edge summary` (hermetic: random-weight models)."""
+"""The three LeNet-5 variants: shapes, the paper's parameter and connection counts, C3's
+connection table, the textbook variant's tanh and average pooling, and `lenet-edge summary`
+(hermetic: random-weight models)."""
 
 from __future__ import annotations
 
@@ -35,7 +36,18 @@ MODERN_COUNTS = {
     "F6": ([84], 10_164, 10_164),
     "OUTPUT": ([10], 850, 850),
 }
-EXPECTED = {"lenet5": LENET5_COUNTS, "lenet5-modern": MODERN_COUNTS}
+# The tutorials' textbook form has the same sizes: dense C3, parameter-free 2x2 average pooling
+# (4 inputs per unit), a linear output with biases. 156 + 2,416 + 48,120 + 10,164 + 850 = 61,706.
+TANH_COUNTS = {
+    "C1": ([6, 28, 28], 156, 122_304),
+    "S2": ([6, 14, 14], 0, 4_704),
+    "C3": ([16, 10, 10], 2_416, 241_600),
+    "S4": ([16, 5, 5], 0, 1_600),
+    "C5": ([120, 1, 1], 48_120, 48_120),
+    "F6": ([84], 10_164, 10_164),
+    "OUTPUT": ([10], 850, 850),
+}
+EXPECTED = {"lenet5": LENET5_COUNTS, "lenet5-modern": MODERN_COUNTS, "lenet5-tanh": TANH_COUNTS}
 
 # The paper's Table I, verbatim: rows are the 6 S2 maps, columns the 16 C3 maps, X where
 # the C3 map reads the S2 map.
@@ -50,7 +62,7 @@ X X X . . . X X X . . X . X X X
 CONNECTED = [[cell == "X" for cell in row.split()] for row in PAPER_TABLE_I.strip().splitlines()]  # [s2][c3]
 
 
-@pytest.fixture(params=["lenet5", "lenet5-modern"])
+@pytest.fixture(params=list(EXPECTED))
 def variant(request) -> str:
     return request.param
 
@@ -87,9 +99,8 @@ def test_per_layer_shapes_parameters_and_connections(variant):
 
 
 def test_trainable_parameter_totals():
-    totals = {v: sum(p.numel() for p in _model(v).parameters() if p.requires_grad)
-              for v in ("lenet5", "lenet5-modern")}
-    assert totals == {"lenet5": 60_840, "lenet5-modern": 61_706}
+    totals = {v: sum(p.numel() for p in _model(v).parameters() if p.requires_grad) for v in EXPECTED}
+    assert totals == {"lenet5": 60_840, "lenet5-modern": 61_706, "lenet5-tanh": 61_706}
     assert sum(c[2] for c in LENET5_COUNTS.values()) == 340_908
 
 
@@ -133,6 +144,41 @@ def test_c3_unconnected_taps_stay_zero_after_training_steps():
         assert ((model.C3.kernel().abs().sum(dim=(2, 3)) > 0).t().tolist()) == CONNECTED
 
 
+def test_tanh_variant_squashes_with_plain_tanh_and_averages_2x2_blocks():
+    """Each activation is tanh of the layer's affine map, and S2/S4 are the means of 2x2 blocks
+    taken with stride 2 (not their maximum, not the paper's scaled sums)."""
+    model = _model("lenet5-tanh")
+    x = torch.randn(3, 1, 32, 32) * 3  # large inputs reach tanh's saturation
+    with torch.no_grad():
+        c1 = model.C1(x)  # (3, 6, 28, 28)
+        s2 = model.S2(c1)  # (3, 6, 14, 14)
+        c3 = model.C3(s2)  # (3, 16, 10, 10)
+        s4 = model.S4(c3)  # (3, 16, 5, 5)
+        f6 = model.F6(model.C5(s4).flatten(1))  # (3, 84)
+        conv1 = model.C1[0]
+        torch.testing.assert_close(c1, torch.tanh(torch.nn.functional.conv2d(x, conv1.weight, conv1.bias)))
+        torch.testing.assert_close(s2, c1.unflatten(3, (14, 2)).unflatten(2, (14, 2)).mean(dim=(3, 5)))
+        torch.testing.assert_close(s4, c3.unflatten(3, (5, 2)).unflatten(2, (5, 2)).mean(dim=(3, 5)))
+        fc6 = model.F6[0]
+        torch.testing.assert_close(f6, torch.tanh(model.C5(s4).flatten(1) @ fc6.weight.t() + fc6.bias))
+        assert c1.abs().max() < 1 and c1.abs().max() > 0.99  # saturates towards ±1, never the paper's 1.7159
+        logits = model.OUTPUT(f6)  # (3, 10): linear, not squashed
+    torch.testing.assert_close(model(x), logits)
+
+
+def test_tanh_variant_c3_reads_all_six_s2_maps():
+    """Perturbing any S2 map changes every C3 map: the dense C3 of the tutorials, not Table I."""
+    c3 = _model("lenet5-tanh").C3
+    s2 = torch.rand(2, 6, 14, 14) * 2 - 1  # average-pooled tanh outputs lie in (-1, 1)
+    with torch.no_grad():
+        base = c3(s2)  # (2, 16, 10, 10)
+        for s2_map in range(6):
+            perturbed = s2.clone()
+            perturbed[:, s2_map] += torch.randn(2, 14, 14)
+            changed = (c3(perturbed) - base).abs().amax(dim=(0, 2, 3)) > 1e-6  # (16,)
+            assert changed.all(), f"S2 map {s2_map}"
+
+
 def test_the_paper_sigmoid_maps_plus_minus_one_to_itself():
     out = squash(torch.tensor([-1.0, 0.0, 1.0, 100.0]))
     torch.testing.assert_close(out, torch.tensor([-1.0, 0.0, 1.0, 1.7159]), rtol=0, atol=2e-4)
@@ -141,8 +187,9 @@ def test_the_paper_sigmoid_maps_plus_minus_one_to_itself():
 def test_variants_carry_their_preprocessing():
     assert build_model("lenet5").preprocessing == CLASSIC_PREPROCESSING
     assert build_model("lenet5-modern").preprocessing == MODERN_PREPROCESSING
-    assert build_model("lenet5").variant == "lenet5"
-    assert build_model("lenet5-modern").variant == "lenet5-modern"
+    assert build_model("lenet5-tanh").preprocessing == MODERN_PREPROCESSING
+    for name in EXPECTED:
+        assert build_model(name).variant == name
 
 
 def test_same_seed_same_initial_weights(variant):
@@ -153,7 +200,8 @@ def test_same_seed_same_initial_weights(variant):
 
 
 def test_unknown_variant_is_a_model_error():
-    with pytest.raises(ModelError, match=r"unknown variant 'lenet6' \(expected one of lenet5, lenet5-modern\)"):
+    expected = r"unknown variant 'lenet6' \(expected one of lenet5, lenet5-modern, lenet5-tanh\)"
+    with pytest.raises(ModelError, match=expected):
         build_model("lenet6")
 
 
@@ -170,7 +218,7 @@ def _parse_summary(text: str) -> dict:
     return rows
 
 
-@pytest.mark.parametrize("name", ["lenet5", "lenet5-modern"])
+@pytest.mark.parametrize("name", list(EXPECTED))
 def test_summary_command_prints_the_table(runner, name):
     result = runner.invoke(cli, ["summary", "--variant", name])
     assert result.exit_code == 0, result.output

@@ -113,29 +113,48 @@ def test_classify_labels_every_record(model_path, digit_files):
     assert all(0.0 < r["probability"] <= 1.0 for r in records)
 
 
-def test_a_bad_input_fails_before_any_output(model_path, digit_files, tmp_path):
+def test_fail_fast_stops_at_a_bad_input_before_any_output(model_path, digit_files, tmp_path):
     folder, _ = digit_files
     (tmp_path / "bad.npy").write_bytes(b"\x93NUMPY garbage")
     with pytest.raises(DataError, match=r"bad\.npy: malformed \.npy header"):
-        classify(model_path, [folder / "digits.npy", tmp_path / "bad.npy"])
+        classify(model_path, [folder / "digits.npy", tmp_path / "bad.npy"], fail_fast=True)
+
+
+def test_a_bad_input_gets_an_error_record_in_its_place(model_path, digit_files, tmp_path):
+    folder, labels = digit_files
+    (tmp_path / "bad.npy").write_bytes(b"\x93NUMPY garbage")
+    Image.new("L", (40, 40), 200).save(tmp_path / "blank.png")
+    inputs = [tmp_path / "blank.png", folder / "digits.npy", tmp_path / "bad.npy", folder / "digit.png",
+              tmp_path / "missing.png"]
+    records = list(classify(model_path, inputs, batch_size=4))
+    assert [r["input"] for r in records] == [str(tmp_path / "blank.png")] + \
+        [f"{folder / 'digits.npy'}[{i}]" for i in range(10)] + [str(p) for p in inputs[2:]]
+    errors = {r["input"]: r["error"] for r in records if "error" in r}
+    assert list(errors) == [str(tmp_path / "blank.png"), str(tmp_path / "bad.npy"), str(tmp_path / "missing.png")]
+    assert "blank.png: no digit found" in errors[str(tmp_path / "blank.png")]
+    assert "bad.npy: malformed .npy header" in errors[str(tmp_path / "bad.npy")]
+    assert "missing.png: no such file" in errors[str(tmp_path / "missing.png")]
+    assert [int(r["label"]) for r in records[1:11]] == labels[1:11].tolist()
 
 
 @pytest.mark.parametrize("fmt", ["table", "json", "csv"])
 def test_write_predictions_formats(fmt):
-    records = [{"input": "a.png", "label": "3", "probability": 0.5}, {"input": "b, c.npy[0]", "label": "7",
-                                                                       "probability": 0.25}]
+    records = [{"input": "a.png", "label": "3", "probability": 0.95, "unsure": False},
+               {"input": "b, c.npy[0]", "label": "7", "probability": 0.25, "unsure": True},
+               {"input": "d.png", "error": "d.png: no digit found"}]
     stream = io.StringIO()
-    assert write_predictions(iter(records), fmt, stream) == 2
+    assert write_predictions(iter(records), fmt, stream) == {"predictions": 2, "unsure": 1, "failed": 1}
     text = stream.getvalue()
     if fmt == "json":
         assert json.loads(text) == records
     elif fmt == "csv":
         rows = list(csv.DictReader(io.StringIO(text)))
-        assert [(r["input"], r["label"], float(r["probability"])) for r in rows] == \
-            [("a.png", "3", 0.5), ("b, c.npy[0]", "7", 0.25)]
+        assert [tuple(r.values()) for r in rows] == [("a.png", "3", "0.950000", "false", ""),
+                                                     ("b, c.npy[0]", "7", "0.250000", "true", ""),
+                                                     ("d.png", "", "", "", "d.png: no digit found")]
     else:
-        assert text.splitlines() == ["label  probability  input", "    3       0.5000  a.png",
-                                     "    7       0.2500  b, c.npy[0]"]
+        assert text.splitlines() == ["label  probability  note    input", "    3       0.9500          a.png",
+                                     "    7       0.2500  unsure  b, c.npy[0]", "    -            -  error   d.png"]
     empty = io.StringIO()
     write_predictions(iter([]), fmt, empty)
     if fmt == "json":
@@ -150,10 +169,10 @@ def test_run_command_formats(runner, model_path, digit_files):
     rows = json.loads(result.stdout)
     assert [int(r["label"]) for r in rows] == labels[1:30].tolist()
     result = runner.invoke(cli, args + ["--format", "csv"])
-    assert result.exit_code == 0 and result.stdout.splitlines()[0] == "input,label,probability"
+    assert result.exit_code == 0 and result.stdout.splitlines()[0] == "input,label,probability,unsure,error"
     assert len(result.stdout.splitlines()) == 30
     result = runner.invoke(cli, args)
-    assert result.exit_code == 0 and result.stdout.splitlines()[0].split() == ["label", "probability", "input"]
+    assert result.exit_code == 0 and result.stdout.splitlines()[0].split() == ["label", "probability", "note", "input"]
 
 
 def test_run_writes_a_file_and_refuses_to_overwrite(runner, model_path, digit_files):
@@ -163,7 +182,7 @@ def test_run_writes_a_file_and_refuses_to_overwrite(runner, model_path, digit_fi
     result = runner.invoke(cli, args)
     assert result.exit_code == 0, result.output
     assert len(out.read_text().splitlines()) == 11
-    assert "predictions.csv: 10 predictions (csv)" in result.stderr
+    assert "predictions.csv: 10 predictions (csv), 0 unsure, 0 failed" in result.stderr
     assert not (folder / "MANIFEST.sha256").exists()  # a user's file: the manifest is for built artefacts
     result = runner.invoke(cli, args)
     assert result.exit_code == 6 and "already exists" in result.stderr
@@ -187,11 +206,112 @@ def test_run_refuses_bad_options(runner, model_path, digit_files, args, code, me
 
 def test_run_error_is_one_line_naming_the_file(runner, model_path, tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
-    result = runner.invoke(cli, ["run", str(model_path), str(tmp_path / "notes.txt")])
-    assert result.exit_code == 3
+    result = runner.invoke(cli, ["run", str(model_path), str(tmp_path / "notes.txt"), "--fail-fast"])
+    assert result.exit_code == 3 and result.stdout == ""
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ") and "notes.txt" in result.stderr
     result = runner.invoke(cli, ["run", str(tmp_path / "none.onnx"), str(tmp_path / "notes.txt")])
     assert result.exit_code == 4 and "none.onnx: no such model file" in result.stderr
+
+
+def _number_picture(path):
+    """A picture of three hand-drawn digits (1, 0, 7), dark ink on light paper."""
+    from tests.test_segment import ONE, SEVEN, ZERO, draw
+
+    Image.fromarray(draw(ONE + ZERO + SEVEN)).save(path)
+    return path
+
+
+def test_run_reads_a_picture_as_a_number(runner, model_path, tmp_path):
+    picture = _number_picture(tmp_path / "number.png")
+    result = runner.invoke(cli, ["run", str(model_path), str(picture), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    (record,) = json.loads(result.stdout)
+    digits = record["digits"]
+    assert len(digits) == 3 and record["label"] == "".join(d["label"] for d in digits)
+    assert [d["box"][0] for d in digits] == sorted(d["box"][0] for d in digits)
+    assert record["probability"] == pytest.approx(np.prod([d["probability"] for d in digits]))
+    assert record["unsure"] == any(d["unsure"] for d in digits)
+    table = runner.invoke(cli, ["run", str(model_path), str(picture)])
+    assert table.stdout.splitlines()[1].split()[0] == record["label"]
+    rows = list(csv.DictReader(io.StringIO(runner.invoke(cli, ["run", str(model_path), str(picture),
+                                                                "--format", "csv"]).stdout)))
+    assert [(r["input"], r["label"]) for r in rows] == [(str(picture), record["label"])]
+
+
+def test_unsure_flag_and_its_count(runner, model_path, tmp_path):
+    """Inputs the band model reads as 3 with a chosen probability: blank (0.1), just below the
+    threshold, just above it, and sure (~1)."""
+    from lenet_edge.runtime.predict import UNSURE_BELOW
+
+    black = -MODERN_PREPROCESSING.mean / MODERN_PREPROCESSING.std  # MNIST's black after normalisation
+    targets = [0.1, UNSURE_BELOW - 0.02, UNSURE_BELOW + 0.02, 0.99999]
+    x = np.full((len(targets), 1, 32, 32), black, np.float32)
+    for i, p in enumerate(targets):  # logit 3 - other logits = log(9 p / (1 - p)), spread over the band's 40 pixels
+        x[i, 0, 2 + 9:2 + 11, 6:26] = black + np.log(9 * p / (1 - p)) / 40
+    np.save(tmp_path / "x.npy", x)
+    result = runner.invoke(cli, ["run", str(model_path), str(tmp_path / "x.npy"), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert [r["probability"] for r in rows] == pytest.approx(targets, abs=1e-4)
+    assert [r["label"] for r in rows][1:] == ["3"] * 3
+    assert [r["unsure"] for r in rows] == [True, True, False, False]
+    assert "4 predictions (json), 2 unsure, 0 failed" in result.stderr
+
+
+def test_run_keeps_going_past_bad_files(runner, model_path, digit_files, tmp_path):
+    folder, labels = digit_files
+    Image.new("L", (40, 40), 200).save(tmp_path / "blank.png")
+    (tmp_path / "notes.txt").write_text("hello")
+    inputs = [str(folder / "digits.npy"), str(tmp_path / "blank.png"), str(folder / "digit.png"),
+              str(tmp_path / "notes.txt")]
+    result = runner.invoke(cli, ["run", str(model_path), *inputs, "--format", "csv"])
+    assert result.exit_code == 3
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert [r["input"] for r in rows] == [f"{inputs[0]}[{i}]" for i in range(10)] + inputs[1:]
+    assert [int(r["label"]) for r in rows[:10]] == labels[1:11].tolist() and rows[11]["label"] != ""
+    assert "no digit found" in rows[10]["error"] and "not an image" in rows[12]["error"]
+    errors = result.stderr.splitlines()
+    assert errors[0].startswith(f"error: {inputs[1]}: no digit found") and errors[1].startswith(f"error: {inputs[3]}:")
+    assert errors[2] == "11 predictions (csv), " + errors[2].split(", ", 1)[1] and errors[2].endswith("2 failed")
+    assert errors[3] == "error: 2 of 13 inputs could not be read (expected a readable file holding a digit; " \
+                        "each one's error is above)" and len(errors) == 4
+    out = tmp_path / "out.json"
+    result = runner.invoke(cli, ["run", str(model_path), *inputs, "--format", "json", "-o", str(out)])
+    assert result.exit_code == 3 and len(json.loads(out.read_text())) == 13  # the file holds every row
+    result = runner.invoke(cli, ["run", str(model_path), *inputs, "--fail-fast"])
+    assert result.exit_code == 3 and result.stdout == "" and result.stderr.count("\n") == 1
+    assert result.stderr.startswith(f"error: {inputs[1]}: no digit found")
+
+
+def test_annotate_draws_boxes_and_labels(runner, model_path, digit_files, tmp_path):
+    folder, _ = digit_files
+    picture = _number_picture(tmp_path / "number.png")
+    out = tmp_path / "seen"
+    args = ["run", str(model_path), str(picture), str(folder / "digit.png"), str(folder / "digits.npy"),
+            "--format", "json", "--annotate", str(out)]
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    number = json.loads(result.stdout)[0]
+    assert sorted(p.name for p in out.glob("*.png")) == ["digit.png", "number.png"]  # arrays are not pictures
+    drawn = np.asarray(Image.open(out / "number.png").convert("RGB")).astype(int)  # (H, W, 3)
+    assert drawn.shape[:2] == (320, 800)  # 160 px high: enlarged 2x to stay legible
+    for digit in number["digits"]:
+        left, top, right, bottom = (2 * v for v in digit["box"])
+        colour = (220, 0, 0) if digit["unsure"] else (0, 160, 0)
+        assert (drawn[(top + bottom) // 2, left - 2] == colour).all()  # the box's left edge
+        assert (drawn[(top + bottom) // 2, (left + right) // 2 + 1] != colour).any()  # not filled in
+    assert np.asarray(Image.open(out / "digit.png")).shape[:2] == (336, 336)  # 168 px enlarged 2x
+    again = runner.invoke(cli, args)
+    assert again.exit_code == 6 and "number.png: already exists" in again.stderr and again.stdout == ""
+    assert runner.invoke(cli, args + ["--force"]).exit_code == 0
+    (tmp_path / "other").mkdir()
+    _number_picture(tmp_path / "other" / "number.png")
+    clash = runner.invoke(cli, ["run", str(model_path), str(picture), str(tmp_path / "other" / "number.png"),
+                                "--annotate", str(tmp_path / "clash")])
+    assert clash.exit_code == 6 and "would annotate both" in clash.stderr and not (tmp_path / "clash").exists()
+    refused = runner.invoke(cli, ["run", str(tmp_path / "none.onnx"), str(picture),
+                                  "--annotate", str(tmp_path / "new")])
+    assert refused.exit_code == 4 and not (tmp_path / "new").exists()  # a refused run leaves no directory behind
 
 
 # ----------------------------------------------------------------------------- evaluate
@@ -232,6 +352,22 @@ def test_evaluate_command(runner, model_path, data_dir, tmp_path):
     assert result.exit_code == 0 and json.loads(result.stdout)["correct"] == 60
     result = runner.invoke(cli, ["evaluate", str(model_path), "--data-dir", str(data_dir), "--png", str(png)])
     assert result.exit_code == 6 and "confusion.png: already exists" in result.stderr
+
+
+def test_evaluate_logits_are_the_models_logits_in_test_set_order(runner, model_path, data_dir, tmp_path):
+    logits_path = tmp_path / "logits.npy"
+    result = runner.invoke(cli, ["evaluate", str(model_path), "--data-dir", str(data_dir), "--json", "--logits",
+                                 str(logits_path), "--batch-size", "7"])
+    assert result.exit_code == 0, result.output
+    logits = np.load(logits_path, allow_pickle=False)
+    images, labels = synthetic_digits(60, seed=2)
+    model = load_model(model_path)
+    assert logits.shape == (60, 10) and logits.dtype == np.float32
+    assert np.array_equal(logits, model.predict(model.contract.preprocessing(images)))  # bit for bit, in order
+    assert (logits.argmax(axis=1) == labels).all() and json.loads(result.stdout)["correct"] == 60
+    again = ["evaluate", str(model_path), "--data-dir", str(data_dir), "--logits", str(logits_path)]
+    result = runner.invoke(cli, again)
+    assert result.exit_code == 6 and "logits.npy: already exists" in result.stderr
 
 
 def test_evaluate_refusals(runner, model_path, tmp_path):

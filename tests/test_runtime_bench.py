@@ -359,3 +359,133 @@ def test_round_cv_reflects_the_rounds(models, data_dir):
     means = np.array(spread["round_means_ms"])
     assert spread["round_cv"] == pytest.approx(means.std(ddof=1) / means.mean())
     assert not math.isnan(spread["round_cv"])
+
+
+# ----------------------------------------------------------------------------- where a run ran
+
+
+def _ran(report: dict, kind: str, evidence=("found",)) -> dict:
+    report["environment"]["execution"] = {"kind": kind, "evidence": list(evidence)}
+    return report
+
+
+def test_compare_lines_up_an_emulated_run_but_never_ranks_it():
+    host = _ran(_report([_row("fp32", 1, 1, 0.05), _row("int8", 1, 1, 0.04)]), "native", ())
+    pi = _ran(_report([_row("fp32", 1, 1, 0.2), _row("int8", 1, 1, 0.1)]), "native", ())
+    qemu = _ran(_report([_row("fp32", 1, 1, 12.0), _row("int8", 1, 1, 99.6)]), "emulated",
+                ["process runs aarch64 code on a x86_64 kernel (/proc/sys/kernel/arch)"])
+    result = compare([host, pi, qemu], ["host", "pi", "qemu"])
+    assert [r["emulated"] for r in result["runs"]] == [False, False, True]
+    for row in result["rows"]:
+        assert row["ratios"][1] is not None and row["ratios"][2] is None and row["exceeds_spread"][2] is None
+        assert row["mean_ms"][2] in (12.0, 99.6)  # lined up all the same
+    markdown = format_compare_markdown(result)
+    assert "| qemu † | Test CPU | 4 | emulated (process runs aarch64 code on a x86_64 kernel" in markdown
+    assert "| fp32 | 1 | 1 | 0.050 ±1% | 0.200 ±1% (4.00*) | 12.000 ±1% † |" in markdown
+    assert "EMULATED" in markdown and "no ratio is given against an emulated run" in markdown
+
+
+def test_compare_with_an_emulated_reference_ranks_nothing():
+    qemu = _ran(_report([_row("fp32", 1, 1, 12.0)]), "emulated")
+    host = _ran(_report([_row("fp32", 1, 1, 0.05)]), "virtualised")
+    result = compare([qemu, host], ["qemu", "host"])
+    assert result["rows"][0]["ratios"] == [None, None]
+    assert "(" not in format_compare_markdown(result).splitlines()[-1]
+
+
+def test_compare_of_reports_without_execution_still_ranks():
+    old = _report([_row("fp32", 1, 1, 1.0)])  # written before reports recorded where they ran
+    result = compare([old, _ran(_report([_row("fp32", 1, 1, 2.0)]), "native", ())])
+    assert result["rows"][0]["ratios"] == [1.0, 2.0] and result["runs"][0]["where"] == "not recorded"
+
+
+def test_bench_markdown_of_an_emulated_run_gives_no_ratios():
+    report = _ran(_report([_row("fp32", 1, 1, 2.0), _row("int8", 1, 1, 1.0)]), "emulated", ["process name qemu"])
+    report["environment"]["device"] = "qemu-cortex-a72"
+    markdown = format_markdown(report)
+    assert "- ran: emulated (process name qemu), device qemu-cortex-a72" in markdown
+    assert "EMULATED: these timings measure the emulator" in markdown
+    table = [line for line in markdown.splitlines() if line.startswith("| fp32 |") or line.startswith("| int8 |")]
+    assert len(table) == 2 and all(line.endswith("| – (emulated) |") for line in table)
+
+
+@pytest.mark.parametrize("execution,message", [
+    ({"kind": "teleported", "evidence": []}, r"environment\.execution is .* \(expected kind one of native, emulated"),
+    ({"kind": "native", "evidence": [3]}, r"environment\.execution is .* and a list of evidence strings\)"),
+    ({"kind": "native", "evidence": "none"}, r"environment\.execution\.evidence is str \(expected list"),
+    ("emulated", r"environment\.execution is str \(expected dict"),
+])
+def test_load_report_refuses_a_malformed_execution_record(tmp_path, execution, message):
+    report = _report([_row("fp32", 1, 1, 1.0)])
+    report["environment"]["execution"] = execution
+    (tmp_path / "r.json").write_text(json.dumps(report))
+    with pytest.raises(DataError, match=r"r\.json: " + message):
+        load_report(tmp_path / "r.json")
+
+
+def test_bench_records_where_it_ran_and_the_device_label(models, data_dir):
+    report = bench({"band": models["band"]}, [1], [1], data_dir=data_dir, device="lab-pi5", **FAST)
+    env = report["environment"]
+    assert env["device"] == "lab-pi5" and env["execution"]["kind"] in ("native", "virtualised", "emulated")
+    assert "CPUExecutionProvider" in env["onnxruntime"]["providers"] and env["kernel"]["release"]
+
+
+# ----------------------------------------------------------------------------- inputs without network
+
+
+def test_bench_on_a_users_npy_file(models, tmp_path):
+    digits = np.zeros((3, 28, 28), np.uint8)
+    digits[:, 10:18, 12:16] = 255
+    np.save(tmp_path / "digits.npy", digits)
+    report = bench({"band": models["band"]}, [5], [1], inputs=tmp_path / "digits.npy", **FAST)
+    inputs = report["settings"]["inputs"]
+    assert inputs["kind"] == "file" and inputs["source"].startswith("digits.npy (raw, sha256 ")
+    assert inputs["images"] == 5 and inputs["distinct_images"] == 3  # repeated to fill the batch
+    assert report["models"][0]["check"] == {"images": 3, "accuracy": None}  # a user's file has no labels
+    assert "3 unlabelled images, no accuracy" in format_markdown(report)
+
+
+def test_bench_on_an_idx_file(models, data_dir):
+    report = bench({"band": models["band"]}, [2], [1], inputs=data_dir / "t10k-images-idx3-ubyte.gz", **FAST)
+    assert report["settings"]["inputs"]["source"].startswith("t10k-images-idx3-ubyte.gz (raw, sha256 ")
+
+
+def test_bench_refuses_preprocessed_inputs_and_two_sources(models, data_dir, tmp_path):
+    np.save(tmp_path / "prepared.npy", np.zeros((2, 1, 32, 32), np.float32))
+    with pytest.raises(DataError, match=r"prepared\.npy: already preprocessed model inputs \(expected MNIST-style"):
+        bench({"band": models["band"]}, [1], [1], inputs=tmp_path / "prepared.npy", **FAST)
+    with pytest.raises(DataError, match=r"both an inputs file .* and a data directory .* \(expected one\)"):
+        bench({"band": models["band"]}, [1], [1], inputs=tmp_path / "prepared.npy", data_dir=data_dir, **FAST)
+
+
+def test_bench_without_data_uses_the_packaged_test_digits_and_no_network(models, monkeypatch):
+    monkeypatch.delenv("LENET_EDGE_DATA", raising=False)
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("bench reached for the network")
+
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    report = bench({"band": models["band"]}, [300], [1], **FAST)
+    inputs = report["settings"]["inputs"]
+    assert inputs["kind"] == "packaged" and inputs["distinct_images"] == 300
+    assert inputs["source"].startswith("the first 512 official MNIST test images (t10k-images-idx3-ubyte.gz, md5 9fb6")
+    assert report["models"][0]["check"]["images"] == 512
+
+
+def test_packaged_digits_are_the_official_test_images():
+    from lenet_edge.data import load_bench_digits
+
+    images, labels, _ = load_bench_digits()
+    assert images.shape == (512, 28, 28) and images.dtype == np.uint8
+    assert labels[:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]  # the official test set's first labels
+
+
+def test_bench_command_inputs_and_device(runner, models, data_dir, tmp_path):
+    np.save(tmp_path / "d.npy", np.full((2, 28, 28), 200, np.uint8))
+    base = ["bench", str(models["band"]), "--runs", "4", "--rounds", "2", "--warmup", "0", "--batch-sizes", "1",
+            "--threads", "1", "--inputs", str(tmp_path / "d.npy")]
+    result = runner.invoke(cli, base + ["--device", "my-pi", "-o", str(tmp_path / "r.json")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "r.json").read_text())["environment"]["device"] == "my-pi"
+    result = runner.invoke(cli, base + ["--data-dir", str(data_dir), "-o", str(tmp_path / "s.json")])
+    assert result.exit_code == 2 and "give --inputs or --data-dir, not both" in result.stderr

@@ -15,6 +15,7 @@ from lenet_edge.cli import cli
 from lenet_edge.data import load_mnist
 from lenet_edge.runtime.evaluate import evaluate
 from lenet_edge.runtime.session import load_model
+from tests.pictures import number_photo
 
 pytestmark = pytest.mark.integration
 DIGITS = 150  # real test digits turned into image files
@@ -139,3 +140,92 @@ def test_bench_fp32_int8_and_pytorch(runner, modern_onnx, modern_int8_onnx, mode
     markdown = (tmp_path / "bench.md").read_text()
     assert "| fp32 | 8 | 1 |" in markdown and "1.00 (baseline)" in markdown and "| pytorch-eager | 8 | 1 |" in markdown
     assert (tmp_path / "bench.png").stat().st_size > 10_000
+
+
+# ----------------------------------------------------------------------------- numbers, batches, unsure
+
+
+@pytest.fixture(scope="module")
+def number_photos(tmp_path_factory, test_set):
+    """40 JPEG photos of 2-4 test digits each (digits 1000 onwards), and the numbers they show."""
+    images, labels = test_set
+    folder = tmp_path_factory.mktemp("numbers")
+    rng = np.random.default_rng(1)
+    files, numbers, first = [], [], 1000
+    for k in range(40):
+        n = 2 + k % 3
+        files.append(folder / f"number{k}.jpg")
+        Image.fromarray(number_photo(images[first:first + n], rng)).save(files[-1], quality=85)
+        numbers.append("".join(str(y) for y in labels[first:first + n]))
+        first += n
+    return files, numbers
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_run_reads_numbers_in_photos(runner, precision, modern_onnx, modern_int8_onnx, number_photos):
+    files, numbers = number_photos
+    model = modern_onnx if precision == "fp32" else modern_int8_onnx
+    result = runner.invoke(cli, ["run", str(model), *map(str, files), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert [r["input"] for r in rows] == list(map(str, files))
+    assert [len(r["digits"]) for r in rows] == [len(n) for n in numbers]  # every digit found, none invented
+    read = [r["label"] for r in rows]
+    right = np.array([a == b for a, b in zip(read, numbers, strict=True)])
+    assert right.mean() >= 0.9, list(zip(read, numbers, strict=True))
+    unsure = np.array([r["unsure"] for r in rows])
+    assert (~right).sum() == 0 or unsure[~right].mean() >= 0.5  # most wrong numbers carry the flag
+    for row in rows:
+        lefts = [d["box"][0] for d in row["digits"]]
+        assert lefts == sorted(lefts) and all(d["box"][3] - d["box"][1] > 28 for d in row["digits"])
+
+
+def test_touching_test_digits_are_flagged(runner, modern_int8_onnx, test_set, tmp_path):
+    """Pairs of test digits whose boxes overlap by 4 px: read as one wide digit, flagged unsure.
+    Pairs with a 1 are left out: two narrow digits side by side are as wide as one 0."""
+    images, labels = test_set
+    rng = np.random.default_rng(2)
+    pairs = [i for i in range(2000, 2200, 2) if 1 not in labels[i:i + 2]][:30]
+    files = []
+    for i in pairs:
+        files.append(tmp_path / f"pair{i}.png")
+        Image.fromarray(number_photo(images[i:i + 2], rng, overlap=4)).save(files[-1])
+    result = runner.invoke(cli, ["run", str(modern_int8_onnx), *map(str, files), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    touching = [r for r in rows if len(r["digits"]) == 1]
+    assert len(touching) >= 0.8 * len(rows)  # the pairs touch: one component each
+    flagged = [r for r in touching if r["unsure"] and "wide" in r["digits"][0]["doubts"]]
+    assert len(flagged) >= 0.7 * len(touching), [r["digits"][0]["box"] for r in touching]
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_unsure_flag_on_the_test_set(runner, precision, modern_onnx, modern_int8_onnx, mnist_dir, test_set, tmp_path):
+    """The flag catches most wrong answers on the official test set and few right ones."""
+    model = modern_onnx if precision == "fp32" else modern_int8_onnx
+    out = tmp_path / "predictions.csv"
+    result = runner.invoke(cli, ["run", str(model), str(mnist_dir / "t10k-images-idx3-ubyte.gz"), "--format", "csv",
+                                 "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(out.open()))
+    right = np.array([int(r["label"]) == y for r, y in zip(rows, test_set[1], strict=True)])
+    unsure = np.array([r["unsure"] == "true" for r in rows])
+    assert unsure[~right].mean() >= 0.5 and unsure[right].mean() <= 0.02
+    assert f"10000 predictions (csv), {unsure.sum()} unsure, 0 failed" in result.stderr
+
+
+def test_a_batch_with_a_blank_photo_keeps_going(runner, modern_int8_onnx, digit_images, number_photos, tmp_path):
+    files, labels = digit_images
+    blank = tmp_path / "blank.jpg"
+    Image.new("RGB", (300, 300), (200, 195, 180)).save(blank)
+    inputs = [*files["photo"][:5], blank, number_photos[0][0]]
+    result = runner.invoke(cli, ["run", str(modern_int8_onnx), *map(str, inputs), "--format", "csv",
+                                 "--annotate", str(tmp_path / "seen")])
+    assert result.exit_code == 3
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert [r["input"] for r in rows] == list(map(str, inputs))
+    assert [int(r["label"]) for r in rows[:5]] == labels[:5].tolist() and rows[6]["label"] == number_photos[1][0]
+    assert rows[5]["error"].startswith(f"{blank}: no digit found") and rows[5]["label"] == ""
+    assert result.stderr.startswith(f"error: {blank}: no digit found") and "1 failed" in result.stderr
+    assert sorted(p.name for p in (tmp_path / "seen").glob("*.png")) == \
+        sorted(f"{p.stem}.png" for p in inputs if p != blank)

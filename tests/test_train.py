@@ -316,11 +316,16 @@ def test_lenet5_default_recipe_reaches_98_8_percent(classic_checkpoint, mnist_di
 
 
 @pytest.mark.integration
-def test_default_recipes_are_what_the_checkpoints_record(modern_checkpoint, classic_checkpoint):
+def test_lenet5_tanh_default_recipe_reaches_99_percent(tanh_checkpoint, mnist_dir):
+    _check_trained(tanh_checkpoint, mnist_dir, "lenet5-tanh", 0.990, _meta(tanh_checkpoint)["recipe"]["epochs"])
+
+
+@pytest.mark.integration
+def test_default_recipes_are_what_the_checkpoints_record(modern_checkpoint, classic_checkpoint, tanh_checkpoint):
     from dataclasses import asdict
 
     from lenet_edge.train.recipes import default_recipe
 
-    for weights in (modern_checkpoint, classic_checkpoint):
+    for weights in (modern_checkpoint, classic_checkpoint, tanh_checkpoint):
         meta = _meta(weights)
         assert meta["recipe"] == asdict(default_recipe(meta["variant"]))

@@ -9,7 +9,8 @@ from pathlib import Path
 from ..data import Preprocessing, load_mnist
 from ..errors import ModelError, OutputError, ValidationError
 from ..fileio import check_writable, uninterrupted, write_bytes, write_text
-from .graph import op_counts, to_onnx
+from ..graph import op_counts
+from .graph import to_onnx
 from .metadata import attach_contract, build_contract
 from .opsets import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 from .ort_format import convert_to_ort, ort_paths
@@ -102,7 +103,7 @@ def export_checkpoint(checkpoint: Path, out: Path, *, data_dir: Path, opset: int
         "checkpoint_sha256": meta["weights_sha256"],
         "variant": meta["variant"],
         "opset": opset,
-        "op_types": op_counts(proto),
+        "op_types": op_counts(proto.graph),
         "tolerance": atol,
         "parity": parity,
         "max_abs_diff": max(r["max_abs_diff"] for r in parity),

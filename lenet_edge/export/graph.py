@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import warnings
-from collections import Counter
 
 from ..contract import INPUT_NAME, OUTPUT_NAME
 from ..errors import ModelError, first_line
@@ -69,8 +68,3 @@ def _strip_metadata(proto) -> None:
     for node in graph.node:
         node.doc_string = ""
     del graph.metadata_props[:]  # torch.export's program signature: PyTorch internals, ~0.6 KB a device never reads
-
-
-def op_counts(proto) -> dict[str, int]:
-    """How many nodes of each op type the graph holds, most frequent first."""
-    return dict(Counter(node.op_type for node in proto.graph.node).most_common())

@@ -11,21 +11,13 @@ from ..errors import ModelError
 
 def export_versions(checkpoint_versions: dict) -> dict:
     """The checkpoint's training versions (python, torch, numpy) plus the export toolchain's."""
-    import onnx
-    import onnxruntime
-    import onnxscript
     import torch
 
-    from .. import __version__ as lenet_edge_version
+    from ..runtime.environment import library_versions
 
-    return {
-        **checkpoint_versions,
-        "export_torch": torch.__version__,
-        "onnx": onnx.__version__,
-        "onnxscript": onnxscript.__version__,
-        "onnxruntime": onnxruntime.__version__,
-        "lenet_edge": lenet_edge_version,
-    }
+    toolchain = library_versions(modules=("onnx", "onnxscript"))
+    return {**checkpoint_versions, "export_torch": torch.__version__,
+            **{k: toolchain[k] for k in ("onnx", "onnxscript", "onnxruntime", "lenet-edge")}}
 
 
 def build_contract(meta: dict, checkpoint_sha256: str, test_accuracy: float | None = None) -> ModelContract:

@@ -70,7 +70,8 @@ def run_pipeline(data_dir: Path, out: Path, *, variant: str = "lenet5-modern", f
         exported = export_checkpoint(checkpoint, staging / FP32, data_dir=data_dir)
         step("quantize to int8 (--auto: candidates validated and timed against fp32)")
         quantized = auto_quantize(staging / FP32, staging / INT8, data_dir=data_dir,
-                                  report=staging / "quantize.json", on_step=step)
+                                  report=staging / "quantize.json",
+                                  progress=lambda done, total, what: step(f"  {what}") if done < total else None)
 
         evaluations = {}
         for precision, name in (("fp32", FP32), ("int8", INT8)):

@@ -1,10 +1,11 @@
-"""Build one candidate int8 model from the pre-processed fp32 model and a `QuantSettings`.
+"""Build one candidate int8 model from the pre-processed fp32 model and a recipe.
 
 Everything here is onnxruntime's own tooling: `quant_pre_process` (shape inference and
 graph optimisation before quantization), its calibrators writing a calibration cache that
 `quantize_static` reads (so a search over formats, types and exclusions calibrates once
-per method), and `quantize_dynamic`. Candidates are written into a work directory; only
-the stage moves a validated one to the user's output path.
+per method), and `quantize_dynamic`. Candidates are written into a work directory and keep
+their quantization record on the object; only the stage writes metadata, once, into the
+model it ships.
 """
 
 from __future__ import annotations
@@ -12,14 +13,15 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..contract import ModelContract
-from ..errors import DataError, ModelError, ValidationError, require
+from .. import graph
+from ..errors import DataError, ModelError, ValidationError, first_line, require
 from .calibration import METHODS, calibrate
+from .recipes import QuantRecipe
 from .settings import QuantSettings
 
 onnx = require("onnx", "quantize")
@@ -29,15 +31,16 @@ from onnxruntime.quantization.shape_inference import quant_pre_process  # noqa: 
 
 QUANT_TYPES = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
 QUANT_FORMATS = {"qdq": QuantFormat.QDQ, "qoperator": QuantFormat.QOperator}
-QUANTIZABLE = ("Conv", "Gemm", "MatMul")  # the layers whose int8 kernels make the speed and the size
 
 
 @dataclass(frozen=True)
 class Candidate:
-    settings: QuantSettings  # resolved: types decided
-    path: Path  # the int8 model
+    recipe: QuantRecipe
+    settings: QuantSettings  # the recipe's, resolved: types decided
+    path: Path  # the int8 model, without lenet-edge metadata yet
     float_path: Path  # the pre-processed fp32 model it came from (same tensor names)
     excluded_nodes: tuple[str, ...]  # node names kept in float, op-type exclusions expanded
+    record: dict  # the quantization record: settings, exclusions, onnxruntime version, calibration source
 
 
 def preprocess(fp32_path: Path, workdir: Path) -> Path:
@@ -48,88 +51,48 @@ def preprocess(fp32_path: Path, workdir: Path) -> Path:
             quant_pre_process(str(fp32_path), str(out))
     except Exception as exc:  # onnxruntime's shape inference raises untyped errors
         raise ModelError(f"{fp32_path}: onnxruntime's quantization pre-processing failed "
-                         f"({_first_line(exc)})") from exc
+                         f"({first_line(exc)})") from exc
     return out
 
 
-def excluded_node_names(float_path: Path, settings: QuantSettings, source: str) -> tuple[str, ...]:
-    """The node names to keep in float: named ones (checked) plus every node of an excluded op type."""
-    nodes = onnx.load(str(float_path), load_external_data=False).graph.node
-    names = [n.name for n in nodes]
-    for name in settings.exclude_nodes:
-        if name not in names:
-            layers = [n.name for n in nodes if n.op_type in QUANTIZABLE]
-            raise ModelError(f"{source}: no node named {name!r} to exclude "
-                             f"(its Conv/Gemm/MatMul nodes are: {', '.join(layers)})")
-    op_types = {n.op_type for n in nodes}
-    for op_type in settings.exclude_op_types:
-        if op_type not in op_types:
-            raise ModelError(f"{source}: no node of op type {op_type!r} to exclude "
-                             f"(its op types are: {', '.join(sorted(op_types))})")
-    by_type = [n.name for n in nodes if n.op_type in settings.exclude_op_types]
-    return tuple(dict.fromkeys([*settings.exclude_nodes, *by_type]))
-
-
-def build_candidate(float_path: Path, settings: QuantSettings, workdir: Path, *, calibration: np.ndarray | None,
-                    metadata: dict[str, str], calibration_source: str | None = None, name: str = "candidate",
-                    source: str = "model") -> Candidate:
-    """Quantize the pre-processed fp32 model with `settings` into `workdir/NAME.onnx`.
+def build_candidate(recipe: QuantRecipe, float_path: Path, workdir: Path, *, calibration: np.ndarray | None,
+                    calibration_source: str | None = None, source: str = "model") -> Candidate:
+    """Quantize the pre-processed fp32 model by `recipe` into `workdir/NAME.onnx`.
 
     `calibration` holds preprocessed training inputs (N, 1, 32, 32) for static mode, from
-    `calibration_source`; `metadata` is the fp32 model's metadata_props, carried over with
-    the settings added. Candidates in one workdir share calibration per method and count.
+    `calibration_source`. Candidates in one workdir share calibration per method and count.
     """
-    settings = settings.resolve()
+    settings = recipe.settings.resolve()
     if settings.is_static and calibration is None:
         raise DataError(f"{source}: static quantization needs calibration inputs (found none)")
-    excluded = excluded_node_names(float_path, settings, source)
-    out = workdir / f"{name}.onnx"
-    weight_type = QUANT_TYPES[settings.weight_type]
+    excluded = graph.nodes_to_exclude(graph.load(float_path).graph, settings.exclude_nodes,
+                                      settings.exclude_op_types, source)
+    out = workdir / f"{recipe.name}.onnx"
+    common = {"per_channel": settings.per_channel, "reduce_range": settings.reduce_range,
+              "weight_type": QUANT_TYPES[settings.weight_type], "nodes_to_exclude": list(excluded),
+              "op_types_to_quantize": list(recipe.op_types) if recipe.op_types else None}
     try:
         with quiet():
             if settings.is_static:
                 cache = workdir / f"calibration.{settings.method}.{len(calibration)}.{settings.calibration_seed}.json"
                 calibrate(float_path, calibration, settings.method, cache)
-                quantize_static(str(float_path), str(out), None,
-                                quant_format=QUANT_FORMATS[settings.format], per_channel=settings.per_channel,
-                                reduce_range=settings.reduce_range,
-                                activation_type=QUANT_TYPES[settings.activation_type], weight_type=weight_type,
-                                nodes_to_exclude=list(excluded), calibrate_method=METHODS[settings.method],
-                                calibration_cache_path=str(cache))
+                quantize_static(str(float_path), str(out), None, quant_format=QUANT_FORMATS[settings.format],
+                                activation_type=QUANT_TYPES[settings.activation_type],
+                                calibrate_method=METHODS[settings.method], calibration_cache_path=str(cache), **common)
             else:
-                quantize_dynamic(str(float_path), str(out), per_channel=settings.per_channel,
-                                 reduce_range=settings.reduce_range, weight_type=weight_type,
-                                 nodes_to_exclude=list(excluded))
+                quantize_dynamic(str(float_path), str(out), **common)
     except ValueError as exc:  # onnxruntime refuses a combination of settings
         raise ValidationError(f"{source}: onnxruntime cannot quantize with {settings.to_record()} "
-                              f"({_first_line(exc)})") from exc
+                              f"({first_line(exc)})") from exc
+    if recipe.after is not None:
+        model = onnx.load(str(out))
+        recipe.after(model)
+        onnx.save(model, str(out))
+    check_kernels(out, settings)
     record = {**settings.to_record(), "excluded_nodes": list(excluded), "onnxruntime": ort.__version__}
     if settings.is_static:
         record["calibration_source"] = calibration_source
-    set_metadata(out, quantized_metadata(metadata, record, source))
-    check_kernels(out, settings)
-    return Candidate(settings, out, float_path, excluded)
-
-
-def quantized_metadata(fp32_props: dict[str, str], record: dict, source: str) -> dict[str, str]:
-    """The fp32 model's metadata_props, unchanged, plus the quantization record in its contract."""
-    contract = ModelContract.from_metadata(fp32_props, source)
-    contract_props = replace(contract, quantization=record).to_metadata()
-    return {**fp32_props, **contract_props}
-
-
-def set_metadata(path: Path, props: dict[str, str]) -> None:
-    """Replace a model's metadata_props: the ones onnxruntime's tools added stay, ours win."""
-    model = onnx.load(str(path))
-    merged = {p.key: p.value for p in model.metadata_props} | props
-    del model.metadata_props[:]
-    onnx.helper.set_model_props(model, merged)
-    onnx.save(model, str(path))
-
-
-def read_metadata(path: Path) -> dict[str, str]:
-    model = onnx.load(str(path), load_external_data=False)
-    return {p.key: p.value for p in model.metadata_props}
+    return Candidate(recipe, settings, out, float_path, excluded, record)
 
 
 def check_kernels(path: Path, settings: QuantSettings) -> None:
@@ -142,7 +105,7 @@ def check_kernels(path: Path, settings: QuantSettings) -> None:
 
 def missing_kernel_error(path: Path, exc: Exception, settings: QuantSettings) -> ValidationError:
     """Explain onnxruntime's NOT_IMPLEMENTED in one line: which op, why, and what to do instead."""
-    message = _first_line(exc)
+    message = first_line(exc, limit=1000)
     if "NOT_IMPLEMENTED" not in message:
         return ValidationError(f"{path.name}: onnxruntime {ort.__version__} cannot load the quantized model "
                                f"({message[:200]})")
@@ -162,11 +125,6 @@ def _cpu_session(path: Path):
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 @contextlib.contextmanager

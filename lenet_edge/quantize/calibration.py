@@ -2,7 +2,8 @@
 
 Static quantization runs the fp32 model on these to learn each activation's range, so a
 wrong input (none, NaN/Inf, the wrong shape) must stop the run here with a clear message
-rather than surface later as an onnxruntime error or a silently bad int8 model.
+rather than surface later as an onnxruntime error or a silently bad int8 model. A file of
+calibration digits is read by lenet_edge.inputs, by the same rules as `run`'s inputs.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 from ..contract import INPUT_NAME
 from ..data import Preprocessing, load_mnist
 from ..errors import DataError, require
+from ..inputs import iter_batches, open_input
 
 require("onnx", "quantize")
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod  # noqa: E402  (needs onnx)
@@ -41,41 +43,16 @@ def training_images(data_dir: Path, count: int, seed: int) -> np.ndarray:
     return images[np.sort(order)]
 
 
-def read_image_file(path: Path) -> np.ndarray:
-    """Calibration images from a .npy file of raw 28x28 digits (N, 28, 28), pixels in [0, 255]."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file (expected a .npy array of calibration images)")
-    try:
-        images = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
-        raise DataError(f"{path}: not a readable .npy array ({str(exc).splitlines()[0][:150]})") from exc
-    return check_images(images, str(path))
-
-
-def check_images(images, source: str, side: int = 28) -> np.ndarray:
-    """Refuse calibration images that are missing, of the wrong shape or not finite pixels."""
-    images = np.asarray(images)
-    if images.dtype.kind not in "uif":
-        raise DataError(f"{source}: calibration images of dtype {images.dtype} (expected numeric pixels)")
-    if images.ndim != 3 or images.shape[1:] != (side, side):
-        raise DataError(f"{source}: calibration images of shape {images.shape} (expected (N, {side}, {side}))")
-    if len(images) == 0:
-        raise DataError(f"{source}: no calibration images (expected at least 1 image of {side}x{side})")
-    finite = np.isfinite(images.reshape(len(images), -1)).all(axis=1)  # (N,)
-    if not finite.all():
-        bad = np.flatnonzero(~finite)
-        raise DataError(f"{source}: {len(bad)} calibration image(s) hold NaN or Inf values, "
-                        f"the first at index {bad[0]} (expected finite pixels in [0, 255])")
-    low, high = float(images.min()), float(images.max())
-    if low < 0 or high > 255:
-        raise DataError(f"{source}: calibration pixels range over [{low:g}, {high:g}] (expected [0, 255])")
-    return images
+def read_calibration_file(path: Path, preprocessing: Preprocessing, count: int) -> np.ndarray:
+    """The first `count` digits of an input file, read and checked by the rules `run` applies to its
+    inputs (images, .npy arrays, IDX files), as model inputs (N, 1, 32, 32) float32."""
+    source = open_input(path, preprocessing)
+    batches = iter_batches([source], preprocessing, batch_size=min(count, source.records))
+    return next(batches)[1]
 
 
 def model_inputs(images: np.ndarray, preprocessing: Preprocessing, source: str) -> np.ndarray:
-    """Checked raw images -> the model's inputs (N, 1, 32, 32) float32 by its own contract."""
-    images = check_images(images, source, preprocessing.input_size - 2 * preprocessing.pad)
+    """Raw digits (N, 28, 28) -> the model's inputs (N, 1, 32, 32) float32 by its own contract."""
     with np.errstate(divide="ignore", invalid="ignore"):  # judged just below
         x = preprocessing(images)
     if not np.isfinite(x).all():  # e.g. a contract with std 0

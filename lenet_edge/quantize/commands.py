@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from pathlib import Path
 
 import click
@@ -33,7 +35,8 @@ from .settings import (  # pure Python, light
 @click.option("--calibration-count", type=click.IntRange(min=0), default=None,
               help="Static only: training images to calibrate on [default: 1000].")
 @click.option("--calibration-images", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="Static only: .npy of raw 28x28 training digits (N, 28, 28) to calibrate on instead of MNIST's.")
+              help="Static only: digits to calibrate on instead of MNIST's training images: an image, .npy or IDX "
+                   "file, read as `run` reads its inputs.")
 @click.option("--target", type=click.Choice(TARGETS), default="host", show_default=True,
               help="CPU the int8 types are chosen for, following onnxruntime's guidance.")
 @click.option("--activation-type", type=click.Choice(TYPES), default=None, help="Override the target's choice.")
@@ -87,9 +90,9 @@ def quantize(model, out, mode, quant_format, per_channel, method, calibration_co
     if auto:
         _quantize_auto(model, out, settings, max_accuracy_drop, report, force, calibration_images, data_dir)
         return
-    result = quantize_model(model, out, data_dir=data_dir, settings=settings, max_accuracy_drop=max_accuracy_drop,
-                            report=report, force=force, calibration_images=calibration_images,
-                            on_step=lambda message: click.echo(f"{message} ...", err=True))
+    with _progress() as progress:
+        result = quantize_model(model, out, data_dir=data_dir, settings=settings, max_accuracy_drop=max_accuracy_drop,
+                                report=report, force=force, calibration_images=calibration_images, progress=progress)
     click.echo(format_summary(result))
 
 
@@ -107,11 +110,30 @@ def _quantize_auto(model, out, settings, max_accuracy_drop, report, force, calib
     if given:
         raise click.UsageError(f"{', '.join(given)} cannot be combined with --auto (the search chooses them; "
                                f"--target, --calibration-count and --calibration-images apply to every candidate)")
-    result = auto_quantize(model, out, data_dir=data_dir, base=settings, max_accuracy_drop=max_accuracy_drop,
-                           report=report, force=force, calibration_images=calibration_images,
-                           on_step=lambda message: click.echo(f"{message} ...", err=True))
+    with _progress() as progress:
+        result = auto_quantize(model, out, data_dir=data_dir, base=settings, max_accuracy_drop=max_accuracy_drop,
+                               report=report, force=force, calibration_images=calibration_images, progress=progress)
     click.echo(format_summary(result))
     click.echo(format_search(result["search"]))
+
+
+@contextlib.contextmanager
+def _progress():
+    """The stage's progress callback: a bar with an ETA on a terminal, one line per step otherwise (stderr)."""
+    if not sys.stderr.isatty():
+        def line(done: int, total: int, what: str) -> None:
+            if done < total:
+                click.echo(f"{what} ...", err=True)
+
+        yield line
+        return
+    with click.progressbar(length=1, label="quantize", file=sys.stderr, show_eta=True,
+                           item_show_func=lambda what: what) as bar:
+        def show(done: int, total: int, what: str) -> None:
+            bar.length = total
+            bar.update(done - bar.pos, what)
+
+        yield show
 
 
 def format_summary(result: dict) -> str:
@@ -130,7 +152,7 @@ def format_summary(result: dict) -> str:
         f"accuracy on {v['test_images']} test images: fp32 {v['fp32_accuracy']:.2%}, int8 {v['int8_accuracy']:.2%} "
         f"(drop {v['accuracy_drop_points']:.2f} points, limit {result['max_accuracy_drop']:g}); "
         f"top-1 agreement {v['top1_agreement']:.2%}",
-        f"size: {v['fp32_bytes']:,} -> {v['int8_bytes']:,} bytes ({v['size_ratio']:.2f}x)",
+        f"size: {v['fp32_bytes']:,} -> {v['int8_bytes']:,} bytes ({v['times_smaller']:.2f}× smaller)",
         f"int8 kernels after onnxruntime's optimisation: {st['int8']['conv']}/{st['expected_int8']['conv']} "
         f"convolutions, {st['int8']['fc']}/{st['expected_int8']['fc']} fully connected layers",
         f"ONNX reference implementation: {ref['top1_agreement']:.1%} top-1 agreement with onnxruntime on "

@@ -20,17 +20,19 @@ import math
 import tempfile
 from dataclasses import replace
 from pathlib import Path
-from unittest import mock
 
 import numpy as np
 
+from .. import graph
 from ..contract import INPUT_NAME
 from ..errors import require
-from .build import Candidate, build_candidate, quiet, read_metadata
+from .build import Candidate, build_candidate, quiet
 from .calibration import BatchReader
 
 require("onnx", "quantize")
 from onnxruntime.quantization import qdq_loss_debug as qdq  # noqa: E402
+
+QUANTIZED_SUFFIX = "_quantized"  # onnxruntime's name for a quantized constant: the float one's + this
 
 SAMPLE = 500  # test images run through both models
 METRIC = "SQNR dB = 20 log10(||fp32|| / ||fp32 - int8||), onnxruntime.quantization.qdq_loss_debug"
@@ -42,10 +44,9 @@ def layer_errors(candidate: Candidate, inputs: np.ndarray, workdir: Path, *,
     inputs = inputs[:SAMPLE]
     measured, note = candidate, "the int8 model itself"
     if candidate.settings.is_static and candidate.settings.format == "qoperator":
-        twin_settings = replace(candidate.settings, format="qdq")  # same ranges: the calibration cache is shared
-        measured = build_candidate(candidate.float_path, twin_settings, workdir, calibration=calibration,
-                                   metadata=read_metadata(candidate.float_path), name="qdq-twin",
-                                   calibration_source="the same calibration inputs")
+        twin = replace(candidate.recipe, name="qdq-twin", settings=replace(candidate.settings, format="qdq"))
+        measured = build_candidate(twin, candidate.float_path, workdir, calibration=calibration)  # same ranges:
+        # the calibration cache is shared
         note = "the QDQ model of the same settings and calibration ranges (QOperator models hold no QDQ pairs)"
     with tempfile.TemporaryDirectory(prefix="lenet-edge-debug-", dir=workdir) as tmp:
         float_acts = _activations(candidate.float_path, inputs, Path(tmp) / "float.onnx")
@@ -76,16 +77,26 @@ def _worst(rows: list[dict]) -> dict | None:
 
 
 def _weight_matching(float_path: Path, int8_path: Path) -> dict:
-    """onnxruntime's create_weight_matching, with its dequantization fed float values: it computes
-    (q - zero_point) in the quantized dtype, which wraps around for uint8 constants (60 - 123 = 193)
-    and turns an accurate quantization into a negative SQNR."""
-    dequantize = qdq._run_dequantize_linear
-
-    def in_float(weight, scale, zero_point, channel_axis):
-        return dequantize(weight.astype(np.float32), scale, zero_point.astype(np.float32), channel_axis)
-
-    with mock.patch.object(qdq, "_run_dequantize_linear", in_float):
-        return qdq.create_weight_matching(str(float_path), str(int8_path))
+    """{weight: {"float", "dequantized"}} for every constant a DequantizeLinear reads, dequantized in
+    float: (q - zero_point) * scale, per channel along the node's axis. (onnxruntime's
+    create_weight_matching subtracts in the quantized dtype, which wraps around for uint8
+    constants, 60 - 123 = 193, and turns an accurate quantization into a negative SQNR.)"""
+    fp32, int8 = graph.load(float_path).graph, graph.load(int8_path).graph
+    matched = {}
+    for node in (n for n in int8.node if n.op_type == "DequantizeLinear"):
+        name = node.input[0].removesuffix(QUANTIZED_SUFFIX)
+        if graph.initializer(int8, node.input[0]) is None or graph.initializer(fp32, name) is None:
+            continue  # an activation, or a constant the fp32 graph does not hold
+        q = graph.initializer_array(int8, node.input[0]).astype(np.float32)
+        scale = graph.initializer_array(int8, node.input[1]).astype(np.float32)
+        zero = (graph.initializer_array(int8, node.input[2]).astype(np.float32) if len(node.input) > 2
+                else np.zeros_like(scale))
+        if scale.size > 1:  # per channel: broadcast along the axis
+            shape = [1] * q.ndim
+            shape[graph.attribute(node, "axis", 1)] = -1
+            scale, zero = scale.reshape(shape), zero.reshape(shape)
+        matched[name] = {"float": graph.initializer_array(fp32, name), "dequantized": (q - zero) * scale}
+    return matched
 
 
 def _activations(model: Path, inputs: np.ndarray, augmented: Path) -> dict[str, list[np.ndarray]]:
@@ -96,11 +107,9 @@ def _activations(model: Path, inputs: np.ndarray, augmented: Path) -> dict[str, 
 
 def _graph_positions(float_path: Path) -> tuple[dict[str, int], dict[str, str]]:
     """Tensor name -> position of its first use in the fp32 graph, and -> the op type producing it."""
-    import onnx
-
     order: dict[str, int] = {}
     producers: dict[str, str] = {}
-    for i, node in enumerate(onnx.load(str(float_path), load_external_data=False).graph.node):
+    for i, node in enumerate(graph.load(float_path).graph.node):
         for name in node.input:
             order.setdefault(name, 2 * i)  # a node's inputs before its outputs
         for name in node.output:

@@ -1,125 +1,88 @@
-"""The candidates `quantize --auto` tries: each a named recipe = settings (+ the graph rewrite), and how to build it.
+"""Quantization recipes: what a candidate int8 model is made of, and the candidates `--auto` tries.
 
-Order is preference: when candidates tie on speed, the earlier one wins (the standard recipe
-needs no rewrite; among rewrites QDQ per-tensor before per-channel, QDQ before QOperator,
-whose com.microsoft operators only onnxruntime runs natively).
+A recipe is settings plus three choices the builder (build.py) follows: quantize the fp32
+graph or its kernel-friendly rewrite (rewrite.py), which op types to quantize, and a step
+applied to the int8 graph afterwards. A plain `quantize` is one recipe built from the user's
+settings. Order of `candidate_recipes` is preference: when candidates tie on speed the
+earlier one wins (the standard recipe needs no rewrite; among the kernel-friendly ones QDQ
+per-tensor before per-channel, QDQ before QOperator, whose com.microsoft operators only
+onnxruntime runs natively).
 """
 
 from __future__ import annotations
 
-import json
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from pathlib import Path
 
-import numpy as np
-
-from ..contract import PREFIX
-from ..errors import ValidationError, require
-from .build import (
-    QUANT_FORMATS,
-    QUANT_TYPES,
-    Candidate,
-    build_candidate,
-    check_kernels,
-    quantized_metadata,
-    quiet,
-    read_metadata,
-    set_metadata,
-)
-from .calibration import METHODS, calibrate
-from .rewrite import LEAN_OP_TYPES, REWRITES, float_logits
+from ..errors import require
+from ..graph import consumers, drop_unused_initializers, producer
+from .rewrite import REWRITES
 from .settings import QuantSettings
 
 onnx = require("onnx", "quantize")
 
 STANDARD = "standard"
+# The kernel-friendly recipes quantize these only: onnxruntime's QDQ propagation still runs the
+# Reshape/Transpose/Flatten in between on uint8, and the file holds no Q/DQ pairs for them.
+KERNEL_FRIENDLY_OP_TYPES = ("Conv", "Gemm", "Relu", "MaxPool")
+
+
+def float_logits(model: onnx.ModelProto) -> bool:
+    """Graph output DQ(Q(Gemm)) -> Gemm: the logits are not rounded to 8 bits, and onnxruntime fuses
+    the last layer into one QGemm with float output (one node less). Returns whether it applied."""
+    g = model.graph
+    applied = False
+    for output in g.output:
+        dq = producer(g, output.name)
+        q = producer(g, dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+        src = producer(g, q.input[0]) if q is not None and q.op_type == "QuantizeLinear" else None
+        if src is None or src.op_type != "Gemm" or len(consumers(g, q.input[0])) != 1:
+            continue
+        src.output[list(src.output).index(q.input[0])] = output.name
+        g.node.remove(q)
+        g.node.remove(dq)
+        applied = True
+    drop_unused_initializers(g)
+    return applied
+
+
+def lean_file(model: onnx.ModelProto) -> None:
+    """The kernel-friendly recipes' step after quantization: float logits and no shape annotations
+    (onnxruntime infers them again), so the file stays >= 3x smaller than fp32."""
+    float_logits(model)
+    del model.graph.value_info[:]
 
 
 @dataclass(frozen=True)
-class Recipe:
+class QuantRecipe:
     name: str
     settings: QuantSettings
-    rewrite: bool  # quantize the kernel-friendly rewrite of the fp32 graph (rewrite.py), not the graph itself
-    what: str  # what this candidate tests, one line
+    kernel_friendly: bool = False  # quantize the kernel-friendly rewrite of the fp32 graph, not the graph itself
+    what: str = ""  # what this candidate tests, one line
+    op_types: tuple[str, ...] | None = None  # op types to quantize; None: every type onnxruntime quantizes
+    after: Callable[[onnx.ModelProto], object] | None = None  # applied to the int8 graph, in place
 
     def to_record(self) -> dict:
         """What goes into the int8 model's metadata besides the settings (compact: it counts in the size)."""
-        if not self.rewrite:
-            return {"name": self.name, "graph_rewrite": [], "op_types_to_quantize": "all", "float_logits": False}
-        return {"name": self.name, "graph_rewrite": list(REWRITES), "op_types_to_quantize": list(LEAN_OP_TYPES),
-                "float_logits": True}
+        return {"name": self.name, "graph_rewrite": list(REWRITES) if self.kernel_friendly else [],
+                "op_types_to_quantize": list(self.op_types) if self.op_types else "all",
+                "float_logits": self.after is lean_file}
 
 
-def candidate_recipes(base: QuantSettings, first_conv: str | None) -> list[Recipe]:
+def candidate_recipes(base: QuantSettings, first_conv: str | None) -> list[QuantRecipe]:
     """The search's candidates, built on `base` (the user's target and calibration); `first_conv` is
     C1's node name in the pre-processed fp32 graph (None: no such candidate)."""
     per_tensor = replace(base, per_channel=False)
-    recipes = [Recipe(STANDARD, base, False, "the stage's default: QDQ, per-channel weights, MinMax")]
+    recipes = [QuantRecipe(STANDARD, base, what="the stage's default: QDQ, per-channel weights, MinMax")]
     if first_conv is not None:
-        recipes.append(Recipe("standard+c1-float", replace(base, exclude_nodes=(first_conv,)), False,
-                              "C1 (one input channel, a slow int8 conv) kept in float"))
-    recipes += [
-        Recipe("kernel-friendly", per_tensor, True,
-               "exact rewrite (C1+pool as a 4->64-channel conv, C3 over column pairs, C5 as Gemm), "
-               "QDQ per-tensor weights, float logits"),
-        Recipe("kernel-friendly+per-channel", base, True, "the rewrite with per-channel weights"),
-        Recipe("kernel-friendly+qoperator", replace(per_tensor, format="qoperator"), True,
-               "the rewrite in QOperator format"),
+        recipes.append(QuantRecipe("standard+c1-float", replace(base, exclude_nodes=(first_conv,)),
+                                   what="C1 (one input channel, a slow int8 conv) kept in float"))
+    friendly = {"kernel_friendly": True, "op_types": KERNEL_FRIENDLY_OP_TYPES, "after": lean_file}
+    return recipes + [
+        QuantRecipe("kernel-friendly", per_tensor, **friendly,
+                    what="exact rewrite (C1+pool as a 4->64-channel conv, C3 over column pairs, C5 as Gemm), "
+                         "QDQ per-tensor weights, float logits"),
+        QuantRecipe("kernel-friendly+per-channel", base, **friendly, what="the rewrite with per-channel weights"),
+        QuantRecipe("kernel-friendly+qoperator", replace(per_tensor, format="qoperator"), **friendly,
+                    what="the rewrite in QOperator format"),
     ]
-    return recipes
-
-
-def first_conv_name(float_path: Path) -> str | None:
-    """The first Conv node of a graph (C1), or None."""
-    graph = onnx.load(str(float_path), load_external_data=False).graph
-    return next((n.name for n in graph.node if n.op_type == "Conv"), None)
-
-
-def build_recipe(recipe: Recipe, float_path: Path, workdir: Path, *, calibration: np.ndarray,
-                 metadata: dict[str, str], calibration_source: str, source: str) -> Candidate:
-    """The recipe's int8 model in `workdir` from the pre-processed fp32 graph it applies to
-    (the rewritten one for rewrite recipes), the recipe recorded in its metadata."""
-    if not recipe.rewrite:
-        candidate = build_candidate(float_path, recipe.settings, workdir, calibration=calibration,
-                                    metadata=metadata, calibration_source=calibration_source, name=recipe.name,
-                                    source=source)
-        props = read_metadata(candidate.path)
-        record = {**json.loads(props[PREFIX + "quantization"]), "recipe": recipe.to_record()}
-        set_metadata(candidate.path, quantized_metadata(props, record, source))
-        return candidate
-    return _build_lean(recipe, float_path, workdir, calibration=calibration, metadata=metadata,
-                       calibration_source=calibration_source, source=source)
-
-
-def _build_lean(recipe: Recipe, float_path: Path, workdir: Path, *, calibration: np.ndarray,
-                metadata: dict[str, str], calibration_source: str, source: str) -> Candidate:
-    """quantize_static on the rewritten graph, quantizing only LEAN_OP_TYPES, then logits left in float
-    and no shape annotations: a lean file (the size gate is 3x smaller than fp32).
-    The calibration cache is named as build.build_candidate names it, so both share one per workdir."""
-    import onnxruntime as ort
-    from onnxruntime.quantization import quantize_static
-
-    settings = recipe.settings.resolve()
-    out = workdir / f"{recipe.name}.onnx"
-    cache = workdir / f"calibration.{settings.method}.{len(calibration)}.{settings.calibration_seed}.json"
-    calibrate(float_path, calibration, settings.method, cache)
-    try:
-        with quiet():
-            quantize_static(str(float_path), str(out), None, quant_format=QUANT_FORMATS[settings.format],
-                            op_types_to_quantize=list(LEAN_OP_TYPES), per_channel=settings.per_channel,
-                            reduce_range=settings.reduce_range, activation_type=QUANT_TYPES[settings.activation_type],
-                            weight_type=QUANT_TYPES[settings.weight_type], calibrate_method=METHODS[settings.method],
-                            calibration_cache_path=str(cache))
-    except ValueError as exc:  # onnxruntime refuses a combination of settings
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise ValidationError(f"{source}: onnxruntime cannot quantize the rewritten graph with "
-                              f"{settings.to_record()} ({first})") from exc
-    model = onnx.load(str(out))
-    float_logits(model)
-    del model.graph.value_info[:]  # shape annotations from pre-processing: onnxruntime infers them again
-    onnx.save(model, str(out))
-    record = {**settings.to_record(), "excluded_nodes": [], "onnxruntime": ort.__version__,
-              "calibration_source": calibration_source, "recipe": recipe.to_record()}
-    set_metadata(out, quantized_metadata(metadata, record, source))
-    check_kernels(out, settings)
-    return Candidate(settings, out, float_path, ())

@@ -33,15 +33,28 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ModelError, ValidationError, require
+from ..errors import ModelError, ValidationError, first_line, require
+from ..graph import (
+    add_initializer,
+    attribute,
+    consumers,
+    drop_unused_initializers,
+    initializer_array,
+    is_private_initializer,
+    producer,
+    replace_nodes,
+    set_initializer,
+    set_ints,
+    static_shape,
+)
+from ..parity import require_close
+from ..runtime.session import load_model
 
 onnx = require("onnx", "quantize")
-from onnx import helper, numpy_helper, shape_inference  # noqa: E402
+from onnx import helper  # noqa: E402
 
 EXACT_ATOL = 1e-4  # max |logit difference| between the rewritten and the original fp32 model, plus
 EXACT_RTOL = 1e-6  # this much of the largest |logit|: float32 sums in another order round differently
-LEAN_OP_TYPES = ("Conv", "Gemm", "Relu", "MaxPool")  # quantize these only: onnxruntime's QDQ propagation
-# still runs the Reshape/Transpose/Flatten in between on uint8, and the file has no Q/DQ pairs for them
 PAD_MAPS_TO = 8  # C1's maps padded to a multiple of this: 8-byte NHWC pixels run 2x faster in the pool
 REWRITES = ("c1-relu-pool-as-4-column-conv", "c3-over-column-pairs", "c5-as-nhwc-gemm")  # ids, in order
 
@@ -62,13 +75,13 @@ def kernel_friendly(model: onnx.ModelProto, source: str = "model") -> onnx.Model
     _, _, (c5, r5) = lenet_convs(m, source)
     last_conv_as_nhwc_gemm(m, c5, r5, source=source)
     _merge_reshapes(m.graph)
-    _drop_unused_initializers(m.graph)  # e.g. the shape of the Reshape that flattened C5's output
+    drop_unused_initializers(m.graph)  # e.g. the shape of the Reshape that flattened C5's output
     del m.graph.value_info[:]
     try:
         onnx.checker.check_model(m, full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise ValidationError(f"{source}: the kernel-friendly rewrite is not a valid model ({first})") from exc
+        raise ValidationError(f"{source}: the kernel-friendly rewrite is not a valid model "
+                              f"({first_line(exc)})") from exc
     return m
 
 
@@ -79,11 +92,11 @@ def lenet_convs(m: onnx.ModelProto, source: str) -> list[tuple]:
     for node in g.node:
         if node.op_type != "Conv":
             continue
-        users = _consumers(g, node.output[0])
+        users = consumers(g, node.output[0])
         if len(users) != 1 or users[0].op_type != "Relu":
             found = ", ".join(u.op_type for u in users) or "nothing"
             raise NotRewritable(f"{source}: conv {node.name} feeds {found} (expected a single Relu)")
-        if len(node.input) != 3 or not all(_is_private_initializer(g, name) for name in node.input[1:]):
+        if len(node.input) != 3 or not all(is_private_initializer(g, name) for name in node.input[1:]):
             raise NotRewritable(f"{source}: conv {node.name} needs its own constant weight and bias "
                                 f"(expected initializers used by no other node)")
         convs.append((node, users[0]))
@@ -97,8 +110,9 @@ def fold_first_conv_and_pool(m: onnx.ModelProto, conv, relu, *, next_conv, sourc
     """C1 (1 -> C maps, KxK) + ReLU + 2x2/2 MaxPool over an image viewed as NHWC (N, H, W/group, group)."""
     g = m.graph
     pool = _single_consumer(g, relu, "MaxPool", source)
-    if (_attr(pool, "kernel_shape") != [2, 2] or _attr(pool, "strides") != [2, 2] or any(_attr(pool, "pads", []))
-            or _attr(pool, "ceil_mode", 0) or any(d != 1 for d in _attr(pool, "dilations", [1, 1]))
+    if (attribute(pool, "kernel_shape") != [2, 2] or attribute(pool, "strides") != [2, 2]
+            or any(attribute(pool, "pads", []))
+            or attribute(pool, "ceil_mode", 0) or any(d != 1 for d in attribute(pool, "dilations", [1, 1]))
             or len(pool.output) != 1):
         raise NotRewritable(f"{source}: {pool.name} is not a plain 2x2 stride-2 MaxPool (expected one after C1)")
     _check_plain_conv(conv, source)
@@ -123,10 +137,10 @@ def fold_first_conv_and_pool(m: onnx.ModelProto, conv, relu, *, next_conv, sourc
                         v = group * gi + bi - (2 * q + s)  # kernel column this input column meets
                         if 0 <= v < K2:
                             w2[lo:lo + C, bi, a:a + K, gi] = w[:, 0, :, v]
-    _set_initializer(g, conv.input[1], w2)
-    _set_initializer(g, conv.input[2], np.tile(b, 4 * half).astype(np.float32))
-    _set_ints(conv, "kernel_shape", [K + 1, kw])
-    _set_ints(conv, "strides", [2, 1])
+    set_initializer(g, conv.input[1], w2)
+    set_initializer(g, conv.input[2], np.tile(b, 4 * half).astype(np.float32))
+    set_ints(conv, "kernel_shape", [K + 1, kw])
+    set_ints(conv, "strides", [2, 1])
     rows, groups = Ho // 2, Wo // group
     tag = "fold.c1"
     shape_in = _add_shape(g, f"{tag}.image_as_column_groups", [-1, H, W // group, group])
@@ -149,7 +163,7 @@ def fold_first_conv_and_pool(m: onnx.ModelProto, conv, relu, *, next_conv, sourc
         _node("Reshape", [f"{tag}.pooled_view_nhwc", shape_out], f"{tag}.pooled_nhwc"),  # (N, 14, 14, 8)
         _transpose(f"{tag}.pooled_nhwc", out, to_nhwc=False),
     ]
-    _replace_nodes(g, [conv, relu, pool], before + [conv, relu] + after)
+    replace_nodes(g, [conv, relu, pool], before + [conv, relu] + after)
 
 
 def fold_column_pairs(m: onnx.ModelProto, conv, relu, *, source: str, group: int = 2) -> None:
@@ -159,8 +173,8 @@ def fold_column_pairs(m: onnx.ModelProto, conv, relu, *, source: str, group: int
     g = m.graph
     _check_plain_conv(conv, source)
     _, cin, H, W = _shape(m, conv.input[0], source)
-    w = numpy_helper.to_array(_initializer(g, conv.input[1]))  # (C, Cin, K, K2)
-    b = numpy_helper.to_array(_initializer(g, conv.input[2]))  # (C,)
+    w = initializer_array(g, conv.input[1])  # (C, Cin, K, K2)
+    b = initializer_array(g, conv.input[2])  # (C,)
     C, _, K, K2 = w.shape
     Ho, Wo = H - K + 1, W - K2 + 1
     kw = (group - 1 + K2 - 1) // group + 1
@@ -174,9 +188,9 @@ def fold_column_pairs(m: onnx.ModelProto, conv, relu, *, source: str, group: int
                 v = group * gi + bi - p
                 if 0 <= v < K2:
                     w2[p * C:(p + 1) * C, bi * cin:(bi + 1) * cin, :, gi] = w[:, :, :, v]
-    _set_initializer(g, conv.input[1], w2)
-    _set_initializer(g, conv.input[2], np.tile(b, group).astype(np.float32))
-    _set_ints(conv, "kernel_shape", [K, kw])
+    set_initializer(g, conv.input[1], w2)
+    set_initializer(g, conv.input[2], np.tile(b, group).astype(np.float32))
+    set_ints(conv, "kernel_shape", [K, kw])
     tag = "fold.c3"
     shape_in = _add_shape(g, f"{tag}.column_pairs", [-1, H, W // group, group * cin])
     shape_out = _add_shape(g, f"{tag}.unfolded", [-1, Ho, Wo, C])
@@ -193,7 +207,7 @@ def fold_column_pairs(m: onnx.ModelProto, conv, relu, *, source: str, group: int
         _node("Reshape", [f"{tag}.relu_nhwc", shape_out], f"{tag}.output_nhwc"),  # (N, 10, 10, 16)
         _transpose(f"{tag}.output_nhwc", out, to_nhwc=False),
     ]
-    _replace_nodes(g, [conv, relu], before + [conv, relu] + after)
+    replace_nodes(g, [conv, relu], before + [conv, relu] + after)
 
 
 def last_conv_as_nhwc_gemm(m: onnx.ModelProto, conv, relu, *, source: str) -> None:
@@ -202,14 +216,14 @@ def last_conv_as_nhwc_gemm(m: onnx.ModelProto, conv, relu, *, source: str) -> No
     g = m.graph
     _check_plain_conv(conv, source)
     _, _, H, W = _shape(m, conv.input[0], source)
-    w = numpy_helper.to_array(_initializer(g, conv.input[1]))  # (C, Cin, H, W)
+    w = initializer_array(g, conv.input[1])  # (C, Cin, H, W)
     if w.shape[2:] != (H, W):
         raise NotRewritable(f"{source}: last conv {conv.name} has a {w.shape[2]}x{w.shape[3]} kernel over a "
                             f"{H}x{W} input (expected the kernel to cover the input)")
     flat = _single_consumer(g, relu, ("Flatten", "Reshape"), source)
     if _shape(m, flat.output[0], source)[1:] != [w.shape[0]]:
         raise NotRewritable(f"{source}: {flat.name} does not flatten C5's output to (N, {w.shape[0]})")
-    _set_initializer(g, conv.input[1], w.transpose(0, 2, 3, 1).reshape(w.shape[0], -1))  # (C, H*W*Cin)
+    set_initializer(g, conv.input[1], w.transpose(0, 2, 3, 1).reshape(w.shape[0], -1))  # (C, H*W*Cin)
     tag = "fold.c5"
     gemm = helper.make_node("Gemm", [f"{tag}.input_flat", conv.input[1], conv.input[2]], [conv.output[0]],
                             name=f"{tag}.gemm", transB=1)
@@ -220,7 +234,7 @@ def last_conv_as_nhwc_gemm(m: onnx.ModelProto, conv, relu, *, source: str) -> No
         gemm,
         relu,
     ]
-    _replace_nodes(g, [conv, relu, flat], new)
+    replace_nodes(g, [conv, relu, flat], new)
 
 
 def _merge_reshapes(g) -> None:
@@ -228,11 +242,11 @@ def _merge_reshapes(g) -> None:
     Reshape: the transposes cancel and two views of the same memory are one view. At batch 1 a call
     costs ~0.04 ms, so one node less is worth having."""
     for second in [n for n in g.node if n.op_type == "Reshape"]:
-        to_nhwc = _producer(g, second.input[0])
-        to_nchw = _producer(g, to_nhwc.input[0]) if _is_transpose(to_nhwc, [0, 2, 3, 1]) else None
-        first = _producer(g, to_nchw.input[0]) if _is_transpose(to_nchw, [0, 3, 1, 2]) else None
+        to_nhwc = producer(g, second.input[0])
+        to_nchw = producer(g, to_nhwc.input[0]) if _is_transpose(to_nhwc, [0, 2, 3, 1]) else None
+        first = producer(g, to_nchw.input[0]) if _is_transpose(to_nchw, [0, 3, 1, 2]) else None
         chain = (first, to_nchw, to_nhwc)
-        if first is None or first.op_type != "Reshape" or any(len(_consumers(g, n.output[0])) != 1 for n in chain):
+        if first is None or first.op_type != "Reshape" or any(len(consumers(g, n.output[0])) != 1 for n in chain):
             continue
         second.input[0] = first.input[0]
         for n in chain:
@@ -240,145 +254,64 @@ def _merge_reshapes(g) -> None:
 
 
 def _is_transpose(node, perm: list[int]) -> bool:
-    return node is not None and node.op_type == "Transpose" and _attr(node, "perm") == perm
-
-
-# ---------------------------------------------------------------- after quantization
-def float_logits(m: onnx.ModelProto) -> bool:
-    """Graph output DQ(Q(Gemm)) -> Gemm: the logits are not rounded to 8 bits, and onnxruntime fuses
-    the last layer into one QGemm with float output (one node less). Returns whether it applied."""
-    g = m.graph
-    applied = False
-    for output in g.output:
-        dq = _producer(g, output.name)
-        q = _producer(g, dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
-        src = _producer(g, q.input[0]) if q is not None and q.op_type == "QuantizeLinear" else None
-        if src is None or src.op_type != "Gemm" or len(_consumers(g, q.input[0])) != 1:
-            continue
-        src.output[list(src.output).index(q.input[0])] = output.name
-        g.node.remove(q)
-        g.node.remove(dq)
-        applied = True
-    _drop_unused_initializers(g)
-    return applied
+    return node is not None and node.op_type == "Transpose" and attribute(node, "perm") == perm
 
 
 # ---------------------------------------------------------------- proof
 def verify_rewrite(original: Path, rewritten: Path, inputs: np.ndarray, source: str) -> dict:
-    """Both fp32 models in onnxruntime on `inputs` (N, 1, 32, 32): max |logit difference| within
-    EXACT_ATOL + EXACT_RTOL * max |logit| and identical argmax, else ValidationError. Returns
-    {"images", "max_abs_diff", "argmax_mismatches", "tolerance"}."""
-    expected, found = fp32_logits(original, inputs), fp32_logits(rewritten, inputs)  # (N, 10) each
+    """Both fp32 models in onnxruntime on `inputs` (N, 1, 32, 32): logits within EXACT_ATOL + EXACT_RTOL *
+    max |logit| and the same argmax, else ValidationError. Returns the comparison's record."""
+    expected = load_model(original).predict(inputs)  # (N, 10)
+    found = load_model(rewritten).predict(inputs)  # (N, 10): the rewrite keeps the model's contract
     tolerance = EXACT_ATOL + EXACT_RTOL * float(np.abs(expected).max())
-    result = {"images": len(inputs), "max_abs_diff": float(np.abs(expected - found).max()),
-              "argmax_mismatches": int((expected.argmax(1) != found.argmax(1)).sum()), "tolerance": tolerance}
-    if not result["max_abs_diff"] <= tolerance or result["argmax_mismatches"]:
-        raise ValidationError(f"{source}: the kernel-friendly rewrite changes the logits by up to "
-                              f"{result['max_abs_diff']:.2e} and {result['argmax_mismatches']} argmax of "
-                              f"{len(inputs)} images (expected at most {tolerance:.2e} and none)")
-    return result
+    return require_close(expected, found, tolerance, f"{source}: the kernel-friendly rewrite").to_record()
 
 
-def fp32_logits(path: Path, inputs: np.ndarray, batch: int = 1000) -> np.ndarray:
-    """Logits (N, 10) of a float model in onnxruntime (no contract needed: pre-processed graphs lack it)."""
-    import onnxruntime as ort
-
-    from ..contract import INPUT_NAME, OUTPUT_NAME
-    from ..runtime.session import session_options
-
-    session = ort.InferenceSession(str(path), session_options(), providers=["CPUExecutionProvider"])
-    return np.concatenate([session.run([OUTPUT_NAME], {INPUT_NAME: inputs[i:i + batch]})[0]
-                           for i in range(0, len(inputs), batch)])
-
-
-# ---------------------------------------------------------------- graph helpers
-def _consumers(g, name: str) -> list:
-    return [n for n in g.node if name in n.input]
-
-
-def _producer(g, name: str):
-    return next((n for n in g.node if name in n.output), None)
-
-
+# ---------------------------------------------------------------- LeNet-specific checks and pieces
 def _single_consumer(g, node, op_types, source: str):
     op_types = (op_types,) if isinstance(op_types, str) else op_types
-    users = _consumers(g, node.output[0])
+    users = consumers(g, node.output[0])
     if len(users) != 1 or users[0].op_type not in op_types:
         found = ", ".join(u.op_type for u in users) or "nothing"
         raise NotRewritable(f"{source}: {node.name} feeds {found} (expected a single {' or '.join(op_types)})")
     return users[0]
 
 
-def _attr(node, name: str, default=None):
-    a = next((a for a in node.attribute if a.name == name), None)
-    value = helper.get_attribute_value(a) if a is not None else default
-    return list(value) if isinstance(value, (list, tuple)) else value
-
-
-def _set_ints(node, name: str, values: list[int]) -> None:
-    for a in node.attribute:
-        if a.name == name:
-            del a.ints[:]
-            a.ints.extend(values)
-            return
-    node.attribute.append(helper.make_attribute(name, values))
-
-
 def _check_plain_conv(conv, source: str) -> None:
     """Stride 1, no padding or dilation, one group: the convs whose columns can be regrouped."""
-    auto_pad = _attr(conv, "auto_pad", b"NOTSET")
+    auto_pad = attribute(conv, "auto_pad", b"NOTSET")
     auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
-    if (_attr(conv, "group", 1) != 1 or any(s != 1 for s in _attr(conv, "strides", [1, 1]))
-            or any(d != 1 for d in _attr(conv, "dilations", [1, 1])) or any(_attr(conv, "pads", []))
+    if (attribute(conv, "group", 1) != 1 or any(s != 1 for s in attribute(conv, "strides", [1, 1]))
+            or any(d != 1 for d in attribute(conv, "dilations", [1, 1])) or any(attribute(conv, "pads", []))
             or auto_pad not in ("NOTSET", "VALID")):
         raise NotRewritable(f"{source}: conv {conv.name} is strided, padded, dilated or grouped "
                             f"(expected stride 1, no padding, one group)")
 
 
-def _is_private_initializer(g, name: str) -> bool:
-    return any(t.name == name for t in g.initializer) and len(_consumers(g, name)) == 1
-
-
-def _initializer(g, name: str):
-    return next(t for t in g.initializer if t.name == name)
-
-
-def _set_initializer(g, name: str, value: np.ndarray) -> None:
-    _initializer(g, name).CopyFrom(numpy_helper.from_array(np.ascontiguousarray(value, np.float32), name))
-
-
 def _pad_maps(g, conv, next_conv) -> tuple[np.ndarray, np.ndarray]:
     """C1's weights (C, 1, K, K) and bias with zero maps added up to a multiple of PAD_MAPS_TO; the
     next conv gets zero input weights for them, so the function is unchanged."""
-    w = numpy_helper.to_array(_initializer(g, conv.input[1]))
-    b = numpy_helper.to_array(_initializer(g, conv.input[2]))
+    w, b = initializer_array(g, conv.input[1]), initializer_array(g, conv.input[2])
     extra = -len(w) % PAD_MAPS_TO
     if extra:
         w = np.concatenate([w, np.zeros((extra, *w.shape[1:]), w.dtype)])
         b = np.concatenate([b, np.zeros(extra, b.dtype)])
-        nw = numpy_helper.to_array(_initializer(g, next_conv.input[1]))  # (C3, C, K, K)
+        nw = initializer_array(g, next_conv.input[1])  # (C3, C, K, K)
         nw = np.concatenate([nw, np.zeros((nw.shape[0], extra, *nw.shape[2:]), nw.dtype)], axis=1)
-        _set_initializer(g, next_conv.input[1], nw)
+        set_initializer(g, next_conv.input[1], nw)
     return w, b
 
 
 def _shape(m: onnx.ModelProto, name: str, source: str) -> list:
-    """A tensor's inferred shape; None for a symbolic dimension (the batch)."""
-    del m.graph.value_info[:]  # stale after a rewrite: infer afresh
-    inferred = shape_inference.infer_shapes(m)
-    g = inferred.graph
-    for v in (*g.value_info, *g.input, *g.output):
-        if v.name == name:
-            dims = [d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim]
-            if len(dims) >= 2 and all(d is not None for d in dims[1:]):
-                return dims
-    raise NotRewritable(f"{source}: no static shape for tensor {name} (expected shapes fixed but for the batch)")
+    """A tensor's inferred shape, fixed but for the batch (None)."""
+    dims = static_shape(m, name)
+    if dims is None or len(dims) < 2 or any(d is None for d in dims[1:]):
+        raise NotRewritable(f"{source}: no static shape for tensor {name} (expected shapes fixed but for the batch)")
+    return dims
 
 
 def _add_shape(g, name: str, dims: list[int]) -> str:
-    name += ".shape"  # a constant, never a tensor of the same name
-    g.initializer.append(numpy_helper.from_array(np.array(dims, np.int64), name))
-    return name
+    return add_initializer(g, name + ".shape", np.array(dims, np.int64))  # a constant, never a tensor's name
 
 
 def _node(op_type: str, inputs: list[str], output: str):
@@ -388,18 +321,3 @@ def _node(op_type: str, inputs: list[str], output: str):
 def _transpose(x: str, y: str, *, to_nhwc: bool):
     return helper.make_node("Transpose", [x], [y], name=f"{y}/Transpose",
                             perm=[0, 2, 3, 1] if to_nhwc else [0, 3, 1, 2])
-
-
-def _drop_unused_initializers(g) -> None:
-    used = {name for node in g.node for name in node.input}
-    for t in [t for t in g.initializer if t.name not in used]:
-        g.initializer.remove(t)
-
-
-def _replace_nodes(g, old: list, new: list) -> None:
-    nodes = list(g.node)
-    at = min(nodes.index(n) for n in old)
-    kept = [n for n in nodes if n not in old]
-    kept[at:at] = new
-    del g.node[:]
-    g.node.extend(kept)

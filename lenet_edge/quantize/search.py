@@ -1,17 +1,19 @@
-"""`quantize --auto`: build a few candidate int8 models, validate each, time each against the fp32
-model side by side, and keep the one a stated rule picks.
+"""The quantization stage as a search: build candidate int8 models, judge each, time them against the
+fp32 model side by side, and ship the one a stated rule picks. A plain `quantize` is this search
+over one recipe, untimed, where a failed check is the error itself.
 
-Why a search. On x86 no quantizer setting alone makes this LeNet-5's int8 model faster than
-fp32 (C1's single input channel sends its int8 conv down a slow path); an exact rewrite of
-the fp32 graph (rewrite.py) does. The rewrite only fits the ReLU/max-pool LeNet-5, and
-whether int8 wins depends on the CPU, so the stage measures instead of assuming:
+Why a search (`quantize --auto`). On x86 no quantizer setting alone makes this LeNet-5's int8
+model faster than fp32 (C1's single input channel sends its int8 conv down a slow path); an
+exact rewrite of the fp32 graph (rewrite.py) does. The rewrite only fits the ReLU/max-pool
+LeNet-5, and whether int8 wins depends on the CPU, so the stage measures instead of assuming:
 
 1. candidates (recipes.py): the standard recipe, standard with C1 in float, and, where the
-   rewrite applies and is proven exact on the test set, the rewrite in QDQ per-tensor,
-   per-channel and QOperator form;
-2. each is validated exactly as `quantize` validates one model (structure, accuracy on the
-   official test set vs fp32, top-1 agreement, ONNX reference implementation) and sized;
-3. all are timed against fp32 in one process (timing.py), batch 1 and 64, 1 and 2 threads;
+   kernel-friendly rewrite applies and is proven exact on the test set, the rewrite in QDQ
+   per-tensor, per-channel and QOperator form;
+2. each is judged exactly as `quantize` judges one model (steps.judge) and sized;
+3. all are timed against fp32 in one process with runtime.bench's interleaved timer, batch 1
+   and 64, 1 and 2 threads: per round the median call of each model, the ratio to fp32's,
+   and the median of those ratios over rounds, so a burst of load hits one round, not the result;
 4. RULE picks the winner. The table of every candidate and why the winner won goes into the
    returned result, the printed summary and the report; the winner's metadata records its recipe.
 """
@@ -20,27 +22,29 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
+from .. import graph
+from ..contract import INPUT_NAME, OUTPUT_NAME, ModelContract
 from ..errors import DataError, ModelError, ValidationError, require
 from ..fileio import write_bytes, write_json
+from ..runtime.bench import time_interleaved
 from ..runtime.environment import cpu_info, load_average
-from .build import preprocess, quantized_metadata, read_metadata, set_metadata
-from .layer_report import format_table, layer_errors
-from .quantizer import calibration_inputs, evaluate_candidate, finalize, open_inputs, settings_record
-from .recipes import Recipe, build_recipe, candidate_recipes, first_conv_name
+from ..runtime.session import load_model
+from .build import build_candidate, preprocess
+from .recipes import STANDARD, QuantRecipe, candidate_recipes
 from .rewrite import REWRITES, kernel_friendly, verify_rewrite
-from .settings import AUTO_MAX_ACCURACY_DROP, QuantSettings
-from .timing import TimingPlan, cell_key, side_by_side
-from .validation import check_max_drop, file_sizes
+from .settings import AUTO_MAX_ACCURACY_DROP, DEFAULT_MAX_ACCURACY_DROP, QuantSettings
+from .steps import Inputs, Judged, judge, open_inputs, with_layer_report
+from .validation import accuracy_gate, check_max_drop
 
 onnx = require("onnx", "quantize")
 
+Progress = Callable[[int, int, str], None]  # (steps done, total steps, what runs now), as runtime.bench's
 BASELINE = "fp32"
-DEFAULT_PLAN = TimingPlan()  # batch 1 and 64, 1 and 2 threads, 9 rounds: ~10-15 s of timing for 5 candidates
 MIN_TIMES_SMALLER = 3.0  # the int8 file must be at least this many times smaller than the fp32 file
 TIE = 0.05  # worst-case latency ratios within 5% of the best count as tied (timing noise on a shared machine)
 RULE_IN_METADATA = (f"quantize --auto: fastest in the worst case vs fp32, within the accuracy budget, "
@@ -52,189 +56,282 @@ RULE = (f"among the candidates that pass every check, lose at most --max-accurac
         f"those within the accuracy budget, and the result says so.")
 
 
+@dataclass(frozen=True)
+class TimingPlan:
+    batch_sizes: tuple[int, ...] = (1, 64)
+    threads: tuple[int, ...] = (1, 2)
+    rounds: int = 9  # interleaved rounds per cell; the ratio is their median
+    seconds_per_turn: float = 0.04  # one model's share of a round, at least
+    warmup: int = 10  # untimed calls per model and cell
+    min_calls: int = 3  # per turn, even for a model slower than the turn
+
+    def __post_init__(self) -> None:
+        if self.rounds < 1 or self.min_calls < 1 or self.warmup < 0 or not self.seconds_per_turn > 0:
+            raise DataError(f"timing plan {asdict(self)} (expected rounds and min_calls >= 1, warmup >= 0 "
+                            f"and seconds_per_turn > 0)")
+        if not self.batch_sizes or not self.threads:
+            raise DataError(f"timing plan {asdict(self)} (expected at least one batch size and thread count)")
+
+    def cells(self) -> list[str]:
+        return [f"{t}t_b{b}" for t in self.threads for b in self.batch_sizes]
+
+    def to_record(self) -> dict:
+        return {**asdict(self), "batch_sizes": list(self.batch_sizes), "threads": list(self.threads)}
+
+
+DEFAULT_PLAN = TimingPlan()  # batch 1 and 64, 1 and 2 threads, 9 rounds: ~10-15 s of timing for 5 candidates
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One candidate as the search table shows it."""
+
+    name: str
+    what: str
+    status: str  # "ok", "failed" or "not applicable"
+    detail: str = ""  # why it failed or does not apply
+    settings: dict = field(default_factory=dict)
+    kernel_friendly: bool = False
+    accuracy: float | None = None
+    accuracy_drop_points: float | None = None
+    top1_agreement: float | None = None
+    bytes: int | None = None
+    times_smaller: float | None = None
+    latency_ratio: dict[str, float] = field(default_factory=dict)  # cell -> median ratio vs fp32 (<1: faster)
+    latency_ms: dict[str, float] = field(default_factory=dict)  # cell -> median call
+
+    @classmethod
+    def of(cls, recipe: QuantRecipe, status: str, detail: str = "", judged: Judged | None = None) -> Trial:
+        figures = {} if judged is None else {
+            "accuracy": judged.accuracy.int8_accuracy, "accuracy_drop_points": judged.accuracy.accuracy_drop_points,
+            "top1_agreement": judged.accuracy.top1_agreement, "bytes": len(judged.data),
+            "times_smaller": round(judged.times_smaller, 4)}
+        return cls(recipe.name, recipe.what, status, detail, recipe.settings.to_record(), recipe.kernel_friendly,
+                   **figures)
+
+    @property
+    def worst_cell(self) -> str | None:
+        return max(self.latency_ratio, key=self.latency_ratio.get) if self.latency_ratio else None
+
+    @property
+    def worst_latency_ratio(self) -> float | None:
+        return self.latency_ratio[self.worst_cell] if self.latency_ratio else None
+
+    def to_record(self, verdict: str) -> dict:
+        return {**asdict(self), "worst_cell": self.worst_cell, "worst_latency_ratio": self.worst_latency_ratio,
+                "verdict": verdict}
+
+
+@dataclass(frozen=True)
+class Choice:
+    winner: str | None  # None: no candidate within the accuracy budget
+    why: str
+    verdicts: dict[str, str]  # candidate name -> one line
+
+
 def auto_quantize(model: Path, out: Path, *, data_dir: Path | None = None, base: QuantSettings | None = None,
                   max_accuracy_drop: float = AUTO_MAX_ACCURACY_DROP, report: Path | None = None,
                   force: bool = False, calibration_images: Path | None = None, plan: TimingPlan | None = None,
-                  on_step: Callable[[str], None] | None = None) -> dict:
+                  progress: Progress | None = None) -> dict:
     """Search the candidates for `model`, write the winner to `out`, validated; return its report.
 
     `base` gives every candidate its target CPU, calibration count and seed (static mode; the
-    search varies format, weight granularity, exclusions and the graph rewrite). `plan` sets
-    the timing (default DEFAULT_PLAN). Returns what
-    quantizer.quantize_model returns for the winner, plus "search" (see `search_record`).
-    Raises ValidationError, and writes no model, when no candidate is within the accuracy budget.
+    search varies format, weight granularity, exclusions and the kernel-friendly rewrite). `plan`
+    sets the timing (default DEFAULT_PLAN). Returns what quantizer.quantize_model returns for the
+    winner, plus "search" (see `search_record`). Raises ValidationError, and writes no model,
+    when no candidate is within the accuracy budget.
     """
-    model, out = Path(model), Path(out)
-    step = on_step or (lambda message: None)
-    base = (base or QuantSettings()).resolve()
+    base = base or QuantSettings()
     if not base.is_static:
         raise DataError("quantize --auto searches static quantization recipes (found mode 'dynamic')")
-    plan = plan or DEFAULT_PLAN
+    return run(model, out, base, plan or DEFAULT_PLAN, data_dir=data_dir, max_accuracy_drop=max_accuracy_drop,
+               report=report, force=force, calibration_images=calibration_images, progress=progress)
+
+
+def run(model: Path, out: Path, settings: QuantSettings, plan: TimingPlan | None, *, data_dir: Path | None,
+        max_accuracy_drop: float = DEFAULT_MAX_ACCURACY_DROP, report: Path | None = None, force: bool = False,
+        calibration_images: Path | None = None, progress: Progress | None = None) -> dict:
+    """The stage. Without a `plan`: the one recipe of `settings`, untimed; any failed check is raised and
+    the accuracy gate refuses after the report is written. With one: the candidates of recipes.py, timed
+    by `plan`, the winner by RULE."""
+    model, out = Path(model), Path(out)
+    report = Path(report) if report is not None else None
     max_accuracy_drop = check_max_drop(max_accuracy_drop)
-    fp32, fp32_props, data, test_images, test_labels = open_inputs(model, out, report, force, data_dir)
-    calibration, source = calibration_inputs(base, data, fp32.contract.preprocessing, calibration_images)
-    base = replace(base, calibration_count=len(calibration))  # a file may hold fewer
-    test_inputs = fp32.contract.preprocessing(test_images)  # (10000, 1, 32, 32)
+    inputs = open_inputs(model, out, report, force, data_dir, settings, calibration_images)
     load_start = load_average()
-
-    with tempfile.TemporaryDirectory(prefix="lenet-edge-auto-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="lenet-edge-quantize-") as tmp:
         work = Path(tmp)
-        step("pre-processing with onnxruntime")
-        standard_float = preprocess(model, _mkdir(work / "standard"))
-        rewrite_float, rewrite = prepare_rewrite(model, _mkdir(work / "kernel-friendly"), test_inputs, out.name)
-        step(f"kernel-friendly rewrite: exact on {rewrite['verification']['images']} test images (max logit "
-             f"difference {rewrite['verification']['max_abs_diff']:.1e})" if rewrite["applies"] else
-             f"kernel-friendly rewrite does not apply, falling back to the standard recipes: {rewrite['reason']}")
-        recipes = candidate_recipes(base, first_conv_name(standard_float))
-        float_paths = {False: standard_float, True: rewrite_float}
-        rows, built = [], {}
+        float_paths = {False: preprocess(model, _mkdir(work / "standard"))}
+        if plan is None:
+            recipes, rewrite = [QuantRecipe(STANDARD, inputs.settings, what="the given settings")], None
+        else:
+            float_paths[True], rewrite = prepare_rewrite(model, _mkdir(work / "kernel-friendly"), inputs, out.name)
+            first_conv = graph.first_node(graph.load(float_paths[False]).graph, "Conv")
+            recipes = candidate_recipes(inputs.settings, first_conv and first_conv.name)
+        buildable = sum(float_paths.get(r.kernel_friendly) is not None for r in recipes)
+        steps = _Steps(progress, buildable + (len(plan.cells()) if plan else 0) + (report is not None))
+        search = {"chosen_from": [r.name for r in recipes], "rule": RULE_IN_METADATA}
+        trials, judged = [], {}
         for recipe in recipes:
-            if float_paths[recipe.rewrite] is None:
-                rows.append(_row(recipe, "not applicable", rewrite["reason"]))
+            float_path = float_paths.get(recipe.kernel_friendly)
+            if float_path is None:
+                trials.append(Trial.of(recipe, "not applicable", rewrite["reason"]))
                 continue
-            step(f"candidate {recipe.name}: quantizing and validating")
+            steps(f"candidate {recipe.name}: quantizing and validating" if plan else
+                  f"quantizing ({_how(recipe.settings)}) and validating on {len(inputs.test_labels)} test images")
             try:
-                built[recipe.name] = build_and_check(recipe, float_paths[recipe.rewrite], fp32, model, fp32_props,
-                                                     calibration, source, test_inputs, test_labels, out.name)
+                candidate = build_candidate(recipe, float_path, float_path.parent, calibration=inputs.calibration,
+                                            calibration_source=inputs.calibration_source, source=out.name)
+                extra = {"recipe": recipe.to_record(), "search": search} if plan else {}
+                judged[recipe.name] = judge(inputs, candidate, extra, out.name)
             except ValidationError as exc:
-                rows.append(_row(recipe, "failed", str(exc)))
+                if plan is None:
+                    raise
+                trials.append(Trial.of(recipe, "failed", str(exc)))
                 continue
-            rows.append(_row(recipe, "ok", "", built[recipe.name][1]["validation"]))
+            trials.append(Trial.of(recipe, "ok", judged=judged[recipe.name]))
 
-        step(f"timing {len(built)} candidate(s) against fp32 side by side")
-        timings = side_by_side({BASELINE: model, **{name: c.path for name, (c, _) in built.items()}},
-                               test_inputs, plan, BASELINE, on_cell=lambda cell: step(f"  timing {cell}"))
-        for row in rows:
-            if row["name"] in built:
-                _add_latency(row, timings, plan)
-        winner, why = choose(rows, max_accuracy_drop)
-        search = search_record(rows, winner, why, rewrite, plan, fp32, model, timings, max_accuracy_drop,
-                               {"start": load_start, "end": load_average()})
-        if winner is None:
-            if report is not None:
-                write_json(Path(report), {"model": None, "fp32_model": str(model), "search": search})
-            raise ValidationError(f"{out.name}: {why}; no model written"
-                                  + (f"; every candidate in {report}" if report is not None else ""))
-
-        candidate, checks = built[winner]
-        step(f"winner: {winner}")
-        record = {**settings_record(candidate.path),
-                  "search": {"chosen_from": [r["name"] for r in rows], "rule": RULE_IN_METADATA}}
-        set_metadata(candidate.path, quantized_metadata(read_metadata(candidate.path), record, out.name))
-        data_bytes = finalize(candidate, fp32_props, checks["validation"], out.name)
-        checks["validation"].update(file_sizes(model, len(data_bytes)))
-        result = {"model": str(out), "fp32_model": str(model), "settings": settings_record(candidate.path),
-                  "max_accuracy_drop": max_accuracy_drop, **checks, "search": search}
+        result = {"model": str(out), "fp32_model": str(model)}
+        if plan is not None:
+            timings = side_by_side({BASELINE: model, **{n: j.candidate.path for n, j in judged.items()}},
+                                   inputs.fp32.contract, inputs.test_inputs, plan, steps)
+            trials = [replace(t, latency_ratio={c: round(timings[c][t.name]["ratio"], 4) for c in timings},
+                              latency_ms={c: timings[c][t.name]["median_ms"] for c in timings})
+                      if t.name in judged else t for t in trials]
+            choice = choose(trials, max_accuracy_drop)
+            load = {"start": load_start, "end": load_average()}
+            result["search"] = search_record(trials, choice, rewrite, plan, inputs, timings, max_accuracy_drop, load)
+            if choice.winner is None:
+                if report is not None:
+                    write_json(report, {**result, "model": None})
+                raise ValidationError(f"{out.name}: {choice.why}; no model written"
+                                      + (f"; every candidate in {report}" if report is not None else ""))
+        winner = judged[choice.winner if plan else STANDARD]
+        result = {**result, **winner.to_record(), "max_accuracy_drop": max_accuracy_drop}
         if report is not None:
-            step("measuring per-layer error")
-            layers = layer_errors(candidate, test_inputs, candidate.float_path.parent, calibration=calibration)
-            write_json(Path(report), {**result, "layers": layers})
-            result.update(layers=layers, layer_table=format_table(layers), report=str(report))
-        write_bytes(out, data_bytes)
+            steps("measuring per-layer error")
+            result = with_layer_report(result, winner, inputs, report)
+        steps.done_all()
+        if plan is None:
+            accuracy_gate(winner.accuracy, max_accuracy_drop, out.name, report)
+        write_bytes(out, winner.data)
     return result
 
 
-def build_and_check(recipe: Recipe, float_path: Path, fp32, model: Path, fp32_props: dict[str, str],
-                    calibration: np.ndarray, calibration_source: str, inputs: np.ndarray, labels: np.ndarray,
-                    source: str) -> tuple:
-    """(candidate, checks) of one recipe: built, judged as `quantize` judges a model (structure, accuracy
-    on `inputs` vs fp32, reference implementation), finalized with its metadata and sized."""
-    candidate = build_recipe(recipe, float_path, float_path.parent, calibration=calibration, metadata=fp32_props,
-                             calibration_source=calibration_source, source=source)
-    checks = evaluate_candidate(fp32, candidate, inputs, labels, source)
-    size = len(finalize(candidate, fp32_props, checks["validation"], source))
-    checks["validation"].update(file_sizes(model, size))
-    return candidate, checks
+class _Steps:
+    """Calls `progress(done, total, what)` before each step, and once more when all are done."""
+
+    def __init__(self, progress: Progress | None, total: int):
+        self.progress, self.total, self.done = progress, total, 0
+
+    def __call__(self, what: str) -> None:
+        if self.progress:
+            self.progress(self.done, self.total, what)
+        self.done += 1
+
+    def done_all(self) -> None:
+        if self.progress:
+            self.progress(self.total, self.total, "done")
 
 
-def prepare_rewrite(model: Path, workdir: Path, inputs: np.ndarray, source: str) -> tuple[Path | None, dict]:
-    """The kernel-friendly fp32 graph, pre-processed and proven exact on `inputs` (N, 1, 32, 32), and a
-    record of it; (None, {"applies": False, "reason"}) when the model does not fit or the proof fails."""
-    try:
-        rewritten = workdir / "rewritten.onnx"
-        onnx.save(kernel_friendly(onnx.load(str(model)), model.name), str(rewritten))
-        float_path = preprocess(rewritten, workdir)
-        verification = verify_rewrite(model, float_path, inputs, source)  # what gets quantized, vs the original
-    except (ModelError, ValidationError) as exc:  # NotRewritable is a ModelError
-        return None, {"applies": False, "reason": str(exc)}
-    return float_path, {"applies": True, "rewrites": list(REWRITES), "verification": verification}
-
-
-def choose(rows: list[dict], max_accuracy_drop: float) -> tuple[str | None, str]:
-    """(winner's name or None, why) by RULE; fills each row's "verdict"."""
-    passed = [r for r in rows if r["status"] == "ok" and r["accuracy_drop_points"] <= max_accuracy_drop]
-    eligible = [r for r in passed if r["times_smaller"] >= MIN_TIMES_SMALLER]
-    for r in rows:
-        if r["status"] != "ok":
-            r["verdict"] = f"{r['status']}: {r['detail']}"
-        elif r not in passed:
-            r["verdict"] = f"loses {r['accuracy_drop_points']:.2f} points (limit {max_accuracy_drop:g})"
-        elif r not in eligible:
-            r["verdict"] = f"only {r['times_smaller']:.2f}x smaller (needs {MIN_TIMES_SMALLER:g}x)"
-    if not passed:
-        return None, (f"no candidate passes its checks within {max_accuracy_drop:g} points of fp32 accuracy "
-                      f"({len(rows)} tried: {', '.join(r['name'] for r in rows)})")
-    pool, note = (eligible, "") if eligible else (passed, f"; no candidate is {MIN_TIMES_SMALLER:g}x smaller, "
-                                                          f"so the size requirement was dropped")
-    best = min(r["worst_latency_ratio"] for r in pool)
-    tied = [r for r in pool if r["worst_latency_ratio"] <= best * (1 + TIE)]
-    winner = tied[0]  # rows are in preference order
-    for r in pool:
-        if r is winner:
-            r["verdict"] = "winner"
-        elif r in tied:
-            r["verdict"] = (f"tied with {winner['name']} (worst {r['worst_latency_ratio']:.2f}x, within {TIE:.0%}); "
-                            f"{winner['name']} comes first")
-        else:
-            r["verdict"] = f"slower: worst {r['worst_latency_ratio']:.2f}x vs {winner['worst_latency_ratio']:.2f}x"
-    w = winner
-    why = (f"{w['name']} has the lowest worst-case latency vs fp32, {w['worst_latency_ratio']:.2f}x at "
-           f"{w['worst_cell']}, of the {len(pool)} candidate(s) that pass every check within "
-           f"{max_accuracy_drop:g} points of fp32 accuracy" + ("" if note else f" and {MIN_TIMES_SMALLER:g}x smaller")
-           + f" (its drop: {w['accuracy_drop_points']:+.2f} points; {w['times_smaller']:.2f}x smaller)" + note)
-    if len(tied) > 1:
-        why += f"; tied within {TIE:.0%} with {', '.join(r['name'] for r in tied[1:])}, and listed first"
-    return w["name"], why
-
-
-def search_record(rows, winner, why, rewrite, plan, fp32, model, timings, max_accuracy_drop, load) -> dict:
-    """The search as it goes into the result and the report: every candidate with its figures."""
-    cells = [cell_key(t, b) for t, b in plan.cells()]
-    baseline = {"name": BASELINE, "accuracy": fp32.contract.test_accuracy, "bytes": Path(model).stat().st_size,
-                "latency_ms": {c: timings[c][BASELINE]["median_ms"] for c in cells}}
-    cpu = cpu_info()
-    return {
-        "rule": RULE, "winner": winner, "why": why, "max_accuracy_drop": max_accuracy_drop,
-        "min_times_smaller": MIN_TIMES_SMALLER, "rewrite": rewrite,
-        "timing": {**plan.to_record(), "cells": cells,
-                   "method": "median over interleaved rounds of (candidate / fp32), each turn the median of its calls; "
-                             "same onnxruntime SessionOptions (default graph optimisation) and test images for all",
-                   "cpu": {k: cpu[k] for k in ("model", "flags", "usable_cores")}, "load_average": load},
-        "baseline": baseline, "candidates": rows,
-    }
-
-
-def _row(recipe: Recipe, status: str, detail: str, validation: dict | None = None) -> dict:
-    row = {"name": recipe.name, "what": recipe.what, "status": status, "detail": detail,
-           "settings": recipe.settings.to_record(), "rewrite": recipe.rewrite}
-    if validation is not None:
-        row.update(accuracy=validation["int8_accuracy"], accuracy_drop_points=validation["accuracy_drop_points"],
-                   top1_agreement=validation["top1_agreement"], bytes=validation["int8_bytes"],
-                   times_smaller=round(validation["fp32_bytes"] / validation["int8_bytes"], 4))
-    return row
-
-
-def _add_latency(row: dict, timings: dict, plan: TimingPlan) -> None:
-    cells = [cell_key(t, b) for t, b in plan.cells()]
-    row["latency_ratio"] = {c: round(timings[c][row["name"]]["ratio"], 4) for c in cells}
-    row["latency_ms"] = {c: timings[c][row["name"]]["median_ms"] for c in cells}
-    row["worst_cell"] = max(cells, key=lambda c: row["latency_ratio"][c])
-    row["worst_latency_ratio"] = row["latency_ratio"][row["worst_cell"]]
+def _how(settings: QuantSettings) -> str:
+    return f"{settings.mode}, {settings.format}, {settings.method}" if settings.is_static else settings.mode
 
 
 def _mkdir(path: Path) -> Path:
     path.mkdir()
     return path
+
+
+def prepare_rewrite(model: Path, workdir: Path, inputs: Inputs, source: str) -> tuple[Path | None, dict]:
+    """The kernel-friendly fp32 graph, pre-processed and proven exact on the test set, and a record of
+    it; (None, {"applies": False, "reason"}) when the model does not fit or the proof fails."""
+    try:
+        rewritten = workdir / "rewritten.onnx"
+        onnx.save(kernel_friendly(onnx.load(str(model)), model.name), str(rewritten))
+        float_path = preprocess(rewritten, workdir)
+        verification = verify_rewrite(model, float_path, inputs.test_inputs, source)  # what gets quantized
+    except (ModelError, ValidationError) as exc:  # NotRewritable is a ModelError
+        return None, {"applies": False, "reason": str(exc)}
+    return float_path, {"applies": True, "rewrites": list(REWRITES), "verification": verification}
+
+
+def side_by_side(models: dict[str, Path], contract: ModelContract, inputs: np.ndarray, plan: TimingPlan,
+                 on_cell: Callable[[str], None] = lambda cell: None) -> dict[str, dict[str, dict]]:
+    """{cell: {label: {"ratio", "median_ms", "round_ratios"}}} for every cell of `plan`, ratios to the
+    first model; `inputs` are preprocessed test images (N >= max batch, 1, 32, 32), and every model
+    runs with the same SessionOptions (runtime's: default graph optimisation, intra-op threads)."""
+    if len(inputs) < max(plan.batch_sizes):
+        raise DataError(f"{len(inputs)} timing inputs for batch size {max(plan.batch_sizes)} "
+                        f"(expected at least as many)")
+    baseline = next(iter(models))
+    cells, result = iter(plan.cells()), {}
+    for threads in plan.threads:
+        sessions = {label: load_model(path, threads, contract).session for label, path in models.items()}
+        for batch in plan.batch_sizes:
+            cell = next(cells)
+            on_cell(f"timing {len(models) - 1} candidate(s) against fp32: {threads} thread(s), batch {batch}")
+            x = np.ascontiguousarray(inputs[:batch])  # (batch, 1, 32, 32)
+            runs = {label: (lambda x, s=s: s.run([OUTPUT_NAME], {INPUT_NAME: x}), x) for label, s in sessions.items()}
+            per_round = time_interleaved(runs, [plan.min_calls] * plan.rounds, plan.warmup,
+                                         plan.seconds_per_turn * 1e3)
+            medians = {label: np.array([np.median(r) for r in rounds]) for label, rounds in per_round.items()}  # ms
+            result[cell] = {label: {"ratio": float(np.median(m / medians[baseline])), "median_ms": float(np.median(m)),
+                                    "round_ratios": [round(float(r), 4) for r in m / medians[baseline]]}
+                            for label, m in medians.items()}
+    return result
+
+
+def choose(trials: list[Trial], max_accuracy_drop: float) -> Choice:
+    """The winner by RULE, why, and a verdict for every candidate."""
+    passed = [t for t in trials if t.status == "ok" and t.accuracy_drop_points <= max_accuracy_drop]
+    eligible = [t for t in passed if t.times_smaller >= MIN_TIMES_SMALLER]
+    verdicts = {}
+    for t in trials:
+        if t.status != "ok":
+            verdicts[t.name] = f"{t.status}: {t.detail}"
+        elif t not in passed:
+            verdicts[t.name] = f"loses {t.accuracy_drop_points:.2f} points (limit {max_accuracy_drop:g})"
+        elif t not in eligible:
+            verdicts[t.name] = f"only {t.times_smaller:.2f}× smaller (needs {MIN_TIMES_SMALLER:g}×)"
+    if not passed:
+        return Choice(None, f"no candidate passes its checks within {max_accuracy_drop:g} points of fp32 accuracy "
+                            f"({len(trials)} tried: {', '.join(t.name for t in trials)})", verdicts)
+    pool, note = (eligible, "") if eligible else (passed, f"; no candidate is {MIN_TIMES_SMALLER:g}× smaller, "
+                                                          f"so the size requirement was dropped")
+    best = min(t.worst_latency_ratio for t in pool)
+    tied = [t for t in pool if t.worst_latency_ratio <= best * (1 + TIE)]
+    w = tied[0]  # trials are in preference order
+    for t in pool:
+        verdicts[t.name] = ("winner" if t is w else
+                            f"tied with {w.name} (worst {t.worst_latency_ratio:.2f}x, within {TIE:.0%}); "
+                            f"{w.name} comes first" if t in tied else
+                            f"slower: worst {t.worst_latency_ratio:.2f}x vs {w.worst_latency_ratio:.2f}x")
+    why = (f"{w.name} has the lowest worst-case latency vs fp32, {w.worst_latency_ratio:.2f}x at "
+           f"{w.worst_cell}, of the {len(pool)} candidate(s) that pass every check within "
+           f"{max_accuracy_drop:g} points of fp32 accuracy" + ("" if note else f" and {MIN_TIMES_SMALLER:g}× smaller")
+           + f" (its drop: {w.accuracy_drop_points:+.2f} points; {w.times_smaller:.2f}× smaller)" + note)
+    if len(tied) > 1:
+        why += f"; tied within {TIE:.0%} with {', '.join(t.name for t in tied[1:])}, and listed first"
+    return Choice(w.name, why, verdicts)
+
+
+def search_record(trials: list[Trial], choice: Choice, rewrite: dict, plan: TimingPlan, inputs: Inputs,
+                  timings: dict, max_accuracy_drop: float, load: dict) -> dict:
+    """The search as it goes into the result and the report: every candidate with its figures."""
+    cpu = cpu_info()
+    baseline = {"name": BASELINE, "accuracy": inputs.fp32.contract.test_accuracy, "bytes": inputs.fp32_bytes,
+                "latency_ms": {c: timings[c][BASELINE]["median_ms"] for c in timings}}
+    return {
+        "rule": RULE, "winner": choice.winner, "why": choice.why, "max_accuracy_drop": max_accuracy_drop,
+        "min_times_smaller": MIN_TIMES_SMALLER, "kernel_friendly_rewrite": rewrite,
+        "timing": {**plan.to_record(), "cells": plan.cells(),
+                   "method": "median over interleaved rounds of (candidate / fp32), each turn the median of its calls "
+                             "(runtime.bench's timer); same onnxruntime SessionOptions (default graph optimisation) "
+                             "and test images for all",
+                   "cpu": {k: cpu[k] for k in ("model", "flags", "usable_cores")}, "load_average": load},
+        "baseline": baseline, "candidates": [t.to_record(choice.verdicts.get(t.name, "")) for t in trials],
+    }
 
 
 def format_search(search: dict) -> str:
@@ -247,7 +344,7 @@ def format_search(search: dict) -> str:
     lines = [f"search: {len(search['candidates'])} candidates; latency = median ratio vs fp32 over "
              f"{search['timing']['rounds']} interleaved rounds (<1 is faster; cells: threads t, batch b)",
              head,
-             f"{b['name']:<28} {_pct(b['accuracy']):>8} {'':>6} {b['bytes'] / 1024:>6.1f} {'1.00x':>7} "
+             f"{b['name']:<28} {_pct(b['accuracy']):>8} {'':>6} {b['bytes'] / 1024:>6.1f} {'1.00×':>7} "
              + " ".join(f"{1:>7.2f}" for _ in cells) + f" {1:>6.2f}  ({fp32_ms})"]
     for r in search["candidates"]:
         if r["status"] != "ok":
@@ -255,10 +352,10 @@ def format_search(search: dict) -> str:
             continue
         ratios = " ".join(f"{r['latency_ratio'][c]:>7.2f}" for c in cells)
         lines.append(f"{r['name']:<28} {_pct(r['accuracy']):>8} {r['accuracy_drop_points']:>6.2f} "
-                     f"{r['bytes'] / 1024:>6.1f} {r['times_smaller']:>6.2f}x {ratios} "
+                     f"{r['bytes'] / 1024:>6.1f} {r['times_smaller']:>6.2f}× {ratios} "
                      f"{r['worst_latency_ratio']:>6.2f}  {r['verdict']}")
     lines.append(f"why: {search['why']}")
-    rewrite = search["rewrite"]
+    rewrite = search["kernel_friendly_rewrite"]
     if rewrite["applies"]:
         v = rewrite["verification"]
         lines.append(f"kernel-friendly rewrite: fp32 logits within {v['max_abs_diff']:.1e} of the original "
@@ -270,4 +367,3 @@ def format_search(search: dict) -> str:
 
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.2%}"
-

@@ -3,17 +3,16 @@
 The activation/weight types follow the guidance in onnxruntime's `quantize_static`
 docstring ("Choosing parameters for CPU inference"): on x86-64 uint8 activations with
 int8 weights, full range on CPUs with VNNI and 7-bit weights (reduce_range) without it;
-on ARM int8 for both. The target CPU is the host unless the user names another one.
-Pure Python: no onnx import, so settings can be built and compared cheaply.
+on ARM int8 for both. The target CPU is the host (runtime.environment.cpu_info) unless the
+user names another one. No onnx import, so settings can be built and compared cheaply.
 """
 
 from __future__ import annotations
 
-import platform
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
 
 from ..errors import DataError
+from ..runtime.environment import cpu_info
 
 MODES = ("static", "dynamic")
 FORMATS = ("qdq", "qoperator")
@@ -74,11 +73,12 @@ class QuantSettings:
     def is_static(self) -> bool:
         return self.mode == "static"
 
-    def resolve(self, cpu: CpuInfo | None = None) -> QuantSettings:
-        """A copy with the target, types and reduce_range decided, and the reason recorded."""
+    def resolve(self, cpu: dict | None = None) -> QuantSettings:
+        """A copy with the target, types and reduce_range decided, and the reason recorded; `cpu` is
+        what runtime.environment.cpu_info() says of the host (read when None and needed)."""
         if self.type_reason:  # already resolved
             return self
-        target = self.target if self.target != "host" else (cpu or host_cpu()).target
+        target = self.target if self.target != "host" else cpu_target(cpu or cpu_info())
         act, weight, reduce_range, reason = recommended_types(target)
         if self.target == "host":
             reason = f"host CPU: {reason}"
@@ -107,32 +107,11 @@ class QuantSettings:
         return record
 
 
-@dataclass(frozen=True)
-class CpuInfo:
-    machine: str  # platform.machine()
-    flags: frozenset[str]  # /proc/cpuinfo flags (empty where unknown)
-
-    @property
-    def target(self) -> str:
-        machine = self.machine.lower()
-        if machine.startswith(("arm", "aarch64")):
-            return "arm"
-        if "avx512_vnni" in self.flags or "avx_vnni" in self.flags:
-            return "x86-vnni"
-        return "x86"
-
-
-def host_cpu(cpuinfo: Path = Path("/proc/cpuinfo")) -> CpuInfo:
-    """The host's architecture and instruction-set flags (Linux; elsewhere the flags are unknown)."""
-    flags: frozenset[str] = frozenset()
-    try:
-        for line in cpuinfo.read_text(errors="replace").splitlines():
-            if line.startswith(("flags", "Features")):
-                flags = frozenset(line.split(":", 1)[1].split())
-                break
-    except OSError:
-        pass
-    return CpuInfo(platform.machine(), flags)
+def cpu_target(cpu: dict) -> str:
+    """The target of a CPU described as runtime.environment.cpu_info() describes it."""
+    if cpu["architecture"].lower().startswith(("arm", "aarch64")):
+        return "arm"
+    return "x86-vnni" if {"avx512_vnni", "avx_vnni"} & set(cpu["flags"]) else "x86"
 
 
 def recommended_types(target: str) -> tuple[str, str, bool, str]:

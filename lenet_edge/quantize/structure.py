@@ -16,9 +16,10 @@ from pathlib import Path
 
 from ..contract import PREFIX
 from ..errors import ValidationError, require
+from ..graph import load
 from .build import Candidate
 
-onnx = require("onnx", "quantize")
+require("onnx", "quantize")
 import onnxruntime as ort  # noqa: E402
 
 # op types after onnxruntime's optimisation, by kind of layer
@@ -37,13 +38,13 @@ def optimized_op_counts(path: Path) -> Counter:
         opts.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
         opts.log_severity_level = 3
         ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        graph = onnx.load(opts.optimized_model_filepath).graph
+        graph = load(opts.optimized_model_filepath).graph
     return Counter(node.op_type for node in graph.node)
 
 
 def meant_to_quantize(candidate: Candidate) -> dict[str, list[str]]:
     """The fp32 model's convolution and fully connected nodes that the settings quantize."""
-    graph = onnx.load(str(candidate.float_path), load_external_data=False).graph
+    graph = load(candidate.float_path).graph
     constants = {t.name for t in graph.initializer}
     layers: dict[str, list[str]] = {"conv": [], "fc": []}
     for node in graph.node:
@@ -86,5 +87,5 @@ def check_metadata(fp32_props: dict[str, str], int8_props: dict[str, str], recor
             raise ValidationError(f"{source}: metadata {key} is {int8_props.get(key)!r} "
                                   f"(expected {value!r}, carried over from the fp32 model)")
     found = int8_props.get(PREFIX + "quantization")
-    if found is None or json.loads(found) != record:
+    if found is None or json.loads(found) != record:  # e.g. a record that is not plain JSON types
         raise ValidationError(f"{source}: metadata {PREFIX}quantization is {found!r} (expected {record!r})")

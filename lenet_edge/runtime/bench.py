@@ -3,9 +3,11 @@
 numpy + onnxruntime only; PyTorch eager rows are added when a checkpoint is given, and
 only then is torch imported.
 
-Method. The inputs are real MNIST test images (the first max(batch sizes) of the official
-test set, repeated when a batch is larger than the set), preprocessed once by each
-model's own contract. For every (threads, batch size) row, every model gets an
+Method. The inputs are real MNIST-style digits: the first max(batch sizes) of the official
+test set (--data-dir or $LENET_EDGE_DATA), of a file the user gives (IDX, .npy or image), or of
+the official test digits carried in the package (no network needed), repeated when a batch is
+larger than the set; preprocessed once by each model's own contract. For every
+(threads, batch size) row, every model gets an
 onnxruntime CPU session with the same SessionOptions (intra-op threads = threads,
 inter-op threads = 1, default graph optimisations); PyTorch gets
 torch.set_num_threads(threads) and runs under torch.inference_mode(). Each model is
@@ -23,13 +25,17 @@ Report (JSON, "schema": "lenet-edge-bench", "version": 1; docs/bench-report.md h
 field):
 
     schema, version, created (UTC ISO 8601), duration_s
-    settings:    batch_sizes, threads, runs, warmup, rounds, min_turn_ms, inputs {source, images,
-                 distinct_images},
+    settings:    batch_sizes, threads, runs, warmup, rounds, min_turn_ms, inputs {kind ("mnist-test-set" |
+                 "file" | "packaged"), source, images, distinct_images},
                  timer, session {provider, intra_op_threads, inter_op_threads,
                  graph_optimization_level, execution_mode}
-    environment: cpu {model, architecture, flags, flags_source, int8_dot_product,
+    environment: device (the --device label or null), execution {kind ("native" | "emulated" |
+                 "virtualised" | "unknown"), evidence}, board,
+                 cpu {model, architecture, flags, flags_source, int8_dot_product,
                  logical_cores, usable_cores, physical_cores}, os {system, release},
+                 kernel {system, release, version, architecture},
                  versions {python, numpy, onnxruntime, lenet-edge[, torch]},
+                 onnxruntime {version, wheel_tags, build_info, device, providers},
                  load_average {start, end}
     models:      [{label, kind ("onnxruntime" | "pytorch-eager"), file, sha256, bytes,
                  variant, precision ("fp32" | "int8"), check {images, accuracy}}]
@@ -45,7 +51,7 @@ slowest. round_cv is the sample standard deviation of the round means over their
 round_p50s_ms are the rounds' medians: a ratio of two models' medians round by round is what
 stays steady at batch 1, where a few stalled calls (a thread woken late) move a round's mean.
 check.accuracy is the model's accuracy on up to the first 1,000 test images, computed
-before timing, so a fast but broken model shows.
+before timing, so a fast but broken model shows (null for a user's file, which has no labels).
 """
 
 from __future__ import annotations
@@ -59,7 +65,7 @@ from pathlib import Path
 import numpy as np
 
 from ..contract import INPUT_NAME, OUTPUT_NAME
-from ..data import Preprocessing, load_mnist
+from ..data import MODERN_PREPROCESSING, Preprocessing, load_mnist
 from ..errors import DataError
 from ..fileio import sha256_file
 from ..progress import Progress
@@ -159,17 +165,38 @@ def _check_settings(models: dict, batch_sizes, threads, runs: int, warmup: int, 
         raise DataError(f"min_turn_ms must be between 0 and {MAX_TURN_MS:g} (found {min_turn_ms})")
 
 
-def _inputs(data_dir, count: int) -> tuple[np.ndarray, np.ndarray, str, int]:
-    """The first `count` test images (N, 28, 28) and labels, repeated if the set is smaller;
-    also the file's name and how many distinct images it holds."""
-    from ..data import split_paths
+def _inputs(data_dir, inputs, count: int) -> tuple[np.ndarray, np.ndarray | None, dict]:
+    """`count` digits (N, 28, 28) and their labels (None for a user's file), repeated if there are
+    fewer, and the record of where they came from: {kind, source, distinct_images}.
 
-    images, labels = load_mnist(data_dir, "test")
-    images_file, distinct = split_paths(Path(data_dir), "test")[0].name, len(images)
+    From `inputs` (a user's IDX, .npy or image file of MNIST-style digits), else the official
+    test set in `data_dir`, else the test digits carried in the package: bench never downloads,
+    so a device without network can run it."""
+    from ..data import load_bench_digits, split_paths
+
+    if inputs is not None:
+        from ..inputs import open_input
+
+        source = open_input(inputs, MODERN_PREPROCESSING, invert="no")  # 28x28 digits as they are
+        if source.kind == "prepared":
+            raise DataError(f"{inputs}: already preprocessed model inputs (expected MNIST-style digits (N, 28, 28) "
+                            f"in [0, 255]: each model preprocesses them by its own contract)")
+        images, labels = np.asarray(source.data[:count], dtype=np.float32), None
+        record = {"kind": "file", "source": f"{Path(inputs).name} ({source.kind}, sha256 {sha256_file(inputs)})",
+                  "distinct_images": len(images)}
+    elif data_dir is not None:
+        images, labels = load_mnist(Path(data_dir), "test")
+        name = split_paths(Path(data_dir), "test")[0].name
+        record = {"kind": "mnist-test-set", "source": f"MNIST official test set ({name})",
+                  "distinct_images": len(images)}
+    else:
+        images, labels, source = load_bench_digits()
+        record = {"kind": "packaged", "source": source, "distinct_images": len(images)}
     if count > len(images):
         repeats = -(-count // len(images))
-        images, labels = np.tile(images, (repeats, 1, 1)), np.tile(labels, repeats)
-    return images[:count], labels[:count], images_file, distinct
+        images = np.tile(images, (repeats, 1, 1))
+        labels = None if labels is None else np.tile(labels, repeats)
+    return images[:count], None if labels is None else labels[:count], record
 
 
 def _stats(rounds: list[list[float]], batch_size: int) -> dict:
@@ -198,13 +225,40 @@ def _time_ms(run: Callable[[np.ndarray], np.ndarray], x: np.ndarray, count: int)
     return timings
 
 
-def bench(models: dict[str, str | Path], batch_sizes=DEFAULT_BATCH_SIZES, threads=(1,), *, data_dir: str | Path,
-          runs: int = DEFAULT_RUNS, warmup: int = DEFAULT_WARMUP, checkpoint: str | Path | None = None,
+def time_interleaved(models: dict[str, tuple[Callable[[np.ndarray], object], np.ndarray]], shares: list[int],
+                     warmup: int, min_turn_ms: float,
+                     on_turn: Callable[[str, int], None] | None = None) -> dict[str, list[list[float]]]:
+    """The timer: each model (label -> (run, its input batch)) warmed up `warmup` calls, then timed in
+    len(shares) rounds; in round k the models take turns in an order rotated by k, each turn
+    `shares[k]` calls or more, enough to last `min_turn_ms` by the warm-up's median call.
+    Returns per label the ms of every timed call, one list per round; `on_turn(label, k)` before each turn."""
+    per_call = {}  # ms, the warm-up's median call; inf (no estimate) without a warm-up
+    for label, (run, x) in models.items():
+        warm = _time_ms(run, x, warmup)
+        per_call[label] = float(np.median(warm)) if warm else math.inf
+    labels = list(models)
+    per_round: dict[str, list[list[float]]] = {label: [] for label in labels}
+    for k, share in enumerate(shares):
+        for j in range(len(labels)):
+            label = labels[(j + k) % len(labels)]  # rotate who goes first each round
+            if on_turn:
+                on_turn(label, k)
+            calls = max(share, math.ceil(min_turn_ms / max(per_call[label], 1e-6)))
+            per_round[label].append(_time_ms(*models[label], calls))
+    return per_round
+
+
+def bench(models: dict[str, str | Path], batch_sizes=DEFAULT_BATCH_SIZES, threads=(1,), runs: int = DEFAULT_RUNS,
+          warmup: int = DEFAULT_WARMUP, checkpoint: str | Path | None = None, data_dir: str | Path | None = None,
           progress: Progress | None = None, rounds: int = DEFAULT_ROUNDS,
-          min_turn_ms: float = DEFAULT_MIN_TURN_MS) -> dict:
+          min_turn_ms: float = DEFAULT_MIN_TURN_MS, inputs: str | Path | None = None,
+          device: str | None = None) -> dict:
     """Time every model (label -> .onnx path, plus PyTorch eager when `checkpoint` is given)
-    for every (threads, batch size) on the test images in data_dir, a directory of MNIST IDX files, and
-    return the report described in the module docstring."""
+    for every (threads, batch size) and return the report described in the module docstring.
+
+    The digits come from `inputs` (a file), else `data_dir` (a directory of MNIST IDX files, resolved
+    by the caller), else the packaged test digits (see _inputs); `device` is the user's name for the
+    machine, recorded in the environment."""
     batch_sizes, threads = [int(b) for b in batch_sizes], [int(t) for t in threads]
     _check_settings(models, batch_sizes, threads, runs, warmup, rounds, min_turn_ms)
     runners: list[_Runner] = [_OrtRunner(label, Path(path)) for label, path in models.items()]
@@ -213,14 +267,18 @@ def bench(models: dict[str, str | Path], batch_sizes=DEFAULT_BATCH_SIZES, thread
             raise DataError(f"model label {TORCH_LABEL!r} is kept for the PyTorch eager rows (expected another label)")
         runners.append(_TorchRunner(TORCH_LABEL, Path(checkpoint)))
     started, load_start = time.perf_counter(), load_average()
-    images, labels, images_file, distinct = _inputs(data_dir, max(max(batch_sizes), CHECK_IMAGES))
+    if inputs is not None and data_dir is not None:
+        raise DataError(f"both an inputs file ({inputs}) and a data directory ({data_dir}) given (expected one)")
+    images, labels, inputs_record = _inputs(data_dir, inputs, max(max(batch_sizes), CHECK_IMAGES))
+    distinct = inputs_record["distinct_images"]
     prepared = {r.preprocessing: r.preprocessing(images) for r in runners}  # (N, 1, 32, 32) per contract
     for r in runners:
         check = min(CHECK_IMAGES, distinct)
         r.configure(threads[0])
         x = prepared[r.preprocessing][:check]
         predicted = np.concatenate([r(x[i:i + 250]) for i in range(0, check, 250)]).argmax(axis=1)
-        r.info["check"] = {"images": check, "accuracy": float((predicted == labels[:check]).mean())}
+        accuracy = None if labels is None else float((predicted == labels[:check]).mean())  # a user's file: no labels
+        r.info["check"] = {"images": check, "accuracy": accuracy}
 
     total, done, rows = len(threads) * len(batch_sizes) * rounds * len(runners), 0, []
     shares = [runs // rounds + (1 if k < runs % rounds else 0) for k in range(rounds)]  # runs per round
@@ -229,20 +287,14 @@ def bench(models: dict[str, str | Path], batch_sizes=DEFAULT_BATCH_SIZES, thread
             for r in runners:
                 r.configure(t)
             for b in batch_sizes:
-                per_round: dict[str, list[list[float]]] = {r.label: [] for r in runners}
-                per_call = {}  # ms, the warm-up's median call; inf (no estimate) without a warm-up
-                for r in runners:
-                    warm = _time_ms(r, prepared[r.preprocessing][:b], warmup)
-                    per_call[r.label] = float(np.median(warm)) if warm else math.inf
-                for k, share in enumerate(shares):
-                    for j in range(len(runners)):
-                        r = runners[(j + k) % len(runners)]  # rotate who goes first each round
-                        if progress:
-                            progress(done, total, f"batch {b}, {t} thread(s), round {k + 1}/{rounds}: {r.label}")
-                        calls = max(share, math.ceil(min_turn_ms / max(per_call[r.label], 1e-6)))
-                        part = _time_ms(r, prepared[r.preprocessing][:b], calls)
-                        per_round[r.label].append(part)
-                        done += 1
+                def on_turn(label: str, k: int, b=b, t=t) -> None:
+                    nonlocal done
+                    if progress:
+                        progress(done, total, f"batch {b}, {t} thread(s), round {k + 1}/{rounds}: {label}")
+                    done += 1
+
+                per_round = time_interleaved({r.label: (r, prepared[r.preprocessing][:b]) for r in runners},
+                                             shares, warmup, min_turn_ms, on_turn)
                 for r in runners:
                     rows.append({"model": r.label, "batch_size": b, "threads": t,
                                  "runs": sum(len(part) for part in per_round[r.label]),
@@ -254,7 +306,7 @@ def bench(models: dict[str, str | Path], batch_sizes=DEFAULT_BATCH_SIZES, thread
     if progress:
         progress(total, total, "done")
     extra = {"torch": runners[-1].torch.__version__} if checkpoint is not None else None
-    env = environment(extra)
+    env = environment(extra, device)
     env["load_average"] = {"start": load_start, "end": load_average()}
     return {
         "schema": SCHEMA,
@@ -264,8 +316,8 @@ def bench(models: dict[str, str | Path], batch_sizes=DEFAULT_BATCH_SIZES, thread
         "settings": {
             "batch_sizes": batch_sizes, "threads": threads, "runs": runs, "warmup": warmup, "rounds": rounds,
             "min_turn_ms": min_turn_ms,
-            "inputs": {"source": f"MNIST official test set ({images_file})", "images": int(max(batch_sizes)),
-                       "distinct_images": int(min(distinct, max(batch_sizes)))},
+            "inputs": {"kind": inputs_record["kind"], "source": inputs_record["source"],
+                       "images": int(max(batch_sizes)), "distinct_images": int(min(distinct, max(batch_sizes)))},
             "timer": "time.perf_counter_ns, one inference per timing",
             "session": {"provider": "CPUExecutionProvider", "intra_op_threads": "threads",
                         "inter_op_threads": 1, "graph_optimization_level": "ORT_ENABLE_ALL (default)",

@@ -53,15 +53,23 @@ threads_option = click.option("--threads", type=int, default=None,
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.option("-o", "--out", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Write the predictions to this file instead of stdout.")
+@click.option("--annotate", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Also write each picture with its digits' boxes and labels drawn on it, as DIR/NAME.png.")
+@click.option("--fail-fast", is_flag=True,
+              help="Stop at the first file that cannot be read, before any output [default: give it an error row "
+                   "and go on; exit 3 at the end].")
 @batch_size_option
 @threads_option
 @verify_option
 @force_option
-def run(model, inputs, invert, fmt, out, batch_size, threads, verify, force) -> None:
+def run(model, inputs, invert, fmt, out, annotate, fail_fast, batch_size, threads, verify, force) -> None:
     """Classify digits in image files, .npy arrays and IDX files with an ONNX model.
 
-    Prints label and probability (softmax) per input; a file of N images gives rows
-    FILE[0] .. FILE[N-1]. The kind of each file is told by its content.
+    Prints label and probability (softmax) per input, and `unsure` where the model
+    is not sure; a file of N images gives rows FILE[0] .. FILE[N-1]. The kind of
+    each file is told by its content. A file that cannot be read gets an error row
+    (and its error on stderr), the others are still classified, and the exit code
+    is 3 at the end; --fail-fast stops at the first instead.
 
     \b
     Images (PNG, JPEG, BMP, GIF, TIFF, WebP) of any size and mode become MNIST digits:
@@ -76,27 +84,57 @@ def run(model, inputs, invert, fmt, out, batch_size, threads, verify, force) -> 
     then the model's own metadata pads and normalises it.
 
     \b
+    A picture of several digits is read left to right as a number: separate
+    ink components are digits, pieces stacked above each other one digit;
+    each digit goes through steps 4-6. A digit wider than 1.3x its height
+    (probably touching digits) or with little ink (probably a stray mark)
+    makes the number unsure. JSON gives each digit's box, label, probability.
+
+    \b
     Arrays (.npy, never unpickled) and IDX files hold MNIST-style digits:
     (28, 28) or (N, 28, 28), values in [0, 255]; or a .npy (N, 1, 32, 32)
     float32 already preprocessed for the model.
     """
+    from ..errors import DataError
     from ..fileio import atomic_path, check_writable
+    from .annotate import annotation_targets
     from .predict import classify, write_predictions
 
     if out is not None:
         check_writable(out, force)
+    targets = annotation_targets(list(inputs), annotate, force) if annotate is not None else {}
     _verify([model], verify)
-    records = classify(model, inputs, invert=invert, batch_size=batch_size, threads=threads)
+    records = _reported(classify(model, inputs, invert=invert, batch_size=batch_size, threads=threads,
+                                 fail_fast=fail_fast), targets)
     if out is None:
         try:
-            write_predictions(records, fmt, sys.stdout)
+            counts = write_predictions(records, fmt, sys.stdout)
             sys.stdout.flush()
         except BrokenPipeError:  # the reader (e.g. head) stopped early: not an error of ours
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return
     else:
         with atomic_path(out, record=False) as tmp, open(tmp, "w", encoding="utf-8", newline="") as stream:
-            count = write_predictions(records, fmt, stream)
-        click.echo(f"{out}: {count} predictions ({fmt})", err=True)
+            counts = write_predictions(records, fmt, stream)
+    where = f"{out}: " if out is not None else ""
+    click.echo(f"{where}{counts['predictions']} predictions ({fmt}), {counts['unsure']} unsure, "
+               f"{counts['failed']} failed", err=True)
+    if counts["failed"]:
+        raise DataError(f"{counts['failed']} of {counts['predictions'] + counts['failed']} inputs could not be read "
+                        f"(expected a readable file holding a digit; each one's error is above)")
+
+
+def _reported(records, annotation_targets: dict):
+    """The records, passed on once each failed file's error is on stderr and each picture's
+    annotation (if asked for) is written."""
+    from .annotate import write_annotation
+
+    for record in records:
+        if "error" in record:
+            click.echo(f"error: {record['error']}", err=True)
+        elif "digits" in record and record["input"] in annotation_targets:
+            write_annotation(record, annotation_targets[record["input"]])
+        yield record
 
 
 @click.command()
@@ -105,27 +143,31 @@ def run(model, inputs, invert, fmt, out, batch_size, threads, verify, force) -> 
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON instead of text.")
 @click.option("--png", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Also draw the confusion matrix into this PNG (needs matplotlib).")
+@click.option("--logits", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Also write the logits (10000, 10) float32 to this .npy, to compare devices bit for bit.")
 @batch_size_option
 @threads_option
 @verify_option
 @force_option
-def evaluate(model, data_dir, as_json, png, batch_size, threads, verify, force) -> None:
+def evaluate(model, data_dir, as_json, png, logits, batch_size, threads, verify, force) -> None:
     """Accuracy, per-class accuracy and confusion matrix on the official MNIST test set."""
     import json
 
     from ..datasource import resolve_data_dir
-    from ..fileio import check_writable
+    from ..fileio import check_writable, write_npy
     from ..progress import ProgressDisplay
-    from .evaluate import evaluate as run_evaluation
-    from .evaluate import format_evaluation
+    from .evaluate import evaluate_with_logits, format_evaluation
     from .plots import SKIPPED, plot_confusion
 
-    if png is not None:
-        check_writable(png, force)
+    for path in (png, logits):
+        if path is not None:
+            check_writable(path, force)
     _verify([model], verify)
     with ProgressDisplay("evaluate") as progress:
-        result = run_evaluation(model, resolve_data_dir(data_dir), batch_size=batch_size, threads=threads,
-                                progress=progress)
+        result, test_logits = evaluate_with_logits(model, resolve_data_dir(data_dir), batch_size=batch_size,
+                                                   threads=threads, progress=progress)
+    if logits is not None:
+        write_npy(logits, test_logits, record=False)  # the user's file: no manifest beside it
     click.echo(json.dumps(result, indent=2) if as_json else format_evaluation(result))
     if png is not None:
         drawn = plot_confusion(result, png, record=False)  # the user's file: no manifest beside it
@@ -148,6 +190,10 @@ def _verify(models, verify: bool) -> None:
 @click.option("--checkpoint", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Also time this checkpoint in PyTorch eager mode (needs torch).")
 @data_dir_option
+@click.option("--inputs", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Time on the digits of this file (IDX or .npy (N, 28, 28), or an image) instead of MNIST's "
+                   "test set [default: --data-dir, $LENET_EDGE_DATA, else the official test digits in the package].")
+@click.option("--device", default=None, help="Your name for this machine (e.g. 'pi5-8gb'), recorded in the report.")
 @click.option("--batch-sizes", type=IntList(), default="1,32,256", show_default=True)
 @click.option("--threads", type=IntList(), default=None,
               help="Thread counts to time [default: 1 and all usable cores].")
@@ -164,17 +210,19 @@ def _verify(models, verify: bool) -> None:
               show_default=True, help="Report JSON; the Markdown (.md) and chart (.png) go beside it.")
 @verify_option
 @force_option
-def bench(models, labels, checkpoint, data_dir, batch_sizes, threads, runs, warmup, rounds, min_turn_ms, baseline,
-          out, verify, force) -> None:
+def bench(models, labels, checkpoint, data_dir, inputs, device, batch_sizes, threads, runs, warmup, rounds,
+          min_turn_ms, baseline, out, verify, force) -> None:
     """Time ONNX models (and PyTorch eager) side by side on the same MNIST test images.
 
     Every model runs with the same onnxruntime settings, interleaved per row, for every
     batch size and thread count: warm-up, then timed runs; the report gives mean, p50,
     p90, p99 latency, throughput and the run-to-run spread, with the CPU model, its
-    flags (AVX2, AVX-512 VNNI, AMX...) and library versions. Writes OUT (JSON, see
-    docs/bench-report.md), OUT.md (table with ratios against --baseline) and OUT.png.
+    flags (AVX2, AVX-512 VNNI, AMX...), library versions, and whether the CPU was real,
+    emulated or virtualised. Writes OUT (JSON, see docs/bench-report.md), OUT.md (table
+    with ratios against --baseline) and OUT.png. Needs no network: without --inputs or
+    --data-dir it times the official test digits carried in the package.
     """
-    from ..datasource import resolve_data_dir
+    from ..datasource import named_data_dir
     from ..errors import DataError
     from ..fileio import check_writable
     from ..progress import ProgressDisplay
@@ -183,6 +231,8 @@ def bench(models, labels, checkpoint, data_dir, batch_sizes, threads, runs, warm
     from .plots import SKIPPED
     from .report import output_paths, write_bench_outputs
 
+    if inputs is not None and data_dir is not None:
+        raise click.BadParameter("give --inputs or --data-dir, not both", param_hint="--inputs")
     if labels and len(labels) != len(models):
         raise click.BadParameter(f"{len(labels)} labels for {len(models)} models (expected one per model)",
                                  param_hint="--label")
@@ -202,8 +252,8 @@ def bench(models, labels, checkpoint, data_dir, batch_sizes, threads, runs, warm
     _verify(models, verify)
     with ProgressDisplay("bench") as progress:
         report = run_bench(dict(zip(names, models, strict=True)), batch_sizes, threads or sorted({1, _usable_cores()}),
-                           runs=runs, warmup=warmup, checkpoint=checkpoint, data_dir=resolve_data_dir(data_dir),
-                           progress=progress, rounds=rounds, min_turn_ms=min_turn_ms)
+                           runs=runs, warmup=warmup, checkpoint=checkpoint, data_dir=named_data_dir(data_dir),
+                           progress=progress, rounds=rounds, min_turn_ms=min_turn_ms, inputs=inputs, device=device)
     written = write_bench_outputs(report, *paths, baseline=baseline, record=False)
     click.echo(Path(written["md"]).read_text("utf-8"))
     click.echo(f"report: {written['json']}, table: {written['md']}", err=True)

@@ -5,6 +5,11 @@ reference: each other run's mean latency is divided by the reference's, and a ra
 marked when it is beyond the run-to-run spread of both rows (report.beyond_spread:
 |ln(ratio)| > 2 * sqrt(cv_ref^2 + cv_run^2), cv = the rows' round CV). Rows missing
 from a run are shown as missing, never filled in.
+
+A run whose report says it was emulated (environment.execution) is lined up and marked, but
+never ranked: no ratio against it or, when it is the reference, against any run. Emulation
+slows each kind of instruction by its own factor (an emulated Arm run once came out 234x and
+2,490x slower than x86 in two rows of one comparison), so a ratio would measure the emulator.
 """
 
 from __future__ import annotations
@@ -14,7 +19,8 @@ from pathlib import Path
 from ..errors import DataError
 from ..fileio import read_json
 from .bench import SCHEMA, VERSION
-from .report import beyond_spread
+from .environment import EXECUTION_KINDS
+from .report import beyond_spread, describe_execution, is_emulated
 
 MAX_REPORT_BYTES = 32 << 20
 COMPARE_SCHEMA = "lenet-edge-compare"
@@ -43,7 +49,14 @@ def load_report(path: str | Path) -> dict:
     if report.get("version") != VERSION:
         raise DataError(f"{path}: {SCHEMA} version {report.get('version')!r} (expected {VERSION}; "
                         f"use the lenet-edge release that wrote it)")
-    _require(path, report, "environment", dict, "")
+    env = _require(path, report, "environment", dict, "")
+    if env.get("execution") is not None:  # absent from reports written before it was recorded
+        execution = _require(path, env, "execution", dict, "environment.")
+        kind = _require(path, execution, "kind", str, "environment.execution.")
+        evidence = _require(path, execution, "evidence", list, "environment.execution.")
+        if kind not in EXECUTION_KINDS or not all(isinstance(e, str) for e in evidence):
+            raise DataError(f"{path}: environment.execution is {execution!r} (expected kind one of "
+                            f"{', '.join(EXECUTION_KINDS)} and a list of evidence strings)")
     rows = _require(path, report, "rows", list, "")
     if not rows:
         raise DataError(f"{path}: no rows (expected at least one timed row)")
@@ -68,15 +81,17 @@ def run_names(paths: list[Path]) -> list[str]:
 
 
 def compare(reports: list[dict], names: list[str] | None = None) -> dict:
-    """The comparison: {"schema", "version", "runs": [{name, cpu, cores, onnxruntime, created, settings}],
+    """The comparison: {"schema", "version", "runs": [{name, cpu, cores, emulated, where, onnxruntime, created,
+    settings}],
     "rows": [{model, batch_size, threads, mean_ms: [per run or None], round_cv: [...],
-    ratios: [per run vs run 0, or None], exceeds_spread: [bool or None]}]}."""
+    ratios: [per run vs run 0, or None (missing or emulated)], exceeds_spread: [bool or None]}]}."""
     if len(reports) < 2:
         raise DataError(f"{len(reports)} report(s) given (expected two or more to compare)")
     names = names or [f"run{i + 1}" for i in range(len(reports))]
     if len(names) != len(reports):
         raise DataError(f"{len(names)} names for {len(reports)} reports (expected one name per report)")
     keyed = [{(r["model"], r["batch_size"], r["threads"]): r for r in rep["rows"]} for rep in reports]
+    emulated = [is_emulated(rep["environment"]) for rep in reports]
     order = list(dict.fromkeys(k for table in keyed for k in table))  # first appearance
     rows = []
     for key in order:
@@ -84,8 +99,8 @@ def compare(reports: list[dict], names: list[str] | None = None) -> dict:
         means = [r["latency_ms"]["mean"] if r else None for r in found]
         cvs = [r["spread"]["round_cv"] if r else None for r in found]
         ratios, exceeds = [], []
-        for mean, cv in zip(means, cvs, strict=True):
-            if mean is None or means[0] is None:
+        for mean, cv, emulated_run in zip(means, cvs, emulated, strict=True):
+            if mean is None or means[0] is None or emulated_run or emulated[0]:
                 ratios.append(None)
                 exceeds.append(None)
             else:
@@ -98,6 +113,7 @@ def compare(reports: list[dict], names: list[str] | None = None) -> dict:
         env = rep["environment"]
         cpu = env.get("cpu", {})
         runs.append({"name": name, "cpu": cpu.get("model", "unknown"), "cores": cpu.get("logical_cores"),
+                     "emulated": is_emulated(env), "where": describe_execution(env),
                      "onnxruntime": env.get("versions", {}).get("onnxruntime", "unknown"),
                      "created": rep.get("created", "unknown"), "settings": _settings(rep)})
     return {"schema": COMPARE_SCHEMA, "version": COMPARE_VERSION, "runs": runs, "rows": rows}
@@ -111,11 +127,14 @@ def _settings(report: dict) -> str:
 
 def format_compare_markdown(comparison: dict) -> str:
     runs = comparison["runs"]
-    lines = ["# lenet-edge compare", "", "| run | CPU | cores | onnxruntime | created | settings |",
-             "|---|---|---:|---|---|---|"]
+    lines = ["# lenet-edge compare", "", "| run | CPU | cores | ran | onnxruntime | created | settings |",
+             "|---|---|---:|---|---|---|---|"]
     for r in runs:
-        lines.append(f"| {r['name']} | {r['cpu']} | {r['cores']} | {r['onnxruntime']} | {r['created']} | "
-                     f"{r['settings']} |")
+        lines.append(f"| {r['name']}{' †' if r['emulated'] else ''} | {r['cpu']} | {r['cores']} | "
+                     f"{r['where']} | {r['onnxruntime']} | {r['created']} | {r['settings']} |")
+    if any(r["emulated"] for r in runs):
+        lines += ["", "† EMULATED: its timings measure the emulator, not the CPU it imitates. They are lined up "
+                      "here but never ranked: no ratio is given against an emulated run."]
     if len({r["settings"] for r in runs}) > 1:
         lines += ["", "Note: the runs used different settings; their spreads are still comparable, "
                       "but read small differences with care."]
@@ -124,7 +143,7 @@ def format_compare_markdown(comparison: dict) -> str:
         f"Mean latency per call in ms ± round CV. Ratio = run / {runs[0]['name']} (below 1 is faster); "
         "* marks a ratio beyond the run-to-run spread of both rows; – a row the run does not have.",
         "",
-        "| model | batch | threads | " + " | ".join(r["name"] for r in runs) + " |",
+        "| model | batch | threads | " + " | ".join(r["name"] + (" †" if r["emulated"] else "") for r in runs) + " |",
         "|---|---:|---:|" + "---:|" * len(runs),
     ]
     for row in comparison["rows"]:
@@ -133,7 +152,7 @@ def format_compare_markdown(comparison: dict) -> str:
             if mean is None:
                 cells.append("–")
                 continue
-            cell = f"{mean:.3f} ±{cv:.0%}"
+            cell = f"{mean:.3f} ±{cv:.0%}" + (" †" if runs[k]["emulated"] else "")
             if k > 0 and row["ratios"][k] is not None:
                 cell += f" ({row['ratios'][k]:.2f}{'*' if row['exceeds_spread'][k] else ''})"
             cells.append(cell)

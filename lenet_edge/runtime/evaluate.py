@@ -21,13 +21,20 @@ VERSION = 1
 
 def evaluate(model_path: str | Path, data_dir: str | Path, batch_size: int = DEFAULT_BATCH,
              threads: int | None = None, progress: Progress | None = None) -> dict:
+    """The evaluation record of evaluate_with_logits, without the logits."""
+    return evaluate_with_logits(model_path, data_dir, batch_size, threads, progress)[0]
+
+
+def evaluate_with_logits(model_path: str | Path, data_dir: str | Path, batch_size: int = DEFAULT_BATCH,
+                         threads: int | None = None, progress: Progress | None = None) -> tuple[dict, np.ndarray]:
     """Evaluate an ONNX model on the 10,000 official test images.
 
     Returns {"schema", "version", "model", "variant", "precision", "data", "images",
     "correct", "accuracy", "exported_accuracy", "class_labels", "per_class": [{"label",
     "images", "correct", "accuracy"}], "confusion_matrix": [[count]] with rows the true
-    class and columns the predicted class}. data_dir is a directory of MNIST IDX files (the CLI resolves
-    --data-dir, $LENET_EDGE_DATA or the download cache into one).
+    class and columns the predicted class}, and the logits (N, 10) float32 of every test image, in
+    order (what a device is compared with, bit for bit). data_dir is a directory of MNIST IDX files (the
+    CLI resolves --data-dir, $LENET_EDGE_DATA or the download cache into one).
     """
     check_batch_size(batch_size)
     model = load_model(model_path, threads)
@@ -37,9 +44,10 @@ def evaluate(model_path: str | Path, data_dir: str | Path, batch_size: int = DEF
     images, labels = load_mnist(data_dir, "test")
     prep = model.contract.preprocessing
     confusion = np.zeros((NUM_CLASSES, NUM_CLASSES), dtype=np.int64)  # (true, predicted)
+    logits = np.empty((len(images), NUM_CLASSES), np.float32)  # (N, 10)
     for i in range(0, len(images), batch_size):
-        logits = model.predict(prep(images[i:i + batch_size]), batch_size)  # (b, 10)
-        np.add.at(confusion, (labels[i:i + batch_size], logits.argmax(axis=1)), 1)
+        logits[i:i + batch_size] = model.predict(prep(images[i:i + batch_size]), batch_size)  # (b, 10)
+        np.add.at(confusion, (labels[i:i + batch_size], logits[i:i + batch_size].argmax(axis=1)), 1)
         if progress:
             progress(min(i + batch_size, len(images)), len(images), "test images")
     per_class_images = confusion.sum(axis=1)
@@ -63,7 +71,7 @@ def evaluate(model_path: str | Path, data_dir: str | Path, batch_size: int = DEF
             for k in range(NUM_CLASSES)
         ],
         "confusion_matrix": confusion.tolist(),
-    }
+    }, logits
 
 
 def format_evaluation(result: dict) -> str:

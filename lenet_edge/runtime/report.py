@@ -22,14 +22,36 @@ def beyond_spread(ratio: float, cv_a: float, cv_b: float) -> bool:
     return abs(math.log(ratio)) > SPREAD_FACTOR * math.hypot(cv_a, cv_b)
 
 
+def is_emulated(env: dict) -> bool:
+    """Whether a report's timings come from an emulator: they measure the emulator, not the CPU."""
+    return (env.get("execution") or {}).get("kind") == "emulated"
+
+
+def describe_execution(env: dict) -> str:
+    """Where a report ran: 'emulated (evidence; ...)', its --device label and board; reports from before
+    these fields existed say 'not recorded'."""
+    execution = env.get("execution")
+    where = "not recorded" if not execution else execution["kind"]
+    if execution and execution.get("evidence"):
+        where += f" ({'; '.join(execution['evidence'])})"
+    if env.get("device"):
+        where += f", device {env['device']}"
+    if env.get("board"):
+        where += f", board {env['board']}"
+    return where
+
+
 def describe_environment(env: dict) -> str:
     cpu = env["cpu"]
     cores = f"{cpu['logical_cores']} logical cores" + (f", {cpu['usable_cores']} usable"
                                                         if cpu.get("usable_cores") != cpu["logical_cores"] else "")
     flags = ", ".join(cpu["flags"]) or "unknown"
     versions = ", ".join(f"{k} {v}" for k, v in env["versions"].items())
+    ort = env.get("onnxruntime")
+    build = f" · onnxruntime {', '.join(ort['wheel_tags']) or 'build unknown'}, {', '.join(ort['providers'])}" \
+        if ort else ""
     return (f"{cpu['model']} ({cpu['architecture']}, {cores}; flags: {flags}) · "
-            f"{env['os']['system']} {env['os']['release']} · {versions}")
+            f"{env['os']['system']} {env['os']['release']} · {versions}{build}")
 
 
 def format_markdown(report: dict, baseline: str | None = None) -> str:
@@ -41,20 +63,24 @@ def format_markdown(report: dict, baseline: str | None = None) -> str:
     s = report["settings"]
     rows = {(r["model"], r["batch_size"], r["threads"]): r for r in report["rows"]}
     load = report["environment"].get("load_average") or {}
+    emulated = is_emulated(report["environment"])
     lines = [
         "# lenet-edge bench",
         "",
         f"- machine: {describe_environment(report['environment'])}",
+        f"- ran: {describe_execution(report['environment'])}",
         f"- settings: {s['warmup']} warm-up and at least {s['runs']} timed runs per row in {s['rounds']} rounds, "
         f"models interleaved, a turn lasting at least {s.get('min_turn_ms', 0):g} ms; inputs: {s['inputs']['source']}; "
         f"{report['created']}, {report['duration_s']:.1f} s",
         f"- load average (1, 5, 15 min) at start {load.get('start')}, at end {load.get('end')}",
         "- models: " + "; ".join(
             f"{m['label']} = {m['file']} ({m['kind']}, {m['variant']} {m['precision']}, {m['bytes'] / 1024:.0f} KiB, "
-            f"accuracy {m['check']['accuracy']:.1%} on {m['check']['images']} test images)" for m in report["models"]),
+            f"{_check(m['check'])})" for m in report["models"]),
         "",
         f"Latency per call in ms. Ratio = mean latency / mean latency of {baseline} at the same batch size and "
         "threads (below 1 is faster); * marks a ratio beyond the run-to-run spread (round CV) of both rows.",
+        *(["", "EMULATED: these timings measure the emulator, not the CPU it imitates; no ratios are given."]
+          if emulated else []),
         "",
         f"| model | batch | threads | mean | p50 | p90 | p99 | images/s | spread (CV) | vs {baseline} |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -62,7 +88,9 @@ def format_markdown(report: dict, baseline: str | None = None) -> str:
     for r in sorted(report["rows"], key=lambda r: (r["threads"], r["batch_size"], labels.index(r["model"]))):
         lat, cv = r["latency_ms"], r["spread"]["round_cv"]
         base = rows.get((baseline, r["batch_size"], r["threads"]))
-        if r["model"] == baseline:
+        if emulated:
+            ratio = "– (emulated)"
+        elif r["model"] == baseline:
             ratio = "1.00 (baseline)"
         elif base is None:
             ratio = "–"
@@ -73,6 +101,12 @@ def format_markdown(report: dict, baseline: str | None = None) -> str:
         lines.append(f"| {r['model']} | {r['batch_size']} | {r['threads']} | {lat['mean']:.3f} | {lat['p50']:.3f} | "
                      f"{lat['p90']:.3f} | {lat['p99']:.3f} | {r['throughput_ips']:,.0f} | {cv:.1%} | {ratio} |")
     return "\n".join(lines) + "\n"
+
+
+def _check(check: dict) -> str:
+    if check["accuracy"] is None:
+        return f"{check['images']} unlabelled images, no accuracy"
+    return f"accuracy {check['accuracy']:.1%} on {check['images']} test images"
 
 
 def output_paths(out_json: Path) -> tuple[Path, Path, Path]:

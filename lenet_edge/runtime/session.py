@@ -73,8 +73,9 @@ def session_options(threads: int | None = None):
     return opts
 
 
-def load_model(path: str | Path, threads: int | None = None) -> LoadedModel:
-    """An onnxruntime CPU session for a lenet-edge ONNX model, its contract checked."""
+def load_model(path: str | Path, threads: int | None = None, contract: ModelContract | None = None) -> LoadedModel:
+    """An onnxruntime CPU session for a lenet-edge ONNX model, its contract checked; a given `contract`
+    stands in for the file's own (a model being built, whose metadata is written last)."""
     import onnxruntime as ort
 
     path = Path(path)
@@ -88,7 +89,7 @@ def load_model(path: str | Path, threads: int | None = None) -> LoadedModel:
         raise ModelError(f"{path}: not a loadable ONNX model ({first_line(exc)})") from exc
     session.disable_fallback()  # CPU only: nothing to fall back to, and no banner from run()
     try:
-        contract = ModelContract.from_metadata(session.get_modelmeta().custom_metadata_map, str(path))
+        contract = contract or ModelContract.from_metadata(session.get_modelmeta().custom_metadata_map, str(path))
         _check_signature(path, session, contract)
     except UnicodeDecodeError as exc:  # onnxruntime hands strings over as they are in the file
         raise ModelError(f"{path}: metadata or names that are not UTF-8 text (expected a lenet-edge model; "

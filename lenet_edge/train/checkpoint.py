@@ -7,7 +7,6 @@ sha256, `NAME.resume.safetensors` the optimizer's momentum for `train --resume`.
 
 from __future__ import annotations
 
-import platform
 from pathlib import Path
 
 import torch
@@ -32,9 +31,10 @@ def resume_path(weights: Path) -> Path:
 
 
 def library_versions() -> dict:
-    import numpy
+    """The training machine's versions (python, numpy, torch, ...) for the checkpoint's metadata."""
+    from ..runtime.environment import library_versions as gather
 
-    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__}
+    return gather(modules=("torch",))
 
 
 def save_checkpoint(weights: Path, model: torch.nn.Module, meta: dict, optimizer_state: dict | None = None) -> None:

@@ -8,7 +8,7 @@ import click
 
 from ..options import data_dir_option, force_option
 
-VARIANT_NAMES = ("lenet5-modern", "lenet5")
+VARIANT_NAMES = ("lenet5-modern", "lenet5", "lenet5-tanh")
 
 
 @click.command()

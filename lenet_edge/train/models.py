@@ -1,9 +1,10 @@
-"""The two LeNet-5 variants.
+"""The three LeNet-5 variants.
 
 `lenet5` is the network of LeCun et al. 1998 ("Gradient-based learning applied to
-document recognition"), layer by layer; `lenet5-modern` is the form used today (ReLU,
-max-pooling, dense C3, linear output), which quantizes well and is the edge default.
-Both take (B, 1, 32, 32) inputs and return (B, 10) logits.
+document recognition"), layer by layer; `lenet5-tanh` is the form most tutorials build from
+it (tanh, average pooling, dense C3, linear output); `lenet5-modern` is the form used today
+(ReLU, max-pooling, dense C3, linear output), which quantizes well and is the edge default.
+All take (B, 1, 32, 32) inputs and return (B, 10) logits.
 """
 
 from __future__ import annotations
@@ -155,7 +156,33 @@ class LeNet5Modern(nn.Module):
         return self.OUTPUT(self.F6(x.flatten(1)))
 
 
-VARIANTS = {cls.variant: cls for cls in (LeNet5, LeNet5Modern)}
+class LeNet5Tanh(nn.Module):
+    """The textbook LeNet-5 of the tutorials: the paper's layer sizes with its simplifications undone
+    the common way. Plain tanh instead of 1.7159 tanh(2a/3); S2/S4 as parameter-free 2x2 average
+    pooling with stride 2 (the paper's subsampling without its trainable coefficient and bias); C3
+    connected to all six S2 maps instead of Table I's 60 of 96 pairs; a linear 10-way output trained
+    with softmax cross-entropy instead of the RBF units. 61,706 trainable parameters, the same as
+    lenet5-modern, which differs only in ReLU and max-pooling."""
+
+    variant = "lenet5-tanh"
+    preprocessing = MODERN_PREPROCESSING
+
+    def __init__(self):
+        super().__init__()
+        self.C1 = nn.Sequential(nn.Conv2d(1, 6, 5), nn.Tanh())  # (B, 6, 28, 28)
+        self.S2 = nn.AvgPool2d(2, stride=2)  # (B, 6, 14, 14)
+        self.C3 = nn.Sequential(nn.Conv2d(6, 16, 5), nn.Tanh())  # (B, 16, 10, 10)
+        self.S4 = nn.AvgPool2d(2, stride=2)  # (B, 16, 5, 5)
+        self.C5 = nn.Sequential(nn.Conv2d(16, 120, 5), nn.Tanh())  # (B, 120, 1, 1)
+        self.F6 = nn.Sequential(nn.Linear(120, 84), nn.Tanh())  # (B, 84)
+        self.OUTPUT = nn.Linear(84, 10)  # (B, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.C5(self.S4(self.C3(self.S2(self.C1(x)))))
+        return self.OUTPUT(self.F6(x.flatten(1)))
+
+
+VARIANTS = {cls.variant: cls for cls in (LeNet5, LeNet5Modern, LeNet5Tanh)}
 LAYERS = ("C1", "S2", "C3", "S4", "C5", "F6", "OUTPUT")
 
 

@@ -15,8 +15,9 @@ from .trainer import Recipe
 DEFAULT_RECIPES = {
     "lenet5-modern": Recipe(variant="lenet5-modern", epochs=8, batch_size=64, lr=0.05),
     "lenet5": Recipe(variant="lenet5", epochs=10, batch_size=64, lr=0.05),
+    "lenet5-tanh": Recipe(variant="lenet5-tanh", epochs=8, batch_size=64, lr=0.05),
 }
-ACCURACY_TARGETS = {"lenet5-modern": 0.990, "lenet5": 0.988}
+ACCURACY_TARGETS = {"lenet5-modern": 0.990, "lenet5": 0.988, "lenet5-tanh": 0.990}
 
 
 def default_recipe(variant: str) -> Recipe:

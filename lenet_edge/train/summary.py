@@ -13,7 +13,7 @@ def _connections(layer: nn.Module, out_shape: tuple[int, ...], params: int) -> i
     spatial = out_shape[-1] * out_shape[-2] if len(out_shape) == 4 else 1
     if isinstance(layer, Subsampling):
         return 5 * out_shape[1] * spatial  # 4 inputs + bias per unit
-    if isinstance(layer, nn.MaxPool2d):
+    if isinstance(layer, (nn.MaxPool2d, nn.AvgPool2d)):
         return 4 * out_shape[1] * spatial  # 4 inputs per unit, no weights
     if isinstance(layer, (SparseC3, nn.Conv2d, nn.Sequential)) and len(out_shape) == 4:
         return params * spatial  # shared weights: each one used at every output position

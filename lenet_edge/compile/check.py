@@ -1,0 +1,108 @@
+"""The generated C checked against onnxruntime: built for the host and for emulated Cortex-M cores, run on
+real MNIST test images, compared bit for bit; the footprint and instruction counts read from the same ELFs."""
+
+from __future__ import annotations
+
+import ctypes
+import platform
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from ..parity import require_bit_identical, require_close
+from . import toolchain
+from .emulate import EmulatedCore
+from .generate import Program
+
+COUNTED_IMAGES = 20  # instructions are counted on this many images (a block hook makes a run ~5x slower)
+
+
+def reference_logits(model: Path, images: np.ndarray) -> np.ndarray:
+    """onnxruntime's CPU logits at its default graph optimisation: what the user validated on the host."""
+    from ..runtime.session import load_model
+
+    loaded = load_model(model)
+    return loaded.predict(loaded.contract.preprocessing(images))
+
+
+def host_logits(source: Path, workdir: Path, program: Program, images: np.ndarray) -> np.ndarray:
+    library = ctypes.CDLL(str(toolchain.build_host_library(source, workdir / f"lib{program.name}.so")))
+    infer = getattr(library, f"{program.name}_infer")
+    infer.restype = None
+    pixels = np.ascontiguousarray(images.reshape(len(images), -1), np.uint8)
+    out = np.empty((len(images), 10), np.float32)
+    for image, logits in zip(pixels, out, strict=True):
+        infer(image.ctypes.data_as(ctypes.c_void_p), logits.ctypes.data_as(ctypes.c_void_p))
+    return out
+
+
+def require_match(expected: np.ndarray, found: np.ndarray, program: Program, what: str) -> dict:
+    """Bit-identical logits when every kernel reproduces onnxruntime exactly; otherwise (float kernels such as
+    tanh, whose mlas code sums or rounds differently) finite logits with the same argmax on every image."""
+    if program.exact:
+        return require_bit_identical(expected, found, what).to_record()
+    return require_close(expected, found, float("inf"), what).to_record()
+
+
+def check_program(program: Program, source: Path, workdir: Path, model: Path, images: np.ndarray,
+                  targets: list[str], step: Callable[[str], None] = lambda message: None,
+                  expected: np.ndarray | None = None) -> dict:
+    """Build `source` for the host and each target in `workdir`, run `images`, compare with onnxruntime.
+
+    Returns the record of every check and footprint; ValidationError on the first mismatch.
+    """
+    expected = reference_logits(model, images) if expected is None else expected
+    side = int(round(images[0].size ** 0.5))
+    step(f"host: {' '.join(toolchain.host_compiler()[:1])} {toolchain.OPTIMISATION}, {len(images)} images")
+    checks = [{"target": "host", "where": f"native {platform.machine()}",
+               **require_match(expected, host_logits(source, workdir, program, images), program,
+                               f"{program.name}.c on the host vs onnxruntime")}]
+    footprints = []
+    for name in targets:
+        target = toolchain.TARGETS[name]
+        elf = toolchain.build_elf(source, workdir / f"{program.name}.{name}.elf", target, f"{program.name}_infer")
+        core = EmulatedCore(elf, target, side * side, expected.shape[1])
+        step(f"{name}: emulated, {len(images)} images")
+        found = core.run(images)
+        checks.append({"target": name, "where": "emulated (unicorn)",
+                       **require_match(expected, found, program, f"{program.name}.c on an emulated {name} vs "
+                                                                 f"onnxruntime")})
+        counts = [core.count_instructions(image) for image in images[:COUNTED_IMAGES]]
+        sizes = toolchain.footprint(elf)
+        stack = max(core.stack_high_water(image) for image in images[:COUNTED_IMAGES])
+        footprints.append({
+            "target": name, "description": target.description, "where": "emulated (unicorn)",
+            "optimisation": toolchain.OPTIMISATION, "flash_bytes": sizes.flash_bytes, "code_bytes": sizes.code_bytes,
+            "constant_bytes": sizes.constant_bytes, "ram_bytes": sizes.static_ram_bytes + stack,
+            "arena_bytes": sizes.bss_bytes, "data_bytes": sizes.data_bytes, "stack_bytes": stack,
+            "instructions_per_inference": {"images": len(counts), "min": min(counts), "max": max(counts),
+                                           "mean": round(float(np.mean(counts)))},
+        })
+    return {"variant": program.variant, "bit_exact_required": program.exact, "arena_bytes": program.arena_bytes,
+            "constant_bytes": program.constant_bytes, "multiply_accumulates": program.macs,
+            "checks": checks, "footprint": footprints}
+
+
+def render_markdown(record: dict) -> str:
+    """The footprint and check tables (Markdown), with where each figure comes from."""
+    lines = [
+        "| target | flash (code + const) | RAM (arena + stack) | instructions / inference | where |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for f in record["footprint"]:
+        n = f["instructions_per_inference"]
+        lines.append(f"| {f['target']} | {f['flash_bytes']:,} B ({f['code_bytes']:,} + {f['constant_bytes']:,}) | "
+                     f"{f['ram_bytes']:,} B ({f['arena_bytes'] + f['data_bytes']:,} + {f['stack_bytes']:,}) | "
+                     f"{n['mean']:,} (min {n['min']:,}, max {n['max']:,}; {n['images']} images) | "
+                     f"{f['where']}, {f['optimisation']} |")
+    lines += ["", "| target | images | logits bit-identical to onnxruntime | same argmax | max abs diff |",
+              "| --- | --- | --- | --- | --- |"]
+    for c in record["checks"]:
+        lines.append(f"| {c['target']} ({c['where']}) | {c['images']:,} | {c['images'] - c['bit_mismatches']:,} | "
+                     f"{c['images'] - c['argmax_mismatches']:,} | {c['max_abs_diff']:.3g} |")
+    lines += ["", f"{record['multiply_accumulates']:,} multiply-accumulates per inference. Instructions are counted "
+              "by the emulator (deterministic), not cycles: on a real core a load, a multiply-accumulate and a "
+              "float division take different numbers of cycles, and flash wait states come on top."]
+    return "\n".join(lines) + "\n"
+

@@ -1,0 +1,45 @@
+"""CLI command of the compile stage: `compile` (onnx, onnxruntime and the toolchain imported inside)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..options import data_dir_option, force_option
+
+TARGET_CHOICES = ("cortex-m4f", "cortex-m0plus")  # lenet_edge.compile.toolchain.TARGETS, without importing it
+
+
+@click.command("compile")
+@click.argument("model", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("-o", "--out", type=click.Path(path_type=Path), required=True,
+              help="Directory for NAME.c, NAME.h and the footprint report (NAME.footprint.json / .md).")
+@click.option("--name", default="lenet", show_default=True, help="File names and C prefix (NAME_infer, NAME_H).")
+@click.option("--target", "targets", type=click.Choice(TARGET_CHOICES), multiple=True,
+              help="Emulated core to build, check and measure on (repeatable) [default: both].")
+@click.option("--check-images", type=int, default=1000, show_default=True,
+              help="MNIST test images every build must reproduce bit for bit (1 to 10000).")
+@click.option("--keep-elf", is_flag=True, help="Also write the checked ELF of each target.")
+@data_dir_option
+@force_option
+def compile_command(model, out, name, targets, check_images, keep_elf, data_dir, force) -> None:
+    """Compile an int8 ONNX model into self-contained C99 for microcontrollers and hosts.
+
+    Writes OUT/NAME.c and OUT/NAME.h (const weights, one static arena, no malloc, no libc;
+    NAME_infer(pixels[784], logits[10])) only after the C, built for the host and for each
+    emulated Cortex-M core, gave logits bit-identical to onnxruntime's on the first
+    --check-images MNIST test images.
+    """
+    from ..errors import require
+
+    require("onnx", "quantize")
+    from .stage import DEFAULT_TARGETS, compile_model_to_c
+
+    record = compile_model_to_c(model, out, name=name, targets=targets or DEFAULT_TARGETS, check_images=check_images,
+                                data_dir=data_dir, force=force, keep_elf=keep_elf,
+                                step=lambda message: click.echo(message, err=True))
+    from .check import render_markdown
+
+    click.echo(render_markdown(record), nl=False)
+    click.echo(f"wrote {out / (name + '.c')} and {out / (name + '.h')}")

@@ -1,0 +1,150 @@
+"""Generic helpers over one ONNX graph: find, rewire and count nodes and initializers.
+
+Nothing here knows LeNet-5: the stages that read or rewrite graphs (export's op counts, the
+quantization stage's rewrites and checks, a compiler walking an int8 graph) share these.
+Graphs are edited in place; `graph` is an onnx.GraphProto, `model` an onnx.ModelProto.
+Needs onnx (a host-side extra): lenet_edge.runtime never imports this module.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ModelError, require
+
+onnx = require("onnx", "quantize")
+from onnx import helper, numpy_helper, shape_inference  # noqa: E402
+
+
+def load(path: Path) -> onnx.ModelProto:
+    """A model file's graph and metadata (external weights, if any, are not read)."""
+    return onnx.load(str(path), load_external_data=False)
+
+
+# ---------------------------------------------------------------- nodes
+def producer(graph, name: str):
+    """The node that outputs tensor `name`, or None (a graph input or an initializer)."""
+    return next((n for n in graph.node if name in n.output), None)
+
+
+def consumers(graph, name: str) -> list:
+    """The nodes that read tensor `name`, in graph order."""
+    return [n for n in graph.node if name in n.input]
+
+
+def first_node(graph, op_type: str):
+    """The first node of `op_type` in graph order (e.g. a network's first Conv), or None."""
+    return next((n for n in graph.node if n.op_type == op_type), None)
+
+
+def op_counts(graph) -> dict[str, int]:
+    """How many nodes of each op type the graph holds, most frequent first."""
+    return dict(Counter(node.op_type for node in graph.node).most_common())
+
+
+def nodes_to_exclude(graph, names: tuple[str, ...], op_types: tuple[str, ...], source: str,
+                     layer_types: tuple[str, ...] = ("Conv", "Gemm", "MatMul")) -> tuple[str, ...]:
+    """The node names `names` (each checked to exist) plus every node of an op type in `op_types`;
+    an unknown name or op type is a ModelError listing what the graph has (its `layer_types` nodes)."""
+    all_names = [n.name for n in graph.node]
+    for name in names:
+        if name not in all_names:
+            layers = [n.name for n in graph.node if n.op_type in layer_types]
+            raise ModelError(f"{source}: no node named {name!r} to exclude "
+                             f"(its {'/'.join(layer_types)} nodes are: {', '.join(layers)})")
+    present = {n.op_type for n in graph.node}
+    for op_type in op_types:
+        if op_type not in present:
+            raise ModelError(f"{source}: no node of op type {op_type!r} to exclude "
+                             f"(its op types are: {', '.join(sorted(present))})")
+    by_type = [n.name for n in graph.node if n.op_type in op_types]
+    return tuple(dict.fromkeys([*names, *by_type]))
+
+
+def attribute(node, name: str, default=None):
+    """A node attribute's value (lists as lists), or `default` when the node does not set it."""
+    found = next((a for a in node.attribute if a.name == name), None)
+    value = helper.get_attribute_value(found) if found is not None else default
+    return list(value) if isinstance(value, (list, tuple)) else value
+
+
+def set_ints(node, name: str, values: list[int]) -> None:
+    """Set (or add) an integer-list attribute."""
+    for a in node.attribute:
+        if a.name == name:
+            del a.ints[:]
+            a.ints.extend(values)
+            return
+    node.attribute.append(helper.make_attribute(name, values))
+
+
+def replace_nodes(graph, old: list, new: list) -> None:
+    """Remove `old` and put `new` where the first of them stood (graph order stays topological)."""
+    nodes = list(graph.node)
+    at = min(nodes.index(n) for n in old)
+    kept = [n for n in nodes if n not in old]
+    kept[at:at] = new
+    del graph.node[:]
+    graph.node.extend(kept)
+
+
+# ---------------------------------------------------------------- initializers
+def initializer(graph, name: str):
+    """The initializer called `name`, or None."""
+    return next((t for t in graph.initializer if t.name == name), None)
+
+
+def initializer_array(graph, name: str) -> np.ndarray:
+    """An initializer's value; ModelError when `name` is not a constant of the graph."""
+    tensor = initializer(graph, name)
+    if tensor is None:
+        raise ModelError(f"graph {graph.name}: {name!r} is not an initializer (expected a constant tensor)")
+    return numpy_helper.to_array(tensor)
+
+
+def set_initializer(graph, name: str, value: np.ndarray) -> None:
+    """Replace an existing float initializer's value (and shape)."""
+    initializer(graph, name).CopyFrom(numpy_helper.from_array(np.ascontiguousarray(value, np.float32), name))
+
+
+def add_initializer(graph, name: str, value: np.ndarray) -> str:
+    graph.initializer.append(numpy_helper.from_array(value, name))
+    return name
+
+
+def is_private_initializer(graph, name: str) -> bool:
+    """A constant read by exactly one node: it can be rewritten without changing any other node."""
+    return initializer(graph, name) is not None and len(consumers(graph, name)) == 1
+
+
+def drop_unused_initializers(graph) -> None:
+    used = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
+    for t in [t for t in graph.initializer if t.name not in used]:
+        graph.initializer.remove(t)
+
+
+# ---------------------------------------------------------------- shapes and metadata
+def static_shape(model, name: str) -> list | None:
+    """Tensor `name`'s inferred shape, None for a symbolic dimension (the batch); None when the shape
+    is unknown. Stale annotations are dropped first: after an edit they would contradict the graph."""
+    del model.graph.value_info[:]
+    graph = shape_inference.infer_shapes(model).graph
+    for v in (*graph.value_info, *graph.input, *graph.output):
+        if v.name == name and v.type.tensor_type.HasField("shape"):
+            return [d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim]
+    return None
+
+
+def metadata(model) -> dict[str, str]:
+    """The model's metadata_props as a dict."""
+    return {p.key: p.value for p in model.metadata_props}
+
+
+def set_metadata(model, props: dict[str, str]) -> None:
+    """Merge `props` into the model's metadata_props (given keys win, others stay)."""
+    merged = metadata(model) | props
+    del model.metadata_props[:]
+    helper.set_model_props(model, merged)

@@ -1,0 +1,32 @@
+"""Photo-like pictures of numbers built from MNIST digits, for the integration tests of `run`."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def number_photo(digits: np.ndarray, rng: np.random.Generator, scale: int = 4, gap: tuple[int, int] = (6, 30),
+                 overlap: int | None = None) -> np.ndarray:
+    """(H, W, 3) uint8: the (n, 28, 28) light-on-dark digits, left to right, enlarged `scale` times
+    (nearest neighbour), `gap` pixels apart between their ink boxes (or, with `overlap`, their
+    boxes overlapping by that many pixels, so that they touch), in dark ink on tinted paper
+    under uneven light with sensor noise."""
+    crops = []
+    for digit in digits:
+        rows, cols = np.nonzero(digit)
+        crop = digit[rows.min():rows.max() + 1, cols.min():cols.max() + 1].astype(np.float32) / 255.0
+        crops.append(np.kron(crop, np.ones((scale, scale), np.float32)))  # (h, w) ink box, enlarged
+    margin = 20 * scale
+    height = max(c.shape[0] for c in crops) + 2 * margin
+    steps = [(c.shape[1] - overlap if overlap is not None else c.shape[1] + int(rng.integers(*gap))) for c in crops]
+    ink = np.zeros((height, margin * 2 + sum(steps) + crops[-1].shape[1]), np.float32)
+    left = margin
+    for crop, step in zip(crops, steps, strict=True):
+        top = margin + int(rng.integers(0, height - 2 * margin - crop.shape[0] + 1))
+        region = ink[top:top + crop.shape[0], left:left + crop.shape[1]]
+        np.maximum(region, crop, out=region)
+        left += step
+    h, w = ink.shape
+    paper = 210 + np.linspace(-20, 20, w)[None, :] + rng.normal(0, 5, (h, w))  # (H, W)
+    grey = paper * (1 - ink) + 35 * ink
+    return np.stack([grey, grey * 0.97, grey * 0.9], axis=-1).clip(0, 255).astype(np.uint8)

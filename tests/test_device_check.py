@@ -1,0 +1,148 @@
+"""The ARM64 device job's comparison (devices/arm64/check.py): identical results pass, and every
+kind of difference from the host is refused. Hermetic: synthetic results in tmp_path."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lenet_edge.runtime.compare import compare, format_compare_markdown
+from tests.test_runtime_bench import _report, _row
+
+ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("device_check", ROOT / "devices" / "arm64" / "check.py")
+check = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(check)
+
+EMULATED = {"kind": "emulated", "evidence": ["process runs aarch64 code on a x86_64 kernel (/proc/sys/kernel/arch)"]}
+
+
+def _bench_report(execution: dict, architecture: str) -> dict:
+    report = _report([_row("fp32", 1, 1, 2.0), _row("int8", 1, 1, 1.0)])
+    report["environment"]["execution"] = execution
+    report["environment"]["cpu"]["architecture"] = architecture
+    return report
+
+
+def _write_results(out: Path, logits: dict, execution: dict, architecture: str, host_bench: dict | None) -> None:
+    out.mkdir()
+    for model, values in logits.items():
+        confusion = np.zeros((10, 10), int)
+        np.add.at(confusion, (np.arange(len(values)) % 10, values.argmax(1)), 1)
+        evaluation = {"images": len(values), "accuracy": float(np.trace(confusion)) / len(values),
+                      "confusion_matrix": confusion.tolist()}
+        (out / f"{model}.eval.json").write_text(json.dumps(evaluation))
+        np.save(out / f"{model}.logits.npy", values)
+        rows = "".join(f"{out}/pngs/digit{i:02d}.png,{k},0.9\n" for i, k in enumerate(values[:5].argmax(1)))
+        (out / f"{model}.labels.csv").write_text("input,label,probability\n" + rows)
+    bench = _bench_report(execution, architecture)
+    (out / "bench.json").write_text(json.dumps(bench))
+    if host_bench is not None:  # a device: the real compare of the host's report with its own
+        (out / "compare.md").write_text(format_compare_markdown(compare([host_bench, bench], ["host", out.name])))
+
+
+@pytest.fixture
+def results(tmp_path):
+    """(host dir, device dir) with identical results; the device's bench report says emulated."""
+    rng = np.random.default_rng(0)
+    logits = {model: rng.normal(size=(40, 10)).astype(np.float32) for model in ("fp32", "int8")}
+    host = tmp_path / "host"
+    _write_results(host, logits, {"kind": "virtualised", "evidence": ["CPU flag hypervisor"]}, "x86_64", None)
+    host_bench = json.loads((host / "bench.json").read_text())
+    _write_results(tmp_path / "cortex-a72", logits, EMULATED, "aarch64", host_bench)
+    return host, tmp_path / "cortex-a72"
+
+
+def test_identical_results_pass(results, capsys):
+    host, device = results
+    found = check.check_device(host, device)
+    assert found["models"]["int8"]["bit_mismatches"] == 0 and found["models"]["fp32"]["max_abs_diff"] == 0
+    assert found["execution"]["kind"] == "emulated"
+    assert check.compare_command(host, [device]) == 0
+    out = capsys.readouterr().out
+    assert "cortex-a72 (Test CPU) int8: accuracy" in out and "0 prediction differences" in out
+    assert "detected as emulated (process runs aarch64 code on a x86_64 kernel" in out
+
+
+def test_fp32_within_the_tolerance_passes(results):
+    host, device = results
+    logits = np.load(device / "fp32.logits.npy")
+    np.save(device / "fp32.logits.npy", logits + np.float32(5e-5))
+    assert 4e-5 < check.check_device(host, device)["models"]["fp32"]["max_abs_diff"] < 6e-5
+
+
+def _flip_one_bit(device: Path) -> None:
+    logits = np.load(device / "int8.logits.npy")
+    logits.view(np.uint32)[3, 4] ^= 1  # one ulp on one logit of one image
+    np.save(device / "int8.logits.npy", logits)
+
+
+def _shift_fp32(device: Path) -> None:
+    np.save(device / "fp32.logits.npy", np.load(device / "fp32.logits.npy") + np.float32(2e-4))
+
+
+def _edit_json(name: str, change):
+    def edit(device: Path) -> None:
+        data = json.loads((device / name).read_text())
+        change(data)
+        (device / name).write_text(json.dumps(data))
+    return edit
+
+
+def _move_one_prediction(data: dict) -> None:
+    data["confusion_matrix"][0][0] -= 1
+    data["confusion_matrix"][0][1] += 1
+
+
+def _relabel_png(device: Path) -> None:
+    text = (device / "int8.labels.csv").read_text().splitlines()
+    name, label, prob = text[1].split(",")
+    text[1] = f"{name},{(int(label) + 1) % 10},{prob}"
+    (device / "int8.labels.csv").write_text("\n".join(text) + "\n")
+
+
+def _rank_emulated(device: Path) -> None:
+    text = (device / "compare.md").read_text()
+    (device / "compare.md").write_text(text.replace("1.000 ±1% †", "1.000 ±1% † (0.50*)", 1))
+
+
+@pytest.mark.parametrize("spoil,message", [
+    (_flip_one_bit, r"int8 logits of 40 test images: logits differ bit-wise on 1 of 40 images"),
+    (_shift_fp32, r"fp32 logits of 40 test images: max abs logit difference 0\.0002 \(tolerance 0\.0001\)"),
+    (_edit_json("int8.eval.json", _move_one_prediction), r"int8: confusion_matrix"),
+    (_edit_json("fp32.eval.json", lambda d: d.update(accuracy=0.5)), r"fp32: accuracy 0\.5 \(host: "),
+    (_relabel_png, r"int8: labels of the PNG files differ from the host's"),
+    (lambda d: (d / "fp32.labels.csv").unlink(), r"fp32\.labels\.csv: missing"),
+    (_edit_json("bench.json", lambda d: d["environment"].update(execution={"kind": "native", "evidence": []})),
+     r"bench report says it ran 'native' \(expected 'emulated'"),
+    (_edit_json("bench.json", lambda d: d["environment"]["cpu"].update(architecture="x86_64")),
+     r"architecture 'x86_64' \(expected 'aarch64'\)"),
+    (_rank_emulated, r"compare\.md ranks an emulated run's timings"),
+])
+def test_any_difference_fails(results, spoil, message, capsys):
+    host, device = results
+    spoil(device)
+    with pytest.raises(check.Mismatch, match=message):
+        check.check_device(host, device)
+    assert check.compare_command(host, [device]) == 1
+    assert capsys.readouterr().err.startswith("FAIL ")
+
+
+def test_a_host_report_marked_emulated_fails(results):
+    host, device = results
+    _edit_json("bench.json", lambda d: d["environment"].update(execution=EMULATED))(host)
+    with pytest.raises(check.Mismatch, match="the host's bench report says it ran emulated"):
+        check.check_device(host, device)
+
+
+def test_cpuinfo_lists_the_emulated_cpus_hwcaps():
+    # cortex-a76 under qemu: fp asimd ... asimddp (bit 20); HWCAP2 bit 13 is i8mm
+    text = check.cpuinfo_text("cortex-a76", (1 << 0) | (1 << 1) | (1 << 20), 1 << 13, cores=2)
+    blocks = text.strip().split("\n\n")
+    assert len(blocks) == 2 and blocks[1].startswith("processor\t: 1\n")
+    assert "Features\t: fp asimd asimddp i8mm\n" in blocks[0] and "CPU part\t: 0xd0b\n" in blocks[0]
+    assert check.main(["cpuinfo", "cortex-a99"]) == 2
