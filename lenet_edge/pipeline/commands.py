@@ -26,10 +26,11 @@ def pipeline(data_dir, out, variant, bench_runs, force) -> None:
     report.md. Nothing is moved into DIR until every stage has passed.
     """
     from ..datasource import resolve_data_dir
+    from ..progress import ProgressDisplay
     from .run import check_output_directory, run_pipeline
 
     check_output_directory(out, force)  # before MNIST might be downloaded
     run_pipeline(resolve_data_dir(data_dir), out, variant=variant, force=force, bench_runs=bench_runs,
-                 step=lambda message: click.echo(message, err=True))
+                 step=lambda message: click.echo(message, err=True), progress=ProgressDisplay)
     click.echo((out / "report.md").read_text("utf-8"))
     click.echo(f"artefacts: {out}", err=True)

@@ -7,10 +7,13 @@ into place only when every stage has passed, so a failed or interrupted run leav
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from ..errors import OutputError
+from ..progress import Progress
 
 FP32, INT8 = "model.onnx", "model.int8.onnx"
 
@@ -23,11 +26,20 @@ def check_output_directory(out: Path, force: bool) -> None:
         raise OutputError(f"{out}: is a file (expected a directory for the pipeline's artefacts)")
 
 
+def _no_progress(label: str) -> AbstractContextManager[Progress]:
+    return contextlib.nullcontext(lambda done, total, what: None)
+
+
 def run_pipeline(data_dir: Path, out: Path, *, variant: str = "lenet5-modern", force: bool = False,
-                 bench_runs: int = 200, step: Callable[[str], None] = lambda message: None) -> dict:
+                 bench_runs: int = 200, step: Callable[[str], None] = lambda message: None,
+                 progress: Callable[[str], AbstractContextManager[Progress]] = _no_progress) -> dict:
     """Run every stage on the MNIST files in `data_dir` into `out`; return the figures report.md is
     written from: {"variant", "training", "export", "quantize", "evaluate": {"fp32", "int8"}, "bench",
-    "charts": {name: file or None}}."""
+    "charts": {name: file or None}}.
+
+    `step` hears what each stage starts; `progress(label)` gives the long steps (epochs, evaluation,
+    bench rows) a display to report to, e.g. lenet_edge.progress.ProgressDisplay.
+    """
     from ..export.exporter import export_checkpoint
     from ..fileio import ensure_directory, staged_directory, write_json, write_text
     from ..quantize.search import auto_quantize
@@ -47,8 +59,9 @@ def run_pipeline(data_dir: Path, out: Path, *, variant: str = "lenet5-modern", f
         checkpoint = staging / f"{variant}.safetensors"
         recipe = default_recipe(variant)
         step(f"train {variant} ({recipe.epochs} epochs)")
-        trained = train(data_dir, checkpoint, recipe,
-                        on_epoch=lambda h: step(f"  epoch {h['epoch']}: val {h['val_accuracy']:.2%}"))
+        with progress("train") as epochs:
+            trained = train(data_dir, checkpoint, recipe, on_epoch=lambda h: epochs(
+                h["epoch"], recipe.epochs, f"epoch {h['epoch']}: val {h['val_accuracy']:.2%}"))
         curves = checkpoint.with_suffix(".curves.png")
         plot_curves(trained["history"], curves, title=f"{variant} on MNIST")
         charts = {"curves": curves.name}
@@ -63,15 +76,17 @@ def run_pipeline(data_dir: Path, out: Path, *, variant: str = "lenet5-modern", f
         evaluations = {}
         for precision, name in (("fp32", FP32), ("int8", INT8)):
             step(f"evaluate {precision}")
-            evaluations[precision] = evaluate(staging / name, data_dir)
+            with progress(f"evaluate {precision}") as batches:
+                evaluations[precision] = evaluate(staging / name, data_dir, progress=batches)
             write_json(staging / f"evaluate.{precision}.json", evaluations[precision])
             confusion = staging / f"confusion.{precision}.png"
             drawn = plot_confusion(evaluations[precision], confusion)
             charts[f"confusion.{precision}"] = confusion.name if drawn else None
 
         step("bench fp32, int8 and PyTorch eager side by side")
-        timings = bench({"fp32": staging / FP32, "int8": staging / INT8}, batch_sizes=(1, 64), threads=(1, 2),
-                        runs=bench_runs, checkpoint=checkpoint, data_dir=data_dir)
+        with progress("bench") as rows:
+            timings = bench({"fp32": staging / FP32, "int8": staging / INT8}, batch_sizes=(1, 64), threads=(1, 2),
+                            runs=bench_runs, checkpoint=checkpoint, data_dir=data_dir, progress=rows)
         written = write_bench_outputs(timings, staging / "bench.json", staging / "bench.md", staging / "bench.png",
                                       baseline="fp32")
         charts["bench"] = written["png"].name if written["png"] else None
