@@ -33,6 +33,8 @@ from lenet_edge.quantize.settings import QuantSettings
 from lenet_edge.quantize.structure import check_structure, optimized_op_counts
 from lenet_edge.runtime.session import load_model
 
+from .idx_files import write_mnist_dir
+
 QUICK = TimingPlan(rounds=3, seconds_per_turn=0.005, warmup=2)  # the table's figures, not a benchmark
 CELLS = ["1t_b1", "1t_b64", "2t_b1", "2t_b64"]
 CANDIDATES = ["standard", "standard+c1-float", "kernel-friendly", "kernel-friendly+per-channel",
@@ -220,6 +222,25 @@ def test_side_by_side_gives_every_model_a_ratio_per_cell(tmp_path):
         assert cell["fp32"]["ratio"] == 1.0 and cell["fp32"]["round_ratios"] == [1.0] * QUICK.rounds
         assert cell["other"]["ratio"] > 0 and len(cell["other"]["round_ratios"]) == QUICK.rounds
         assert cell["other"]["median_ms"] > 0
+
+
+def test_search_on_a_hand_built_lenet_ships_the_winner_with_its_record(tmp_path):
+    """The whole search without training: five candidates built, judged, timed, one shipped; progress
+    counts every step up to a fixed total; the shipped metadata is the final record, written once."""
+    model = relu_lenet(tmp_path / "lenet.onnx")
+    data = write_mnist_dir(tmp_path / "mnist", train=200, test=100)
+    steps = []
+    result = auto_quantize(model, tmp_path / "out.onnx", data_dir=data, base=QuantSettings(calibration_count=100),
+                           max_accuracy_drop=100, plan=QUICK, progress=lambda *step: steps.append(step))
+    s = result["search"]
+    assert [r["name"] for r in s["candidates"]] == CANDIDATES and all(r["status"] == "ok" for r in s["candidates"])
+    assert [done for done, _, _ in steps] == list(range(10)) and {total for _, total, _ in steps} == {9}
+    assert steps[-1][2] == "done" and steps[5][2].startswith("timing 5 candidate(s) against fp32")
+    record = json.loads(metadata(load(tmp_path / "out.onnx"))[PREFIX + "quantization"])
+    assert record == result["settings"] and record["recipe"]["name"] == s["winner"]
+    assert record["search"]["chosen_from"] == CANDIDATES and record["validation"]["test_images"] == 100
+    assert result["validation"]["int8_bytes"] == (tmp_path / "out.onnx").stat().st_size
+    assert s["kernel_friendly_rewrite"]["applies"] and s["kernel_friendly_rewrite"]["verification"]["images"] == 100
 
 
 def test_cli_refuses_settings_the_search_chooses(runner, tmp_path):
