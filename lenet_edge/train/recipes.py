@@ -11,8 +11,8 @@ in 8 epochs.
 lenet5-tanh at 12 epochs (seeds 0, 1, 2: 99.13 %, 99.19 %, 99.16 %): tanh and average pooling
 learn more slowly than ReLU and max-pooling, and seed 0 missed the target at 8 epochs (98.96 %;
 seed 1 99.07 %) and at 10 (98.98 %). Measured one thread per run on a 2-core machine shared with
-other jobs (load average 13-20): 65-80 s per epoch at 8 and 10 epochs, 137 s at 12; those times
-say more about the load than about the recipe."""
+other jobs (load average 13-20): 64-81 s per epoch (8 and 10 epochs, and 12 on seed 0), 137 s
+for seeds 1 and 2 at 12 under a heavier load; these times say more about the load than the recipe."""
 
 from __future__ import annotations
 
