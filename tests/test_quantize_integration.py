@@ -189,3 +189,16 @@ def test_classic_lenet5_quantizes_within_the_gate(classic_onnx, mnist_dir, tmp_p
     assert result["validation"]["accuracy_drop_points"] <= 0.2
     assert result["reference"]["top1_agreement"] >= 0.99
     assert ModelContract.from_metadata(read_metadata(out)).variant == "lenet5"
+
+
+def test_textbook_tanh_lenet5_quantizes_within_the_gate(tanh_onnx, mnist_dir, tmp_path):
+    """Tanh and average pooling have no int8 kernels: they stay float between int8 convolutions
+    and matrix products, and the model must still pass the gate and the reference agreement."""
+    out = tmp_path / "lenet5-tanh.int8.onnx"
+    result = quantize_model(tanh_onnx, out, data_dir=mnist_dir)
+    assert result["structure"]["int8"] == result["structure"]["expected_int8"] == {"conv": 3, "fc": 2}
+    assert result["validation"]["accuracy_drop_points"] <= 0.2
+    assert result["reference"]["top1_agreement"] >= 0.99
+    assert ops(out)["Tanh"] == 4 and ops(out)["AveragePool"] == 2
+    assert out.stat().st_size < 0.35 * tanh_onnx.stat().st_size
+    assert ModelContract.from_metadata(read_metadata(out)).variant == "lenet5-tanh"
