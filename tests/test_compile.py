@@ -164,3 +164,17 @@ def test_instruction_counts_are_deterministic(tiny_int8, tmp_path):
     image = load_mnist(data, "test")[0][0]
     counts = [EmulatedCore(elf, target, 784, 10).count_instructions(image) for _ in range(2)]
     assert counts[0] == counts[1] > program.macs / 4
+
+
+def test_pipeline_section_without_the_toolchain_gives_one_line_and_builds_nothing(tiny_int8, tmp_path, monkeypatch):
+    import sys
+
+    from lenet_edge.compile.stage import microcontroller_section
+
+    model, _, data = tiny_int8
+    monkeypatch.setitem(sys.modules, "unicorn", None)  # as on a machine without the mcu extra: import fails
+    record, section = microcontroller_section(model, tmp_path / "mcu", data_dir=data)
+    assert record == {"skipped": "unicorn is not installed (needed here); install it with pip install "
+                                 "'lenet-edge[mcu]'"}
+    assert section.splitlines()[-1] == f"not built: {record['skipped']}"
+    assert not (tmp_path / "mcu").exists()

@@ -72,3 +72,20 @@ def compile_model_to_c(model: Path, out: Path, *, name: str = "lenet", targets: 
                 elf = workdir / f"{name}.{target}.elf"
                 write_bytes(out / elf.name, elf.read_bytes())
     return record
+
+
+def microcontroller_section(model: Path, out: Path, *, data_dir: Path | None = None,
+                            check_images: int = DEFAULT_CHECK_IMAGES,
+                            step: Callable[[str], None] = lambda message: None) -> tuple[dict, str]:
+    """The pipeline's microcontroller stage: compile `model` into `out`, check it, and return (record, a
+    report.md section). Without the toolchain: ({"skipped": reason}, the reason in one line), nothing raised."""
+    from .check import render_markdown
+
+    title = "## On a microcontroller (generated C, emulated Cortex-M)\n\n"
+    reason = toolchain.check_toolchain()
+    if reason:
+        return {"skipped": reason}, f"{title}not built: {reason}\n"
+    step(f"compile to C for microcontrollers, checked on {check_images} test images per build")
+    record = compile_model_to_c(model, out, check_images=check_images, data_dir=data_dir, step=step)
+    where = f"`{out.name}/lenet.c` and `lenet.h`, checked against onnxruntime:\n\n"
+    return record, title + where + render_markdown(record)
