@@ -22,6 +22,7 @@ FP32, INT8 = "model.onnx", "model.int8.onnx"
 def run_pipeline(data_dir: Path | None, out: Path, *, variant: str = "lenet5-modern", force: bool = False,
                  bench_runs: int = 200, step: Callable[[str], None] = lambda message: None) -> dict:
     """Run every stage into `out`; return the figures that report.md is written from."""
+    from .compile.stage import microcontroller_section
     from .datasource import resolve_data_dir
     from .errors import OutputError
     from .export.exporter import export_checkpoint
@@ -74,7 +75,9 @@ def run_pipeline(data_dir: Path | None, out: Path, *, variant: str = "lenet5-mod
                                           staging / "bench.png", baseline="fp32")
         summary = {"variant": variant, "training": trained, "export": exported, "quantize": quantized,
                    "evaluate": evaluations, "bench": report}
-        write_text(staging / "report.md", render_report(summary, bench_paths["md"].read_text("utf-8")))
+        summary["mcu"], mcu_section = microcontroller_section(staging / INT8, staging / "mcu", data_dir=data, step=step)
+        write_text(staging / "report.md",
+                   render_report(summary, bench_paths["md"].read_text("utf-8")) + "\n" + mcu_section)
         _move_into_place(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
