@@ -190,6 +190,10 @@ static inline float muladd(float a, float b, float c)
   __asm__("vfma.f32 %0, %1, %2" : "+t"(c) : "t"(a), "t"(b));
   return c;
 }
+#elif defined(__thumb__) && !defined(__ARM_FP)
+/* no FPU (Cortex-M0+/M3): a software fused multiply-add costs ~3,000 instructions, 10^8 per image here;
+   two roundings instead, so the logits may differ from onnxruntime's in the last bits */
+static inline float muladd(float a, float b, float c) { return a * b + c; }
 #else
 static inline float muladd(float a, float b, float c) { return __builtin_fmaf(a, b, c); }
 #endif
@@ -242,6 +246,16 @@ def _dot_helpers(body: str) -> str:
             + dsp + "#else\n" + plain + "#endif\n")
 
 
+FP_CONTRACT = """\
+/* GCC contracts a * b + c into one fused multiply-add by default (-ffp-contract=fast): not here. */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off")
+#endif
+
+"""
+
 HELPERS = """\
 /* Round half to even with the float adder itself (onnxruntime's cvtps2dq does the same);
    exact for |v| <= 2^22, and every caller clamps first. */
@@ -265,7 +279,7 @@ def _render(name, path, data, contract, kernels, values, offsets, arena_bytes, o
               f"   (sha256 {digest}). Bit-identical to onnxruntime's CPU execution of that file.\n"
               f"   Build with -ffp-contract=off and without -ffast-math: the float steps must round\n"
               f"   as onnxruntime's do. */\n")
-    parts, calls, constant_bytes, macs, layers = [banner, f'#include "{name}.h"\n\n', HELPERS,
+    parts, calls, constant_bytes, macs, layers = [banner, f'#include "{name}.h"\n\n', FP_CONTRACT, HELPERS,
                                                    _dot_helpers("".join(k.body for k in kernels))], [], 0, 0, []
     if any("tanh_mlas(" in k.body for k in kernels):
         parts.append(TANH)
