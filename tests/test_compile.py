@@ -86,8 +86,9 @@ def test_fp32_model_is_refused_naming_node_and_operator(tiny_int8, tmp_path):
     assert result.exit_code == 4
     assert result.stderr.strip().splitlines()[-1] == (
         'error: node "conv" (FusedConv): no C kernel for this operator of onnxruntime\'s optimised graph (expected '
-        'an int8 model from lenet-edge quantize; kernels for DequantizeLinear, MaxPool, QGemm, QLinearConv, '
-        'QuantizeLinear, Transpose, and Reshape, Flatten, Squeeze, Unsqueeze, Identity)')
+        'an int8 model from lenet-edge quantize; kernels for Add, DequantizeLinear, Div, MaxPool, Mul, QGemm, '
+        'QLinearAdd, QLinearAveragePool, QLinearConv, QLinearMatMul, QLinearMul, QuantizeLinear, ReduceSum, Sub, '
+        'Tanh, Transpose, and Reshape, Flatten, Squeeze, Unsqueeze, Identity)')
     assert not (tmp_path / "mcu").exists()
 
 
@@ -116,10 +117,11 @@ def test_bad_options_are_refused_before_anything_is_written(tiny_int8, tmp_path,
 
 def planted(source: str) -> str:
     """The C with the output scale one float32 step larger: every logit moves by about 1e-9."""
-    match = re.search(r"\* (0x[0-9a-f.]+p[-+]\d+)f;\n}\n\n/\* The one activation buffer", source)
-    assert match, "the planted change needs the final DequantizeLinear"
+    matches = list(re.finditer(r"\(float\)\(\(int32_t\)\(x\) - \d+\) \* (0x[0-9a-f.]+p[-+]\d+)f;", source))
+    assert matches, "the planted change needs the final DequantizeLinear"
+    match = matches[-1]
     changed = float(np.nextafter(np.float32(float.fromhex(match.group(1))), np.float32(1)))
-    return source.replace(match.group(0), match.group(0).replace(match.group(1), changed.hex()))
+    return source[:match.start(1)] + changed.hex() + source[match.end(1):]
 
 
 def test_a_planted_mismatch_is_refused_on_host_and_emulated_core(tiny_int8, tmp_path):
