@@ -68,6 +68,9 @@ def check_program(program: Program, source: Path, workdir: Path, model: Path, im
         checks.append({"target": name, "where": "emulated (unicorn)",
                        **require_match(expected, found, program, f"{program.name}.c on an emulated {name} vs "
                                                                  f"onnxruntime")})
+        last = checks[-1]
+        step(f"{name}: {last['images'] - last['bit_mismatches']} of {last['images']} bit-identical, "
+             f"{last['images'] - last['argmax_mismatches']} same argmax, max abs difference {last['max_abs_diff']:.3g}")
         counts = [core.count_instructions(image) for image in images[:COUNTED_IMAGES]]
         sizes = toolchain.footprint(elf)
         stack = max(core.stack_high_water(image) for image in images[:COUNTED_IMAGES])
