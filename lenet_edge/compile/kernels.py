@@ -409,7 +409,7 @@ def _operand(graph: Graph, node, index: int, values: dict[str, Value], out: Valu
     return f"{array}[{index_text}]", constant
 
 
-def _elementwise(node, out: Value, expression: str) -> str:
+def _broadcast_loops(out: Value, expression: str) -> str:
     """Nested loops over `out`'s shape (indices i0, i1, ...), storing `expression` in order."""
     loops = " ".join(f"for (int i{d} = 0; i{d} < {size}; i{d}++)" for d, size in enumerate(out.shape))
     return f"int o = 0;\n{loops}\n  out0[o++] = {expression};"
@@ -455,7 +455,7 @@ def qlinear_binary(graph: Graph, node, values: dict[str, Value]) -> Kernel:
             value = f"{b} + (float){a} * {c_float(ra)}"
         else:
             value = f"({c_float(fixed)} + (float){a} * {c_float(ra)}) + (float){b} * {c_float(rb)}"
-    body = _elementwise(node, out, f"({c_type(out.dtype)})quantize({value}, {c_float(lo)}, {c_float(hi)}, 0)")
+    body = _broadcast_loops(out, f"({c_type(out.dtype)})quantize({value}, {c_float(lo)}, {c_float(hi)}, 0)")
     return Kernel(inputs, [node.output[0]], f"{describe(node)} -> {shape_text(out)}",
                   _renumber(body, inputs, node), constants)
 
@@ -464,7 +464,7 @@ def float_binary(graph: Graph, node, values: dict[str, Value]) -> Kernel:
     out = values[node.output[0]]
     a, b, inputs, constants = _binary_inputs(graph, node, values, out, (0, 1))
     op = {"Add": "+", "Sub": "-", "Mul": "*", "Div": "/"}[node.op_type]
-    body = _elementwise(node, out, f"{a} {op} {b}")
+    body = _broadcast_loops(out, f"{a} {op} {b}")
     for constant in constants:
         constant.values = constant.values.astype(np.float32)
     return Kernel(inputs, [node.output[0]], f"{describe(node)} -> {shape_text(out)}", _renumber(body, inputs, node),
