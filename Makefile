@@ -5,7 +5,7 @@ DATA ?= ../shared/datasets/mnist
 OUT ?= runs/pipeline
 BIN := $(VENV)/bin
 
-.PHONY: setup pipeline test bench train-time lint arm64
+.PHONY: setup pipeline test bench bench-mcu train-time lint arm64
 
 $(BIN)/lenet-edge: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,12 @@ bench: setup
 # Time to reach each variant's accuracy target over a grid of epoch counts and seeds (~15 min on 2 cores).
 train-time: setup
 	LENET_EDGE_DATA=$(DATA) $(BIN)/python benchmarks/train_time.py
+
+# Every test image through the generated C on the host and on emulated Cortex-M4F and M0+ cores, bit for bit,
+# then flash, RAM and instructions per inference (MODEL: an int8 model from lenet-edge quantize).
+MODEL ?= $(OUT)/model.int8.onnx
+bench-mcu: setup
+	LENET_EDGE_DATA=$(DATA) $(BIN)/python benchmarks/mcu.py $(MODEL)
 
 lint: setup
 	$(BIN)/ruff check lenet_edge tests benchmarks scripts devices

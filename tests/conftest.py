@@ -96,3 +96,13 @@ def modern_int8_onnx(modern_onnx, mnist_dir) -> Path:
     out = modern_onnx.with_name("lenet5-modern.int8.onnx")
     quantize_model(modern_onnx, out, data_dir=mnist_dir)
     return out
+
+
+@pytest.fixture(scope="session")
+def classic_int8_onnx(classic_onnx, mnist_dir) -> Path:
+    """classic_onnx quantized to int8 with the quantize stage's default settings."""
+    from lenet_edge.quantize.quantizer import quantize_model
+
+    out = classic_onnx.with_name("lenet5.int8.onnx")
+    quantize_model(classic_onnx, out, data_dir=mnist_dir)
+    return out

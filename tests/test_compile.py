@@ -86,8 +86,9 @@ def test_fp32_model_is_refused_naming_node_and_operator(tiny_int8, tmp_path):
     assert result.exit_code == 4
     assert result.stderr.strip().splitlines()[-1] == (
         'error: node "conv" (FusedConv): no C kernel for this operator of onnxruntime\'s optimised graph (expected '
-        'an int8 model from lenet-edge quantize; kernels for DequantizeLinear, MaxPool, QGemm, QLinearConv, '
-        'QuantizeLinear, Transpose, and Reshape, Flatten, Squeeze, Unsqueeze, Identity)')
+        'an int8 model from lenet-edge quantize; kernels for Add, DequantizeLinear, Div, MaxPool, Mul, QGemm, '
+        'QLinearAdd, QLinearAveragePool, QLinearConv, QLinearMatMul, QLinearMul, QuantizeLinear, ReduceSum, Sub, '
+        'Tanh, Transpose, and Reshape, Flatten, Squeeze, Unsqueeze, Identity)')
     assert not (tmp_path / "mcu").exists()
 
 
@@ -116,10 +117,11 @@ def test_bad_options_are_refused_before_anything_is_written(tiny_int8, tmp_path,
 
 def planted(source: str) -> str:
     """The C with the output scale one float32 step larger: every logit moves by about 1e-9."""
-    match = re.search(r"\* (0x[0-9a-f.]+p[-+]\d+)f;\n}\n\n/\* The one activation buffer", source)
-    assert match, "the planted change needs the final DequantizeLinear"
+    matches = list(re.finditer(r"\(float\)\(\(int32_t\)\(x\) - \d+\) \* (0x[0-9a-f.]+p[-+]\d+)f;", source))
+    assert matches, "the planted change needs the final DequantizeLinear"
+    match = matches[-1]
     changed = float(np.nextafter(np.float32(float.fromhex(match.group(1))), np.float32(1)))
-    return source.replace(match.group(0), match.group(0).replace(match.group(1), changed.hex()))
+    return source[:match.start(1)] + changed.hex() + source[match.end(1):]
 
 
 def test_a_planted_mismatch_is_refused_on_host_and_emulated_core(tiny_int8, tmp_path):
@@ -164,3 +166,18 @@ def test_instruction_counts_are_deterministic(tiny_int8, tmp_path):
     image = load_mnist(data, "test")[0][0]
     counts = [EmulatedCore(elf, target, 784, 10).count_instructions(image) for _ in range(2)]
     assert counts[0] == counts[1] > program.macs / 4
+
+
+def test_pipeline_section_without_the_toolchain_gives_one_line_and_builds_nothing(tiny_int8, tmp_path, monkeypatch):
+    import sys
+
+    from lenet_edge.compile.stage import compile_for_pipeline
+    from lenet_edge.pipeline.report import microcontroller_section
+
+    model, _, data = tiny_int8
+    monkeypatch.setitem(sys.modules, "unicorn", None)  # as on a machine without the mcu extra: import fails
+    record = compile_for_pipeline(model, tmp_path / "mcu", data_dir=data)
+    assert record == {"skipped": "unicorn is not installed (needed here); install it with pip install "
+                                 "'lenet-edge[mcu]'"}
+    assert microcontroller_section({"mcu": record})[-1] == f"not built: {record['skipped']}"
+    assert not (tmp_path / "mcu").exists()

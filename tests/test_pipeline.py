@@ -104,11 +104,15 @@ def test_pipeline_end_to_end(runner, tmp_path, mnist_dir):
     assert rows == {(m, b, t) for m in ("fp32", "int8", "pytorch-eager") for b in (1, 64) for t in (1, 2)}
 
     text = (out / "report.md").read_text()
-    for section in ("## Training", "## Export", "## Quantization", "## Evaluation", "## Bench"):
+    for section in ("## Training", "## Export", "## Quantization", "## Evaluation", "## Bench",
+                    "## On a microcontroller"):
         assert section in text
     for chart in ("lenet5-modern.curves.png", "confusion.fp32.png", "confusion.int8.png", "bench.png"):
         assert f"]({chart})" in text
     assert f"{fp32['accuracy']:.2%}" in text
+    mcu = json.loads((out / "mcu" / "lenet.footprint.json").read_text())  # the int8 model as C, checked
+    assert all(c["images"] == 1000 and c["argmax_mismatches"] == 0 for c in mcu["checks"])
+    assert (out / "mcu" / "lenet.c").is_file() and "| cortex-m4f |" in text
     manifest = (out / "MANIFEST.sha256").read_text()
     for name in ("model.onnx", "model.int8.onnx", "report.md", "bench.json"):
         assert f"  {name}\n" in manifest

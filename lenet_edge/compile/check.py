@@ -26,12 +26,12 @@ def reference_logits(model: Path, images: np.ndarray) -> np.ndarray:
     return loaded.predict(loaded.contract.preprocessing(images))
 
 
-def host_logits(source: Path, workdir: Path, program: Program, images: np.ndarray) -> np.ndarray:
+def host_logits(source: Path, workdir: Path, program: Program, images: np.ndarray, classes: int) -> np.ndarray:
     library = ctypes.CDLL(str(toolchain.build_host_library(source, workdir / f"lib{program.name}.so")))
     infer = getattr(library, f"{program.name}_infer")
     infer.restype = None
     pixels = np.ascontiguousarray(images.reshape(len(images), -1), np.uint8)
-    out = np.empty((len(images), 10), np.float32)
+    out = np.empty((len(images), classes), np.float32)
     for image, logits in zip(pixels, out, strict=True):
         infer(image.ctypes.data_as(ctypes.c_void_p), logits.ctypes.data_as(ctypes.c_void_p))
     return out
@@ -56,7 +56,7 @@ def check_program(program: Program, source: Path, workdir: Path, model: Path, im
     side = int(round(images[0].size ** 0.5))
     step(f"host: {' '.join(toolchain.host_compiler()[:1])} {toolchain.OPTIMISATION}, {len(images)} images")
     checks = [{"target": "host", "where": f"native {platform.machine()}",
-               **require_match(expected, host_logits(source, workdir, program, images), program,
+               **require_match(expected, host_logits(source, workdir, program, images, expected.shape[1]), program,
                                f"{program.name}.c on the host vs onnxruntime")}]
     footprints = []
     for name in targets:
@@ -68,6 +68,9 @@ def check_program(program: Program, source: Path, workdir: Path, model: Path, im
         checks.append({"target": name, "where": "emulated (unicorn)",
                        **require_match(expected, found, program, f"{program.name}.c on an emulated {name} vs "
                                                                  f"onnxruntime")})
+        last = checks[-1]
+        step(f"{name}: {last['images'] - last['bit_mismatches']} of {last['images']} bit-identical, "
+             f"{last['images'] - last['argmax_mismatches']} same argmax, max abs difference {last['max_abs_diff']:.3g}")
         counts = [core.count_instructions(image) for image in images[:COUNTED_IMAGES]]
         sizes = toolchain.footprint(elf)
         stack = max(core.stack_high_water(image) for image in images[:COUNTED_IMAGES])

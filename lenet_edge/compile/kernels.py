@@ -26,7 +26,7 @@ from .onnx_graph import Graph, attributes, describe
 from .runtime_graph import Value
 
 C_TYPES = {np.dtype(np.uint8): "uint8_t", np.dtype(np.int8): "int8_t", np.dtype(np.float32): "float",
-           np.dtype(np.int32): "int32_t"}
+           np.dtype(np.int16): "int16_t", np.dtype(np.int32): "int32_t"}
 ALIASES = ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity")  # same bytes, another shape: no code
 
 
@@ -74,6 +74,13 @@ def _substitute(outer: str, inner: str) -> str:
     import re
 
     return re.sub(r"\bx\b", lambda match: f"({inner})", outer)
+
+
+def narrow(values: np.ndarray) -> np.ndarray:
+    """Integers in the smallest of int16 / int32 that holds them all: LeNet's biases (with the input zero point
+    folded in) fit in 16 bits, which saves 472 bytes of lenet5-modern's flash."""
+    values = np.asarray(values)
+    return values.astype(np.int16) if values.size and np.abs(values).max() <= 32767 else values.astype(np.int32)
 
 
 def c_float(value) -> str:
@@ -253,7 +260,7 @@ def qlinear_conv(graph: Graph, node, values: dict[str, Value], pool=None) -> Ker
     return Kernel([node.input[0]], [out_name],
                   f"{describe(node)} {shape_text(x)} -> {shape_text(out_value)}, {geometry}{fused}", body,
                   [Constant("w", taps.astype(w_type).reshape(-1), f"({m}, {cg}, {kh}, {kw})"),
-                   Constant("bias", bias.astype(np.int32), "bias with the input zero point folded in"
+                   Constant("bias", narrow(bias), "bias with the input zero point folded in"
                             if not any(pads) else "bias"),
                    Constant("scale", scale.astype(np.float32), "x_scale * w_scale / y_scale")],
                   macs=m * y.shape[2] * y.shape[3] * cg * kh * kw)
@@ -345,7 +352,7 @@ def qgemm(graph: Graph, node, values: dict[str, Value], matmul: bool = False) ->
             f"}}")
     return Kernel([node.input[0]], [node.output[0]], f"{describe(node)} {shape_text(a)} -> {shape_text(y)}", body,
                   [Constant("w", taps.astype(w_type).reshape(-1), f"({n}, {k}), one row per output"),
-                   Constant("bias", bias.astype(np.int32), "bias with the input zero point folded in"),
+                   Constant("bias", narrow(bias), "bias with the input zero point folded in"),
                    Constant("scale", scale.astype(np.float32), "alpha * a_scale * b_scale" +
                             (" / y_scale" if quantized else ""))],
                   macs=n * k)
@@ -402,7 +409,7 @@ def _operand(graph: Graph, node, index: int, values: dict[str, Value], out: Valu
     return f"{array}[{index_text}]", constant
 
 
-def _elementwise(node, out: Value, expression: str) -> str:
+def _broadcast_loops(out: Value, expression: str) -> str:
     """Nested loops over `out`'s shape (indices i0, i1, ...), storing `expression` in order."""
     loops = " ".join(f"for (int i{d} = 0; i{d} < {size}; i{d}++)" for d, size in enumerate(out.shape))
     return f"int o = 0;\n{loops}\n  out0[o++] = {expression};"
@@ -448,7 +455,7 @@ def qlinear_binary(graph: Graph, node, values: dict[str, Value]) -> Kernel:
             value = f"{b} + (float){a} * {c_float(ra)}"
         else:
             value = f"({c_float(fixed)} + (float){a} * {c_float(ra)}) + (float){b} * {c_float(rb)}"
-    body = _elementwise(node, out, f"({c_type(out.dtype)})quantize({value}, {c_float(lo)}, {c_float(hi)}, 0)")
+    body = _broadcast_loops(out, f"({c_type(out.dtype)})quantize({value}, {c_float(lo)}, {c_float(hi)}, 0)")
     return Kernel(inputs, [node.output[0]], f"{describe(node)} -> {shape_text(out)}",
                   _renumber(body, inputs, node), constants)
 
@@ -457,7 +464,7 @@ def float_binary(graph: Graph, node, values: dict[str, Value]) -> Kernel:
     out = values[node.output[0]]
     a, b, inputs, constants = _binary_inputs(graph, node, values, out, (0, 1))
     op = {"Add": "+", "Sub": "-", "Mul": "*", "Div": "/"}[node.op_type]
-    body = _elementwise(node, out, f"{a} {op} {b}")
+    body = _broadcast_loops(out, f"{a} {op} {b}")
     for constant in constants:
         constant.values = constant.values.astype(np.float32)
     return Kernel(inputs, [node.output[0]], f"{describe(node)} -> {shape_text(out)}", _renumber(body, inputs, node),

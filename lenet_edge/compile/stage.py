@@ -26,12 +26,12 @@ def output_paths(out: Path, name: str) -> dict[str, Path]:
 
 
 def compile_model_to_c(model: Path, out: Path, *, name: str = "lenet", targets: tuple[str, ...] = DEFAULT_TARGETS,
-                       check_images: int = DEFAULT_CHECK_IMAGES, data_dir: Path | None = None, force: bool = False,
+                       check_images: int = DEFAULT_CHECK_IMAGES, data_dir: Path, force: bool = False,
                        keep_elf: bool = False, step: Callable[[str], None] = lambda message: None) -> dict:
     """Compile `model` into `out`/NAME.c and NAME.h, checked on the host and each target on the first
-    `check_images` MNIST test images; returns the record written to NAME.footprint.json."""
+    `check_images` MNIST test images of `data_dir` (a directory of MNIST IDX files, resolved by the
+    caller); returns the record written to NAME.footprint.json."""
     from ..data import load_mnist
-    from ..datasource import resolve_data_dir
     from ..fileio import sha256_file
     from .check import check_program, render_markdown
     from .generate import compile_model
@@ -52,7 +52,7 @@ def compile_model_to_c(model: Path, out: Path, *, name: str = "lenet", targets: 
             check_writable(path, force)
     step(f"generate C from {model.name} (the graph onnxruntime runs)")
     program = compile_model(model, name)
-    images, _ = load_mnist(resolve_data_dir(data_dir), "test")
+    images, _ = load_mnist(data_dir, "test")
     images = images[:check_images]
     with tempfile.TemporaryDirectory(prefix="lenet-edge-compile-") as tmp:
         workdir = Path(tmp)
@@ -72,3 +72,15 @@ def compile_model_to_c(model: Path, out: Path, *, name: str = "lenet", targets: 
                 elf = workdir / f"{name}.{target}.elf"
                 write_bytes(out / elf.name, elf.read_bytes())
     return record
+
+
+def compile_for_pipeline(model: Path, out: Path, *, data_dir: Path, check_images: int = DEFAULT_CHECK_IMAGES,
+                         step: Callable[[str], None] = lambda message: None) -> dict:
+    """The pipeline's microcontroller stage: compile `model` into `out` and check it; the record. Without
+    the toolchain: {"skipped": reason}, nothing raised, so the rest of the pipeline still runs."""
+    reason = toolchain.check_toolchain()
+    if reason:
+        step(f"compile to C skipped: {reason}")
+        return {"skipped": reason}
+    step(f"compile to C for microcontrollers, checked on {check_images} test images per build")
+    return compile_model_to_c(model, out, check_images=check_images, data_dir=data_dir, step=step)

@@ -81,8 +81,20 @@ def bench_section(summary: dict) -> list[str]:
     return ["## Bench", "", table, *_image(summary, "bench", "latency per image and throughput")]
 
 
+def microcontroller_section(summary: dict) -> list[str]:
+    from ..compile.check import render_markdown
+
+    mcu = summary["mcu"]
+    lines = ["## On a microcontroller (generated C, emulated Cortex-M)", ""]
+    if "skipped" in mcu:
+        return [*lines, f"not built: {mcu['skipped']}"]
+    return [*lines, f"`mcu/{mcu['name']}.c` and `{mcu['name']}.h`, checked against onnxruntime:", "",
+            render_markdown(mcu).strip()]
+
+
 SECTIONS: tuple[Callable[[dict], list[str]], ...] = (
-    training_section, export_section, quantization_section, evaluation_section, bench_section)
+    training_section, export_section, quantization_section, evaluation_section, bench_section,
+    microcontroller_section)
 
 
 def render_report(summary: dict) -> str:

@@ -40,6 +40,7 @@ def run_pipeline(data_dir: Path, out: Path, *, variant: str = "lenet5-modern", f
     `step` hears what each stage starts; `progress(label)` gives the long steps (epochs, evaluation,
     bench rows) a display to report to, e.g. lenet_edge.progress.ProgressDisplay.
     """
+    from ..compile.stage import compile_for_pipeline
     from ..export.exporter import export_checkpoint
     from ..fileio import ensure_directory, staged_directory, write_json, write_text
     from ..quantize.search import auto_quantize
@@ -90,7 +91,8 @@ def run_pipeline(data_dir: Path, out: Path, *, variant: str = "lenet5-modern", f
         written = write_bench_outputs(timings, staging / "bench.json", staging / "bench.md", staging / "bench.png",
                                       baseline="fp32")
         charts["bench"] = written["png"].name if written["png"] else None
+        mcu = compile_for_pipeline(staging / INT8, staging / "mcu", data_dir=data_dir, step=step)
         summary = {"variant": variant, "training": trained, "export": exported, "quantize": quantized,
-                   "evaluate": evaluations, "bench": timings, "charts": charts}
+                   "evaluate": evaluations, "bench": timings, "mcu": mcu, "charts": charts}
         write_text(staging / "report.md", render_report(summary))
     return summary

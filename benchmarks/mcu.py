@@ -1,0 +1,87 @@
+"""int8 models as generated C on microcontrollers: every MNIST test image through the host build and through
+each emulated Cortex-M core, bit for bit against onnxruntime; then flash, RAM and instructions per inference
+read from the very ELFs that were checked. It prints figures; it is not a test.
+
+    python benchmarks/mcu.py MODEL.int8.onnx [MODEL.int8.onnx ...] --data-dir DIR [--images 10000] [--json OUT]
+
+Flash is code + constant data of the model alone (linked with --gc-sections, the entry function as the ELF
+entry); RAM is the static arena + .data + the stack high-water mark (the stack painted, then read back).
+Instructions are counted by the emulator with a block hook: deterministic, and not cycles.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+TARGETS = ("flash <= 66 KB", "RAM <= 4 KB (moonshot 2.5 KB)", "<= 1.5 M instructions (moonshot 1.0 M)")
+
+
+def measure(model: Path, images, targets: list[str], log) -> dict:
+    from lenet_edge.compile.check import check_program, reference_logits
+    from lenet_edge.compile.generate import compile_model
+
+    program = compile_model(model)
+    expected = reference_logits(model, images)
+    with tempfile.TemporaryDirectory(prefix="lenet-edge-mcu-") as tmp:
+        source = Path(tmp) / f"{program.name}.c"
+        source.write_text(program.source)
+        (Path(tmp) / f"{program.name}.h").write_text(program.header)
+        start = time.perf_counter()
+        record = check_program(program, source, Path(tmp), model, images, targets, step=log, expected=expected)
+        record["seconds"] = round(time.perf_counter() - start, 1)
+    return {"model": str(model), **record}
+
+
+def print_table(records: list[dict]) -> None:
+    print(f"\n{'variant':<15}{'target':<15}{'flash B':>9}{'code':>7}{'const':>8}{'RAM B':>8}{'arena':>7}{'stack':>7}"
+          f"{'instructions':>14}{'MACs':>9}")
+    for r in records:
+        for f in r["footprint"]:
+            print(f"{r['variant']:<15}{f['target']:<15}{f['flash_bytes']:>9,}{f['code_bytes']:>7,}"
+                  f"{f['constant_bytes']:>8,}{f['ram_bytes']:>8,}{f['arena_bytes']:>7,}{f['stack_bytes']:>7,}"
+                  f"{f['instructions_per_inference']['mean']:>14,}{r['multiply_accumulates']:>9,}")
+    print(f"\n{'variant':<15}{'build':<15}{'images':>8}{'bit-identical':>15}{'same argmax':>13}{'max |diff|':>12}")
+    for r in records:
+        for c in r["checks"]:
+            print(f"{r['variant']:<15}{c['target']:<15}{c['images']:>8,}{c['images'] - c['bit_mismatches']:>15,}"
+                  f"{c['images'] - c['argmax_mismatches']:>13,}{c['max_abs_diff']:>12.3g}")
+    print(f"\ntargets for lenet5-modern on cortex-m4f: {'; '.join(TARGETS)}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("models", nargs="+", type=Path, help="int8 ONNX models from lenet-edge quantize")
+    parser.add_argument("--data-dir", type=Path, default=None, help="MNIST IDX directory [default: $LENET_EDGE_DATA]")
+    parser.add_argument("--images", type=int, default=10_000, help="test images per build (1 to 10000)")
+    parser.add_argument("--targets", default="cortex-m4f,cortex-m0plus", help="emulated cores, comma-separated")
+    parser.add_argument("--json", type=Path, default=None, help="also write the records here")
+    args = parser.parse_args()
+
+    from lenet_edge.data import load_mnist
+    from lenet_edge.datasource import resolve_data_dir
+    from lenet_edge.errors import LenetEdgeError
+    from lenet_edge.runtime.environment import environment
+
+    if not 1 <= args.images <= 10_000:
+        sys.exit(f"error: --images {args.images} (expected 1 to 10000)")
+    env = environment()
+    print(f"host: {env['cpu'].get('model', 'unknown CPU')}; Cortex-M cores emulated by unicorn "
+          f"(instructions, not cycles)", flush=True)
+    try:
+        images = load_mnist(resolve_data_dir(args.data_dir), "test")[0][:args.images]
+        records = [measure(model, images, args.targets.split(","), lambda m: print(f"  {m}", flush=True))
+                   for model in args.models]
+    except LenetEdgeError as exc:
+        sys.exit(f"error: {exc}")
+    print_table(records)
+    if args.json:
+        args.json.write_text(json.dumps({"environment": env, "records": records}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+"""The compile stage on the real trained models: generated C on the host and on emulated Cortex-M4F and
+M0+ cores, 1,000 MNIST test images per build, against onnxruntime's CPU execution of the same int8 file."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lenet_edge.compile.stage import compile_model_to_c
+
+pytestmark = pytest.mark.integration
+
+IMAGES = 1000
+
+
+def test_lenet5_modern_is_bit_identical_on_host_and_both_cores(modern_int8_onnx, mnist_dir, tmp_path):
+    record = compile_model_to_c(modern_int8_onnx, tmp_path / "mcu", check_images=IMAGES, data_dir=mnist_dir)
+    assert record["bit_exact_required"] is True  # every kernel reproduces onnxruntime's integer arithmetic
+    assert [(c["target"], c["images"], c["bit_mismatches"], c["max_abs_diff"]) for c in record["checks"]] == [
+        ("host", IMAGES, 0, 0.0), ("cortex-m4f", IMAGES, 0, 0.0), ("cortex-m0plus", IMAGES, 0, 0.0)]
+    m4f = record["footprint"][0]
+    assert m4f["target"] == "cortex-m4f" and m4f["data_bytes"] == 0  # the weights stay in flash
+    assert m4f["constant_bytes"] >= 61_470  # the int8 weights alone
+    assert json.loads((tmp_path / "mcu" / "lenet.footprint.json").read_text()) == json.loads(json.dumps(record))
+
+
+def test_classic_lenet5_gives_the_same_predictions(classic_int8_onnx, mnist_dir, tmp_path):
+    record = compile_model_to_c(classic_int8_onnx, tmp_path / "mcu", check_images=IMAGES, data_dir=mnist_dir)
+    assert record["variant"] == "lenet5"
+    for check in record["checks"]:  # float tanh and RBF between the int8 layers: argmax checked, difference reported
+        assert check["images"] == IMAGES and check["argmax_mismatches"] == 0
+        assert check["max_abs_diff"] < 0.05
