@@ -36,7 +36,7 @@ def no_unpickling(monkeypatch):
     monkeypatch.setattr(torch, "load", refuse)
 
 
-@pytest.fixture(params=["lenet5", "lenet5-modern"])
+@pytest.fixture(params=["lenet5", "lenet5-modern", "lenet5-tanh"])
 def variant(request) -> str:
     return request.param
 
