@@ -106,3 +106,13 @@ def classic_int8_onnx(classic_onnx, mnist_dir) -> Path:
     out = classic_onnx.with_name("lenet5.int8.onnx")
     quantize_model(classic_onnx, out, data_dir=mnist_dir)
     return out
+
+
+@pytest.fixture(scope="session")
+def tanh_int8_onnx(tanh_onnx, mnist_dir) -> Path:
+    """tanh_onnx quantized to int8 with the quantize stage's default settings."""
+    from lenet_edge.quantize.quantizer import quantize_model
+
+    out = tanh_onnx.with_name("lenet5-tanh.int8.onnx")
+    quantize_model(tanh_onnx, out, data_dir=mnist_dir)
+    return out

@@ -479,20 +479,30 @@ def tanh(graph: Graph, node, values: dict[str, Value]) -> Kernel:
     return elementwise(node, x, y, "tanh_mlas(x)", exact=False)
 
 
-def qlinear_average_pool(graph: Graph, node, values: dict[str, Value]) -> Kernel:
-    """QLinearAveragePool (com.microsoft) as onnxruntime computes it: each input dequantized to float
-    (scale * (x - zp)), summed in window order, divided by the count, then rounded (y / y_scale + y_zp)."""
+def average_pool(graph: Graph, node, values: dict[str, Value]) -> Kernel:
+    """AveragePool (float) and QLinearAveragePool (com.microsoft) as onnxruntime computes them: the window's
+    values (dequantized to float, scale * (x - zp), for the int8 one) summed in window order, divided by the
+    count, and for the int8 one rounded (y / y_scale + y_zp)."""
     x, y = values[node.input[0]], values[node.output[0]]
     attrs = attributes(node)
     if attrs.get("channels_last", 0):
         raise unsupported(node, "channels_last=1 is not supported")
+    if attrs.get("ceil_mode", 0):
+        raise unsupported(node, "ceil_mode=1 is not supported")
     kh, kw = attrs["kernel_shape"]
     strides, _, pads = _conv_geometry(node, attrs, (kh, kw))
     _, c, in_h, in_w = x.shape
     _, _, out_h, out_w = y.shape
-    x_scale, x_zp = np.float32(_scalar(graph, node, 1, "x_scale")), int(_scalar(graph, node, 2, "x_zero_point"))
-    y_scale, y_zp = np.float32(_scalar(graph, node, 3, "y_scale")), int(_scalar(graph, node, 4, "y_zero_point"))
-    lo, hi = type_range(y.dtype)
+    pixel = f"xc[iy * {in_w} + ix]"
+    if node.op_type == "QLinearAveragePool":
+        x_scale, x_zp = np.float32(_scalar(graph, node, 1, "x_scale")), int(_scalar(graph, node, 2, "x_zero_point"))
+        y_scale, y_zp = np.float32(_scalar(graph, node, 3, "y_scale")), int(_scalar(graph, node, 4, "y_zero_point"))
+        lo, hi = type_range(y.dtype)
+        term = f"{c_float(x_scale)} * (float)((int32_t){pixel} - {x_zp})"
+        result = (f"({c_type(y.dtype)})quantize(mean / {c_float(y_scale)} + {c_float(y_zp)}, "
+                  f"{c_float(lo)}, {c_float(hi)}, 0)")
+    else:
+        term, result = pixel, "mean"
     count = kh * kw if attrs.get("count_include_pad", 0) else "(he - hs) * (we - ws)"
     body = (f"for (int c = 0; c < {c}; c++) {{\n"
             f"  const {c_type(x.dtype)} *xc = in0 + c * {in_h * in_w};\n"
@@ -505,10 +515,9 @@ def qlinear_average_pool(graph: Graph, node, values: dict[str, Value]) -> Kernel
             f"      float sum = 0.0f;\n"
             f"      for (int iy = hs; iy < he; iy++)\n"
             f"        for (int ix = ws; ix < we; ix++)\n"
-            f"          sum += {c_float(x_scale)} * (float)((int32_t)xc[iy * {in_w} + ix] - {x_zp});\n"
+            f"          sum += {term};\n"
             f"      const float mean = sum / (float)({count});\n"
-            f"      out0[(c * {out_h} + oy) * {out_w} + ox] = ({c_type(y.dtype)})quantize(mean / {c_float(y_scale)} + "
-            f"{c_float(y_zp)}, {c_float(lo)}, {c_float(hi)}, 0);\n"
+            f"      out0[(c * {out_h} + oy) * {out_w} + ox] = {result};\n"
             f"    }}\n"
             f"  }}\n"
             f"}}")
@@ -537,7 +546,8 @@ KERNELS = {
     "Transpose": transpose,
     "QLinearMul": qlinear_binary,
     "QLinearAdd": qlinear_binary,
-    "QLinearAveragePool": qlinear_average_pool,
+    "QLinearAveragePool": average_pool,
+    "AveragePool": average_pool,
     "Add": float_binary,
     "Sub": float_binary,
     "Mul": float_binary,
