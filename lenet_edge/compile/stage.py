@@ -15,7 +15,7 @@ from ..errors import DataError, OutputError
 from ..fileio import check_writable, ensure_directory, write_bytes, write_json, write_text
 from . import toolchain
 
-DEFAULT_TARGETS = ("cortex-m4f", "cortex-m0plus")
+DEFAULT_TARGETS = tuple(toolchain.TARGETS)
 DEFAULT_CHECK_IMAGES = 1000
 TEST_IMAGES = 10_000
 
