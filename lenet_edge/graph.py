@@ -8,7 +8,7 @@ Needs onnx (a host-side extra): lenet_edge.runtime never imports this module.
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +62,16 @@ def nodes_to_exclude(graph, names: tuple[str, ...], op_types: tuple[str, ...], s
                              f"(its op types are: {', '.join(sorted(present))})")
     by_type = [n.name for n in graph.node if n.op_type in op_types]
     return tuple(dict.fromkeys([*names, *by_type]))
+
+
+def attributes(node) -> dict:
+    """All of a node's attributes by name."""
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+def describe(node) -> str:
+    """How an error names a node: 'node "conv1" (QLinearConv)'."""
+    return f'node "{node.name or node.output[0]}" ({node.op_type})'
 
 
 def attribute(node, name: str, default=None):
@@ -148,3 +158,34 @@ def set_metadata(model, props: dict[str, str]) -> None:
     merged = metadata(model) | props
     del model.metadata_props[:]
     helper.set_model_props(model, merged)
+
+
+# ---------------------------------------------------------------- a read-only index, for walking a graph
+class GraphIndex:
+    """A graph's nodes in order, its constants (initializers and Constant nodes) as numpy arrays, and who
+    produces and who consumes each value: what a compiler walking the graph looks up at every node."""
+
+    def __init__(self, model):
+        graph = model.graph
+        self.nodes = list(graph.node)
+        self.constants: dict[str, np.ndarray] = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+        for node in self.nodes:
+            if node.op_type == "Constant":
+                self.constants[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+        self.inputs = [v.name for v in graph.input if v.name not in self.constants]
+        self.outputs = [v.name for v in graph.output]
+        self.producer = {out: node for node in self.nodes for out in node.output}
+        self.consumers: dict[str, list] = defaultdict(list)
+        for node in self.nodes:
+            for name in node.input:
+                if name:
+                    self.consumers[name].append(node)
+
+    def constant(self, node, index: int) -> np.ndarray | None:
+        """The constant value of the node's `index`-th input, None if the input is absent or computed."""
+        if index >= len(node.input) or not node.input[index]:
+            return None
+        return self.constants.get(node.input[index])
+
+    def is_constant(self, name: str) -> bool:
+        return name in self.constants

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..contract import INPUT_NAME, OUTPUT_NAME, ModelContract
 from ..errors import ModelError
+from ..graph import GraphIndex, attributes
 from .kernels import (
     ALIASES,
     KERNELS,
@@ -28,7 +29,6 @@ from .kernels import (
     quantize_like_onnxruntime,
     unsupported,
 )
-from .onnx_graph import Graph, attributes
 from .runtime_graph import Value, optimized_model, value_shapes
 
 PIXELS = "pixels"  # the entry's input: raw pixels, not an ONNX value
@@ -56,7 +56,7 @@ def compile_model(path: Path, name: str = "lenet") -> Program:
     data = read_model_bytes(path)
     model = optimized_model(data, path)
     contract = ModelContract.from_metadata({p.key: p.value for p in model.metadata_props}, str(path))
-    graph = Graph(model)
+    graph = GraphIndex(model)
     if graph.inputs != [INPUT_NAME] or graph.outputs != [OUTPUT_NAME]:
         raise ModelError(f"{path}: inputs {graph.inputs} and outputs {graph.outputs} "
                          f"(expected [{INPUT_NAME!r}] and [{OUTPUT_NAME!r}], as lenet-edge export writes them)")
@@ -100,7 +100,7 @@ def compile_model(path: Path, name: str = "lenet") -> Program:
     return _render(name, path, data, contract, kernels, values, offsets, arena_bytes, output, side)
 
 
-def _input_kernel(graph: Graph, values: dict[str, Value], contract: ModelContract, side: int):
+def _input_kernel(graph: GraphIndex, values: dict[str, Value], contract: ModelContract, side: int):
     """Pixels -> the model's first quantized tensor through a 256-entry table (and the padding's value).
 
     Returns the kernel and the QuantizeLinear node it replaces (None if the first layer takes floats).

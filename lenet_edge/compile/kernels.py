@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import ModelError
-from .onnx_graph import Graph, attributes, describe
+from ..graph import GraphIndex, attributes, describe
 from .runtime_graph import Value
 
 C_TYPES = {np.dtype(np.uint8): "uint8_t", np.dtype(np.int8): "int8_t", np.dtype(np.float32): "float",
@@ -126,7 +126,7 @@ def unsupported(node, why: str) -> Unsupported:
     return Unsupported(f"{describe(node)}: {why}")
 
 
-def _scalar(graph: Graph, node, index: int, what: str):
+def _scalar(graph: GraphIndex, node, index: int, what: str):
     value = graph.constant(node, index)
     if value is None or value.size != 1:
         raise unsupported(node, f"{what} must be a constant scalar (found "
@@ -134,7 +134,7 @@ def _scalar(graph: Graph, node, index: int, what: str):
     return value.reshape(-1)[0]
 
 
-def _per_channel(graph: Graph, node, index: int, channels: int, what: str) -> np.ndarray:
+def _per_channel(graph: GraphIndex, node, index: int, channels: int, what: str) -> np.ndarray:
     value = graph.constant(node, index)
     if value is None or value.size not in (1, channels):
         raise unsupported(node, f"{what} must be a constant of 1 or {channels} values")
@@ -184,7 +184,7 @@ def fusable_pool(node, attrs: dict) -> bool:
             and not (len(node.output) > 1 and node.output[1]))
 
 
-def qlinear_conv(graph: Graph, node, values: dict[str, Value], pool=None) -> Kernel:
+def qlinear_conv(graph: GraphIndex, node, values: dict[str, Value], pool=None) -> Kernel:
     """QLinearConv, with the MaxPool after it fused in when `pool` is given (see fusable_pool)."""
     x, y = values[node.input[0]], values[node.output[0]]
     weights = graph.constant(node, 3)
@@ -281,7 +281,7 @@ def _geometry_text(kernel, strides, pads, dilations, group=1) -> str:
     return " ".join(parts)
 
 
-def max_pool(graph: Graph, node, values: dict[str, Value]) -> Kernel:
+def max_pool(graph: GraphIndex, node, values: dict[str, Value]) -> Kernel:
     if len(node.output) > 1 and node.output[1]:
         raise unsupported(node, "the Indices output is not supported")
     x, y = values[node.input[0]], values[node.output[0]]
@@ -308,7 +308,7 @@ def max_pool(graph: Graph, node, values: dict[str, Value]) -> Kernel:
                   f"{_geometry_text((kh, kw), strides, pads, dilations)}", body)
 
 
-def qgemm(graph: Graph, node, values: dict[str, Value], matmul: bool = False) -> Kernel:
+def qgemm(graph: GraphIndex, node, values: dict[str, Value], matmul: bool = False) -> Kernel:
     """QGemm (com.microsoft), or QLinearMatMul with `matmul` (no bias, no alpha; y_scale and y_zero_point at 6, 7)."""
     a, y = values[node.input[0]], values[node.output[0]]
     attrs = {} if matmul else attributes(node)
@@ -358,7 +358,7 @@ def qgemm(graph: Graph, node, values: dict[str, Value], matmul: bool = False) ->
                   macs=n * k)
 
 
-def quantize_linear(graph: Graph, node, values: dict[str, Value]) -> Kernel:
+def quantize_linear(graph: GraphIndex, node, values: dict[str, Value]) -> Kernel:
     x, y = values[node.input[0]], values[node.output[0]]
     scale = np.float32(_scalar(graph, node, 1, "y_scale"))
     zp = int(_scalar(graph, node, 2, "y_zero_point")) if graph.constant(node, 2) is not None else 0
@@ -367,14 +367,14 @@ def quantize_linear(graph: Graph, node, values: dict[str, Value]) -> Kernel:
                                    f"{c_float(hi - zp)}, {zp})")
 
 
-def dequantize_linear(graph: Graph, node, values: dict[str, Value]) -> Kernel:
+def dequantize_linear(graph: GraphIndex, node, values: dict[str, Value]) -> Kernel:
     x, y = values[node.input[0]], values[node.output[0]]
     scale = np.float32(_scalar(graph, node, 1, "x_scale"))
     zp = int(_scalar(graph, node, 2, "x_zero_point")) if graph.constant(node, 2) is not None else 0
     return elementwise(node, x, y, f"(float)((int32_t)(x) - {zp}) * {c_float(scale)}")
 
 
-def transpose(graph: Graph, node, values: dict[str, Value]) -> Kernel:
+def transpose(graph: GraphIndex, node, values: dict[str, Value]) -> Kernel:
     x, y = values[node.input[0]], values[node.output[0]]
     perm = list(attributes(node).get("perm", range(len(x.shape)))[::1])
     in_strides = np.cumprod((1,) + x.shape[:0:-1])[::-1]  # row-major strides of x
@@ -391,7 +391,7 @@ def _indent(text: str, spaces: int) -> str:
     return "\n".join(" " * spaces + line if line else line for line in text.splitlines())
 
 
-def _operand(graph: Graph, node, index: int, values: dict[str, Value], out: Value, what: str):
+def _operand(graph: GraphIndex, node, index: int, values: dict[str, Value], out: Value, what: str):
     """(C expression of element [i0, i1, ...] of input `index` broadcast to `out`'s shape, its constant or None).
 
     A constant becomes an array of its own (smaller than the output when broadcast: per-channel, scalar)."""
@@ -431,7 +431,7 @@ def _renumber(text: str, inputs: list[str], node) -> str:
     return text.replace("IN", "in")
 
 
-def qlinear_binary(graph: Graph, node, values: dict[str, Value]) -> Kernel:
+def qlinear_binary(graph: GraphIndex, node, values: dict[str, Value]) -> Kernel:
     """QLinearMul / QLinearAdd (com.microsoft) with mlas's SSE2 arithmetic: Mul rounds
     float((a - za) * (b - zb)) * (sa * sb / sc) + zc; Add rounds (zc - (ra * za + rb * zb)) + a * ra + b * rb
     with ra = sa / sc, rb = sb / sc (the scalar-B form adds b * rb to the fixed part first)."""
@@ -460,7 +460,7 @@ def qlinear_binary(graph: Graph, node, values: dict[str, Value]) -> Kernel:
                   _renumber(body, inputs, node), constants)
 
 
-def float_binary(graph: Graph, node, values: dict[str, Value]) -> Kernel:
+def float_binary(graph: GraphIndex, node, values: dict[str, Value]) -> Kernel:
     out = values[node.output[0]]
     a, b, inputs, constants = _binary_inputs(graph, node, values, out, (0, 1))
     op = {"Add": "+", "Sub": "-", "Mul": "*", "Div": "/"}[node.op_type]
@@ -471,7 +471,7 @@ def float_binary(graph: Graph, node, values: dict[str, Value]) -> Kernel:
                   constants)
 
 
-def tanh(graph: Graph, node, values: dict[str, Value]) -> Kernel:
+def tanh(graph: GraphIndex, node, values: dict[str, Value]) -> Kernel:
     """mlas's tanh: a 13/6-degree rational approximation on [-9, 9] (the polynomial of Eigen). On x86 with FMA3
     onnxruntime evaluates it with fused multiply-adds; here each step rounds twice unless the core fuses them
     (TANH_FMA), so logits can differ in the last bits: same argmax, not bit-identical."""
@@ -479,7 +479,7 @@ def tanh(graph: Graph, node, values: dict[str, Value]) -> Kernel:
     return elementwise(node, x, y, "tanh_mlas(x)", exact=False)
 
 
-def average_pool(graph: Graph, node, values: dict[str, Value]) -> Kernel:
+def average_pool(graph: GraphIndex, node, values: dict[str, Value]) -> Kernel:
     """AveragePool (float) and QLinearAveragePool (com.microsoft) as onnxruntime computes them: the window's
     values (dequantized to float, scale * (x - zp), for the int8 one) summed in window order, divided by the
     count, and for the int8 one rounded (y / y_scale + y_zp)."""
@@ -525,7 +525,7 @@ def average_pool(graph: Graph, node, values: dict[str, Value]) -> Kernel:
                   f"{_geometry_text((kh, kw), strides, pads, (1, 1))}", body)
 
 
-def reduce_sum(graph: Graph, node, values: dict[str, Value]) -> Kernel:
+def reduce_sum(graph: GraphIndex, node, values: dict[str, Value]) -> Kernel:
     """ReduceSum of a float row, summed in order (onnxruntime's vectorised sum adds in another order: the last
     bits can differ)."""
     x, y = values[node.input[0]], values[node.output[0]]
