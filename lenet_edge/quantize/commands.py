@@ -66,6 +66,7 @@ def quantize(model, out, mode, quant_format, per_channel, method, calibration_co
     within --max-accuracy-drop of the fp32 model, its convolutions and fully connected
     layers running as int8 kernels, and agreement with the ONNX reference implementation.
     """
+    from ..datasource import resolve_data_dir
     from ..errors import require
 
     require("onnx", "quantize")
@@ -87,6 +88,7 @@ def quantize(model, out, mode, quant_format, per_channel, method, calibration_co
     out = out or model.with_name(model.name.removesuffix(".onnx") + ".int8.onnx")
     if max_accuracy_drop is None:
         max_accuracy_drop = AUTO_MAX_ACCURACY_DROP if auto else DEFAULT_MAX_ACCURACY_DROP
+    data_dir = resolve_data_dir(data_dir)
     if auto:
         _quantize_auto(model, out, settings, max_accuracy_drop, report, force, calibration_images, data_dir)
         return

@@ -16,16 +16,17 @@ from .search import Progress, run
 from .settings import DEFAULT_MAX_ACCURACY_DROP, QuantSettings
 
 
-def quantize_model(model: Path, out: Path, *, data_dir: Path | None = None, settings: QuantSettings | None = None,
+def quantize_model(model: Path, out: Path, *, data_dir: Path, settings: QuantSettings | None = None,
                    max_accuracy_drop: float = DEFAULT_MAX_ACCURACY_DROP, report: Path | None = None,
                    force: bool = False, calibration_images: Path | None = None,
                    progress: Progress | None = None) -> dict:
     """Quantize `model` to int8 at `out`, validated; returns the validation report.
 
-    `data_dir` holds MNIST (None: $LENET_EDGE_DATA or the download cache); calibration uses
-    its training split, or `calibration_images` (any input file `run` reads) if given. `report`
-    receives the per-layer error report (JSON). Raises ValidationError, and writes no model,
-    when the int8 model loses more than `max_accuracy_drop` points of test accuracy.
+    `data_dir` holds MNIST (the command line resolves --data-dir, $LENET_EDGE_DATA or the download
+    cache into it); calibration uses its training split, or `calibration_images` (any input file
+    `run` reads) if given. `report` receives the per-layer error report (JSON). Raises
+    ValidationError, and writes no model, when the int8 model loses more than `max_accuracy_drop`
+    points of test accuracy.
 
     Returns {"model", "fp32_model", "settings" (the record in the int8 model's metadata),
     "validation": {"test_images", "fp32_accuracy", "int8_accuracy", "accuracy_drop_points",

@@ -129,7 +129,7 @@ class Choice:
     verdicts: dict[str, str]  # candidate name -> one line
 
 
-def auto_quantize(model: Path, out: Path, *, data_dir: Path | None = None, base: QuantSettings | None = None,
+def auto_quantize(model: Path, out: Path, *, data_dir: Path, base: QuantSettings | None = None,
                   max_accuracy_drop: float = AUTO_MAX_ACCURACY_DROP, report: Path | None = None,
                   force: bool = False, calibration_images: Path | None = None, plan: TimingPlan | None = None,
                   progress: Progress | None = None) -> dict:
@@ -148,7 +148,7 @@ def auto_quantize(model: Path, out: Path, *, data_dir: Path | None = None, base:
                report=report, force=force, calibration_images=calibration_images, progress=progress)
 
 
-def run(model: Path, out: Path, settings: QuantSettings, plan: TimingPlan | None, *, data_dir: Path | None,
+def run(model: Path, out: Path, settings: QuantSettings, plan: TimingPlan | None, *, data_dir: Path,
         max_accuracy_drop: float = DEFAULT_MAX_ACCURACY_DROP, report: Path | None = None, force: bool = False,
         calibration_images: Path | None = None, progress: Progress | None = None) -> dict:
     """The stage. Without a `plan`: the one recipe of `settings`, untimed; any failed check is raised and

@@ -16,7 +16,6 @@ import numpy as np
 from .. import graph
 from ..contract import PREFIX, ModelContract
 from ..data import load_mnist
-from ..datasource import resolve_data_dir
 from ..errors import DataError, ModelError, ValidationError, first_line, require
 from ..fileio import check_writable, write_json
 from ..runtime.session import LoadedModel, load_model
@@ -45,7 +44,7 @@ class Inputs:
     test_labels: np.ndarray  # (10000,)
 
 
-def open_inputs(model: Path, out: Path, report: Path | None, force: bool, data_dir: Path | None,
+def open_inputs(model: Path, out: Path, report: Path | None, force: bool, data_dir: Path,
                 settings: QuantSettings, calibration_images: Path | None) -> Inputs:
     """Refuse unusable outputs first, then load the fp32 model, the test set and the calibration inputs."""
     if out.resolve() == model.resolve():
@@ -58,7 +57,7 @@ def open_inputs(model: Path, out: Path, report: Path | None, force: bool, data_d
         raise ModelError(f"{model}: already quantized ({fp32.contract.quantization.get('mode')} int8; "
                          f"expected the fp32 model from lenet-edge export)")
     prep = fp32.contract.preprocessing
-    data = resolve_data_dir(data_dir)
+    data = Path(data_dir)
     settings = settings.resolve()
     calibration, source = None, None
     if not settings.is_static and calibration_images is not None:
