@@ -33,6 +33,8 @@ class ProgressDisplay:
         self.bar.update(done - self.bar.pos, what)
 
     def __enter__(self) -> ProgressDisplay:
+        if not self.file.isatty():  # said at once, as click's bar does: a long first step is under way
+            click.echo(f"{self.label} ...", file=self.file)
         return self
 
     def __exit__(self, *exc) -> None:
