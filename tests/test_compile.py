@@ -87,8 +87,8 @@ def test_fp32_model_is_refused_naming_node_and_operator(tiny_int8, tmp_path):
     assert result.stderr.strip().splitlines()[-1] == (
         'error: node "conv" (FusedConv): no C kernel for this operator of onnxruntime\'s optimised graph (expected '
         'an int8 model from lenet-edge quantize; kernels for Add, AveragePool, DequantizeLinear, Div, MaxPool, Mul, '
-        'QGemm, QLinearAdd, QLinearAveragePool, QLinearConv, QLinearMatMul, QLinearMul, QuantizeLinear, ReduceSum, Sub, '
-        'Tanh, Transpose, and Reshape, Flatten, Squeeze, Unsqueeze, Identity)')
+        'QGemm, QLinearAdd, QLinearAveragePool, QLinearConv, QLinearMatMul, QLinearMul, QuantizeLinear, ReduceSum, '
+        'Sub, Tanh, Transpose, and Reshape, Flatten, Squeeze, Unsqueeze, Identity)')
     assert not (tmp_path / "mcu").exists()
 
 
