@@ -223,7 +223,7 @@ def bench(models, labels, checkpoint, data_dir, inputs, device, batch_sizes, thr
     --data-dir it times the official test digits carried in the package.
     """
     from ..datasource import named_data_dir
-    from ..errors import DataError
+    from ..errors import DataError, require
     from ..fileio import check_writable
     from ..progress import ProgressDisplay
     from .bench import TORCH_LABEL
@@ -250,6 +250,8 @@ def bench(models, labels, checkpoint, data_dir, inputs, device, batch_sizes, thr
     for path in paths:
         check_writable(path, force)
     _verify(models, verify)
+    if checkpoint is not None:
+        require("torch", "train")  # the PyTorch rows need the host extra: say so before any work starts
     with ProgressDisplay("bench") as progress:
         report = run_bench(dict(zip(names, models, strict=True)), batch_sizes, threads or sorted({1, _usable_cores()}),
                            runs=runs, warmup=warmup, checkpoint=checkpoint,
