@@ -18,8 +18,8 @@ Progress = Callable[[int, int, str], None]  # (steps done, total steps, what run
 class ProgressDisplay:
     """A Progress callback on stderr; use it as a context manager so the bar is closed on any exit."""
 
-    def __init__(self, label: str, file=None):
-        self.label, self.file = label, file or sys.stderr
+    def __init__(self, label: str, file=None, announce: bool = False):
+        self.label, self.file, self.announce = label, file or sys.stderr, announce
         self.bar = None
 
     def __call__(self, done: int, total: int, what: str) -> None:
@@ -33,7 +33,9 @@ class ProgressDisplay:
         self.bar.update(done - self.bar.pos, what)
 
     def __enter__(self) -> ProgressDisplay:
-        if not self.file.isatty():  # said at once, as click's bar does: a long first step is under way
+        # `announce`: in a log, say at once that a long first step (a training epoch) is under way, as
+        # click's bar does on a terminal; off by default, so a refused input stays the one line on stderr
+        if self.announce and not self.file.isatty():
             click.echo(f"{self.label} ...", file=self.file)
         return self
 

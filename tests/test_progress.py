@@ -30,7 +30,15 @@ def test_elsewhere_each_update_is_a_plain_line():
     with ProgressDisplay("bench", file=log) as progress:
         progress(1, 2, "batch 1, 1 thread(s)")
         progress(2, 2, "done")
-    assert log.getvalue() == "bench ...\nbench: 1/2 batch 1, 1 thread(s)\nbench: 2/2 done\n"
+    assert log.getvalue() == "bench: 1/2 batch 1, 1 thread(s)\nbench: 2/2 done\n"
+
+
+def test_a_long_first_step_is_announced_when_asked():
+    log = io.StringIO()
+    with ProgressDisplay("training lenet5-modern", file=log, announce=True) as progress:
+        assert log.getvalue() == "training lenet5-modern ...\n"  # before the first epoch ends
+        progress(1, 8, "epoch 1")
+    assert log.getvalue().splitlines()[-1] == "training lenet5-modern: 1/8 epoch 1"
 
 
 def test_evaluate_reports_its_progress_in_plain_lines(runner, tmp_path):
@@ -38,4 +46,4 @@ def test_evaluate_reports_its_progress_in_plain_lines(runner, tmp_path):
     data_dir = write_mnist_dir(tmp_path / "mnist", train=10, test=60)
     result = runner.invoke(cli, ["evaluate", str(model), "--data-dir", str(data_dir), "--batch-size", "25"])
     assert result.exit_code == 0, result.output
-    assert result.stderr.splitlines() == ["evaluate ...", *(f"evaluate: {n}/60 test images" for n in (25, 50, 60))]
+    assert result.stderr.splitlines() == [f"evaluate: {n}/60 test images" for n in (25, 50, 60)]

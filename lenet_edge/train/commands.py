@@ -69,7 +69,7 @@ def train(data_dir, out, variant, epochs, batch_size, lr, momentum, weight_decay
     if threads is not None:
         torch.set_num_threads(threads)
     data = resolve_data_dir(data_dir)
-    with ProgressDisplay(f"training {variant}") as progress:
+    with ProgressDisplay(f"training {variant}", announce=True) as progress:
         def on_epoch(h: dict) -> None:
             progress(h["epoch"], recipe.epochs, f"epoch {h['epoch']} loss {h['train_loss']:.3f} "
                                                 f"val {h['val_accuracy']:.2%}")
