@@ -36,17 +36,9 @@ MODERN_COUNTS = {
     "F6": ([84], 10_164, 10_164),
     "OUTPUT": ([10], 850, 850),
 }
-# The tutorials' textbook form has the same sizes: dense C3, parameter-free 2x2 average pooling
-# (4 inputs per unit), a linear output with biases. 156 + 2,416 + 48,120 + 10,164 + 850 = 61,706.
-TANH_COUNTS = {
-    "C1": ([6, 28, 28], 156, 122_304),
-    "S2": ([6, 14, 14], 0, 4_704),
-    "C3": ([16, 10, 10], 2_416, 241_600),
-    "S4": ([16, 5, 5], 0, 1_600),
-    "C5": ([120, 1, 1], 48_120, 48_120),
-    "F6": ([84], 10_164, 10_164),
-    "OUTPUT": ([10], 850, 850),
-}
+# The tutorials' textbook form has the same counts as the modern one: dense C3, parameter-free 2x2
+# average pooling (4 inputs per unit), a linear output with biases. 156 + 2,416 + 48,120 + 10,164 + 850 = 61,706.
+TANH_COUNTS = MODERN_COUNTS
 EXPECTED = {"lenet5": LENET5_COUNTS, "lenet5-modern": MODERN_COUNTS, "lenet5-tanh": TANH_COUNTS}
 
 # The paper's Table I, verbatim: rows are the 6 S2 maps, columns the 16 C3 maps, X where
