@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import graph
-from ..contract import INPUT_NAME, OUTPUT_NAME, ModelContract
+from ..contract import ModelContract
 from ..errors import DataError, ModelError, ValidationError, require
 from ..fileio import write_bytes, write_json
 from ..runtime.bench import time_interleaved
@@ -267,12 +267,12 @@ def side_by_side(models: dict[str, Path], contract: ModelContract, inputs: np.nd
     baseline = next(iter(models))
     cells, result = iter(plan.cells()), {}
     for threads in plan.threads:
-        sessions = {label: load_model(path, threads, contract).session for label, path in models.items()}
+        loaded = {label: load_model(path, threads, contract) for label, path in models.items()}
         for batch in plan.batch_sizes:
             cell = next(cells)
             on_cell(f"timing {len(models) - 1} candidate(s) against fp32: {threads} thread(s), batch {batch}")
             x = np.ascontiguousarray(inputs[:batch])  # (batch, 1, 32, 32)
-            runs = {label: (lambda x, s=s: s.run([OUTPUT_NAME], {INPUT_NAME: x}), x) for label, s in sessions.items()}
+            runs = {label: (m.logits, x) for label, m in loaded.items()}  # bench's call path
             per_round = time_interleaved(runs, [plan.min_calls] * plan.rounds, plan.warmup,
                                          plan.seconds_per_turn * 1e3)
             medians = {label: np.array([np.median(r) for r in rounds]) for label, rounds in per_round.items()}  # ms

@@ -28,6 +28,9 @@ class LoadedModel:
     session: object  # onnxruntime.InferenceSession
     contract: ModelContract
 
+    def __post_init__(self):
+        self._binding = self.session.io_binding()
+
     def predict(self, x: np.ndarray, batch_size: int = DEFAULT_BATCH) -> np.ndarray:
         """Logits (N, 10) of preprocessed inputs (N, 1, 32, 32), run in chunks."""
         chunks = list(self.predict_chunks(x, batch_size))
@@ -38,13 +41,24 @@ class LoadedModel:
         size = self.contract.preprocessing.input_size
         if x.ndim != 4 or x.shape[1:] != (1, size, size) or x.dtype != np.float32:
             raise DataError(f"model input must be float32 (N, 1, {size}, {size}), found {x.dtype} {x.shape}")
-        classes = len(self.contract.class_labels)
         for i in range(0, len(x), batch_size):
-            logits = self.session.run([OUTPUT_NAME], {INPUT_NAME: x[i:i + batch_size]})[0]
-            if logits.shape != (min(batch_size, len(x) - i), classes):
-                raise ModelError(f"{self.path}: output {OUTPUT_NAME} has shape {logits.shape} "
-                                 f"(expected ({min(batch_size, len(x) - i)}, {classes}))")
-            yield logits
+            yield self.logits(np.ascontiguousarray(x[i:i + batch_size]))
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        """Logits (N, 10) of one batch of preprocessed, C-contiguous inputs (N, 1, 32, 32), unchecked: the
+        call bench times. onnxruntime's cheapest call from Python, the same for every model: I/O binding
+        reads the input in place and writes the logits straight into the array returned, with no
+        per-call dict of names, output list or copy out (at batch 1 ~5 µs less than session.run here,
+        of ~35 µs in all)."""
+        out = np.empty((len(x), len(self.contract.class_labels)), np.float32)
+        self._binding.bind_cpu_input(INPUT_NAME, x)
+        self._binding.bind_output(OUTPUT_NAME, "cpu", 0, np.float32, out.shape, out.ctypes.data)
+        try:
+            self.session.run_with_iobinding(self._binding)
+        except Exception as exc:  # onnxruntime's own untyped error, e.g. an output of another shape
+            raise ModelError(f"{self.path}: output {OUTPUT_NAME} is not float32 {out.shape} as expected "
+                             f"(onnxruntime: {first_line(exc)})") from exc
+        return out
 
 
 def check_batch_size(batch_size: int) -> None:
