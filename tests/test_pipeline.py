@@ -88,7 +88,7 @@ def test_pipeline_end_to_end(runner, tmp_path, mnist_dir):
     out.mkdir()
     (out / "stale.txt").write_text("replaced with --force")
     result = runner.invoke(cli, ["pipeline", "--data-dir", str(mnist_dir), "--out", str(out), "--bench-runs", "20",
-                                 "--force"])
+                                 "--check-images", "200", "--force"])  # compile's 1,000-image checks: its own tests
     assert result.exit_code == 0, result.output
     names = {p.name for p in out.iterdir()}
     assert set(ARTEFACTS) <= names, sorted(set(ARTEFACTS) - names)
@@ -114,7 +114,7 @@ def test_pipeline_end_to_end(runner, tmp_path, mnist_dir):
         assert f"]({chart})" in text
     assert f"{fp32['accuracy']:.2%}" in text
     mcu = json.loads((out / "mcu" / "lenet.footprint.json").read_text())  # the int8 model as C, checked
-    assert all(c["images"] == 1000 and c["argmax_mismatches"] == 0 for c in mcu["checks"])
+    assert all(c["images"] == 200 and c["argmax_mismatches"] == 0 for c in mcu["checks"])
     assert (out / "mcu" / "lenet.c").is_file() and "| cortex-m4f |" in text
     manifest = (out / "MANIFEST.sha256").read_text()
     for name in ("model.onnx", "model.int8.onnx", "report.md", "bench.json"):

@@ -25,7 +25,7 @@ from lenet_edge.quantize import build
 from lenet_edge.quantize.calibration import BatchReader, model_inputs, read_calibration_file, training_images
 from lenet_edge.quantize.quantizer import quantize_model
 from lenet_edge.quantize.recipes import QuantRecipe
-from lenet_edge.quantize.reference import MIN_AGREEMENT, QGemm, compare_with_reference
+from lenet_edge.quantize.reference import MIN_AGREEMENT, QGemm, QLinearSigmoid, compare_with_reference
 from lenet_edge.quantize.settings import TARGETS, QuantSettings, cpu_target, recommended_types
 from lenet_edge.quantize.steps import final_bytes
 from lenet_edge.quantize.structure import check_metadata
@@ -201,6 +201,26 @@ def test_reference_qgemm_matches_onnxruntime(requantize):
         assert np.abs(found.astype(int) - expected.astype(int)).max() <= 1  # rounding of exact .5 ties at most
     else:
         np.testing.assert_allclose(found, expected, rtol=1e-5, atol=1e-4)
+
+
+def test_reference_qlinear_sigmoid_matches_onnxruntimes_table():
+    """Every uint8 input through com.microsoft QLinearSigmoid: the reference class (dequantize -> sigmoid ->
+    quantize) against onnxruntime's 256-entry table; the tanh model's kernel-friendly rewrite runs on it."""
+    from onnx.reference import ReferenceEvaluator
+
+    consts = {"x_scale": np.float32(0.06), "x_zp": np.uint8(120), "y_scale": np.float32(1 / 255), "y_zp": np.uint8(0)}
+    node = helper.make_node("QLinearSigmoid", ["X", *consts], ["Y"], domain="com.microsoft")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("X", TensorProto.UINT8, [256])],
+                              [helper.make_tensor_value_info("Y", TensorProto.UINT8, [256])],
+                              [numpy_helper.from_array(np.asarray(v), name) for name, v in consts.items()])
+    opsets = [helper.make_opsetid("", 20), helper.make_opsetid("com.microsoft", 1)]
+    model = helper.make_model(graph, opset_imports=opsets, ir_version=9)
+    x = np.arange(256, dtype=np.uint8)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    expected = session.run(None, {"X": x})[0]
+    found = ReferenceEvaluator(model, new_ops=[QLinearSigmoid]).run(None, {"X": x})[0]
+    assert found.dtype == np.uint8 and expected[0] < 10 and expected[-1] > 245  # the table spans the range
+    assert np.abs(found.astype(int) - expected.astype(int)).max() <= 1  # rounding of exact .5 ties at most
 
 
 # --- onnxruntime errors made readable ----------------------------------------------------------

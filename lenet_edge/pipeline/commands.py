@@ -17,8 +17,10 @@ from ..train.commands import VARIANT_NAMES
 @click.option("--variant", type=click.Choice(VARIANT_NAMES), default="lenet5-modern", show_default=True)
 @click.option("--bench-runs", type=click.IntRange(min=10), default=200, show_default=True,
               help="Timed runs per model and bench row.")
+@click.option("--check-images", type=click.IntRange(1, 10_000), default=1000, show_default=True,
+              help="MNIST test images each microcontroller build of the int8 model must reproduce.")
 @force_option
-def pipeline(data_dir, out, variant, bench_runs, force) -> None:
+def pipeline(data_dir, out, variant, bench_runs, check_images, force) -> None:
     """Train, export, quantize, evaluate and bench, and write report.md: the whole job.
 
     DIR ends up with the checkpoint and its curves, model.onnx, model.int8.onnx,
@@ -31,6 +33,7 @@ def pipeline(data_dir, out, variant, bench_runs, force) -> None:
 
     check_output_directory(out, force)  # before MNIST might be downloaded
     run_pipeline(resolve_data_dir(data_dir), out, variant=variant, force=force, bench_runs=bench_runs,
-                 step=lambda message: click.echo(message, err=True), progress=ProgressDisplay)
+                 check_images=check_images, step=lambda message: click.echo(message, err=True),
+                 progress=ProgressDisplay)
     click.echo((out / "report.md").read_text("utf-8"))
     click.echo(f"artefacts: {out}", err=True)

@@ -31,12 +31,13 @@ def _no_progress(label: str) -> AbstractContextManager[Progress]:
 
 
 def run_pipeline(data_dir: Path, out: Path, *, variant: str = "lenet5-modern", force: bool = False,
-                 bench_runs: int = 200, step: Callable[[str], None] = lambda message: None,
+                 bench_runs: int = 200, check_images: int = 1000, step: Callable[[str], None] = lambda message: None,
                  progress: Callable[[str], AbstractContextManager[Progress]] = _no_progress) -> dict:
     """Run every stage on the MNIST files in `data_dir` into `out`; return the figures report.md is
     written from: {"variant", "training", "export", "quantize", "evaluate": {"fp32", "int8"}, "bench",
     "charts": {name: file or None}}.
 
+    `check_images`: MNIST test images each microcontroller build must reproduce (compile's check).
     `step` hears what each stage starts; `progress(label)` gives the long steps (epochs, evaluation,
     bench rows) a display to report to, e.g. lenet_edge.progress.ProgressDisplay.
     """
@@ -91,7 +92,8 @@ def run_pipeline(data_dir: Path, out: Path, *, variant: str = "lenet5-modern", f
         written = write_bench_outputs(timings, staging / "bench.json", staging / "bench.md", staging / "bench.png",
                                       baseline="fp32")
         charts["bench"] = written["png"].name if written["png"] else None
-        mcu = compile_for_pipeline(staging / INT8, staging / "mcu", data_dir=data_dir, step=step)
+        mcu = compile_for_pipeline(staging / INT8, staging / "mcu", data_dir=data_dir, check_images=check_images,
+                                   step=step)
         summary = {"variant": variant, "training": trained, "export": exported, "quantize": quantized,
                    "evaluate": evaluations, "bench": timings, "mcu": mcu, "charts": charts}
         write_text(staging / "report.md", render_report(summary))

@@ -16,7 +16,6 @@ from dataclasses import dataclass, replace
 
 from ..errors import require
 from ..graph import consumers, drop_unused_initializers, producer
-from .rewrite import REWRITES
 from .settings import QuantSettings
 
 onnx = require("onnx", "quantize")
@@ -24,7 +23,7 @@ onnx = require("onnx", "quantize")
 STANDARD = "standard"
 # The kernel-friendly recipes quantize these only: onnxruntime's QDQ propagation still runs the
 # Reshape/Transpose/Flatten in between on uint8, and the file holds no Q/DQ pairs for them.
-KERNEL_FRIENDLY_OP_TYPES = ("Conv", "Gemm", "Relu", "MaxPool")
+KERNEL_FRIENDLY_OP_TYPES = ("Conv", "Gemm", "Relu", "Sigmoid", "MaxPool")
 
 
 def float_logits(model: onnx.ModelProto) -> bool:
@@ -62,9 +61,10 @@ class QuantRecipe:
     op_types: tuple[str, ...] | None = None  # op types to quantize; None: every type onnxruntime quantizes
     after: Callable[[onnx.ModelProto], object] | None = None  # applied to the int8 graph, in place
 
-    def to_record(self) -> dict:
-        """What goes into the int8 model's metadata besides the settings (compact: it counts in the size)."""
-        return {"name": self.name, "graph_rewrite": list(REWRITES) if self.kernel_friendly else [],
+    def to_record(self, rewrites: list[str] = ()) -> dict:
+        """What goes into the int8 model's metadata besides the settings (compact: it counts in the size);
+        `rewrites`: the ids of the kernel-friendly rewrites applied to the fp32 graph, for such a recipe."""
+        return {"name": self.name, "graph_rewrite": list(rewrites) if self.kernel_friendly else [],
                 "op_types_to_quantize": list(self.op_types) if self.op_types else "all",
                 "float_logits": self.after is lean_file}
 

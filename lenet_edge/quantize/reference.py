@@ -6,8 +6,9 @@ what onnxruntime makes of it. Two gaps of the reference implementation are bridg
 - DequantizeLinear has no implementation below opset 19; later opsets only add types
   (float8, int4) and attributes whose defaults keep the opset-13 meaning, so the newest
   one stands in for 8-bit integers;
-- QOperator models hold onnxruntime's own quantized operators (com.microsoft): QGemm, and
-  for the classic LeNet-5 QLinearAdd, QLinearMul and QLinearAveragePool. They are not ONNX
+- QOperator models hold onnxruntime's own quantized operators (com.microsoft): QGemm, for the
+  tanh LeNet-5's kernel-friendly rewrite QLinearSigmoid, and for the classic LeNet-5 QLinearAdd,
+  QLinearMul and QLinearAveragePool. They are not ONNX
   standard operators; the classes below follow their contrib-op specifications, as
   dequantize -> the float operator of the reference implementation -> quantize.
 """
@@ -82,6 +83,14 @@ class QLinearMul(OpRun):
                           C_scale, C_zero_point),)
 
 
+class QLinearSigmoid(OpRun):
+    op_domain = "com.microsoft"
+
+    def _run(self, X, X_scale, X_zero_point, Y_scale, Y_zero_point):
+        x = _dequantize(X, X_scale, X_zero_point)
+        return (_quantize(1 / (1 + np.exp(-x)), Y_scale, Y_zero_point),)
+
+
 class QLinearAveragePool(AveragePool_19):
     op_domain = "com.microsoft"
 
@@ -97,7 +106,8 @@ class QLinearAveragePool(AveragePool_19):
 
 def reference_evaluator(model: onnx.ModelProto) -> ReferenceEvaluator:
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
-    new_ops = [QGemm, QLinearAdd, QLinearMul, QLinearAveragePool] + ([DequantizeLinear] if opset < 19 else [])
+    new_ops = [QGemm, QLinearAdd, QLinearMul, QLinearSigmoid, QLinearAveragePool]
+    new_ops += [DequantizeLinear] if opset < 19 else []
     return ReferenceEvaluator(model, new_ops=new_ops)
 
 

@@ -1,30 +1,40 @@
-"""Exact graph rewrites of a ReLU/max-pool LeNet-5 that let onnxruntime's x86 int8 kernels run fast.
+"""Exact graph rewrites of a LeNet-5 that let onnxruntime's x86 int8 kernels run fast.
 
-Why. onnxruntime's fast x86 int8 convolution (MLAS's symmetric indirect conv, AVX-512 VNNI)
-wants input channels in multiples of 4 and many output channels; C1 has ONE input channel
-and 6 maps, so its QLinearConv falls back to a per-image im2col + tiny GEMM and runs ~4x
-slower than the fp32 conv, and an int8 NCHW MaxPool is a generic loop. The rewrites below
-give every layer a shape those kernels like, with the same weights rearranged and zeros
-added: the rewritten fp32 model computes the same function (float rounding aside), so
-nothing is retrained and `verify_rewrite` proves it on real inputs before it is used.
+Why. onnxruntime's fast x86 int8 convolution (MLAS's symmetric indirect conv) wants input
+channels in multiples of 4 and many output channels; C1 has ONE input channel and 6 maps, so
+its QLinearConv falls back to a per-image im2col + tiny GEMM and runs ~4x slower than the fp32
+conv, and an int8 NCHW MaxPool is a generic loop. The rewrites below give every layer a shape
+those kernels like, with the same weights rearranged and zeros added: the rewritten fp32 model
+computes the same function (float rounding aside), so nothing is retrained and `verify_rewrite`
+proves it on real inputs before it is used.
 
-    C1 + ReLU + 2x2 MaxPool  image (N,1,32,32) viewed as NHWC (N,32,8,4): 4 neighbouring pixels of a
+    tanh as sigmoid          tanh(x) = 2 sigmoid(2x) - 1: the 2 goes into the layer before, the affine
+                             2y - 1 into the next linear layer (W -> 2W, b -> b - sum W; average and max
+                             pooling commute with it). onnxruntime has an int8 Sigmoid (a 256-entry
+                             table, QLinearSigmoid) and no int8 Tanh: measured on lenet5-tanh at batch 64,
+                             1 thread, AVX2, the float Tanh between int8 layers kept the int8 model at
+                             1.07x the fp32 time.
+    C1 + act + 2x2 pool      image (N,1,32,32) viewed as NHWC (N,32,8,4): 4 neighbouring pixels of a
                              row are 4 input channels. C1 becomes a (6, 2) conv with row stride 2 and
                              4 -> 64 channels: channel ((a*2 + s)*2 + q)*8 + c holds map c at row 2i+a,
-                             column 4j+2q+s (maps padded 6 -> 8 with zero filters). The 2x2 pool is then
+                             column 4j+2q+s (maps padded 6 -> 8 with zero filters). A max-pool is then
                              a (1, 4) MaxPool over the NHWC view (N,98,4,16), whose output *is* the
-                             pooled NHWC map (N,14,14,8).
-    C3                       (N,14,14,8) viewed as (N,14,7,16): column pairs as channels; the 5x5 conv
+                             pooled NHWC map (N,14,14,8); an average pool is a 1x1 conv 64 -> 16 of
+                             weights 1/4 (onnxruntime's int8 AveragePool is a generic loop: 701 us of
+                             the tanh model's 4,449 at batch 64).
+    C3 (+ average pool)      (N,14,14,8) viewed as (N,14,7,16): column pairs as channels; the 5x5 conv
                              becomes (5, 3) with 16 -> 32 channels; its NHWC output (N,10,5,32) is the
-                             NHWC map (N,10,10,16).
+                             NHWC map (N,10,10,16). An average pool after it is a (2, 1) conv with row
+                             stride 2, 32 -> 16, straight from the column pairs.
     C5                       its 5x5 kernel covers its 5x5 input: a Gemm over the input flattened in
                              NHWC order (weights permuted to match).
 
 Transposes are written around each Reshape so that onnxruntime's NHWC layout pass (graph
-optimisation level ORT_ENABLE_ALL, the default) cancels them all; the two views between C1's
-pool and C3 are then merged into one Reshape (at batch 1 every node costs). The rewrites match by
-structure, not by node names; a model of another structure (the classic LeNet-5: tanh,
-subsampling, RBF output) raises NotRewritable naming what differs.
+optimisation level ORT_ENABLE_ALL, the default) cancels them all; views that meet are merged
+into one Reshape and a Reshape that keeps its shape is dropped (at batch 1 every node costs).
+The rewrites match by structure, not by node names; a model of another structure (the classic
+LeNet-5's scaled tanh, trainable subsampling and RBF output) raises NotRewritable naming what
+differs.
 """
 
 from __future__ import annotations
@@ -39,6 +49,7 @@ from ..graph import (
     attribute,
     consumers,
     drop_unused_initializers,
+    initializer,
     initializer_array,
     is_private_initializer,
     producer,
@@ -49,32 +60,39 @@ from ..graph import (
 )
 from ..parity import require_close
 from ..runtime.session import load_model
+from .affine import fold_affine
 
 onnx = require("onnx", "quantize")
 from onnx import helper  # noqa: E402
 
 EXACT_ATOL = 1e-4  # max |logit difference| between the rewritten and the original fp32 model, plus
 EXACT_RTOL = 1e-6  # this much of the largest |logit|: float32 sums in another order round differently
-PAD_MAPS_TO = 8  # C1's maps padded to a multiple of this: 8-byte NHWC pixels run 2x faster in the pool
-REWRITES = ("c1-relu-pool-as-4-column-conv", "c3-over-column-pairs", "c5-as-nhwc-gemm")  # ids, in order
+PAD_MAPS_TO = 8  # C1's maps padded to a multiple of this before a max-pool: 8-byte NHWC pixels run 2x faster there
+ACTIVATIONS = ("Relu", "Sigmoid")  # elementwise, with fast int8 kernels; Tanh is turned into Sigmoid first
+POOLS = ("MaxPool", "AveragePool")
+AVERAGING_CONVS = ("fold.c1.pool", "fold.c3.pool")  # the convs that stand for average pools, not layers
 
 
 class NotRewritable(ModelError):
     """The model lacks the structure the rewrites assume (they would not compute the same function)."""
 
 
-def kernel_friendly(model: onnx.ModelProto, source: str = "model") -> onnx.ModelProto:
-    """A copy of a ReLU/max-pool LeNet-5 with the three rewrites applied (see the module docstring)."""
+def kernel_friendly(model: onnx.ModelProto, source: str = "model") -> tuple[onnx.ModelProto, list[str]]:
+    """A copy of a LeNet-5 (Conv -> Relu/Tanh -> max/average pool, twice, then C5, F6 and a linear output)
+    with the rewrites of the module docstring applied, and the ids of those applied, in order."""
     m = onnx.ModelProto()
     m.CopyFrom(model)
+    applied = fold_affine(m)  # the classic LeNet-5's scales, subsampling and RBF; nothing to do for the others
+    applied += ["tanh-as-sigmoid"] if tanh_as_sigmoid(m, source) else []
     # look the convs up again after each rewrite: rebuilding the node list copies the protos
-    (c1, r1), (c3, _), _ = lenet_convs(m, source)
-    fold_first_conv_and_pool(m, c1, r1, next_conv=c3, source=source)
-    _, (c3, r3), _ = lenet_convs(m, source)
-    fold_column_pairs(m, c3, r3, source=source)
-    _, _, (c5, r5) = lenet_convs(m, source)
-    last_conv_as_nhwc_gemm(m, c5, r5, source=source)
+    (c1, a1), (c3, _), _ = lenet_convs(m, source)
+    applied.append(fold_first_conv_and_pool(m, c1, a1, next_conv=c3, source=source))
+    _, (c3, a3), _ = lenet_convs(m, source)
+    applied.append(fold_column_pairs(m, c3, a3, source=source))
+    _, _, (c5, a5) = lenet_convs(m, source)
+    applied.append(last_conv_as_nhwc_gemm(m, c5, a5, source=source))
     _merge_reshapes(m.graph)
+    _drop_identity_reshapes(m)
     drop_unused_initializers(m.graph)  # e.g. the shape of the Reshape that flattened C5's output
     del m.graph.value_info[:]
     try:
@@ -82,20 +100,20 @@ def kernel_friendly(model: onnx.ModelProto, source: str = "model") -> onnx.Model
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
         raise ValidationError(f"{source}: the kernel-friendly rewrite is not a valid model "
                               f"({first_line(exc)})") from exc
-    return m
+    return m, applied
 
 
 def lenet_convs(m: onnx.ModelProto, source: str) -> list[tuple]:
-    """The three convs of a ReLU/max-pool LeNet-5 in graph order, each with the Relu it feeds: [(conv, relu)] x3."""
+    """The three convs of a LeNet-5 in graph order, each with the activation it feeds: [(conv, act)] x3."""
     g = m.graph
     convs = []
     for node in g.node:
-        if node.op_type != "Conv":
+        if node.op_type != "Conv" or node.name in AVERAGING_CONVS or _is_pool_conv(g, node):
             continue
         users = consumers(g, node.output[0])
-        if len(users) != 1 or users[0].op_type != "Relu":
+        if len(users) != 1 or users[0].op_type not in ACTIVATIONS:
             found = ", ".join(u.op_type for u in users) or "nothing"
-            raise NotRewritable(f"{source}: conv {node.name} feeds {found} (expected a single Relu)")
+            raise NotRewritable(f"{source}: conv {node.name} feeds {found} (expected a single Relu, Tanh or Sigmoid)")
         if len(node.input) != 3 or not all(is_private_initializer(g, name) for name in node.input[1:]):
             raise NotRewritable(f"{source}: conv {node.name} needs its own constant weight and bias "
                                 f"(expected initializers used by no other node)")
@@ -105,21 +123,82 @@ def lenet_convs(m: onnx.ModelProto, source: str) -> list[tuple]:
     return convs
 
 
-# ---------------------------------------------------------------- the three rewrites
-def fold_first_conv_and_pool(m: onnx.ModelProto, conv, relu, *, next_conv, source: str, group: int = 4) -> None:
-    """C1 (1 -> C maps, KxK) + ReLU + 2x2/2 MaxPool over an image viewed as NHWC (N, H, W/group, group)."""
+# ---------------------------------------------------------------- tanh as sigmoid
+def tanh_as_sigmoid(m: onnx.ModelProto, source: str) -> int:
+    """Every Tanh after a Conv/Gemm whose output reaches one linear layer as 2 sigmoid(2x) - 1 (see the
+    module docstring); returns how many. The next layer may be reached through pools and reshapes, which
+    commute with 2y - 1; a tanh read by more than one node (the classic LeNet-5's before its RBF output)
+    stays a Tanh."""
     g = m.graph
-    pool = _single_consumer(g, relu, "MaxPool", source)
-    if (attribute(pool, "kernel_shape") != [2, 2] or attribute(pool, "strides") != [2, 2]
-            or any(attribute(pool, "pads", []))
-            or attribute(pool, "ceil_mode", 0) or any(d != 1 for d in attribute(pool, "dilations", [1, 1]))
-            or len(pool.output) != 1):
-        raise NotRewritable(f"{source}: {pool.name} is not a plain 2x2 stride-2 MaxPool (expected one after C1)")
+    converted = 0
+    for tanh in [n for n in g.node if n.op_type == "Tanh"]:
+        before = producer(g, tanh.input[0])
+        if before is None or before.op_type not in ("Conv", "Gemm") or len(consumers(g, tanh.input[0])) != 1:
+            raise NotRewritable(f"{source}: Tanh {tanh.name} does not follow a Conv or Gemm of its own "
+                                f"(expected each tanh to squash one linear layer)")
+        after = _next_linear_layer(g, tanh, source)
+        if after is None:
+            continue
+        for name in before.input[1:]:
+            _require_private(g, before, name, source)
+            set_initializer(g, name, 2 * initializer_array(g, name))
+        w, b = (initializer_array(g, name) for name in after.input[1:3])
+        set_initializer(g, after.input[1], 2 * w)  # W (2y - 1) + b = 2W y + (b - W 1)
+        set_initializer(g, after.input[2], b - _sum_over_inputs(after, w))
+        tanh.op_type = "Sigmoid"
+        converted += 1
+    return converted
+
+
+def _next_linear_layer(g, tanh, source: str):
+    """The Conv or Gemm that reads `tanh`'s output through unpadded pools and reshapes, all single-use;
+    None where the path forks or ends."""
+    node = tanh
+    while True:
+        users = consumers(g, node.output[0])
+        if len(users) != 1 or any(o.name == node.output[0] for o in g.output):
+            return None
+        node = users[0]
+        if node.op_type in ("Conv", "Gemm"):
+            break
+        if node.op_type not in ("MaxPool", "AveragePool", "Reshape", "Flatten") or any(attribute(node, "pads", [])):
+            raise NotRewritable(f"{source}: Tanh {tanh.name} reaches {node.op_type} {node.name} "
+                                f"(expected only unpadded pools and reshapes before the next Conv or Gemm)")
+    plain = (node.op_type == "Gemm" and attribute(node, "alpha", 1.0) == 1.0 and attribute(node, "beta", 1.0) == 1.0
+             and not attribute(node, "transA", 0)) or (node.op_type == "Conv" and not any(attribute(node, "pads", [])))
+    if not plain or len(node.input) != 3:
+        raise NotRewritable(f"{source}: {node.op_type} {node.name} after Tanh {tanh.name} is padded, scaled or "
+                            f"has no bias (expected a plain layer to take the sigmoid's affine)")
+    for name in node.input[1:]:
+        _require_private(g, node, name, source)
+    return node
+
+
+def _sum_over_inputs(layer, w: np.ndarray) -> np.ndarray:
+    """Per output: the sum of its weights over every input it reads (W 1)."""
+    if layer.op_type == "Conv":
+        return w.sum(axis=(1, 2, 3))  # (C_out, C_in, K, K)
+    return w.sum(axis=1) if attribute(layer, "transB", 0) else w.sum(axis=0)  # Gemm: (out, in) or (in, out)
+
+
+def _require_private(g, node, name: str, source: str) -> None:
+    if not is_private_initializer(g, name):
+        raise NotRewritable(f"{source}: {node.op_type} {node.name} needs its own constant weight and bias "
+                            f"(expected initializers used by no other node)")
+
+
+# ---------------------------------------------------------------- the three layer rewrites
+def fold_first_conv_and_pool(m: onnx.ModelProto, conv, act, *, next_conv, source: str, group: int = 4) -> str:
+    """C1 (1 -> C maps, KxK) + activation + 2x2/2 pool over an image viewed as NHWC (N, H, W/group, group)."""
+    g = m.graph
+    pool = _plain_pool(g, act, "C1", source)
     _check_plain_conv(conv, source)
     _, cin, H, W = _shape(m, conv.input[0], source)
     if cin != 1:
         raise NotRewritable(f"{source}: first conv {conv.name} has {cin} input channels (expected 1)")
-    w, b = _pad_maps(g, conv, next_conv)  # (C, 1, K, K2), (C,)
+    # padding pays in the MaxPool only; an averaging conv would carry the zero maps' weights (the tanh
+    # model's int8 file then missed 3x smaller by 2 KB)
+    w, b = _pad_maps(g, conv, next_conv, PAD_MAPS_TO if pool.op_type == "MaxPool" else 1)  # (C, 1, K, K2), (C,)
     C, _, K, K2 = w.shape
     Ho, Wo = H - K + 1, W - K2 + 1
     kw = (group - 1 + K2 - 1) // group + 1  # column groups one output group reads
@@ -144,32 +223,49 @@ def fold_first_conv_and_pool(m: onnx.ModelProto, conv, relu, *, next_conv, sourc
     rows, groups = Ho // 2, Wo // group
     tag = "fold.c1"
     shape_in = _add_shape(g, f"{tag}.image_as_column_groups", [-1, H, W // group, group])
-    shape_view = _add_shape(g, f"{tag}.pool_view", [-1, rows * groups, 4, half * C])
     shape_out = _add_shape(g, f"{tag}.pooled", [-1, rows, groups * half, C])
-    x, out = conv.input[0], pool.output[0]
+    x, out, old = conv.input[0], pool.output[0], []
     conv.input[0] = f"{tag}.input"
-    relu.output[0] = f"{tag}.relu"
+    act.output[0] = f"{tag}.act"
     before = [  # one channel: NCHW memory is NHWC memory, so the Reshape alone folds the columns
         _node("Reshape", [x, shape_in], f"{tag}.input_nhwc"),
         _transpose(f"{tag}.input_nhwc", conv.input[0], to_nhwc=False),
     ]
-    after = [
-        _transpose(relu.output[0], f"{tag}.relu_nhwc", to_nhwc=True),  # (N, 14, 7, 64)
-        _node("Reshape", [f"{tag}.relu_nhwc", shape_view], f"{tag}.pool_view_nhwc"),  # (N, 98, 4, 16)
-        _transpose(f"{tag}.pool_view_nhwc", f"{tag}.pool_view", to_nhwc=False),
-        helper.make_node("MaxPool", [f"{tag}.pool_view"], [f"{tag}.pooled_view"], name=f"{tag}.pool",
-                         kernel_shape=[1, 4], strides=[1, 4]),  # max over the 4 (a, s) phases
-        _transpose(f"{tag}.pooled_view", f"{tag}.pooled_view_nhwc", to_nhwc=True),  # (N, 98, 1, 16)
+    if pool.op_type == "MaxPool":  # the max over the 4 (a, s) phases: a (1, 4) pool over an NHWC view
+        shape_view = _add_shape(g, f"{tag}.pool_view", [-1, rows * groups, 4, half * C])
+        pooling = [
+            _transpose(act.output[0], f"{tag}.act_nhwc", to_nhwc=True),  # (N, 14, 7, 64)
+            _node("Reshape", [f"{tag}.act_nhwc", shape_view], f"{tag}.pool_view_nhwc"),  # (N, 98, 4, 16)
+            _transpose(f"{tag}.pool_view_nhwc", f"{tag}.pool_view", to_nhwc=False),
+            helper.make_node("MaxPool", [f"{tag}.pool_view"], [f"{tag}.pooled_view"], name=f"{tag}.pool",
+                             kernel_shape=[1, 4], strides=[1, 4]),
+            _transpose(f"{tag}.pooled_view", f"{tag}.pooled_view_nhwc", to_nhwc=True),  # (N, 98, 1, 16)
+        ]
+    else:  # the mean (or the classic subsampling's weighted sum) of the 4 (a, s) phases: a 1x1 conv 64 -> 16,
+        # channel q*C + c = column 2j+q of map c
+        taps, bias = _pool_taps(g, pool, C)  # (C, 2, 2), (C,)
+        mean = np.zeros((half * C, 4 * half * C, 1, 1), np.float32)
+        for a, s, q, c in np.ndindex(2, 2, half, C):
+            mean[q * C + c, ((a * 2 + s) * half + q) * C + c] = taps[c, a, s]
+        pooling = [_conv(f"{tag}.pool", act.output[0], f"{tag}.pooled_pairs", g, mean, np.tile(bias, half))]
+        if pool.op_type == "Conv":  # its activation moves before the views: elementwise, it commutes with them
+            act2 = _single_consumer(g, pool, ACTIVATIONS, source)
+            out, old = act2.output[0], [act2]
+            act2.input[0], act2.output[0] = f"{tag}.pooled_pairs", f"{tag}.pooled_pairs_act"
+            pooling.append(act2)
+        pooling.append(_transpose(pooling[-1].output[0], f"{tag}.pooled_view_nhwc", to_nhwc=True))  # (N, 14, 7, 16)
+    after = pooling + [
         _node("Reshape", [f"{tag}.pooled_view_nhwc", shape_out], f"{tag}.pooled_nhwc"),  # (N, 14, 14, 8)
         _transpose(f"{tag}.pooled_nhwc", out, to_nhwc=False),
     ]
-    replace_nodes(g, [conv, relu, pool], before + [conv, relu] + after)
+    replace_nodes(g, [conv, act, pool, *old], before + [conv, act] + after)
+    return f"c1-{_short(act)}-{_short(pool)}-as-4-column-conv"
 
 
-def fold_column_pairs(m: onnx.ModelProto, conv, relu, *, source: str, group: int = 2) -> None:
+def fold_column_pairs(m: onnx.ModelProto, conv, act, *, source: str, group: int = 2) -> str:
     """A KxK conv (Cin -> C) reading its input as NHWC (N, H, W/group, group*Cin); output channel
     p*C + c is column group*j + p of map c, so its NHWC output (N, Ho, Wo/group, group*C) is the
-    original NHWC output (N, Ho, Wo, C)."""
+    original NHWC output (N, Ho, Wo, C). An average pool after it becomes a conv over the column pairs."""
     g = m.graph
     _check_plain_conv(conv, source)
     _, cin, H, W = _shape(m, conv.input[0], source)
@@ -193,26 +289,40 @@ def fold_column_pairs(m: onnx.ModelProto, conv, relu, *, source: str, group: int
     set_ints(conv, "kernel_shape", [K, kw])
     tag = "fold.c3"
     shape_in = _add_shape(g, f"{tag}.column_pairs", [-1, H, W // group, group * cin])
-    shape_out = _add_shape(g, f"{tag}.unfolded", [-1, Ho, Wo, C])
-    x, out = conv.input[0], relu.output[0]
+    x = conv.input[0]
     conv.input[0] = f"{tag}.input"
-    relu.output[0] = f"{tag}.relu"
     before = [
         _transpose(x, f"{tag}.input_nhwc", to_nhwc=True),  # (N, 14, 14, 8)
         _node("Reshape", [f"{tag}.input_nhwc", shape_in], f"{tag}.input_pairs_nhwc"),  # (N, 14, 7, 16)
         _transpose(f"{tag}.input_pairs_nhwc", conv.input[0], to_nhwc=False),
     ]
+    users = consumers(g, act.output[0])
+    averaging = len(users) == 1 and (users[0].op_type == "AveragePool" or _is_pool_conv(g, users[0]))
+    if averaging and group == 2 and Ho % 2 == 0:
+        pool = _plain_pool(g, act, "C3", source)  # the mean of rows 2i, 2i+1 and both column phases
+        taps, bias = _pool_taps(g, pool, C)  # (C, 2, 2): row phase, column phase
+        mean = np.zeros((C, group * C, 2, 1), np.float32)
+        for p, c, r in np.ndindex(group, C, 2):
+            mean[c, p * C + c, r, 0] = taps[c, r, p]
+        act.output[0] = f"{tag}.act"
+        pooling = _conv(f"{tag}.pool", act.output[0], pool.output[0], g, mean, bias, strides=[2, 1])  # (N,16,5,5)
+        replace_nodes(g, [conv, act, pool], before + [conv, act, pooling])
+        return f"c3-{_short(act)}-{_short(pool)}-over-column-pairs"
+    shape_out = _add_shape(g, f"{tag}.unfolded", [-1, Ho, Wo, C])
+    out = act.output[0]
+    act.output[0] = f"{tag}.act"
     after = [
-        _transpose(relu.output[0], f"{tag}.relu_nhwc", to_nhwc=True),  # (N, 10, 5, 32)
-        _node("Reshape", [f"{tag}.relu_nhwc", shape_out], f"{tag}.output_nhwc"),  # (N, 10, 10, 16)
+        _transpose(act.output[0], f"{tag}.act_nhwc", to_nhwc=True),  # (N, 10, 5, 32)
+        _node("Reshape", [f"{tag}.act_nhwc", shape_out], f"{tag}.output_nhwc"),  # (N, 10, 10, 16)
         _transpose(f"{tag}.output_nhwc", out, to_nhwc=False),
     ]
-    replace_nodes(g, [conv, relu], before + [conv, relu] + after)
+    replace_nodes(g, [conv, act], before + [conv, act] + after)
+    return "c3-over-column-pairs"
 
 
-def last_conv_as_nhwc_gemm(m: onnx.ModelProto, conv, relu, *, source: str) -> None:
-    """A conv whose kernel covers its whole input, then ReLU and Flatten/Reshape to (N, C): a Gemm over
-    the input flattened in NHWC order, the weights permuted to match."""
+def last_conv_as_nhwc_gemm(m: onnx.ModelProto, conv, act, *, source: str) -> str:
+    """A conv whose kernel covers its whole input, then its activation and Flatten/Reshape to (N, C): a
+    Gemm over the input flattened in NHWC order, the weights permuted to match."""
     g = m.graph
     _check_plain_conv(conv, source)
     _, _, H, W = _shape(m, conv.input[0], source)
@@ -220,21 +330,22 @@ def last_conv_as_nhwc_gemm(m: onnx.ModelProto, conv, relu, *, source: str) -> No
     if w.shape[2:] != (H, W):
         raise NotRewritable(f"{source}: last conv {conv.name} has a {w.shape[2]}x{w.shape[3]} kernel over a "
                             f"{H}x{W} input (expected the kernel to cover the input)")
-    flat = _single_consumer(g, relu, ("Flatten", "Reshape"), source)
+    flat = _single_consumer(g, act, ("Flatten", "Reshape"), source)
     if _shape(m, flat.output[0], source)[1:] != [w.shape[0]]:
         raise NotRewritable(f"{source}: {flat.name} does not flatten C5's output to (N, {w.shape[0]})")
     set_initializer(g, conv.input[1], w.transpose(0, 2, 3, 1).reshape(w.shape[0], -1))  # (C, H*W*Cin)
     tag = "fold.c5"
     gemm = helper.make_node("Gemm", [f"{tag}.input_flat", conv.input[1], conv.input[2]], [conv.output[0]],
                             name=f"{tag}.gemm", transB=1)
-    relu.output[0] = flat.output[0]  # the ReLU now yields (N, C) directly
+    act.output[0] = flat.output[0]  # the activation now yields (N, C) directly
     new = [
         _transpose(conv.input[0], f"{tag}.input_nhwc", to_nhwc=True),  # (N, 5, 5, 16)
         helper.make_node("Flatten", [f"{tag}.input_nhwc"], [f"{tag}.input_flat"], name=f"{tag}.flatten", axis=1),
         gemm,
-        relu,
+        act,
     ]
-    replace_nodes(g, [conv, relu, flat], new)
+    replace_nodes(g, [conv, act, flat], new)
+    return "c5-as-nhwc-gemm"
 
 
 def _merge_reshapes(g) -> None:
@@ -251,6 +362,19 @@ def _merge_reshapes(g) -> None:
         second.input[0] = first.input[0]
         for n in chain:
             g.node.remove(n)
+
+
+def _drop_identity_reshapes(m: onnx.ModelProto) -> None:
+    """A Reshape whose input already has its shape (as where an averaging conv's output meets C3's
+    column pairs) is a node that only costs: its readers take its input instead."""
+    g = m.graph
+    for node in [n for n in g.node if n.op_type == "Reshape"]:
+        shape_in, shape_out = static_shape(m, node.input[0]), static_shape(m, node.output[0])
+        if shape_in is None or shape_in != shape_out or any(o.name == node.output[0] for o in g.output):
+            continue
+        for user in consumers(g, node.output[0]):
+            user.input[:] = [node.input[0] if name == node.output[0] else name for name in user.input]
+        g.node.remove(node)
 
 
 def _is_transpose(node, perm: list[int]) -> bool:
@@ -277,6 +401,49 @@ def _single_consumer(g, node, op_types, source: str):
     return users[0]
 
 
+def _plain_pool(g, act, layer: str, source: str):
+    """The 2x2 stride-2 pool, unpadded, that `act` alone feeds: max, average, or a pool conv."""
+    pool = _single_consumer(g, act, POOLS + ("Conv",), source)
+    if pool.op_type == "Conv" and not _is_pool_conv(g, pool):
+        raise NotRewritable(f"{source}: {pool.name} is a conv, not a 2x2 stride-2 depthwise pool (expected a pool "
+                            f"after {layer})")
+    if (attribute(pool, "kernel_shape") != [2, 2] or attribute(pool, "strides") != [2, 2]
+            or any(attribute(pool, "pads", []))
+            or attribute(pool, "ceil_mode", 0) or any(d != 1 for d in attribute(pool, "dilations", [1, 1]))
+            or len(pool.output) != 1):
+        raise NotRewritable(f"{source}: {pool.name} is not a plain 2x2 stride-2 pool (expected one after {layer})")
+    return pool
+
+
+def _is_pool_conv(g, node) -> bool:
+    """A depthwise 2x2 stride-2 conv of its own weights: the classic LeNet-5's subsampling (affine.py)."""
+    if node.op_type != "Conv" or initializer(g, node.input[1]) is None or len(node.input) != 3:
+        return False
+    w = initializer_array(g, node.input[1])
+    return (w.ndim == 4 and w.shape[1:] == (1, 2, 2) and attribute(node, "group", 1) == w.shape[0] > 1
+            and attribute(node, "strides") == [2, 2] and not any(attribute(node, "pads", [])))
+
+
+def _pool_taps(g, pool, channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per map the weights of its 2x2 window (channels, 2, 2) and its bias: 1/4 and 0 for an AveragePool."""
+    if pool.op_type == "AveragePool":
+        return np.full((channels, 2, 2), 0.25, np.float32), np.zeros(channels, np.float32)
+    return initializer_array(g, pool.input[1])[:, 0], initializer_array(g, pool.input[2])
+
+
+def _conv(name: str, x: str, y: str, g, weight: np.ndarray, bias: np.ndarray, strides=(1, 1)):
+    """A conv of constant `weight` and `bias` (the convs that stand for average pools and subsampling)."""
+    w = add_initializer(g, f"{name}.weight", weight)
+    b = add_initializer(g, f"{name}.bias", np.asarray(bias, np.float32))
+    return helper.make_node("Conv", [x, w, b], [y], name=name, kernel_shape=list(weight.shape[2:]),
+                            strides=list(strides))
+
+
+def _short(node) -> str:
+    return {"Relu": "relu", "Sigmoid": "sigmoid", "MaxPool": "max-pool", "AveragePool": "average-pool",
+            "Conv": "subsampling"}[node.op_type]
+
+
 def _check_plain_conv(conv, source: str) -> None:
     """Stride 1, no padding or dilation, one group: the convs whose columns can be regrouped."""
     auto_pad = attribute(conv, "auto_pad", b"NOTSET")
@@ -288,11 +455,11 @@ def _check_plain_conv(conv, source: str) -> None:
                             f"(expected stride 1, no padding, one group)")
 
 
-def _pad_maps(g, conv, next_conv) -> tuple[np.ndarray, np.ndarray]:
-    """C1's weights (C, 1, K, K) and bias with zero maps added up to a multiple of PAD_MAPS_TO; the
+def _pad_maps(g, conv, next_conv, multiple: int) -> tuple[np.ndarray, np.ndarray]:
+    """C1's weights (C, 1, K, K) and bias with zero maps added up to a multiple of `multiple`; the
     next conv gets zero input weights for them, so the function is unchanged."""
     w, b = initializer_array(g, conv.input[1]), initializer_array(g, conv.input[2])
-    extra = -len(w) % PAD_MAPS_TO
+    extra = -len(w) % multiple
     if extra:
         w = np.concatenate([w, np.zeros((extra, *w.shape[1:]), w.dtype)])
         b = np.concatenate([b, np.zeros(extra, b.dtype)])

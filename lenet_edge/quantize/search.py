@@ -4,8 +4,9 @@ over one recipe, untimed, where a failed check is the error itself.
 
 Why a search (`quantize --auto`). On x86 no quantizer setting alone makes this LeNet-5's int8
 model faster than fp32 (C1's single input channel sends its int8 conv down a slow path); an
-exact rewrite of the fp32 graph (rewrite.py) does. The rewrite only fits the ReLU/max-pool
-LeNet-5, and whether int8 wins depends on the CPU, so the stage measures instead of assuming:
+exact rewrite of the fp32 graph (rewrite.py) does. The rewrite fits the ReLU/max-pool and the
+tanh/average-pool LeNet-5 (not the classic one), and whether int8 wins depends on the CPU, so the
+stage measures instead of assuming:
 
 1. candidates (recipes.py): the standard recipe, standard with C1 in float, and, where the
    kernel-friendly rewrite applies and is proven exact on the test set, the rewrite in QDQ
@@ -36,7 +37,7 @@ from ..runtime.environment import cpu_info, load_average
 from ..runtime.session import load_model
 from .build import build_candidate, preprocess
 from .recipes import STANDARD, QuantRecipe, candidate_recipes
-from .rewrite import REWRITES, kernel_friendly, verify_rewrite
+from .rewrite import kernel_friendly, verify_rewrite
 from .settings import AUTO_MAX_ACCURACY_DROP, DEFAULT_MAX_ACCURACY_DROP, QuantSettings
 from .steps import Inputs, Judged, judge, open_inputs, with_layer_report
 from .validation import accuracy_gate, check_max_drop
@@ -182,7 +183,8 @@ def run(model: Path, out: Path, settings: QuantSettings, plan: TimingPlan | None
             try:
                 candidate = build_candidate(recipe, float_path, float_path.parent, calibration=inputs.calibration,
                                             calibration_source=inputs.calibration_source, source=out.name)
-                extra = {"recipe": recipe.to_record(), "search": search} if plan else {}
+                rewrites = rewrite["rewrites"] if recipe.kernel_friendly else []
+                extra = {"recipe": recipe.to_record(rewrites), "search": search} if plan else {}
                 judged[recipe.name] = judge(inputs, candidate, extra, out.name)
             except ValidationError as exc:
                 if plan is None:
@@ -248,12 +250,13 @@ def prepare_rewrite(model: Path, workdir: Path, inputs: Inputs, source: str) -> 
     it; (None, {"applies": False, "reason"}) when the model does not fit or the proof fails."""
     try:
         rewritten = workdir / "rewritten.onnx"
-        onnx.save(kernel_friendly(onnx.load(str(model)), model.name), str(rewritten))
+        friendly, rewrites = kernel_friendly(onnx.load(str(model)), model.name)
+        onnx.save(friendly, str(rewritten))
         float_path = preprocess(rewritten, workdir)
         verification = verify_rewrite(model, float_path, inputs.test_inputs, source)  # what gets quantized
     except (ModelError, ValidationError) as exc:  # NotRewritable is a ModelError
         return None, {"applies": False, "reason": str(exc)}
-    return float_path, {"applies": True, "rewrites": list(REWRITES), "verification": verification}
+    return float_path, {"applies": True, "rewrites": rewrites, "verification": verification}
 
 
 def side_by_side(models: dict[str, Path], contract: ModelContract, inputs: np.ndarray, plan: TimingPlan,

@@ -91,7 +91,7 @@ def test_accuracy(model, data_dir: Path) -> tuple[float, int]:
     """Accuracy on the test split, and its number of images."""
     images, labels = load_mnist(data_dir, "test")
     x = torch.from_numpy(model.preprocessing(images))
-    return _evaluate(model, x, torch.from_numpy(labels))[1], len(images)
+    return _evaluate(model, x, torch.tensor(labels))[1], len(images)  # a copy: load_mnist's arrays are read-only
 
 
 def train(
