@@ -59,6 +59,17 @@ def test_wrong_output_shape_is_a_model_error(tmp_path):
         model.predict(np.zeros((2, 1, 32, 32), np.float32))
 
 
+def test_logits_of_each_call_are_its_own(model_path):
+    """logits() writes into an output bound once per batch size: each call must still hand back its own array."""
+    model = load_model(model_path)
+    x = np.ascontiguousarray(MODERN_PREPROCESSING(synthetic_digits(6)[0]))
+    first, second, odd = model.logits(x[:3]), model.logits(x[3:]), model.logits(x[:1])
+    np.testing.assert_array_equal(first, model.session.run(["logits"], {"image": x[:3]})[0])
+    np.testing.assert_array_equal(second, model.session.run(["logits"], {"image": x[3:]})[0])
+    assert not np.array_equal(first, second) and odd.shape == (1, 10)
+    np.testing.assert_array_equal(odd, first[:1])
+
+
 def test_predict_in_chunks_matches_one_call(model_path):
     model = load_model(model_path)
     x = MODERN_PREPROCESSING(synthetic_digits(25)[0])
