@@ -32,9 +32,10 @@ proves it on real inputs before it is used.
 Transposes are written around each Reshape so that onnxruntime's NHWC layout pass (graph
 optimisation level ORT_ENABLE_ALL, the default) cancels them all; views that meet are merged
 into one Reshape and a Reshape that keeps its shape is dropped (at batch 1 every node costs).
-The rewrites match by structure, not by node names; a model of another structure (the classic
-LeNet-5's scaled tanh, trainable subsampling and RBF output) raises NotRewritable naming what
-differs.
+The classic LeNet-5 is first brought to this form by affine.py (its constant scales folded into
+the layers, each trainable subsampling a depthwise 2x2 conv, which C1's and C3's folds take in
+place of the average pool, its weights per map instead of 1/4). The rewrites match by structure,
+not by node names; a model of another structure raises NotRewritable naming what differs.
 """
 
 from __future__ import annotations
