@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from lenet_edge.cli import cli
-from lenet_edge.compile import toolchain
+from lenet_edge.compile import kernels, toolchain
 from lenet_edge.compile.check import check_program, reference_logits, require_match
 from lenet_edge.compile.emulate import EmulatedCore
 from lenet_edge.compile.generate import compile_model
@@ -87,8 +87,8 @@ def test_fp32_model_is_refused_naming_node_and_operator(tiny_int8, tmp_path):
     assert result.stderr.strip().splitlines()[-1] == (
         'error: node "conv" (FusedConv): no C kernel for this operator of onnxruntime\'s optimised graph (expected '
         'an int8 model from lenet-edge quantize; kernels for Add, AveragePool, DequantizeLinear, Div, MaxPool, Mul, '
-        'QGemm, QLinearAdd, QLinearAveragePool, QLinearConv, QLinearMatMul, QLinearMul, QuantizeLinear, ReduceSum, '
-        'Sub, Tanh, Transpose, and Reshape, Flatten, Squeeze, Unsqueeze, Identity)')
+        'QGemm, QLinearAdd, QLinearAveragePool, QLinearConv, QLinearMatMul, QLinearMul, QLinearSigmoid, '
+        'QuantizeLinear, ReduceSum, Sub, Tanh, Transpose, and Reshape, Flatten, Squeeze, Unsqueeze, Identity)')
     assert not (tmp_path / "mcu").exists()
 
 
@@ -181,3 +181,135 @@ def test_pipeline_section_without_the_toolchain_gives_one_line_and_builds_nothin
                                  "'lenet-edge[mcu]'"}
     assert microcontroller_section({"mcu": record})[-1] == f"not built: {record['skipped']}"
     assert not (tmp_path / "mcu").exists()
+
+
+def quantize_cli(fp32: Path, data: Path, out: Path, *args: str) -> Path:
+    result = CliRunner().invoke(cli, ["quantize", str(fp32), "-o", str(out), "--data-dir", str(data),
+                                      "--calibration-count", "100", "--max-accuracy-drop", "100", *args])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def sigmoid_lenet(path: Path) -> Path:
+    """tiny_lenet with sigmoids: conv -> sigmoid -> maxpool -> sigmoid -> sigmoid -> flatten -> gemm."""
+    import onnx
+    from onnx import helper
+
+    model = onnx.load(str(tiny_lenet(path)))
+    nodes = model.graph.node
+    relu = next(n for n in nodes if n.op_type == "Relu")
+    relu.op_type, relu.name = "Sigmoid", "sigmoid"
+    pool = next(n for n in nodes if n.op_type == "MaxPool")
+    pool.output[0] = "pooled"
+    at = list(nodes).index(pool) + 1
+    nodes.insert(at, helper.make_node("Sigmoid", ["pooled"], ["sigmoid_2_out"], name="sigmoid_2"))
+    nodes.insert(at + 1, helper.make_node("Sigmoid", ["sigmoid_2_out"], ["pool_out"], name="sigmoid_3"))
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.fixture(scope="module", params=[("uint8", "qdq"), ("int8", "qoperator")], ids=["uint8", "int8"])
+def sigmoid_int8(request, tiny_int8, tmp_path_factory) -> tuple[Path, Path, str]:
+    """(int8 model, synthetic MNIST dir, activation type) whose onnxruntime graph runs each sigmoid as a
+    QLinearSigmoid of such codes. int8 needs the QOperator format: on x86 onnxruntime turns int8 QDQ activations into
+    uint8 ones before fusing them."""
+    activation, format_ = request.param
+    _, _, data = tiny_int8
+    tmp = tmp_path_factory.mktemp(f"sigmoid-{activation}")
+    model = quantize_cli(sigmoid_lenet(tmp / "sigmoid.onnx"), data, tmp / "sigmoid.int8.onnx",
+                         "--activation-type", activation, "--format", format_)
+    return model, data, activation
+
+
+def test_sigmoid_tables_are_bit_identical_on_host_and_both_cores(sigmoid_int8, tmp_path):
+    model, data, activation = sigmoid_int8
+    result = compile_cli(model, tmp_path / "mcu", data)
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "mcu" / "lenet.footprint.json").read_text())
+    assert record["bit_exact_required"] is True
+    assert [(c["target"], c["images"], c["bit_mismatches"]) for c in record["checks"]] == [
+        ("host", 60, 0), ("cortex-m4f", 60, 0), ("cortex-m0plus", 60, 0)]
+    source = (tmp_path / "mcu" / "lenet.c").read_text()
+    short, byte = {"uint8": ("u8", "x"), "int8": ("i8", "(uint8_t)x")}[activation]  # int8: indexed by its byte
+    # the sigmoid after the convolution has a loop of its own; the two in a row share one, with two tables
+    assert re.search(rf'/\* layer2: node "sigmoid\w*" \(QLinearSigmoid\) {short} 1x4x28x28 -> {short} 1x4x28x28 \*/\n'
+                     rf'static const {activation}_t layer2_table\[256\]', source)
+    assert f"out0[i] = layer2_table[{byte}];" in source
+    assert re.search(r'/\* layer4: node "sigmoid_2\w*" \(QLinearSigmoid\) .*; node "sigmoid_3\w*" \(QLinearSigmoid\)',
+                     source)
+    assert f"out0[i] = layer4_table2[{'' if short == 'u8' else '(uint8_t)'}(layer4_table[{byte}])];" in source
+
+
+def sigmoid_input_codes(model: Path, node_name: str, images: np.ndarray) -> np.ndarray:
+    """The codes that reach the QLinearSigmoid `node_name` of onnxruntime's graph for `images`."""
+    import onnx
+    import onnxruntime as ort
+
+    from lenet_edge.compile.runtime_graph import optimized_model
+    from lenet_edge.contract import INPUT_NAME
+    from lenet_edge.runtime.session import load_model
+
+    graph = optimized_model(model.read_bytes(), model)
+    node = next(n for n in graph.graph.node if n.name == node_name)
+    graph.graph.output.append(onnx.ValueInfoProto(name=node.input[0]))
+    session = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
+    pixels = load_model(model).contract.preprocessing(images)
+    return session.run([node.input[0]], {INPUT_NAME: pixels})[0]
+
+
+def test_a_wrong_sigmoid_table_is_refused(tiny_int8, tmp_path, monkeypatch):
+    """One entry of the last sigmoid's table changed, the most used one: the check refuses, nothing is written."""
+    from lenet_edge.compile.runtime_graph import optimized_model
+    from lenet_edge.graph import GraphIndex
+
+    _, _, data = tiny_int8
+    model = quantize_cli(sigmoid_lenet(tmp_path / "sigmoid.onnx"), data, tmp_path / "sigmoid.int8.onnx")
+    images = load_mnist(data, "test")[0][:60]
+    codes = sigmoid_input_codes(model, "sigmoid_3", images)
+    code = int(np.bincount(codes.reshape(-1), minlength=256).argmax())
+    graph = GraphIndex(optimized_model(model.read_bytes(), model))
+    last = next(n for n in graph.nodes if n.name == "sigmoid_3")
+    target_scale = np.float32(graph.constant(last, 1))
+    right_table = kernels.sigmoid_table
+    changed = []
+
+    def wrong_table(x_scale, x_zero_point, y_scale, y_zero_point, dtype):
+        table = right_table(x_scale, x_zero_point, y_scale, y_zero_point, dtype)
+        if np.float32(x_scale) == target_scale:
+            table = table.copy()
+            table[code] = 0 if table[code] > 127 else 255  # as far as it goes: the Gemm after it must notice
+            changed.append(code)
+        return table
+
+    monkeypatch.setattr(kernels, "sigmoid_table", wrong_table)
+    result = compile_cli(model, tmp_path / "mcu", data)
+    assert changed == [code]
+    assert result.exit_code == 5, result.output
+    assert re.fullmatch(r"error: lenet.c on the host vs onnxruntime: logits differ bit-wise on \d+ of 60 images "
+                        r"\(max abs difference .*, argmax differs on \d+\)", result.stderr.strip().splitlines()[-1])
+    assert not (tmp_path / "mcu").exists()
+
+
+def test_a_max_pool_of_2x1_windows_is_fused_into_its_convolution(tiny_int8, tmp_path):
+    """The fused pool's window is kh x kw, not kh x kh (`quantize --auto` folds pools into 2x1 ones)."""
+    import onnx
+    from onnx import numpy_helper
+
+    _, _, data = tiny_int8
+    model = onnx.load(str(tiny_lenet(tmp_path / "tall.onnx")))
+    pool = next(n for n in model.graph.node if n.op_type == "MaxPool")
+    for attribute in pool.attribute:
+        attribute.ints[:] = [2, 1]  # kernel_shape and strides: (N, 4, 28, 28) -> (N, 4, 14, 28)
+    fc = next(t for t in model.graph.initializer if t.name == "fc.weight")
+    fc.CopyFrom(numpy_helper.from_array(np.random.default_rng(1).normal(0, 0.05, (10, 4 * 14 * 28))
+                                        .astype(np.float32), "fc.weight"))
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, str(tmp_path / "tall.onnx"))
+    int8 = quantize_cli(tmp_path / "tall.onnx", data, tmp_path / "tall.int8.onnx")
+    assert '/* layer1: node "conv" (QLinearConv) u8 1x1x32x32 -> u8 1x4x14x28, 5x5 stride 1, then node "pool" ' \
+           '(MaxPool) 2x1 fused in */' in compile_model(int8).source
+    result = compile_cli(int8, tmp_path / "mcu", data, "--target", "cortex-m4f")
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "mcu" / "lenet.footprint.json").read_text())
+    assert [(c["target"], c["bit_mismatches"]) for c in record["checks"]] == [("host", 0), ("cortex-m4f", 0)]

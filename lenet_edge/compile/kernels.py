@@ -9,6 +9,8 @@ onnxruntime's int8 arithmetic (mlas), which the kernels follow:
   multiplier. A numpy emulation of exactly this matched onnxruntime 1.32 on 10,000 of 10,000 test
   images; rounding half away from zero matched 9,996, TFLite-style Q31 fixed point 7,107.
 - DequantizeLinear: float(x - zero_point) * scale.
+- QLinearSigmoid: a 256-entry table per node, which the compiler gets by running the node in onnxruntime
+  on all 256 codes (see sigmoid_table).
 The C is compiled with -ffp-contract=off: a fused multiply-add rounds once where onnxruntime rounds twice.
 
 Each kernel returns a Kernel: C statements over its inputs in0, in1, ... and outputs out0, ... (pointers
@@ -63,10 +65,18 @@ def elementwise_body(size: int, element: str, x_type: str) -> str:
 
 
 def fuse_elementwise(first: Kernel, second: Kernel, size: int) -> Kernel:
-    """`second` applied to `first`'s output, element by element, in one loop: no buffer in between."""
-    element = _substitute(second.element, first.element)
+    """`second` applied to `first`'s output, element by element, in one loop: no buffer in between. Both
+    kernels' constants come along (two lookup tables in a row: the second one's renamed, table -> table2)."""
+    constants, outer = list(first.constants), second.element
+    for constant in second.constants:
+        name = constant.name
+        while name in {c.name for c in constants}:
+            name = _next_name(name)
+        outer = _rename_word(outer, constant.name, name)
+        constants.append(Constant(name, constant.values, constant.comment))
+    element = _substitute(outer, first.element)
     return Kernel(first.inputs, second.outputs, f"{first.description}; {second.description}",
-                  elementwise_body(size, element, first.element_type), exact=first.exact and second.exact,
+                  elementwise_body(size, element, first.element_type), constants, exact=first.exact and second.exact,
                   element=element, element_type=first.element_type)
 
 
@@ -74,6 +84,20 @@ def _substitute(outer: str, inner: str) -> str:
     import re
 
     return re.sub(r"\bx\b", lambda match: f"({inner})", outer)
+
+
+def _next_name(name: str) -> str:
+    """table -> table2 -> table3 ..."""
+    import re
+
+    number = re.search(r"\d+$", name)
+    return f"{name[:number.start()]}{int(number.group()) + 1}" if number else f"{name}2"
+
+
+def _rename_word(text: str, old: str, new: str) -> str:
+    import re
+
+    return re.sub(rf"\b{re.escape(old)}\b", new, text)
 
 
 def narrow(values: np.ndarray) -> np.ndarray:
@@ -210,11 +234,11 @@ def qlinear_conv(graph: GraphIndex, node, values: dict[str, Value], pool=None) -
     if not any(pads):  # sum (x - zx) w = sum x w - zx sum w: the zero point moves into the bias, exactly
         bias = bias - x_zp * taps.sum(axis=1)
     w_type = weights.dtype if not w_zp.any() else np.dtype(np.int32)  # a weight zero point is folded in
-    out_value, out_name, p = y, node.output[0], 1
+    out_value, out_name, (ph, pw) = y, node.output[0], (1, 1)
     if pool is not None:
         out_name = pool.output[0]
         out_value = values[out_name]
-        p = int(attributes(pool)["kernel_shape"][0])
+        ph, pw = (int(k) for k in attributes(pool)["kernel_shape"])  # = its strides; 2x1 as well as 2x2
         out_h, out_w = out_value.shape[2:]
     group_size = m // group
     if fast:  # each kernel row is kw contiguous bytes: one dot product (two taps per SMLAD on a Cortex-M4)
@@ -233,13 +257,13 @@ def qlinear_conv(graph: GraphIndex, node, values: dict[str, Value], pool=None) -
                   f"  const {c_type(w_type)} *wc = wm + c * {kh * kw};\n"
                   f"  int t = 0;\n"
                   + _indent(inner, 2) + "\n}")
-    store = _requantize_line(f"out0[(m * {out_h} + py) * {out_w} + px]", "best" if p > 1 else "acc", "scale[m]",
-                             y.dtype, y_zp)
-    if p > 1:
+    store = _requantize_line(f"out0[(m * {out_h} + py) * {out_w} + px]", "best" if ph * pw > 1 else "acc",
+                             "scale[m]", y.dtype, y_zp)
+    if ph * pw > 1:
         position = (f"int32_t best = INT32_MIN;\n"
-                    f"for (int dy = 0; dy < {p}; dy++) {{\n"
-                    f"  for (int dx = 0; dx < {p}; dx++) {{\n"
-                    f"    const int oy = py * {p} + dy, ox = px * {p} + dx;\n"
+                    f"for (int dy = 0; dy < {ph}; dy++) {{\n"
+                    f"  for (int dx = 0; dx < {pw}; dx++) {{\n"
+                    f"    const int oy = py * {ph} + dy, ox = px * {pw} + dx;\n"
                     + _indent(window, 4) + "\n"
                     f"    if (acc > best) best = acc;\n"
                     f"  }}\n"
@@ -256,7 +280,7 @@ def qlinear_conv(graph: GraphIndex, node, values: dict[str, Value], pool=None) -
             "  }\n"
             "}")
     geometry = _geometry_text((kh, kw), strides, pads, dilations, group)
-    fused = f", then {describe(pool)} {p}x{p} fused in" if pool is not None else ""
+    fused = f", then {describe(pool)} {ph}x{pw} fused in" if pool is not None else ""
     return Kernel([node.input[0]], [out_name],
                   f"{describe(node)} {shape_text(x)} -> {shape_text(out_value)}, {geometry}{fused}", body,
                   [Constant("w", taps.astype(w_type).reshape(-1), f"({m}, {cg}, {kh}, {kw})"),
@@ -271,14 +295,19 @@ def _short(dtype) -> str:
 
 
 def _geometry_text(kernel, strides, pads, dilations, group=1) -> str:
-    parts = [f"{kernel[0]}x{kernel[1]}", f"stride {strides[0]}"]
+    parts = [f"{kernel[0]}x{kernel[1]}", f"stride {_pair_text(strides)}"]
     if any(pads):
         parts.append(f"pads {list(pads)}")
-    if dilations != (1, 1):
-        parts.append(f"dilation {dilations[0]}")
+    if tuple(dilations) != (1, 1):
+        parts.append(f"dilation {_pair_text(dilations)}")
     if group != 1:
         parts.append(f"group {group}")
     return " ".join(parts)
+
+
+def _pair_text(values) -> str:
+    """(2, 2) -> '2', (2, 1) -> '2x1' (vertical x horizontal, as kernel shapes are written)."""
+    return f"{values[0]}" if values[0] == values[1] else f"{values[0]}x{values[1]}"
 
 
 def max_pool(graph: GraphIndex, node, values: dict[str, Value]) -> Kernel:
@@ -479,6 +508,62 @@ def tanh(graph: GraphIndex, node, values: dict[str, Value]) -> Kernel:
     return elementwise(node, x, y, "tanh_mlas(x)", exact=False)
 
 
+def qlinear_sigmoid(graph: GraphIndex, node, values: dict[str, Value]) -> Kernel:
+    """QLinearSigmoid (com.microsoft), uint8 or int8 in and out, as onnxruntime runs it: every code looked up
+    in a 256-entry table built once from the node's scales and zero points (see sigmoid_table)."""
+    x, y = values[node.input[0]], values[node.output[0]]
+    if x.dtype != y.dtype or x.dtype not in (np.uint8, np.int8):
+        raise unsupported(node, f"{shape_text(x)} -> {shape_text(y)} (expected uint8 or int8 in and out, "
+                                "the same type)")
+    x_scale, y_scale = (np.float32(_scalar(graph, node, i, what)) for i, what in ((1, "X_scale"), (3, "Y_scale")))
+    x_zp, y_zp = (_scalar(graph, node, i, what) if len(node.input) > i and node.input[i] else None
+                  for i, what in ((2, "X_zero_point"), (4, "Y_zero_point")))  # absent: 0, as onnxruntime reads it
+    table = sigmoid_table(x_scale, x_zp, y_scale, y_zp, x.dtype)
+    index = "x" if x.dtype == np.uint8 else "(uint8_t)x"  # int8: the table is in the order of the code's byte
+    kernel = elementwise(node, x, y, f"table[{index}]")
+    order = " (X's byte: 0..127, then -128..-1)" if x.dtype == np.int8 else ""
+    kernel.constants = [Constant("table", table, f"{describe(node)}: Y for each X{order}, computed by onnxruntime; "
+                                                 f"X scale {c_float(x_scale)}, zero point {int(x_zp or 0)}, Y scale "
+                                                 f"{c_float(y_scale)}, zero point {int(y_zp or 0)}")]
+    return kernel
+
+
+def sigmoid_table(x_scale, x_zero_point, y_scale, y_zero_point, dtype) -> np.ndarray:
+    """onnxruntime's QLinearSigmoid table for these scales and zero points (None: absent), in the order of the
+    code's byte (uint8 0..255; int8 0..127 then -128..-1): the node itself, run by onnxruntime on all 256 codes.
+
+    Computed, not re-derived: onnxruntime fills it by dequantising the codes, running mlas's vectorised logistic
+    (a rational approximation, its kernel picked per CPU) and quantising; redoing that float rounding in numpy
+    would be one more emulation to keep in step, while this is by construction the table of the onnxruntime
+    that the check compares with."""
+    import onnxruntime as ort
+    from onnx import helper, numpy_helper
+
+    dtype = np.dtype(dtype)
+    element = helper.np_dtype_to_tensor_dtype(dtype)
+    constants = {"X_scale": np.float32(x_scale), "X_zero_point": x_zero_point, "Y_scale": np.float32(y_scale),
+                 "Y_zero_point": y_zero_point}
+    initializers = [numpy_helper.from_array(np.asarray(v).astype(dtype if "zero" in k else np.float32), k)
+                    for k, v in constants.items() if v is not None]
+    inputs = ["X"] + [k if v is not None else "" for k, v in constants.items()]
+    while not inputs[-1]:
+        inputs.pop()
+    graph = helper.make_graph([helper.make_node("QLinearSigmoid", inputs, ["Y"], domain="com.microsoft")],
+                              "qlinear_sigmoid_table", [helper.make_tensor_value_info("X", element, [256])],
+                              [helper.make_tensor_value_info("Y", element, [256])], initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid(
+        "com.microsoft", 1)], ir_version=9)
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    codes = np.arange(256, dtype=np.uint8).view(dtype)
+    table = session.run(["Y"], {"X": codes})[0]
+    if table.dtype != dtype or table.shape != (256,):
+        raise ModelError(f"onnxruntime's QLinearSigmoid gave {table.dtype} {table.shape} (expected {dtype} (256,))")
+    return table
+
+
 def average_pool(graph: GraphIndex, node, values: dict[str, Value]) -> Kernel:
     """AveragePool (float) and QLinearAveragePool (com.microsoft) as onnxruntime computes them: the window's
     values (dequantized to float, scale * (x - zp), for the int8 one) summed in window order, divided by the
@@ -553,5 +638,6 @@ KERNELS = {
     "Mul": float_binary,
     "Div": float_binary,
     "Tanh": tanh,
+    "QLinearSigmoid": qlinear_sigmoid,
     "ReduceSum": reduce_sum,
 }
