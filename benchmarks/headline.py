@@ -31,16 +31,15 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from peak import count_macs, cpu_peak  # the work and peak counting, shared with peers.py
 
 from lenet_edge.datasource import resolve_data_dir
 from lenet_edge.errors import LenetEdgeError
 from lenet_edge.runtime.bench import TORCH_LABEL, bench
-from lenet_edge.runtime.environment import cpu_info
 from lenet_edge.runtime.report import describe_environment
 
 BATCH_SIZES = (1, 64)
 THREADS = (1, 2)
-FMA_UNITS = 2  # per core: an assumption, see the module docstring
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,68 +96,6 @@ def prepare(args, work: Path) -> tuple[Path | None, Path, Path]:
         result = auto_quantize(fp32, int8, data_dir=data)
         print(format_search(result["search"]), flush=True)
     return checkpoint, Path(fp32), Path(int8)
-
-
-def count_macs(path: Path) -> int | None:
-    """Multiply-accumulates of one image through the Conv/Gemm layers of an fp32 or QDQ model
-    (weights read through DequantizeLinear); None for operators it cannot size (QOperator models)."""
-    import onnx
-    from onnx import numpy_helper, shape_inference
-
-    model = shape_inference.infer_shapes(onnx.load(str(path)))
-    g = model.graph
-    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
-              for v in (*g.value_info, *g.input, *g.output)}
-    constants = {t.name: numpy_helper.to_array(t).shape for t in g.initializer}
-    producers = {o: n for n in g.node for o in n.output}
-
-    def weight_shape(name):  # through DequantizeLinear to the constant, else the inferred shape
-        while name not in constants and name in producers and producers[name].op_type == "DequantizeLinear":
-            name = producers[name].input[0]
-        shape = constants.get(name) or shapes.get(name)
-        return tuple(shape) if shape and all(shape) else None
-
-    total = 0
-    for node in g.node:
-        if node.op_type == "Conv":
-            w, out = weight_shape(node.input[1]), shapes.get(node.output[0])
-            if w is None or not out:
-                return None
-            total += int(np.prod(out[1:])) * int(np.prod(w[1:]))  # output elements x (Cin/group x kH x kW)
-        elif node.op_type in ("Gemm", "MatMul"):
-            w = weight_shape(node.input[1])
-            if w is None or len(w) != 2:
-                return None
-            total += int(np.prod(w))  # one row: K x N
-        elif node.op_type in ("QLinearConv", "QGemm", "ConvInteger", "MatMulInteger", "QLinearMatMul"):
-            return None
-    return total
-
-
-def cpu_peak(threads: int) -> dict:
-    """Peak fp32 FLOP/s and int8 op/s of `threads` cores, and what they rest on."""
-    cpu = cpu_info()
-    flags = set(cpu["flags"])
-    mhz = None
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("cpu MHz"):
-                mhz = float(line.split(":", 1)[1])
-                break
-    except (OSError, ValueError):
-        pass
-    lanes = 16 if "avx512f" in flags else 8 if {"avx2", "fma"} <= flags else None  # fp32 lanes per FMA
-    int8_macs = 64 if "avx512_vnni" in flags else 32 if "avx_vnni" in flags else None  # per VNNI instruction
-    cores = min(threads, cpu["usable_cores"] or threads)
-    if mhz is None:
-        return {"fp32": None, "int8": None, "basis": "clock unknown (no 'cpu MHz' in /proc/cpuinfo): no peak"}
-    ghz = mhz / 1000
-    fp32 = cores * FMA_UNITS * lanes * 2 * ghz if lanes else None
-    int8 = cores * FMA_UNITS * int8_macs * 2 * ghz if int8_macs else None
-    basis = (f"{cores} core(s) x {FMA_UNITS} FMA units x {lanes or '?'} fp32 lanes x 2 x {ghz:.2f} GHz"
-             + (f"; int8: x {int8_macs} VNNI MACs x 2" if int8_macs else "; int8: no VNNI, unknown")
-             + ("; AMX present (not counted)" if "amx_int8" in flags else ""))
-    return {"fp32": fp32, "int8": int8, "basis": basis}
 
 
 def headline(report: dict, macs: dict, fp32: Path, int8: Path) -> str:
