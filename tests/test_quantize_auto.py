@@ -1,9 +1,9 @@
 """quantize --auto: the exact kernel-friendly rewrite, the candidate search, its winner and its table.
 
-Hermetic tests build ReLU/max-pool and tanh/average-pool LeNet-5s by hand with random weights;
-integration tests run the search on the really trained models (lenet5-modern and lenet5-tanh
-take the rewrite, the classic lenet5 falls back). Latencies are measured but never asserted: which figures the table
-holds is checked, not how fast anything ran.
+Hermetic tests build ReLU/max-pool and tanh/average-pool LeNet-5s by hand (and export the classic one)
+with random weights; integration tests run the search on the really trained models, all of which take
+the rewrite. Latencies are measured but never asserted: which figures the table holds is checked, not
+how fast anything ran.
 """
 
 from __future__ import annotations
