@@ -31,7 +31,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from peak import count_macs, cpu_peak  # the work and peak counting, shared with peers.py
+from peak import count_macs, cpu_peak, format_peak  # the work and peak counting, shared with peers.py
 
 from lenet_edge.datasource import resolve_data_dir
 from lenet_edge.errors import LenetEdgeError
@@ -143,8 +143,9 @@ def headline(report: dict, macs: dict, fp32: Path, int8: Path) -> str:
             lines.append(f"{t:>7} {b:>5} | {p50['fp32']:>8.3f} {p50['int8']:>8.3f} "
                          f"{p50['torch'] if torch else float('nan'):>8.3f} | {ratio:>28} {vs_torch} | "
                          + ", ".join(rates))
-    lines += ["", "peak per thread count: " + "; ".join(f"{t} thread(s): fp32 {_g(cpu_peak(t)['fp32'])} GFLOP/s, "
-                                                       f"int8 {_g(cpu_peak(t)['int8'])} GOP/s" for t in THREADS),
+    peaks = "; ".join(f"{t} thread(s): fp32 {format_peak(cpu_peak(t)['fp32'])} GFLOP/s, "
+                      f"int8 {format_peak(cpu_peak(t)['int8'])} GOP/s" for t in THREADS)
+    lines += ["", "peak per thread count: " + peaks,
               f"peak basis: {cpu_peak(max(THREADS))['basis']}"]
     return "\n".join(lines)
 
@@ -154,10 +155,6 @@ def _rate(macs: int | None, batch: int, ms: float, peak: float | None) -> str:
         return "?"
     gflops = 2 * macs * batch / (ms / 1e3) / 1e9
     return f"{gflops:.2f} ({100 * gflops / peak:.2f}%)" if peak else f"{gflops:.2f} (peak ?)"
-
-
-def _g(value: float | None) -> str:
-    return "unknown" if value is None else f"{value:.0f}"
 
 
 if __name__ == "__main__":

@@ -95,3 +95,8 @@ def cpu_peak(threads: int, avx2_int8: bool = False) -> dict:
              + (f"; int8: x {int8_macs} {int8_via} MACs x 2" if int8_macs else "; int8: no VNNI, unknown")
              + ("; AMX present (not counted)" if "amx_int8" in flags else ""))
     return {"fp32": fp32, "int8": int8, "basis": basis}
+
+
+def format_peak(value: float | None) -> str:
+    """A peak in G(FL)OP/s for the printed tables; "unknown" where the CPU does not tell."""
+    return "unknown" if value is None else f"{value:.0f}"

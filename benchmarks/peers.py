@@ -68,7 +68,7 @@ from importlib import metadata
 from pathlib import Path
 
 import numpy as np
-from peak import count_macs, cpu_peak
+from peak import count_macs, cpu_peak, format_peak
 
 from lenet_edge.contract import INPUT_NAME, OUTPUT_NAME
 from lenet_edge.data import load_mnist
@@ -574,8 +574,8 @@ def limit_table(built, median, args) -> list[str]:
             peak = peaks[t][r.precision]
             cells.append(f"{gops:.2f} ({100 * gops / peak:.1f}%)" if peak else f"{gops:.2f} (peak ?)")
         lines.append(f"| {r.label} | {r.precision} | " + " | ".join(cells) + " |")
-    lines += ["", "peak: " + "; ".join(f"{t} thread(s) fp32 {_g(peaks[t]['fp32'])} GFLOP/s, int8 "
-                                       f"{_g(peaks[t]['int8'])} GOP/s" for t in args.threads),
+    lines += ["", "peak: " + "; ".join(f"{t} thread(s) fp32 {format_peak(peaks[t]['fp32'])} GFLOP/s, int8 "
+                                       f"{format_peak(peaks[t]['int8'])} GOP/s" for t in args.threads),
               f"peak basis: {peaks[args.threads[-1]]['basis']}"]
     return lines
 
@@ -593,10 +593,6 @@ def _rule(batch_sizes) -> str:
 
 def _us(value: float) -> str:
     return f"{value:,.1f}" if value < 1000 else f"{value:,.0f}"
-
-
-def _g(value: float | None) -> str:
-    return "unknown" if value is None else f"{value:.0f}"
 
 
 if __name__ == "__main__":
