@@ -313,3 +313,32 @@ def test_a_max_pool_of_2x1_windows_is_fused_into_its_convolution(tiny_int8, tmp_
     assert result.exit_code == 0, result.output
     record = json.loads((tmp_path / "mcu" / "lenet.footprint.json").read_text())
     assert [(c["target"], c["bit_mismatches"]) for c in record["checks"]] == [("host", 0), ("cortex-m4f", 0)]
+
+
+def test_a_conv_of_mostly_zero_taps_runs_only_the_nonzero_ones_bit_for_bit(tiny_int8, tmp_path):
+    """The rewrites' zero taps (padded maps, averaging convs) are skipped; the host and both cores still
+    reproduce onnxruntime exactly, and a wrong tap offset would not (the check is the oracle)."""
+    import onnx
+    from onnx import numpy_helper
+
+    _, _, data = tiny_int8
+    model = onnx.load(str(tiny_lenet(tmp_path / "sparse.onnx")))
+    conv = next(t for t in model.graph.initializer if t.name == "conv.weight")
+    weights = numpy_helper.to_array(conv).copy()  # (4, 1, 5, 5)
+    weights[1] = 0  # a whole map zero, as C1's padded maps
+    weights[:, :, ::2, :] = 0  # and rows 0, 2 and 4 of every filter: at most 30 of 100 taps left
+    conv.CopyFrom(numpy_helper.from_array(weights, "conv.weight"))
+    onnx.save(model, str(tmp_path / "sparse.onnx"))
+    int8 = quantize_cli(tmp_path / "sparse.onnx", data, tmp_path / "sparse.int8.onnx")
+    program = compile_model(int8)
+    quantized = next(numpy_helper.to_array(t) for t in onnx.load(str(int8)).graph.initializer
+                     if t.data_type == onnx.TensorProto.INT8 and tuple(t.dims) == (4, 1, 5, 5))
+    nonzero = int((quantized != 0).sum())
+    assert 0 < nonzero <= 30 and f"{nonzero} of 100 taps nonzero" in program.source
+    assert "tap_offset[k]" in program.source and "dot_u8_i8(xw" not in program.source
+    result = compile_cli(int8, tmp_path / "mcu", data)
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "mcu" / "lenet.footprint.json").read_text())
+    assert [(c["target"], c["bit_mismatches"]) for c in record["checks"]] == [
+        ("host", 0), ("cortex-m4f", 0), ("cortex-m0plus", 0)]
+    assert record["multiply_accumulates"] == nonzero * 28 * 28 + 10 * 4 * 14 * 14  # only the nonzero taps count
