@@ -176,11 +176,31 @@ def test_pipeline_section_without_the_toolchain_gives_one_line_and_builds_nothin
 
     model, _, data = tiny_int8
     monkeypatch.setitem(sys.modules, "unicorn", None)  # as on a machine without the mcu extra: import fails
-    record = compile_for_pipeline(model, tmp_path / "mcu", data_dir=data)
+    record = compile_for_pipeline({"standard": model}, tmp_path / "mcu", data_dir=data)
     assert record == {"skipped": "unicorn is not installed (needed here); install it with pip install "
                                  "'lenet-edge[mcu]'"}
     assert microcontroller_section({"mcu": record})[-1] == f"not built: {record['skipped']}"
     assert not (tmp_path / "mcu").exists()
+
+
+def _build(m4f: float, m0plus: float) -> dict:
+    return {"model": "/tmp/x.onnx", "footprint": [
+        {"target": t, "instructions_per_inference": {"mean": n}, "ram_bytes": 1000, "flash_bytes": 60000}
+        for t, n in (("cortex-m4f", m4f), ("cortex-m0plus", m0plus))]}
+
+
+@pytest.mark.parametrize("alternative, chosen", [
+    ((1.07e6, 3.37e6), "standard"),  # fewer on both cores (lenet5-modern)
+    ((1.40e6, 24.3e6), "kernel-friendly"),  # fewer on the M4F, 3.2x more on the M0+ (lenet5-tanh's float tanh)
+    ((2.45e6, 7.5e6), "kernel-friendly"),  # within 2 % on the worse core: the shipped model stays
+])
+def test_the_pipeline_compiles_the_build_best_in_the_worst_case(alternative, chosen):
+    from lenet_edge.compile.stage import choose_build
+
+    choice = choose_build({"kernel-friendly": _build(2.48e6, 7.02e6), "standard": _build(*alternative)})
+    assert choice["chosen"] == chosen
+    assert choice["candidates"]["standard"]["instructions_per_inference"] == dict(
+        zip(("cortex-m4f", "cortex-m0plus"), alternative, strict=True))
 
 
 def quantize_cli(fp32: Path, data: Path, out: Path, *args: str) -> Path:

@@ -464,3 +464,19 @@ def _optimized_all(path: Path) -> Counter:
     opts.log_severity_level = 3
     ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     return op_counts(onnx.load(opts.optimized_model_filepath))
+
+
+def test_also_write_keeps_only_losers_within_the_accuracy_budget(tmp_path):
+    """The pipeline asks for the standard candidate beside the winner (its microcontroller build may be
+    better); one that lost too much accuracy, failed, or won already is not written."""
+    from types import SimpleNamespace
+
+    trials = [Trial("standard", "", "ok", accuracy_drop_points=0.05), Trial("standard+c1-float", "", "ok",
+              accuracy_drop_points=0.9), Trial("kernel-friendly", "", "ok", accuracy_drop_points=0.0),
+              Trial("kernel-friendly+qoperator", "", "failed", "no kernel")]
+    judged = {t.name: SimpleNamespace(data=t.name.encode()) for t in trials if t.status == "ok"}
+    paths = {name: tmp_path / f"{name}.onnx" for name in [t.name for t in trials]}
+    written = search.write_also(paths, judged, trials, winner="kernel-friendly", max_accuracy_drop=0.1)
+    assert written == {"standard": str(paths["standard"])}
+    assert sorted(p.name for p in tmp_path.glob("*.onnx")) == ["standard.onnx"]
+    assert paths["standard"].read_bytes() == b"standard"

@@ -52,7 +52,7 @@ class Kernel:
     description: str
     body: str
     constants: list[Constant] = field(default_factory=list)
-    macs: int = 0  # multiply-accumulates per inference, for the cost report
+    macs: int = 0  # multiply-accumulates executed per inference (zero taps skipped not counted), for the report
     exact: bool = True  # reproduces onnxruntime bit for bit (float kernels whose mlas code differs: False)
     element: str = ""  # for one-input element-wise kernels: the C expression of one output element of `x`
     element_type: str = ""  # the C type of `x`
@@ -284,7 +284,7 @@ def qlinear_conv(graph: GraphIndex, node, values: dict[str, Value], pool=None) -
                     f"}}\n{store}")
     else:
         position = f"const int oy = py, ox = px;\n{window}\n{store}"
-    weights_of_m = (f"  const int k0 = tap_start[m], k1 = tap_start[m + 1];\n" if sparse else
+    weights_of_m = ("  const int k0 = tap_start[m], k1 = tap_start[m + 1];\n" if sparse else
                     f"  const {c_type(w_type)} *wm = w + m * {cg * kh * kw};\n")
     body = (f"for (int m = 0; m < {m}; m++) {{\n"
             f"  const {x_type} *xg = in0 + (m / {group_size}) * {cg * in_h * in_w};  /* m's input group */\n"

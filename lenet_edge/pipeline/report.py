@@ -88,8 +88,22 @@ def microcontroller_section(summary: dict) -> list[str]:
     lines = ["## On a microcontroller (generated C, emulated Cortex-M)", ""]
     if "skipped" in mcu:
         return [*lines, f"not built: {mcu['skipped']}"]
-    return [*lines, f"`mcu/{mcu['name']}.c` and `{mcu['name']}.h`, checked against onnxruntime:", "",
-            render_markdown(mcu).strip()]
+    choice = mcu["choice"]
+    source = "`model.int8.onnx`" if choice["chosen"] == next(iter(choice["candidates"])) else "`mcu/model.int8.onnx`"
+    return [*lines, f"`mcu/{mcu['name']}.c` and `{mcu['name']}.h`, compiled from {source} "
+                    f"({choice['chosen']} recipe) and checked against onnxruntime:", "",
+            render_markdown(mcu).strip(), "", _build_table(choice)]
+
+
+def _build_table(choice: dict) -> str:
+    """The int8 models compiled, instructions per inference on each core: why this one."""
+    targets = list(next(iter(choice["candidates"].values()))["instructions_per_inference"])
+    rows = [f"| {label}{' (chosen)' if label == choice['chosen'] else ''} | "
+            + " | ".join(f"{c['instructions_per_inference'][t]:,.0f}" for t in targets)
+            + f" | {max(c['ram_bytes'].values()):,} B |" for label, c in choice["candidates"].items()]
+    head = "| int8 recipe | " + " | ".join(f"{t} instructions" for t in targets) + " | RAM (most of any core) |"
+    return "\n".join([f"Builds compared ({choice['rule']}):", "", head,
+                      "| --- |" + " --- |" * (len(targets) + 1), *rows, "", f"Chosen: {choice['why']}."])
 
 
 SECTIONS: tuple[Callable[[dict], list[str]], ...] = (

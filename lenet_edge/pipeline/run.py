@@ -8,6 +8,7 @@ into place only when every stage has passed, so a failed or interrupted run leav
 from __future__ import annotations
 
 import contextlib
+import tempfile
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -44,6 +45,7 @@ def run_pipeline(data_dir: Path, out: Path, *, variant: str = "lenet5-modern", f
     from ..compile.stage import compile_for_pipeline
     from ..export.exporter import export_checkpoint
     from ..fileio import ensure_directory, staged_directory, write_json, write_text
+    from ..quantize.recipes import STANDARD
     from ..quantize.search import auto_quantize
     from ..runtime.bench import bench
     from ..runtime.evaluate import evaluate
@@ -57,7 +59,7 @@ def run_pipeline(data_dir: Path, out: Path, *, variant: str = "lenet5-modern", f
     out = Path(out)
     check_output_directory(out, force)
     ensure_directory(out)
-    with staged_directory(out) as staging:
+    with staged_directory(out) as staging, tempfile.TemporaryDirectory(prefix="lenet-edge-pipeline-") as scratch:
         checkpoint = staging / f"{variant}.safetensors"
         recipe = default_recipe(variant)
         step(f"train {variant} ({recipe.epochs} epochs)")
@@ -71,8 +73,9 @@ def run_pipeline(data_dir: Path, out: Path, *, variant: str = "lenet5-modern", f
         step("export to ONNX, checking parity with PyTorch")
         exported = export_checkpoint(checkpoint, staging / FP32, data_dir=data_dir)
         step("quantize to int8 (--auto: candidates validated and timed against fp32)")
+        standard = Path(scratch) / "standard.int8.onnx"  # a candidate for microcontrollers (compile.stage)
         quantized = auto_quantize(staging / FP32, staging / INT8, data_dir=data_dir,
-                                  report=staging / "quantize.json",
+                                  report=staging / "quantize.json", also_write={STANDARD: standard},
                                   progress=lambda done, total, what: step(f"  {what}") if done < total else None)
 
         evaluations = {}
@@ -92,7 +95,9 @@ def run_pipeline(data_dir: Path, out: Path, *, variant: str = "lenet5-modern", f
         written = write_bench_outputs(timings, staging / "bench.json", staging / "bench.md", staging / "bench.png",
                                       baseline="fp32")
         charts["bench"] = written["png"].name if written["png"] else None
-        mcu = compile_for_pipeline(staging / INT8, staging / "mcu", data_dir=data_dir, check_images=check_images,
+        int8_models = {quantized["search"]["winner"]: staging / INT8,
+                       **{name: Path(path) for name, path in quantized["also_written"].items()}}
+        mcu = compile_for_pipeline(int8_models, staging / "mcu", data_dir=data_dir, check_images=check_images,
                                    step=step)
         summary = {"variant": variant, "training": trained, "export": exported, "quantize": quantized,
                    "evaluate": evaluations, "bench": timings, "mcu": mcu, "charts": charts}

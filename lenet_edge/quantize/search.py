@@ -133,25 +133,29 @@ class Choice:
 def auto_quantize(model: Path, out: Path, *, data_dir: Path, base: QuantSettings | None = None,
                   max_accuracy_drop: float = AUTO_MAX_ACCURACY_DROP, report: Path | None = None,
                   force: bool = False, calibration_images: Path | None = None, plan: TimingPlan | None = None,
-                  progress: Progress | None = None) -> dict:
+                  progress: Progress | None = None, also_write: dict[str, Path] | None = None) -> dict:
     """Search the candidates for `model`, write the winner to `out`, validated; return its report.
 
     `base` gives every candidate its target CPU, calibration count and seed (static mode; the
     search varies format, weight granularity, exclusions and the kernel-friendly rewrite). `plan`
     sets the timing (default DEFAULT_PLAN). Returns what quantizer.quantize_model returns for the
     winner, plus "search" (see `search_record`). Raises ValidationError, and writes no model,
-    when no candidate is within the accuracy budget.
+    when no candidate is within the accuracy budget. `also_write` (candidate name -> path) writes those
+    candidates too, with their metadata, where they pass every check within the accuracy budget and did
+    not win; the result's "also_written" says which were.
     """
     base = base or QuantSettings()
     if not base.is_static:
         raise DataError("quantize --auto searches static quantization recipes (found mode 'dynamic')")
     return run(model, out, base, plan or DEFAULT_PLAN, data_dir=data_dir, max_accuracy_drop=max_accuracy_drop,
-               report=report, force=force, calibration_images=calibration_images, progress=progress)
+               report=report, force=force, calibration_images=calibration_images, progress=progress,
+               also_write=also_write)
 
 
 def run(model: Path, out: Path, settings: QuantSettings, plan: TimingPlan | None, *, data_dir: Path,
         max_accuracy_drop: float = DEFAULT_MAX_ACCURACY_DROP, report: Path | None = None, force: bool = False,
-        calibration_images: Path | None = None, progress: Progress | None = None) -> dict:
+        calibration_images: Path | None = None, progress: Progress | None = None,
+        also_write: dict[str, Path] | None = None) -> dict:
     """The stage. Without a `plan`: the one recipe of `settings`, untimed; any failed check is raised and
     the accuracy gate refuses after the report is written. With one: the candidates of recipes.py, timed
     by `plan`, the winner by RULE."""
@@ -208,7 +212,8 @@ def run(model: Path, out: Path, settings: QuantSettings, plan: TimingPlan | None
                     write_json(report, {**result, "model": None})
                 raise ValidationError(f"{out.name}: {choice.why}; no model written"
                                       + (f"; every candidate in {report}" if report is not None else ""))
-        winner = judged[choice.winner if plan else STANDARD]
+        winner_name = choice.winner if plan else STANDARD
+        winner = judged[winner_name]
         result = {**result, **winner.to_record(), "max_accuracy_drop": max_accuracy_drop}
         if report is not None:
             steps("measuring per-layer error")
@@ -217,7 +222,22 @@ def run(model: Path, out: Path, settings: QuantSettings, plan: TimingPlan | None
         if plan is None:
             accuracy_gate(winner.accuracy, max_accuracy_drop, out.name, report)
         write_bytes(out, winner.data)
+        if also_write:
+            result["also_written"] = write_also(also_write, judged, trials, winner_name, max_accuracy_drop)
     return result
+
+
+def write_also(paths: dict[str, Path], judged: dict[str, Judged], trials: list[Trial], winner: str,
+               max_accuracy_drop: float) -> dict[str, str]:
+    """Write the candidates named in `paths` that pass every check within the accuracy budget, the winner
+    excepted (it is the stage's output already); {name: path} of those written."""
+    within_budget = {t.name for t in trials if t.status == "ok" and t.accuracy_drop_points <= max_accuracy_drop}
+    written = {}
+    for name, path in paths.items():
+        if name != winner and name in within_budget:
+            write_bytes(path, judged[name].data)
+            written[name] = str(path)
+    return written
 
 
 class _Steps:
