@@ -19,6 +19,7 @@ the generator passes in), the constant arrays it needs, and a one-line descripti
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -78,32 +79,23 @@ def fuse_elementwise(first: Kernel, second: Kernel, size: int) -> Kernel:
         name = constant.name
         while name in {c.name for c in constants}:
             name = _next_name(name)
-        outer = _rename_word(outer, constant.name, name)
+        outer = _replace_word(outer, constant.name, name)
         constants.append(Constant(name, constant.values, constant.comment))
-    element = _substitute(outer, first.element)
+    element = _replace_word(outer, "x", f"({first.element})")
     return Kernel(first.inputs, second.outputs, f"{first.description}; {second.description}",
                   elementwise_body(size, element, first.element_type), constants, exact=first.exact and second.exact,
                   element=element, element_type=first.element_type)
 
 
-def _substitute(outer: str, inner: str) -> str:
-    import re
-
-    return re.sub(r"\bx\b", lambda match: f"({inner})", outer)
-
-
 def _next_name(name: str) -> str:
     """table -> table2 -> table3 ..."""
-    import re
-
     number = re.search(r"\d+$", name)
     return f"{name[:number.start()]}{int(number.group()) + 1}" if number else f"{name}2"
 
 
-def _rename_word(text: str, old: str, new: str) -> str:
-    import re
-
-    return re.sub(rf"\b{re.escape(old)}\b", new, text)
+def _replace_word(text: str, word: str, replacement: str) -> str:
+    """Every whole-word `word` in the C expression `text` replaced, `replacement` taken literally."""
+    return re.sub(rf"\b{re.escape(word)}\b", lambda match: replacement, text)
 
 
 def narrow(values: np.ndarray) -> np.ndarray:

@@ -116,9 +116,15 @@ def compile_for_pipeline(models: dict[str, Path], out: Path, *, data_dir: Path,
 
 def choose_build(records: dict[str, dict]) -> dict:
     """PIPELINE_RULE over compile records (label -> record, the shipped model first): {"chosen", "why", "rule",
-    "candidates": {label: {"model", "instructions_per_inference", "ram_bytes", "flash_bytes"}}}, per target."""
-    instructions = {label: {f["target"]: f["instructions_per_inference"]["mean"] for f in r["footprint"]}
-                    for label, r in records.items()}
+    "candidates": {label: {"instructions_per_inference", "ram_bytes", "flash_bytes"}}}, each per target."""
+    candidates = {}
+    for label, record in records.items():
+        footprints = {f["target"]: f for f in record["footprint"]}
+        candidates[label] = {
+            "instructions_per_inference": {t: f["instructions_per_inference"]["mean"] for t, f in footprints.items()},
+            "ram_bytes": {t: f["ram_bytes"] for t, f in footprints.items()},
+            "flash_bytes": {t: f["flash_bytes"] for t, f in footprints.items()}}
+    instructions = {label: c["instructions_per_inference"] for label, c in candidates.items()}
     shipped = next(iter(records))
     worst = {label: max((counts[t] / instructions[shipped][t], t) for t in counts)
              for label, counts in instructions.items()}
@@ -126,9 +132,4 @@ def choose_build(records: dict[str, dict]) -> dict:
     chosen = next(label for label in records if worst[label][0] <= best * (1 + TIE))
     ratios = ", ".join(f"{label} {r:.2f}x on the {t}" for label, (r, t) in worst.items() if label != shipped)
     why = f"{chosen}; worst case of each alternative against the shipped model's instructions: {ratios}"
-    return {"chosen": chosen, "why": why, "rule": PIPELINE_RULE,
-            "candidates": {label: {"model": Path(records[label]["model"]).name, "instructions_per_inference": counts,
-                                   "ram_bytes": {f["target"]: f["ram_bytes"] for f in records[label]["footprint"]},
-                                   "flash_bytes": {f["target"]: f["flash_bytes"]
-                                                   for f in records[label]["footprint"]}}
-                           for label, counts in instructions.items()}}
+    return {"chosen": chosen, "why": why, "rule": PIPELINE_RULE, "candidates": candidates}

@@ -231,10 +231,10 @@ def write_also(paths: dict[str, Path], judged: dict[str, Judged], trials: list[T
                max_accuracy_drop: float) -> dict[str, str]:
     """Write the candidates named in `paths` that pass every check within the accuracy budget, the winner
     excepted (it is the stage's output already); {name: path} of those written."""
-    within_budget = {t.name for t in trials if t.status == "ok" and t.accuracy_drop_points <= max_accuracy_drop}
+    passed = {t.name for t in within_budget(trials, max_accuracy_drop)}
     written = {}
     for name, path in paths.items():
-        if name != winner and name in within_budget:
+        if name != winner and name in passed:
             write_bytes(path, judged[name].data)
             written[name] = str(path)
     return written
@@ -305,9 +305,14 @@ def side_by_side(models: dict[str, Path], contract: ModelContract, inputs: np.nd
     return result
 
 
+def within_budget(trials: list[Trial], max_accuracy_drop: float) -> list[Trial]:
+    """The candidates that passed every check and lose at most `max_accuracy_drop` points."""
+    return [t for t in trials if t.status == "ok" and t.accuracy_drop_points <= max_accuracy_drop]
+
+
 def choose(trials: list[Trial], max_accuracy_drop: float) -> Choice:
     """The winner by RULE, why, and a verdict for every candidate."""
-    passed = [t for t in trials if t.status == "ok" and t.accuracy_drop_points <= max_accuracy_drop]
+    passed = within_budget(trials, max_accuracy_drop)
     eligible = [t for t in passed if t.times_smaller >= MIN_TIMES_SMALLER]
     verdicts = {}
     for t in trials:
