@@ -401,7 +401,7 @@ def test_dynamic_without_conv_integer_kernel_writes_nothing(runner, tiny, tmp_pa
                 "[ONNXRuntimeError] : 9 : NOT_IMPLEMENTED : Could not find an implementation for ConvInteger(10) "
                 "node with name 'conv_quant'")
 
-    monkeypatch.setattr(build, "_cpu_session", no_conv_integer)
+    monkeypatch.setattr(build, "_open", no_conv_integer)
     model, data = tiny
     result = runner.invoke(cli, ["quantize", str(model), "--data-dir", str(data), "--mode", "dynamic"])
     assert result.exit_code == 5, result.output

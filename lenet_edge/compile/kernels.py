@@ -26,6 +26,7 @@ import numpy as np
 
 from ..errors import ModelError
 from ..graph import GraphIndex, attributes, describe
+from ..sessions import open_session, session_options
 from .runtime_graph import Value
 
 C_TYPES = {np.dtype(np.uint8): "uint8_t", np.dtype(np.int8): "int8_t", np.dtype(np.float32): "float",
@@ -558,7 +559,6 @@ def sigmoid_table(x_scale, x_zero_point, y_scale, y_zero_point, dtype) -> np.nda
     (a rational approximation, its kernel picked per CPU) and quantising; redoing that float rounding in numpy
     would be one more emulation to keep in step, while this is by construction the table of the onnxruntime
     that the check compares with."""
-    import onnxruntime as ort
     from onnx import helper, numpy_helper
 
     dtype = np.dtype(dtype)
@@ -575,10 +575,7 @@ def sigmoid_table(x_scale, x_zero_point, y_scale, y_zero_point, dtype) -> np.nda
                               [helper.make_tensor_value_info("Y", element, [256])], initializers)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid(
         "com.microsoft", 1)], ir_version=9)
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    session = open_session(model.SerializeToString(), "QLinearSigmoid", session_options(optimization="none"))
     codes = np.arange(256, dtype=np.uint8).view(dtype)
     table = session.run(["Y"], {"X": codes})[0]
     if table.dtype != dtype or table.shape != (256,):

@@ -9,13 +9,12 @@ from the EXTENDED graph is bit-identical to sessions at the default level, ALL).
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import ModelError, first_line
+from ..sessions import open_session, optimized_graph, session_options
 
 
 @dataclass(frozen=True)
@@ -34,19 +33,7 @@ class Value:
 
 def optimized_model(model_bytes: bytes, source: Path):
     """The model as onnxruntime optimises it for the CPU (an onnx.ModelProto)."""
-    import onnx
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-    with tempfile.TemporaryDirectory(prefix="lenet-edge-compile-") as tmp:
-        options.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
-        try:
-            ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own untyped errors
-            raise ModelError(f"{source}: onnxruntime cannot load it ({first_line(exc)})") from exc
-        return onnx.load(options.optimized_model_filepath)
+    return optimized_graph(model_bytes, source, "extended")
 
 
 def value_shapes(model, input_name: str, example: np.ndarray) -> dict[str, Value]:
@@ -56,7 +43,6 @@ def value_shapes(model, input_name: str, example: np.ndarray) -> dict[str, Value
     one real run gives exact shapes for any operator onnxruntime can execute.
     """
     import onnx
-    import onnxruntime as ort
 
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
@@ -67,10 +53,7 @@ def value_shapes(model, input_name: str, example: np.ndarray) -> dict[str, Value
             if name and name not in known and name not in initializers:
                 probe.graph.output.append(onnx.ValueInfoProto(name=name))
                 known.add(name)
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    session = open_session(probe.SerializeToString(), "the optimised graph", session_options(optimization="none"))
     names = [o.name for o in session.get_outputs()]
     results = session.run(names, {input_name: example})
     values = {name: Value(np.dtype(r.dtype), tuple(r.shape)) for name, r in zip(names, results, strict=True)}

@@ -10,17 +10,16 @@ are left out, so the counts mean the same on every machine).
 from __future__ import annotations
 
 import json
-import tempfile
 from collections import Counter
 from pathlib import Path
 
 from ..contract import PREFIX
 from ..errors import ValidationError, require
 from ..graph import load
+from ..sessions import optimized_graph
 from .build import Candidate
 
 require("onnx", "quantize")
-import onnxruntime as ort  # noqa: E402
 
 # op types after onnxruntime's optimisation, by kind of layer
 INT8_CONV = ("QLinearConv", "ConvInteger")
@@ -32,14 +31,7 @@ REPLACED_PROPS = (PREFIX + "test_accuracy", PREFIX + "quantization")  # the int8
 
 def optimized_op_counts(path: Path) -> Counter:
     """Op types of the graph onnxruntime's CPU provider runs for a model (extended optimisation)."""
-    with tempfile.TemporaryDirectory(prefix="lenet-edge-opt-") as tmp:
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-        opts.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
-        opts.log_severity_level = 3
-        ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        graph = load(opts.optimized_model_filepath).graph
-    return Counter(node.op_type for node in graph.node)
+    return Counter(node.op_type for node in optimized_graph(path, path).graph.node)
 
 
 def meant_to_quantize(candidate: Candidate) -> dict[str, list[str]]:

@@ -68,9 +68,10 @@ from ..data import MODERN_PREPROCESSING, Preprocessing, load_mnist
 from ..errors import DataError
 from ..fileio import sha256_file
 from ..progress import Progress
+from ..sessions import check_threads
 from .defaults import DEFAULT_MIN_TURN_MS
 from .environment import environment, load_average
-from .session import MAX_THREADS, check_batch_size, load_model
+from .session import check_batch_size, load_model
 
 SCHEMA = "lenet-edge-bench"
 VERSION = 1
@@ -152,8 +153,7 @@ def _check_settings(models: dict, batch_sizes, threads, runs: int, warmup: int, 
     for b in batch_sizes:
         check_batch_size(b)
     for t in threads:
-        if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or not 1 <= t <= MAX_THREADS:
-            raise DataError(f"threads must be integers between 1 and {MAX_THREADS} (found {t!r})")
+        check_threads(t)
     if not 2 <= runs <= MAX_RUNS:
         raise DataError(f"runs must be between 2 and {MAX_RUNS} (found {runs})")
     if not 0 <= warmup <= MAX_RUNS:

@@ -5,8 +5,6 @@ numpy + onnxruntime only: this is what a device runs.
 
 from __future__ import annotations
 
-import contextlib
-import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,11 +13,11 @@ import numpy as np
 
 from ..contract import INPUT_NAME, OUTPUT_NAME, ModelContract
 from ..errors import DataError, ModelError, first_line
+from ..sessions import MAX_THREADS, check_threads, open_session, session_options  # noqa: F401  (for callers)
 from .model_file import MAX_MODEL_BYTES, read_model_bytes  # noqa: F401  (MAX_MODEL_BYTES: the cap, for callers)
 
 DEFAULT_BATCH = 1000  # images per session.run: bounded memory, near-peak throughput
 MAX_BATCH = 65_536  # 256 MiB of (1, 32, 32) float32 inputs per session.run; more is refused
-MAX_THREADS = 1024
 
 
 @dataclass
@@ -77,34 +75,13 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def session_options(threads: int | None = None):
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    if threads is not None:
-        if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or not 1 <= threads <= MAX_THREADS:
-            raise DataError(f"threads must be an integer between 1 and {MAX_THREADS} (found {threads!r})")
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3  # onnxruntime's warnings are not the user's business
-    return opts
-
-
 def load_model(path: str | Path, threads: int | None = None, contract: ModelContract | None = None) -> LoadedModel:
     """An onnxruntime CPU session for a lenet-edge ONNX model, its contract checked; a given `contract`
     stands in for the file's own (a model being built, whose metadata is written last)."""
-    import onnxruntime as ort
-
     path = Path(path)
     options = session_options(threads)
     data = read_model_bytes(path)  # size cap; external data refused before onnxruntime could open it
-    try:
-        # onnxruntime print()s an "EP Error ... Falling back" banner on stdout, where predictions go
-        with contextlib.redirect_stdout(io.StringIO()):
-            session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises its own untyped errors for malformed files
-        raise ModelError(f"{path}: not a loadable ONNX model ({first_line(exc)})") from exc
-    session.disable_fallback()  # CPU only: nothing to fall back to, and no banner from run()
+    session = open_session(data, path, options)
     try:
         contract = contract or ModelContract.from_metadata(session.get_modelmeta().custom_metadata_map, str(path))
         _check_signature(path, session, contract)

@@ -48,6 +48,7 @@ def train(data_dir, out, variant, epochs, batch_size, lr, momentum, weight_decay
     from ..errors import DataError
     from ..fileio import check_writable, ensure_directory
     from ..progress import ProgressDisplay
+    from ..sessions import check_threads
     from .curves import plot_curves
     from .recipes import ACCURACY_TARGETS, default_recipe
     from .trainer import train as run_training
@@ -58,8 +59,8 @@ def train(data_dir, out, variant, epochs, batch_size, lr, momentum, weight_decay
                  if v is not None}
     recipe = replace(default_recipe(variant), seed=seed, **overrides)
     recipe.check()  # bad options fail before anything is created or downloaded
-    if threads is not None and threads < 1:
-        raise DataError(f"--threads must be at least 1 (found {threads})")
+    if threads is not None:
+        check_threads(threads, "--threads")
     if resume:
         if not out.is_file():
             raise DataError(f"{out}: no checkpoint to resume (expected the --out of an earlier run)")
