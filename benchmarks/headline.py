@@ -7,8 +7,8 @@ against this CPU's peak. It prints ratios; it is not a test.
 
 Timing is lenet_edge.runtime.bench.bench: the three models take turns in interleaved rounds
 on the same test images with the same onnxruntime SessionOptions (default graph
-optimisation), and it records the machine. Ratios use each row's median latency (p50). For
-int8/fp32 it also prints the range of the round-by-round ratios of median latencies and in how
+optimisation), and it records the machine. Ratios are bench's (lenet_edge/runtime/ratio.py: the median
+over rounds of the per-round ratio of median calls). For int8/fp32 it also prints the range of the round-by-round ratios of median latencies and in how
 many rounds int8 was the faster: at batch 1 a call takes ~0.05 ms, and a claim of "no slower"
 should hold round after round, not only in the pooled median.
 
@@ -36,6 +36,7 @@ from peak import count_macs, cpu_peak, format_peak  # the work and peak counting
 from lenet_edge.datasource import resolve_data_dir
 from lenet_edge.errors import LenetEdgeError
 from lenet_edge.runtime.bench import TORCH_LABEL, bench
+from lenet_edge.runtime.bench_report import BenchReport, RowKey
 from lenet_edge.runtime.report import describe_environment
 
 BATCH_SIZES = (1, 64)
@@ -98,45 +99,44 @@ def prepare(args, work: Path) -> tuple[Path | None, Path, Path]:
     return checkpoint, Path(fp32), Path(int8)
 
 
-def headline(report: dict, macs: dict, fp32: Path, int8: Path) -> str:
-    rows = {(r["model"], r["batch_size"], r["threads"]): r for r in report["rows"]}
-    labels = [m["label"] for m in report["models"]]
-    torch = TORCH_LABEL in labels
+def headline(report: BenchReport, macs: dict, fp32: Path, int8: Path) -> str:
+    rows = report.by_key
+    torch = TORCH_LABEL in report.labels
     useful = macs["useful"]
-    sizes = {m["label"]: m["bytes"] for m in report["models"]}
-    checks = {m["label"]: m["check"]["accuracy"] for m in report["models"]}
-    load = report["environment"].get("load_average") or {}
+    sizes = {m.label: m.bytes for m in report.models}
+    checks = {m.label: m.check.accuracy for m in report.models}
+    load = report.environment.get("load_average") or {}
     executed = f"{macs['int8 executes']:,} MACs, zeros included" if macs["int8 executes"] else "uncounted MACs"
-    checked = report["models"][0]["check"]["images"]
+    checked = report.models[0].check.images
     lines = [
         "",
-        f"machine: {describe_environment(report['environment'])}",
+        f"machine: {describe_environment(report.environment)}",
         f"load average at start {load.get('start')}, at end {load.get('end')}; runs per row "
-        + ", ".join(f"{r['runs']} at {r['threads']}t_b{r['batch_size']}" for r in report["rows"]
-                    if r["model"] == "fp32")
-        + f", in {report['settings']['rounds']} interleaved rounds of >= {report['settings']['min_turn_ms']:g} ms "
-        f"per model; {report['duration_s']:.0f} s",
+        + ", ".join(f"{r.runs} at {r.threads}t_b{r.batch_size}" for r in report.rows if r.model == "fp32")
+        + f", in {report.settings['rounds']} interleaved rounds of >= {report.settings['min_turn_ms']:g} ms "
+        f"per model; {report.duration_s:.0f} s",
         f"models: fp32 {fp32.name} {sizes['fp32'] / 1024:.1f} KiB, int8 {int8.name} {sizes['int8'] / 1024:.1f} KiB "
         f"({sizes['fp32'] / sizes['int8']:.2f}x smaller); accuracy on the first {checked} test images: "
         + ", ".join(f"{k} {v:.2%}" for k, v in checks.items()),
         f"work per image: {useful:,} MACs = {2 * useful / 1e6:.3f} MFLOP (the int8 graph executes {executed}; "
         "only the useful ones are credited)",
         "",
-        "p50 latency per call (ms); ratios of p50s (< 1: the first is faster); int8/fp32 also gives "
-        "[min-max of the per-round ratios of p50s] and the rounds in which int8 was faster",
+        "p50 latency per call (ms); ratios as bench gives them: the median over rounds of the per-round ratio of "
+        "median calls (< 1: the first is faster); int8/fp32 also gives [min-max of the per-round ratios] and the "
+        "rounds in which int8 was faster",
         f"{'threads':>7} {'batch':>5} | {'fp32':>8} {'int8':>8} {'torch':>8} | {'int8/fp32':>28} "
         f"{'fp32/torch':>10} {'int8/torch':>10} | achieved GFLOP/s (% of peak): fp32, int8, torch",
     ]
     for t in THREADS:
         peak = cpu_peak(t)
         for b in BATCH_SIZES:
-            f, q = rows[("fp32", b, t)], rows[("int8", b, t)]
-            e = rows.get((TORCH_LABEL, b, t))
-            p50 = {k: r["latency_ms"]["p50"] for k, r in (("fp32", f), ("int8", q), ("torch", e)) if r}
-            per_round = np.asarray(q["spread"]["round_p50s_ms"]) / np.asarray(f["spread"]["round_p50s_ms"])
-            ratio = (f"{p50['int8'] / p50['fp32']:.2f} [{per_round.min():.2f}-{per_round.max():.2f}] "
+            f, q = rows[RowKey("fp32", b, t)], rows[RowKey("int8", b, t)]
+            e = rows.get(RowKey(TORCH_LABEL, b, t))
+            p50 = {k: r.latency_ms.p50 for k, r in (("fp32", f), ("int8", q), ("torch", e)) if r}
+            per_round = np.asarray(q.spread.round_p50s_ms) / np.asarray(f.spread.round_p50s_ms)
+            ratio = (f"{report.ratio(q, 'fp32'):.2f} [{per_round.min():.2f}-{per_round.max():.2f}] "
                      f"{int((per_round < 1).sum())}/{len(per_round)}")
-            vs_torch = (f"{p50['fp32'] / p50['torch']:>10.2f} {p50['int8'] / p50['torch']:>10.2f}" if torch
+            vs_torch = (f"{report.ratio(f, TORCH_LABEL):>10.2f} {report.ratio(q, TORCH_LABEL):>10.2f}" if torch
                         else f"{'-':>10} {'-':>10}")
             rates = [_rate(useful, b, p50[k], peak["fp32" if k != "int8" else "int8"]) for k in ("fp32", "int8")]
             rates.append(_rate(useful, b, p50["torch"], peak["fp32"]) if torch else "-")

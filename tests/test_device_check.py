@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lenet_edge.runtime.compare import compare, format_compare_markdown
+from lenet_edge.runtime.bench_report import BenchReport
+from lenet_edge.runtime.compare import compare
 from tests.test_runtime_bench import _report, _row
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,7 +43,8 @@ def _write_results(out: Path, logits: dict, execution: dict, architecture: str, 
     bench = _bench_report(execution, architecture)
     (out / "bench.json").write_text(json.dumps(bench))
     if host_bench is not None:  # a device: the real compare of the host's report with its own
-        (out / "compare.md").write_text(format_compare_markdown(compare([host_bench, bench], ["host", out.name])))
+        reports = [BenchReport.from_json(r, name) for r, name in ((host_bench, "host"), (bench, out.name))]
+        (out / "compare.json").write_text(json.dumps(compare(reports, ["host", out.name]).to_json()))
 
 
 @pytest.fixture
@@ -105,9 +107,8 @@ def _relabel_png(device: Path) -> None:
     (device / "int8.labels.csv").write_text("\n".join(text) + "\n")
 
 
-def _rank_emulated(device: Path) -> None:
-    text = (device / "compare.md").read_text()
-    (device / "compare.md").write_text(text.replace("1.000 ±1% †", "1.000 ±1% † (0.50*)", 1))
+def _rank_emulated(data: dict) -> None:
+    data["rows"][0]["ratios"][1] = 0.5
 
 
 @pytest.mark.parametrize("spoil,message", [
@@ -121,7 +122,9 @@ def _rank_emulated(device: Path) -> None:
      r"bench report says it ran 'native' \(expected 'emulated'"),
     (_edit_json("bench.json", lambda d: d["environment"]["cpu"].update(architecture="x86_64")),
      r"architecture 'x86_64' \(expected 'aarch64'\)"),
-    (_rank_emulated, r"compare\.md ranks an emulated run's timings"),
+    (_edit_json("compare.json", _rank_emulated), r"compare\.json ranks an emulated run's timings"),
+    (_edit_json("compare.json", lambda d: d["runs"][1].update(emulated=False)),
+     r"compare\.json ranks an emulated run's timings or does not mark it"),
 ])
 def test_any_difference_fails(results, spoil, message, capsys):
     host, device = results

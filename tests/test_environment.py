@@ -8,6 +8,7 @@ import platform
 import pytest
 
 from lenet_edge.runtime import environment
+from lenet_edge.runtime.bench_report import EXECUTION_KINDS
 from lenet_edge.runtime.environment import board_model, execution
 
 
@@ -104,7 +105,7 @@ def test_arm_cores_are_named():
 def test_environment_records_where_and_what():
     env = environment.environment(device="bench-box")
     assert env["device"] == "bench-box"
-    assert env["execution"]["kind"] in environment.EXECUTION_KINDS
+    assert env["execution"]["kind"] in EXECUTION_KINDS
     assert "CPUExecutionProvider" in env["onnxruntime"]["providers"]
     assert env["onnxruntime"]["version"] == env["versions"]["onnxruntime"]
     assert env["kernel"]["release"] == platform.release()

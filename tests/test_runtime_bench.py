@@ -14,13 +14,30 @@ from lenet_edge.cli import cli
 from lenet_edge.errors import DataError, DependencyError
 from lenet_edge.runtime import bench as bench_module
 from lenet_edge.runtime.bench import bench
-from lenet_edge.runtime.compare import compare, format_compare_markdown, load_report
-from lenet_edge.runtime.report import beyond_spread, format_markdown, write_bench_outputs
+from lenet_edge.runtime.bench_report import BenchReport
+from lenet_edge.runtime.compare import compare as compare_reports
+from lenet_edge.runtime.compare import format_compare_markdown, load_report
+from lenet_edge.runtime.ratio import beyond_spread, latency_ratio
+from lenet_edge.runtime.report import format_markdown as format_report
+from lenet_edge.runtime.report import write_bench_outputs
 from tests.idx_files import write_mnist_dir
 from tests.runtime_models import band_model, random_model
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 FAST = dict(runs=4, warmup=1, rounds=2, min_turn_ms=0)  # exactly `runs` calls per row
+
+
+def run_bench(*args, **kwargs) -> dict:
+    """bench's report in its JSON form: the schema a file holds."""
+    return bench(*args, **kwargs).to_json()
+
+
+def format_markdown(report: dict, baseline: str | None = None) -> str:
+    return format_report(BenchReport.from_json(report, "test"), baseline)
+
+
+def compare(reports: list[dict], names=None):
+    return compare_reports([BenchReport.from_json(r, "test") for r in reports], names)
 
 
 @pytest.fixture
@@ -55,7 +72,7 @@ def _check_rows(report: dict, labels: list[str], batch_sizes: list[int], threads
 
 def test_bench_report_structure(models, data_dir):
     calls = []
-    report = bench(models, [1, 3], [1, 2], data_dir=data_dir, progress=lambda *a: calls.append(a), **FAST)
+    report = run_bench(models, [1, 3], [1, 2], data_dir=data_dir, progress=lambda *a: calls.append(a), **FAST)
     assert report["schema"] == "lenet-edge-bench" and report["version"] == 1
     _check_rows(report, ["band", "noise"], [1, 3], [1, 2])
     assert [m["label"] for m in report["models"]] == ["band", "noise"]
@@ -76,7 +93,7 @@ def test_bench_report_structure(models, data_dir):
 
 
 def test_bench_repeats_images_for_a_batch_larger_than_the_test_set(models, data_dir):
-    report = bench({"band": models["band"]}, [100], [1], data_dir=data_dir, **FAST)
+    report = run_bench({"band": models["band"]}, [100], [1], data_dir=data_dir, **FAST)
     assert report["settings"]["inputs"]["images"] == 100 and report["settings"]["inputs"]["distinct_images"] == 40
     _check_rows(report, ["band"], [100], [1])
 
@@ -86,7 +103,7 @@ def test_bench_uses_each_models_own_preprocessing(tmp_path, data_dir):
 
     models = {"modern": band_model(tmp_path / "m.onnx"),
               "classic": band_model(tmp_path / "c.onnx", CLASSIC_PREPROCESSING, variant="lenet5")}
-    report = bench(models, [2], [1], data_dir=data_dir, **FAST)
+    report = run_bench(models, [2], [1], data_dir=data_dir, **FAST)
     assert [m["check"]["accuracy"] for m in report["models"]] == [1.0, 1.0]
 
 
@@ -96,7 +113,7 @@ def test_bench_uses_each_models_own_preprocessing(tmp_path, data_dir):
     (dict(batch_sizes=[100_000]), "found 100000"),
     (dict(batch_sizes=[]), "no batch sizes given"),
     (dict(batch_sizes=[4, 4]), "list a value twice"),
-    (dict(threads=[0]), "threads must be integers between 1 and 1024 (found 0)"),
+    (dict(threads=[0]), "threads must be an integer between 1 and 1024 (found 0)"),
     (dict(runs=1), "runs must be between 2 and"),
     (dict(rounds=1), "rounds must be between 2 and runs=4"),
     (dict(rounds=5), "rounds must be between 2 and runs=4"),
@@ -119,7 +136,7 @@ def test_bench_with_a_checkpoint_adds_pytorch_eager_rows(models, data_dir, tmp_p
     weights = tmp_path / "random.safetensors"
     save_checkpoint(weights, LeNet5Modern(), {"epoch": 0})
     threads_before = torch.get_num_threads()
-    report = bench({"band": models["band"]}, [2], [1], checkpoint=weights, data_dir=data_dir, **FAST)
+    report = run_bench({"band": models["band"]}, [2], [1], checkpoint=weights, data_dir=data_dir, **FAST)
     _check_rows(report, ["band", "pytorch-eager"], [2], [1])
     eager = report["models"][1]
     assert eager["kind"] == "pytorch-eager" and eager["file"] == "random.safetensors"
@@ -140,7 +157,8 @@ def _row(model, batch, threads, mean, cv=0.01):
     lat = {"mean": mean, "std": 0.0, "min": mean, "p50": mean, "p90": mean, "p99": mean, "max": mean}
     return {"model": model, "batch_size": batch, "threads": threads, "runs": 10, "latency_ms": lat,
             "throughput_ips": batch * 1000 / mean,
-            "spread": {"rounds": 2, "round_means_ms": [mean, mean], "round_cv": cv, "p90_over_p50": 1.0}}
+            "spread": {"rounds": 2, "round_means_ms": [mean, mean], "round_p50s_ms": [mean, mean], "round_cv": cv,
+                       "p90_over_p50": 1.0}}
 
 
 def _report(rows, labels=("fp32", "int8"), cpu="Test CPU", created="2024-01-01T00:00:00+00:00"):
@@ -171,7 +189,7 @@ def test_markdown_ratios_against_the_baseline():
     table = [line for line in lines if line.startswith("| ")][1:]
     assert table[0].endswith("| 1.00 (baseline) |") and table[1].endswith("| 0.50* |")
     assert table[3].endswith("| 0.97 |")  # within the spread: no mark
-    assert "mean latency of fp32" in "\n".join(lines)
+    assert "the median over rounds of the ratio of the two models' median calls in each round" in "\n".join(lines)
     flipped = [line for line in format_markdown(report, "int8").splitlines() if line.startswith("| fp32 | 1 ")]
     assert flipped[0].endswith("| 2.00* |")
     with pytest.raises(DataError, match="baseline 'fp16' is not a model of this report"):
@@ -185,10 +203,11 @@ def test_markdown_missing_baseline_row():
 
 def test_write_bench_outputs(tmp_path):
     report = _report([_row("fp32", 1, 1, 2.0), _row("int8", 1, 1, 1.0)])
-    written = write_bench_outputs(report, tmp_path / "b.json", tmp_path / "b.md", tmp_path / "b.png")
-    assert json.loads((tmp_path / "b.json").read_text()) == report
-    assert (tmp_path / "b.md").read_text().startswith("# lenet-edge bench")
-    assert written["png"] == tmp_path / "b.png" and (tmp_path / "b.png").read_bytes().startswith(PNG_MAGIC)
+    written = write_bench_outputs(BenchReport.from_json(report, "test"), tmp_path / "b.json", tmp_path / "b.md",
+                                  tmp_path / "b.png")
+    assert json.loads((tmp_path / "b.json").read_text()) == report  # the record writes back what it read
+    assert (tmp_path / "b.md").read_text() == written.markdown and written.markdown.startswith("# lenet-edge bench")
+    assert written.png == tmp_path / "b.png" and (tmp_path / "b.png").read_bytes().startswith(PNG_MAGIC)
 
 
 # ----------------------------------------------------------------------------- compare
@@ -198,16 +217,17 @@ def test_compare_lines_up_rows():
     a = _report([_row("fp32", 1, 1, 2.0, 0.02), _row("int8", 1, 1, 1.0, 0.02), _row("fp32", 8, 1, 8.0)])
     b = _report([_row("int8", 1, 1, 1.03, 0.02), _row("fp32", 1, 1, 3.0, 0.02), _row("int8", 8, 1, 4.0)],
                 cpu="Other CPU")
-    result = compare([a, b], ["laptop", "pi"])
+    comparison = compare([a, b], ["laptop", "pi"])
+    result = comparison.to_json()
     rows = {(r["model"], r["batch_size"], r["threads"]): r for r in result["rows"]}
     assert list(rows) == [("fp32", 1, 1), ("int8", 1, 1), ("fp32", 8, 1), ("int8", 8, 1)]
     assert rows[("fp32", 1, 1)]["ratios"] == [1.0, 1.5] and rows[("fp32", 1, 1)]["exceeds_spread"] == [False, True]
     assert rows[("int8", 1, 1)]["ratios"][1] == pytest.approx(1.03)
     assert rows[("int8", 1, 1)]["exceeds_spread"] == [False, False]  # 3% is within the measured spread
-    assert rows[("fp32", 8, 1)]["mean_ms"] == [8.0, None] and rows[("fp32", 8, 1)]["ratios"] == [1.0, None]
+    assert rows[("fp32", 8, 1)]["p50_ms"] == [8.0, None] and rows[("fp32", 8, 1)]["ratios"] == [1.0, None]
     assert rows[("int8", 8, 1)]["ratios"] == [None, None]
     assert [r["cpu"] for r in result["runs"]] == ["Test CPU", "Other CPU"]
-    markdown = format_compare_markdown(result)
+    markdown = format_compare_markdown(comparison)
     assert "| fp32 | 1 | 1 | 2.000 ±2% | 3.000 ±2% (1.50*) |" in markdown
     assert "| int8 | 1 | 1 | 1.000 ±2% | 1.030 ±2% (1.03) |" in markdown
     assert "| fp32 | 8 | 1 | 8.000 ±1% | – |" in markdown
@@ -273,7 +293,7 @@ def test_bench_and_compare_commands(runner, models, data_dir, tmp_path):
     assert result.exit_code == 0, result.output
     assert out.read_text() == printed[0].stdout.rstrip("\n") + "\n" and result.stdout == ""
     assert (tmp_path / "cmp" / "cmp.png").read_bytes().startswith(PNG_MAGIC)
-    assert sorted(p.name for p in out.parent.iterdir()) == ["cmp.md", "cmp.png"]
+    assert sorted(p.name for p in out.parent.iterdir()) == ["cmp.json", "cmp.md", "cmp.png"]
     assert not (tmp_path / "MANIFEST.sha256").exists()  # nor beside bench's -o
     result = runner.invoke(cli, ["compare", str(tmp_path / "a.json"), "-o", str(tmp_path / "one.md")])
     assert result.exit_code == 3 and "expected two or more" in result.stderr
@@ -282,7 +302,7 @@ def test_bench_and_compare_commands(runner, models, data_dir, tmp_path):
 @pytest.mark.parametrize("extra,code,message", [
     (["--batch-sizes", "0"], 3, "batch size must be an integer between 1 and 65536 (found 0)"),
     (["--batch-sizes", "1,x"], 2, "is not a comma-separated list of integers"),
-    (["--threads", "-1"], 3, "threads must be integers between 1 and 1024"),
+    (["--threads", "-1"], 3, "threads must be an integer between 1 and 1024"),
     (["--runs", "1"], 3, "runs must be between 2"),
     (["--baseline", "nope"], 2, "'nope' is not a model label"),
     (["--label", "only-one"], 2, "1 labels for 2 models"),
@@ -320,20 +340,20 @@ def test_bench_checkpoint_without_torch_exits_7(runner, models, data_dir, tmp_pa
 def test_turns_last_min_turn_ms_so_fast_rows_get_more_runs(models, data_dir):
     """A call of the tiny test model takes microseconds: turns of 20 ms need hundreds of calls, in every
     round, and the row says how many it timed; at min_turn_ms=0 a turn is exactly its share of runs."""
-    report = bench({"band": models["band"]}, [1], [1], data_dir=data_dir, runs=4, warmup=3, rounds=2,
+    report = run_bench({"band": models["band"]}, [1], [1], data_dir=data_dir, runs=4, warmup=3, rounds=2,
                    min_turn_ms=20)
     row = report["rows"][0]
     assert report["settings"]["min_turn_ms"] == 20 and report["settings"]["runs"] == 4
     assert row["runs"] >= 20  # ~1,000 at ~0.02 ms per call; 20 even if the machine were 50x slower
     assert row["latency_ms"]["mean"] * row["runs"] >= 2 * 20 * 0.25  # two turns of about 20 ms (count estimated)
-    exact = bench({"band": models["band"]}, [1], [1], data_dir=data_dir, **FAST)
+    exact = run_bench({"band": models["band"]}, [1], [1], data_dir=data_dir, **FAST)
     assert exact["rows"][0]["runs"] == 4 and exact["settings"]["min_turn_ms"] == 0
 
 
 def test_round_medians_are_kept_beside_the_round_means(models, data_dir, monkeypatch):
     """Each turn times one stalled call in three: the round medians ignore it, the means do not."""
     monkeypatch.setattr(bench_module, "_time_ms", lambda run, x, count: [1.0] * (count - 1) + [100.0] if count else [])
-    report = bench({"band": models["band"]}, [1], [1], data_dir=data_dir, runs=9, warmup=0, rounds=3, min_turn_ms=0)
+    report = run_bench({"band": models["band"]}, [1], [1], data_dir=data_dir, runs=9, warmup=0, rounds=3, min_turn_ms=0)
     spread = report["rows"][0]["spread"]
     assert spread["round_p50s_ms"] == [1.0, 1.0, 1.0]
     assert spread["round_means_ms"] == [pytest.approx(34.0)] * 3
@@ -344,7 +364,8 @@ def test_percentiles_of_a_planted_timing_series(models, data_dir, monkeypatch):
     from its neighbours (p95 would be 95.05, p99 99.01)."""
     planted = iter(float(ms) for ms in range(1, 101))
     monkeypatch.setattr(bench_module, "_time_ms", lambda run, x, count: [next(planted) for _ in range(count)])
-    report = bench({"band": models["band"]}, [1], [1], data_dir=data_dir, runs=100, warmup=0, rounds=2, min_turn_ms=0)
+    report = run_bench({"band": models["band"]}, [1], [1], data_dir=data_dir, runs=100, warmup=0, rounds=2,
+                       min_turn_ms=0)
     latency = report["rows"][0]["latency_ms"]
     assert report["rows"][0]["runs"] == 100
     assert latency == {"mean": pytest.approx(50.5), "std": pytest.approx(29.011, abs=1e-3), "min": 1.0,
@@ -354,7 +375,7 @@ def test_percentiles_of_a_planted_timing_series(models, data_dir, monkeypatch):
 
 
 def test_round_cv_reflects_the_rounds(models, data_dir):
-    report = bench({"band": models["band"]}, [1], [1], data_dir=data_dir, runs=6, warmup=0, rounds=3, min_turn_ms=0)
+    report = run_bench({"band": models["band"]}, [1], [1], data_dir=data_dir, runs=6, warmup=0, rounds=3, min_turn_ms=0)
     spread = report["rows"][0]["spread"]
     means = np.array(spread["round_means_ms"])
     assert spread["round_cv"] == pytest.approx(means.std(ddof=1) / means.mean())
@@ -374,12 +395,13 @@ def test_compare_lines_up_an_emulated_run_but_never_ranks_it():
     pi = _ran(_report([_row("fp32", 1, 1, 0.2), _row("int8", 1, 1, 0.1)]), "native", ())
     qemu = _ran(_report([_row("fp32", 1, 1, 12.0), _row("int8", 1, 1, 99.6)]), "emulated",
                 ["process runs aarch64 code on a x86_64 kernel (/proc/sys/kernel/arch)"])
-    result = compare([host, pi, qemu], ["host", "pi", "qemu"])
+    comparison = compare([host, pi, qemu], ["host", "pi", "qemu"])
+    result = comparison.to_json()
     assert [r["emulated"] for r in result["runs"]] == [False, False, True]
     for row in result["rows"]:
         assert row["ratios"][1] is not None and row["ratios"][2] is None and row["exceeds_spread"][2] is None
-        assert row["mean_ms"][2] in (12.0, 99.6)  # lined up all the same
-    markdown = format_compare_markdown(result)
+        assert row["p50_ms"][2] in (12.0, 99.6)  # lined up all the same
+    markdown = format_compare_markdown(comparison)
     assert "| qemu † | Test CPU | 4 | emulated (process runs aarch64 code on a x86_64 kernel" in markdown
     assert "| fp32 | 1 | 1 | 0.050 ±1% | 0.200 ±1% (4.00*) | 12.000 ±1% † |" in markdown
     assert "EMULATED" in markdown and "no ratio is given against an emulated run" in markdown
@@ -388,15 +410,15 @@ def test_compare_lines_up_an_emulated_run_but_never_ranks_it():
 def test_compare_with_an_emulated_reference_ranks_nothing():
     qemu = _ran(_report([_row("fp32", 1, 1, 12.0)]), "emulated")
     host = _ran(_report([_row("fp32", 1, 1, 0.05)]), "virtualised")
-    result = compare([qemu, host], ["qemu", "host"])
-    assert result["rows"][0]["ratios"] == [None, None]
-    assert "(" not in format_compare_markdown(result).splitlines()[-1]
+    comparison = compare([qemu, host], ["qemu", "host"])
+    assert comparison.rows[0].ratios == [None, None]
+    assert "(" not in format_compare_markdown(comparison).splitlines()[-1]
 
 
 def test_compare_of_reports_without_execution_still_ranks():
     old = _report([_row("fp32", 1, 1, 1.0)])  # written before reports recorded where they ran
     result = compare([old, _ran(_report([_row("fp32", 1, 1, 2.0)]), "native", ())])
-    assert result["rows"][0]["ratios"] == [1.0, 2.0] and result["runs"][0]["where"] == "not recorded"
+    assert result.rows[0].ratios == [1.0, 2.0] and result.runs[0].where == "not recorded"
 
 
 def test_bench_markdown_of_an_emulated_run_gives_no_ratios():
@@ -424,7 +446,7 @@ def test_load_report_refuses_a_malformed_execution_record(tmp_path, execution, m
 
 
 def test_bench_records_where_it_ran_and_the_device_label(models, data_dir):
-    report = bench({"band": models["band"]}, [1], [1], data_dir=data_dir, device="lab-pi5", **FAST)
+    report = run_bench({"band": models["band"]}, [1], [1], data_dir=data_dir, device="lab-pi5", **FAST)
     env = report["environment"]
     assert env["device"] == "lab-pi5" and env["execution"]["kind"] in ("native", "virtualised", "emulated")
     assert "CPUExecutionProvider" in env["onnxruntime"]["providers"] and env["kernel"]["release"]
@@ -437,7 +459,7 @@ def test_bench_on_a_users_npy_file(models, tmp_path):
     digits = np.zeros((3, 28, 28), np.uint8)
     digits[:, 10:18, 12:16] = 255
     np.save(tmp_path / "digits.npy", digits)
-    report = bench({"band": models["band"]}, [5], [1], inputs=tmp_path / "digits.npy", **FAST)
+    report = run_bench({"band": models["band"]}, [5], [1], inputs=tmp_path / "digits.npy", **FAST)
     inputs = report["settings"]["inputs"]
     assert inputs["kind"] == "file" and inputs["source"].startswith("digits.npy (raw, sha256 ")
     assert inputs["images"] == 5 and inputs["distinct_images"] == 3  # repeated to fill the batch
@@ -446,7 +468,7 @@ def test_bench_on_a_users_npy_file(models, tmp_path):
 
 
 def test_bench_on_an_idx_file(models, data_dir):
-    report = bench({"band": models["band"]}, [2], [1], inputs=data_dir / "t10k-images-idx3-ubyte.gz", **FAST)
+    report = run_bench({"band": models["band"]}, [2], [1], inputs=data_dir / "t10k-images-idx3-ubyte.gz", **FAST)
     assert report["settings"]["inputs"]["source"].startswith("t10k-images-idx3-ubyte.gz (raw, sha256 ")
 
 
@@ -465,7 +487,7 @@ def test_bench_without_data_uses_the_packaged_test_digits_and_no_network(models,
         raise AssertionError("bench reached for the network")
 
     monkeypatch.setattr(socket, "create_connection", no_network)
-    report = bench({"band": models["band"]}, [300], [1], **FAST)
+    report = run_bench({"band": models["band"]}, [300], [1], **FAST)
     inputs = report["settings"]["inputs"]
     assert inputs["kind"] == "packaged" and inputs["distinct_images"] == 300
     assert inputs["source"].startswith("the first 512 official MNIST test images (t10k-images-idx3-ubyte.gz, md5 9fb6")
@@ -489,3 +511,62 @@ def test_bench_command_inputs_and_device(runner, models, data_dir, tmp_path):
     assert json.loads((tmp_path / "r.json").read_text())["environment"]["device"] == "my-pi"
     result = runner.invoke(cli, base + ["--data-dir", str(data_dir), "-o", str(tmp_path / "s.json")])
     assert result.exit_code == 2 and "give --inputs or --data-dir, not both" in result.stderr
+
+
+# ----------------------------------------------------------------------------- the one ratio
+
+
+def test_latency_ratio_pairs_rounds_within_a_run_and_not_across_runs():
+    # round 2 was disturbed for both models (a burst of load): paired, it cancels; the median drops round 3's outlier
+    int8, fp32 = [1.0, 3.0, 1.0, 1.0, 5.0], [2.0, 6.0, 2.0, 2.0, 2.0]
+    assert latency_ratio(int8, fp32, paired=True) == 0.5
+    assert latency_ratio(int8, fp32, paired=False) == 0.5  # medians 1.0 and 2.0
+    assert latency_ratio([1.0, 1.0, 9.0], [2.0, 2.0, 2.0], paired=False) == 0.5  # not mean over mean (3.67)
+    with pytest.raises(ValueError, match="paired rows need the same rounds"):
+        latency_ratio([1.0, 2.0], [1.0], paired=True)
+
+
+def test_bench_table_ratio_is_the_median_of_per_round_ratios():
+    """The int8 row's mean is dragged up by one slow round; the table's ratio is not."""
+    fp32, int8 = _row("fp32", 1, 1, 2.0), _row("int8", 1, 1, 3.0)
+    fp32["spread"].update(rounds=3, round_p50s_ms=[2.0, 2.0, 2.0], round_means_ms=[2.0, 2.0, 2.0])
+    int8["spread"].update(rounds=3, round_p50s_ms=[1.0, 1.0, 7.0], round_means_ms=[1.0, 1.0, 7.0])
+    table = [line for line in format_markdown(_report([fp32, int8])).splitlines() if line.startswith("| int8 |")]
+    assert table[0].endswith("| 0.50* |")  # mean over mean would say 1.50
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda r: r["environment"].update(cpu="x86"), r"environment\.cpu is str \(expected dict"),
+    (lambda r: r["environment"]["cpu"].update(model=7), r"environment\.cpu\.model is int \(expected str"),
+    (lambda r: r["environment"].update(versions=["1.0"]), r"environment\.versions is list \(expected dict"),
+    (lambda r: r["environment"]["versions"].update(onnxruntime=1), r"environment\.versions holds a value that is not"),
+    (lambda r: r.update(settings=[]), r"settings is list \(expected dict"),
+    (lambda r: r["settings"].update(runs="many"), r"settings\.runs is str \(expected int"),
+    (lambda r: r["models"][0].update(check=None), r"models\[0\]\.check is NoneType \(expected dict"),
+    (lambda r: r["rows"][0]["spread"].update(round_p50s_ms=[1.0]),
+     r"rows\[0\]\.spread\.round_p50s_ms has 1 values for 2 rounds"),
+    (lambda r: r["rows"][0]["spread"].update(round_p50s_ms=[1.0, "x"]),
+     r"rows\[0\]\.spread\.round_p50s_ms holds a value that is not"),
+])
+def test_load_report_checks_every_field_it_reads(tmp_path, change, message):
+    report = _report([_row("fp32", 1, 1, 1.0)])
+    change(report)
+    (tmp_path / "r.json").write_text(json.dumps(report))
+    with pytest.raises(DataError, match=r"r\.json: " + message):
+        load_report(tmp_path / "r.json")
+
+
+def test_compare_writes_its_record_beside_the_markdown(runner, tmp_path):
+    for name, mean in (("a", 1.0), ("b", 2.0)):
+        (tmp_path / f"{name}.json").write_text(json.dumps(_report([_row("fp32", 1, 1, mean)])))
+    out = tmp_path / "cmp.md"
+    result = runner.invoke(cli, ["compare", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "cmp.json").read_text())
+    assert record["schema"] == "lenet-edge-compare" and record["version"] == 1
+    assert record["rows"][0]["ratios"] == [1.0, 2.0] and [r["name"] for r in record["runs"]] == ["a", "b"]
+    result = runner.invoke(cli, ["compare", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "-o", str(out)])
+    assert result.exit_code == 6 and "already exists" in result.stderr
+    result = runner.invoke(cli, ["compare", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "-o",
+                                 str(tmp_path / "c.json")])
+    assert result.exit_code == 2 and "must not end in .json or .png" in result.stderr

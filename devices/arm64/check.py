@@ -6,7 +6,7 @@
 
 A results directory (written by `lenet-edge` commands in run.sh) holds, for MODEL in fp32 and int8:
 MODEL.eval.json (evaluate --json), MODEL.logits.npy (evaluate --logits), MODEL.labels.csv (run on the
-PNG files); bench.json (bench); a device's also compare.md (compare of the host's and its bench.json).
+PNG files); bench.json (bench); a device's also compare.json (compare -o of the host's and its bench.json).
 
 `cpuinfo` imports nothing beyond the standard library: it runs before onnxruntime can be imported.
 """
@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import re
 import struct
 import sys
 from pathlib import Path
@@ -54,9 +53,6 @@ def _logits(path: Path):
         return np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
         raise Mismatch(f"{path}: missing or not a .npy array ({exc})") from exc
-
-
-RATIO = re.compile(r"\(\d+(\.\d+)?\*?\)")  # compare's "(1.23*)" after a mean
 
 
 def check_device(host: Path, device: Path) -> dict:
@@ -102,14 +98,12 @@ def check_device(host: Path, device: Path) -> dict:
     if env.get("cpu", {}).get("architecture") != "aarch64":
         raise Mismatch(f"{device.name}: bench report architecture {env.get('cpu', {}).get('architecture')!r} "
                        f"(expected 'aarch64')")
-    try:
-        compared = (device / "compare.md").read_text("utf-8")
-    except OSError as exc:
-        raise Mismatch(f"{device.name}/compare.md: missing ({exc})") from exc
-    ranked = [line for line in compared.splitlines() if line.startswith("| ") and RATIO.search(line)]
-    if "EMULATED" not in compared or ranked:
-        raise Mismatch(f"{device.name}/compare.md ranks an emulated run's timings or does not mark it: "
-                       f"{ranked[:1] or 'no EMULATED note'}")
+    compared = _read_json(device / "compare.json")  # compare -o compare.md writes its record beside the table
+    runs, rows = compared.get("runs") or [{}, {}], compared.get("rows") or []
+    ranked = [row for row in rows if row.get("ratios", [None, None])[1] is not None]
+    if compared.get("schema") != "lenet-edge-compare" or not runs[1].get("emulated") or not rows or ranked:
+        raise Mismatch(f"{device.name}/compare.json ranks an emulated run's timings or does not mark it: "
+                       f"run {runs[1]}, {len(ranked)} of {len(rows)} rows with a ratio")
     return {"models": figures, "execution": execution, "cpu": env.get("cpu", {}).get("model")}
 
 

@@ -75,10 +75,10 @@ def evaluation_section(summary: dict) -> list[str]:
 
 
 def bench_section(summary: dict) -> list[str]:
-    from ..runtime.report import format_markdown
+    from ..runtime.report import bench_section as bench_lines
 
-    table = format_markdown(summary["bench"], baseline="fp32").replace("# lenet-edge bench\n", "", 1).strip()
-    return ["## Bench", "", table, *_image(summary, "bench", "latency per image and throughput")]
+    return ["## Bench", "", *bench_lines(summary["bench"], baseline="fp32"),
+            *_image(summary, "bench", "p50 latency per call, each batch size on a log axis")]
 
 
 def microcontroller_section(summary: dict) -> list[str]:

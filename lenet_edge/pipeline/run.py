@@ -94,7 +94,7 @@ def run_pipeline(data_dir: Path, out: Path, *, variant: str = "lenet5-modern", f
                             runs=bench_runs, checkpoint=checkpoint, data_dir=data_dir, progress=rows)
         written = write_bench_outputs(timings, staging / "bench.json", staging / "bench.md", staging / "bench.png",
                                       baseline="fp32")
-        charts["bench"] = written["png"].name if written["png"] else None
+        charts["bench"] = written.png.name if written.png else None
         int8_models = {quantized["search"]["winner"]: staging / INT8,
                        **{name: Path(path) for name, path in quantized["also_written"].items()}}
         mcu = compile_for_pipeline(int8_models, staging / "mcu", data_dir=data_dir, check_images=check_images,

@@ -21,28 +21,7 @@ model's pool threads still spinning, cold caches) as much as the model, so there
 more runs than asked. The mean latency of each round gives the run-to-run spread
 (round_cv), which `compare` uses to tell a real difference from noise.
 
-Report (JSON, "schema": "lenet-edge-bench", "version": 1; docs/bench-report.md has every
-field):
-
-    schema, version, created (UTC ISO 8601), duration_s
-    settings:    batch_sizes, threads, runs, warmup, rounds, min_turn_ms, inputs {kind ("mnist-test-set" |
-                 "file" | "packaged"), source, images, distinct_images},
-                 timer, session {provider, intra_op_threads, inter_op_threads,
-                 graph_optimization_level, execution_mode}
-    environment: device (the --device label or null), execution {kind ("native" | "emulated" |
-                 "virtualised" | "unknown"), evidence}, board,
-                 cpu {model, architecture, flags, flags_source, int8_dot_product,
-                 logical_cores, usable_cores, physical_cores}, os {system, release},
-                 kernel {system, release, version, architecture},
-                 versions {python, numpy, onnxruntime, lenet-edge[, torch]},
-                 onnxruntime {version, wheel_tags, build_info, device, providers},
-                 load_average {start, end}
-    models:      [{label, kind ("onnxruntime" | "pytorch-eager"), file, sha256, bytes,
-                 variant, precision ("fp32" | "int8"), check {images, accuracy}}]
-    rows:        [{model, batch_size, threads, runs, latency_ms {mean, std, min, p50, p90,
-                 p99, max}, throughput_ips, spread {rounds, round_means_ms, round_p50s_ms,
-                 round_cv, p90_over_p50}}]
-
+The report is a BenchReport (runtime/bench_report.py; its JSON fields: docs/bench-report.md).
 rows[].runs is the number of calls timed: settings.runs, or more where turns of
 min_turn_ms needed more. Latencies are per call (one batch) in milliseconds; throughput_ips is images per second
 at the mean latency (batch_size * 1000 / mean). Percentiles interpolate linearly between
@@ -69,12 +48,11 @@ from ..errors import DataError
 from ..fileio import sha256_file
 from ..progress import Progress
 from ..sessions import check_threads
+from .bench_report import BenchModel, BenchReport, BenchRow, Latency, ModelCheck, Spread
 from .defaults import DEFAULT_MIN_TURN_MS
 from .environment import environment, load_average
 from .session import check_batch_size, load_model
 
-SCHEMA = "lenet-edge-bench"
-VERSION = 1
 DEFAULT_BATCH_SIZES = (1, 32, 256)
 DEFAULT_RUNS = 200
 DEFAULT_WARMUP = 20
@@ -198,21 +176,20 @@ def _inputs(data_dir, inputs, count: int) -> tuple[np.ndarray, np.ndarray | None
     return images[:count], None if labels is None else labels[:count], record
 
 
-def _stats(rounds: list[list[float]], batch_size: int) -> dict:
-    """The row's figures from its timings (ms), one list per round."""
+def row_from_timings(model: str, batch_size: int, threads: int, rounds: list[list[float]]) -> BenchRow:
+    """A row's figures from its timings (ms), one list per round."""
     latencies_ms = np.concatenate([np.asarray(r, dtype=np.float64) for r in rounds])
     mean = float(latencies_ms.mean())
-    round_means = [float(np.mean(r)) for r in rounds]
+    means = np.asarray([np.mean(r) for r in rounds])
     p50, p90, p99 = (float(v) for v in np.percentile(latencies_ms, [50, 90, 99]))
-    means = np.asarray(round_means)
-    return {
-        "latency_ms": {"mean": mean, "std": float(latencies_ms.std(ddof=1)), "min": float(latencies_ms.min()),
-                       "p50": p50, "p90": p90, "p99": p99, "max": float(latencies_ms.max())},
-        "throughput_ips": batch_size * 1000.0 / mean,
-        "spread": {"rounds": len(round_means), "round_means_ms": round_means,
-                   "round_p50s_ms": [float(np.median(r)) for r in rounds],
-                   "round_cv": float(means.std(ddof=1) / means.mean()), "p90_over_p50": p90 / p50},
-    }
+    return BenchRow(
+        model=model, batch_size=batch_size, threads=threads, runs=len(latencies_ms),
+        latency_ms=Latency(mean=mean, std=float(latencies_ms.std(ddof=1)), min=float(latencies_ms.min()),
+                           p50=p50, p90=p90, p99=p99, max=float(latencies_ms.max())),
+        throughput_ips=batch_size * 1000.0 / mean,
+        spread=Spread(rounds=len(rounds), round_means_ms=[float(m) for m in means],
+                      round_p50s_ms=[float(np.median(r)) for r in rounds],
+                      round_cv=float(means.std(ddof=1) / means.mean()), p90_over_p50=p90 / p50))
 
 
 def _time_ms(run: Callable[[np.ndarray], np.ndarray], x: np.ndarray, count: int) -> list[float]:
@@ -251,7 +228,7 @@ def bench(models: dict[str, str | Path], batch_sizes=DEFAULT_BATCH_SIZES, thread
           warmup: int = DEFAULT_WARMUP, checkpoint: str | Path | None = None, data_dir: str | Path | None = None,
           progress: Progress | None = None, rounds: int = DEFAULT_ROUNDS,
           min_turn_ms: float = DEFAULT_MIN_TURN_MS, inputs: str | Path | None = None,
-          device: str | None = None) -> dict:
+          device: str | None = None) -> BenchReport:
     """Time every model (label -> .onnx path, plus PyTorch eager when `checkpoint` is given)
     for every (threads, batch size) and return the report described in the module docstring.
 
@@ -277,7 +254,7 @@ def bench(models: dict[str, str | Path], batch_sizes=DEFAULT_BATCH_SIZES, thread
         x = prepared[r.preprocessing][:check]
         predicted = np.concatenate([r(x[i:i + 250]) for i in range(0, check, 250)]).argmax(axis=1)
         accuracy = None if labels is None else float((predicted == labels[:check]).mean())  # a user's file: no labels
-        r.info["check"] = {"images": check, "accuracy": accuracy}
+        r.info["check"] = ModelCheck(check, accuracy)
 
     total, done, rows = len(threads) * len(batch_sizes) * rounds * len(runners), 0, []
     shares = [runs // rounds + (1 if k < runs % rounds else 0) for k in range(rounds)]  # runs per round
@@ -294,10 +271,7 @@ def bench(models: dict[str, str | Path], batch_sizes=DEFAULT_BATCH_SIZES, thread
 
                 per_round = time_interleaved({r.label: (r, prepared[r.preprocessing][:b]) for r in runners},
                                              shares, warmup, min_turn_ms, on_turn)
-                for r in runners:
-                    rows.append({"model": r.label, "batch_size": b, "threads": t,
-                                 "runs": sum(len(part) for part in per_round[r.label]),
-                                 **_stats(per_round[r.label], b)})
+                rows += [row_from_timings(r.label, b, t, per_round[r.label]) for r in runners]
     finally:
         for r in runners:
             if isinstance(r, _TorchRunner):
@@ -307,12 +281,10 @@ def bench(models: dict[str, str | Path], batch_sizes=DEFAULT_BATCH_SIZES, thread
     extra = {"torch": runners[-1].torch.__version__} if checkpoint is not None else None
     env = environment(extra, device)
     env["load_average"] = {"start": load_start, "end": load_average()}
-    return {
-        "schema": SCHEMA,
-        "version": VERSION,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "duration_s": round(time.perf_counter() - started, 3),
-        "settings": {
+    return BenchReport(
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        duration_s=round(time.perf_counter() - started, 3),
+        settings={
             "batch_sizes": batch_sizes, "threads": threads, "runs": runs, "warmup": warmup, "rounds": rounds,
             "min_turn_ms": min_turn_ms,
             "inputs": {"kind": inputs_record["kind"], "source": inputs_record["source"],
@@ -322,7 +294,7 @@ def bench(models: dict[str, str | Path], batch_sizes=DEFAULT_BATCH_SIZES, thread
                         "inter_op_threads": 1, "graph_optimization_level": "ORT_ENABLE_ALL (default)",
                         "execution_mode": "ORT_SEQUENTIAL (default)"},
         },
-        "environment": env,
-        "models": [r.info for r in runners],
-        "rows": rows,
-    }
+        environment=env,
+        models=[BenchModel(**r.info) for r in runners],
+        rows=rows,
+    )

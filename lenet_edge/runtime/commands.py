@@ -258,15 +258,16 @@ def bench(models, labels, checkpoint, data_dir, inputs, device, batch_sizes, thr
                            data_dir=data_dir if inputs else named_data_dir(data_dir),  # the env var is not for --inputs
                            progress=progress, rounds=rounds, min_turn_ms=min_turn_ms, inputs=inputs, device=device)
     written = write_bench_outputs(report, *paths, baseline=baseline, record=False)
-    click.echo(Path(written["md"]).read_text("utf-8"))
-    click.echo(f"report: {written['json']}, table: {written['md']}", err=True)
-    click.echo(f"chart: {written['png']}" if written["png"] else f"chart skipped: {SKIPPED}", err=True)
+    click.echo(written.markdown)
+    click.echo(f"report: {written.json}, table: {written.md}", err=True)
+    click.echo(f"chart: {written.png}" if written.png else f"chart skipped: {SKIPPED}", err=True)
 
 
 @click.command()
 @click.argument("reports", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
 @click.option("-o", "--out", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="Write the Markdown here, and the chart (.png) beside it, instead of printing the Markdown.")
+              help="Write the Markdown here, and the comparison's JSON (.json) and chart (.png) beside it, instead "
+                   "of printing the Markdown.")
 @force_option
 def compare(reports, out, force) -> None:
     """Line up bench reports from different runs or devices, with ratios to the first.
@@ -274,23 +275,26 @@ def compare(reports, out, force) -> None:
     Rows match on model label, batch size and threads; a ratio marked * is beyond the
     run-to-run spread measured in both reports.
     """
-    from ..fileio import check_writable, write_text
+    from ..fileio import check_writable, uninterrupted, write_json, write_text
     from .compare import compare as run_compare
     from .compare import format_compare_markdown, load_report, run_names
     from .plots import SKIPPED, plot_compare
 
-    png = None if out is None else out.with_suffix(".png")
     if out is not None:
-        if png == out:
-            raise click.BadParameter(f"{out} must not end in .png (the chart goes beside it)", param_hint="--out")
-        for path in (out, png):
+        outputs = (out, out.with_suffix(".json"), out.with_suffix(".png"))
+        if len(set(outputs)) != 3:
+            raise click.BadParameter(f"{out} must not end in .json or .png (the comparison's JSON and chart go "
+                                     "beside it)", param_hint="--out")
+        for path in outputs:
             check_writable(path, force)
     comparison = run_compare([load_report(p) for p in reports], run_names(list(reports)))
     markdown = format_compare_markdown(comparison)
     if out is None:
         click.echo(markdown)
         return
-    write_text(out, markdown, record=False)  # the user's file: no manifest beside it
-    click.echo(f"table: {out}", err=True)
-    click.echo(f"chart: {png}" if plot_compare(comparison, png, record=False) else f"chart skipped: {SKIPPED}",
-               err=True)
+    with uninterrupted():  # the table, its JSON and its chart are written as a set; the user's files: no manifest
+        write_text(out, markdown, record=False)
+        write_json(outputs[1], comparison.to_json(), record=False)
+        drawn = plot_compare(comparison, outputs[2], record=False)
+    click.echo(f"table: {out}, comparison: {outputs[1]}", err=True)
+    click.echo(f"chart: {outputs[2]}" if drawn else f"chart skipped: {SKIPPED}", err=True)

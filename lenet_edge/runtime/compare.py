@@ -1,77 +1,79 @@
 """Line up the rows of bench reports from different runs or devices, with ratios.
 
-Rows match when model label, batch size and threads are equal. The first report is the
-reference: each other run's mean latency is divided by the reference's, and a ratio is
-marked when it is beyond the run-to-run spread of both rows (report.beyond_spread:
-|ln(ratio)| > 2 * sqrt(cv_ref^2 + cv_run^2), cv = the rows' round CV). Rows missing
-from a run are shown as missing, never filled in.
+Rows match on their RowKey (model label, batch size, threads). The first report is the reference:
+each run's row is shown by the median of its rounds' median calls, and its ratio to the reference's
+row is runtime/ratio.py's latency_ratio for rows of different runs (no common rounds to pair). A
+ratio is marked when it is beyond the run-to-run spread of both rows (ratio.beyond_spread). Rows
+missing from a run are shown as missing, never filled in.
 
 A run whose report says it was emulated (environment.execution) is lined up and marked, but
 never ranked: no ratio against it or, when it is the reference, against any run. Emulation
 slows each kind of instruction by its own factor (an emulated Arm run once came out 234x and
 2,490x slower than x86 in two rows of one comparison), so a ratio would measure the emulator.
+A browser run is real hardware and is ranked.
 """
 
 from __future__ import annotations
 
+import statistics
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import DataError
 from ..fileio import read_json
-from .bench import SCHEMA, VERSION
-from .environment import EXECUTION_KINDS
-from .report import beyond_spread, describe_execution, is_emulated
+from .bench_report import SCHEMA, BenchReport, RowKey
+from .ratio import beyond_spread, latency_ratio
+from .report import describe_execution
 
 MAX_REPORT_BYTES = 32 << 20
 COMPARE_SCHEMA = "lenet-edge-compare"
 COMPARE_VERSION = 1
 
 
-def _require(path, obj: dict, key: str, kind, where: str):
-    value = obj.get(key) if isinstance(obj, dict) else None
-    if not isinstance(value, kind) or isinstance(value, bool):
-        raise DataError(f"{path}: {where}{key} is {type(value).__name__} "
-                        f"(expected {getattr(kind, '__name__', 'number')} in a {SCHEMA} report)")
-    return value
+@dataclass(frozen=True)
+class ComparedRun:
+    name: str
+    cpu: str
+    cores: int
+    execution: str  # native | emulated | virtualised | browser | unknown
+    emulated: bool
+    where: str
+    onnxruntime: str
+    created: str
+    settings: str
 
 
-def load_report(path: str | Path) -> dict:
-    """Read a bench report and check its schema, version and the fields compare uses."""
+@dataclass(frozen=True)
+class ComparedRow:
+    model: str
+    batch_size: int
+    threads: int
+    p50_ms: list[float | None]  # per run: the median of the row's round medians; None where the run lacks it
+    round_cv: list[float | None]
+    ratios: list[float | None]  # per run vs run 0; None: missing, or either run emulated
+    exceeds_spread: list[bool | None]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    runs: list[ComparedRun]
+    rows: list[ComparedRow]
+    schema: str = COMPARE_SCHEMA
+    version: int = COMPARE_VERSION
+
+    def to_json(self) -> dict:
+        record = asdict(self)
+        return {"schema": record.pop("schema"), "version": record.pop("version"), **record}
+
+
+def load_report(path: str | Path) -> BenchReport:
+    """Read a bench report and check its schema, version and every field compare reads."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file (expected a {SCHEMA} JSON report from lenet-edge bench)")
     if path.stat().st_size > MAX_REPORT_BYTES:
         raise DataError(f"{path}: {path.stat().st_size} bytes (expected a report of at most {MAX_REPORT_BYTES})")
-    report = read_json(path, DataError)
-    if not isinstance(report, dict) or report.get("schema") != SCHEMA:
-        found = report.get("schema") if isinstance(report, dict) else type(report).__name__
-        raise DataError(f"{path}: schema {found!r} (expected {SCHEMA!r} from lenet-edge bench)")
-    if report.get("version") != VERSION:
-        raise DataError(f"{path}: {SCHEMA} version {report.get('version')!r} (expected {VERSION}; "
-                        f"use the lenet-edge release that wrote it)")
-    env = _require(path, report, "environment", dict, "")
-    if env.get("execution") is not None:  # absent from reports written before it was recorded
-        execution = _require(path, env, "execution", dict, "environment.")
-        kind = _require(path, execution, "kind", str, "environment.execution.")
-        evidence = _require(path, execution, "evidence", list, "environment.execution.")
-        if kind not in EXECUTION_KINDS or not all(isinstance(e, str) for e in evidence):
-            raise DataError(f"{path}: environment.execution is {execution!r} (expected kind one of "
-                            f"{', '.join(EXECUTION_KINDS)} and a list of evidence strings)")
-    rows = _require(path, report, "rows", list, "")
-    if not rows:
-        raise DataError(f"{path}: no rows (expected at least one timed row)")
-    for i, row in enumerate(rows):
-        where = f"rows[{i}]."
-        _require(path, row, "model", str, where)
-        _require(path, row, "batch_size", int, where)
-        _require(path, row, "threads", int, where)
-        latency = _require(path, row, "latency_ms", dict, where)
-        spread = _require(path, row, "spread", dict, where)
-        mean = _require(path, latency, "mean", (int, float), where + "latency_ms.")
-        cv = _require(path, spread, "round_cv", (int, float), where + "spread.")
-        if not mean > 0 or not cv >= 0:
-            raise DataError(f"{path}: {where[:-1]} has mean {mean} ms and round CV {cv} (expected positive values)")
-    return report
+    return BenchReport.from_json(read_json(path, DataError), str(path))
 
 
 def run_names(paths: list[Path]) -> list[str]:
@@ -80,81 +82,75 @@ def run_names(paths: list[Path]) -> list[str]:
     return stems if len(set(stems)) == len(stems) else [str(p) for p in paths]
 
 
-def compare(reports: list[dict], names: list[str] | None = None) -> dict:
-    """The comparison: {"schema", "version", "runs": [{name, cpu, cores, emulated, where, onnxruntime, created,
-    settings}],
-    "rows": [{model, batch_size, threads, mean_ms: [per run or None], round_cv: [...],
-    ratios: [per run vs run 0, or None (missing or emulated)], exceeds_spread: [bool or None]}]}."""
+def compare(reports: list[BenchReport], names: list[str] | None = None) -> Comparison:
+    """Every row of every report, lined up by RowKey in order of first appearance, with ratios to run 0."""
     if len(reports) < 2:
         raise DataError(f"{len(reports)} report(s) given (expected two or more to compare)")
     names = names or [f"run{i + 1}" for i in range(len(reports))]
     if len(names) != len(reports):
         raise DataError(f"{len(names)} names for {len(reports)} reports (expected one name per report)")
-    keyed = [{(r["model"], r["batch_size"], r["threads"]): r for r in rep["rows"]} for rep in reports]
-    emulated = [is_emulated(rep["environment"]) for rep in reports]
-    order = list(dict.fromkeys(k for table in keyed for k in table))  # first appearance
+    keys: list[RowKey] = list(dict.fromkeys(k for rep in reports for k in rep.by_key))
     rows = []
-    for key in order:
-        found = [table.get(key) for table in keyed]
-        means = [r["latency_ms"]["mean"] if r else None for r in found]
-        cvs = [r["spread"]["round_cv"] if r else None for r in found]
+    for key in keys:
+        found = [rep.by_key.get(key) for rep in reports]
+        reference = found[0]
         ratios, exceeds = [], []
-        for mean, cv, emulated_run in zip(means, cvs, emulated, strict=True):
-            if mean is None or means[0] is None or emulated_run or emulated[0]:
+        for rep, row in zip(reports, found, strict=True):
+            if row is None or reference is None or rep.emulated or reports[0].emulated:
                 ratios.append(None)
                 exceeds.append(None)
-            else:
-                ratios.append(mean / means[0])
-                exceeds.append(beyond_spread(mean / means[0], cv, cvs[0]))
-        rows.append({"model": key[0], "batch_size": key[1], "threads": key[2], "mean_ms": means, "round_cv": cvs,
-                     "ratios": ratios, "exceeds_spread": exceeds})
-    runs = []
-    for name, rep in zip(names, reports, strict=True):
-        env = rep["environment"]
-        cpu = env.get("cpu", {})
-        runs.append({"name": name, "cpu": cpu.get("model", "unknown"), "cores": cpu.get("logical_cores"),
-                     "emulated": is_emulated(env), "where": describe_execution(env),
-                     "onnxruntime": env.get("versions", {}).get("onnxruntime", "unknown"),
-                     "created": rep.get("created", "unknown"), "settings": _settings(rep)})
-    return {"schema": COMPARE_SCHEMA, "version": COMPARE_VERSION, "runs": runs, "rows": rows}
+                continue
+            ratio = latency_ratio(row.spread.round_p50s_ms, reference.spread.round_p50s_ms, paired=False)
+            ratios.append(ratio)
+            exceeds.append(beyond_spread(ratio, row.spread.round_cv, reference.spread.round_cv))
+        rows.append(ComparedRow(*key, p50_ms=[statistics.median(r.spread.round_p50s_ms) if r else None for r in found],
+                                round_cv=[r.spread.round_cv if r else None for r in found], ratios=ratios,
+                                exceeds_spread=exceeds))
+    runs = [ComparedRun(name=name, cpu=rep.environment["cpu"]["model"],
+                        cores=rep.environment["cpu"]["logical_cores"], execution=rep.execution,
+                        emulated=rep.emulated, where=describe_execution(rep.environment),
+                        onnxruntime=rep.environment["versions"].get("onnxruntime", "unknown"),
+                        created=rep.created, settings=_settings(rep.settings))
+            for name, rep in zip(names, reports, strict=True)]
+    return Comparison(runs, rows)
 
 
-def _settings(report: dict) -> str:
-    s = report.get("settings", {})
-    turns = f", turns >= {s['min_turn_ms']:g} ms" if isinstance(s.get("min_turn_ms"), (int, float)) else ""
-    return f"{s.get('warmup', '?')} warm-up, {s.get('runs', '?')} runs in {s.get('rounds', '?')} rounds{turns}"
+def _settings(s: dict) -> str:
+    turns = f", turns >= {s['min_turn_ms']:g} ms" if s.get("min_turn_ms") is not None else ""
+    return f"{s['warmup']} warm-up, {s['runs']} runs in {s['rounds']} rounds{turns}"
 
 
-def format_compare_markdown(comparison: dict) -> str:
-    runs = comparison["runs"]
+def format_compare_markdown(comparison: Comparison) -> str:
+    runs = comparison.runs
     lines = ["# lenet-edge compare", "", "| run | CPU | cores | ran | onnxruntime | created | settings |",
              "|---|---|---:|---|---|---|---|"]
     for r in runs:
-        lines.append(f"| {r['name']}{' †' if r['emulated'] else ''} | {r['cpu']} | {r['cores']} | "
-                     f"{r['where']} | {r['onnxruntime']} | {r['created']} | {r['settings']} |")
-    if any(r["emulated"] for r in runs):
+        lines.append(f"| {r.name}{' †' if r.emulated else ''} | {r.cpu} | {r.cores} | "
+                     f"{r.where} | {r.onnxruntime} | {r.created} | {r.settings} |")
+    if any(r.emulated for r in runs):
         lines += ["", "† EMULATED: its timings measure the emulator, not the CPU it imitates. They are lined up "
                       "here but never ranked: no ratio is given against an emulated run."]
-    if len({r["settings"] for r in runs}) > 1:
+    if len({r.settings for r in runs}) > 1:
         lines += ["", "Note: the runs used different settings; their spreads are still comparable, "
                       "but read small differences with care."]
     lines += [
         "",
-        f"Mean latency per call in ms ± round CV. Ratio = run / {runs[0]['name']} (below 1 is faster); "
+        "Latency per call in ms (the median of the rounds' median calls) ± round CV. "
+        f"Ratio = run / {runs[0].name} (below 1 is faster); "
         "* marks a ratio beyond the run-to-run spread of both rows; – a row the run does not have.",
         "",
-        "| model | batch | threads | " + " | ".join(r["name"] + (" †" if r["emulated"] else "") for r in runs) + " |",
+        "| model | batch | threads | " + " | ".join(r.name + (" †" if r.emulated else "") for r in runs) + " |",
         "|---|---:|---:|" + "---:|" * len(runs),
     ]
-    for row in comparison["rows"]:
+    for row in comparison.rows:
         cells = []
-        for k, (mean, cv) in enumerate(zip(row["mean_ms"], row["round_cv"], strict=True)):
-            if mean is None:
+        for k, (p50, cv) in enumerate(zip(row.p50_ms, row.round_cv, strict=True)):
+            if p50 is None:
                 cells.append("–")
                 continue
-            cell = f"{mean:.3f} ±{cv:.0%}" + (" †" if runs[k]["emulated"] else "")
-            if k > 0 and row["ratios"][k] is not None:
-                cell += f" ({row['ratios'][k]:.2f}{'*' if row['exceeds_spread'][k] else ''})"
+            cell = f"{p50:.3f} ±{cv:.0%}" + (" †" if runs[k].emulated else "")
+            if k > 0 and row.ratios[k] is not None:
+                cell += f" ({row.ratios[k]:.2f}{'*' if row.exceeds_spread[k] else ''})"
             cells.append(cell)
-        lines.append(f"| {row['model']} | {row['batch_size']} | {row['threads']} | " + " | ".join(cells) + " |")
+        lines.append(f"| {row.model} | {row.batch_size} | {row.threads} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -137,7 +137,6 @@ def _read(path: Path) -> str | None:
         return None
 
 
-EXECUTION_KINDS = ("native", "emulated", "virtualised", "unknown")
 # The 32-bit userlands a 64-bit kernel runs natively (compat mode): not emulation.
 NATIVE_COMPAT = {"x86_64": ("i386", "i486", "i586", "i686"), "aarch64": ("armv7l", "armv8l", "armv6l", "arm")}
 HYPERVISOR_VENDORS = ("qemu", "kvm", "vmware", "virtualbox", "innotek", "xen", "bochs", "parallels",

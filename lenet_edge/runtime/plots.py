@@ -8,10 +8,15 @@ returns False and the caller says the chart was skipped. matplotlib's object API
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..fileio import atomic_path
+from .bench_report import BenchReport, RowKey
+
+if TYPE_CHECKING:
+    from .compare import Comparison
 
 SKIPPED = "matplotlib is not installed; install it with pip install 'lenet-edge[plot]'"
 
@@ -58,60 +63,58 @@ def plot_confusion(result: dict, path: Path, record: bool = True) -> bool:
     return True
 
 
-def plot_bench(report: dict, path: Path, record: bool = True) -> bool:
-    """Per (batch size, threads): p50 latency per image (bar) to p90 (whisker), and throughput."""
-    fig = _figure(max(6.0, 1.2 * len(_row_keys(report)) + 3), 6.5)
+def plot_bench(report: BenchReport, path: Path, record: bool = True) -> bool:
+    """One panel per batch size: p50 latency per call (bar) to p90 (whisker) of every model at each thread
+    count, on a log axis, so that PyTorch eager's tens of ms and onnxruntime's tens of us both read."""
+    batch_sizes = sorted({r.batch_size for r in report.rows})
+    threads = sorted({r.threads for r in report.rows})
+    fig = _figure(max(6.0, 2.2 * len(batch_sizes) + 1.5), 4.5)
     if fig is None:
         return False
-    keys = _row_keys(report)
-    models = [m["label"] for m in report["models"]]
-    rows = {(r["model"], r["batch_size"], r["threads"]): r for r in report["rows"]}
-    top, bottom = fig.subplots(2, 1, sharex=True)
-    width = 0.8 / len(models)
-    x = np.arange(len(keys))
-    for k, label in enumerate(models):
-        found = [rows.get((label, b, t)) for b, t in keys]
-        p50 = np.array([r["latency_ms"]["p50"] / r["batch_size"] if r else np.nan for r in found])
-        p90 = np.array([r["latency_ms"]["p90"] / r["batch_size"] if r else np.nan for r in found])
-        ips = np.array([r["throughput_ips"] if r else np.nan for r in found])
-        offset = x - 0.4 + width * (k + 0.5)
-        top.bar(offset, p50, width, yerr=[np.zeros_like(p50), p90 - p50], capsize=2, label=label)
-        bottom.bar(offset, ips, width, label=label)
-    top.set_ylabel("ms per image (p50, whisker p90)")
-    top.legend(fontsize=8)
-    bottom.set_ylabel("images / s (mean)")
-    bottom.set_xticks(x, [f"batch {b}\n{t} thread{'s' if t > 1 else ''}" for b, t in keys], fontsize=8)
-    env = report["environment"]
-    top.set_title(f"{env['cpu']['model']} · onnxruntime {env['versions'].get('onnxruntime', '?')}", fontsize=9)
+    axes = fig.subplots(1, len(batch_sizes), squeeze=False)[0]
+    width = 0.8 / len(report.labels)
+    x = np.arange(len(threads))
+    for ax, b in zip(axes, batch_sizes, strict=True):
+        for k, label in enumerate(report.labels):
+            found = [report.by_key.get(RowKey(label, b, t)) for t in threads]
+            p50 = np.array([r.latency_ms.p50 if r else np.nan for r in found])
+            p90 = np.array([r.latency_ms.p90 if r else np.nan for r in found])
+            ax.bar(x - 0.4 + width * (k + 0.5), p50, width, yerr=[np.zeros_like(p50), p90 - p50], capsize=2,
+                   label=label)
+        ax.set_yscale("log")
+        ax.set_title(f"batch {b}", fontsize=9)
+        ax.set_xticks(x, [f"{t} thread{'s' if t > 1 else ''}" for t in threads], fontsize=8)
+        ax.grid(axis="y", which="both", alpha=0.3)
+    axes[0].set_ylabel("ms per call (p50, whisker p90; log scale)")
+    axes[0].legend(fontsize=8)
+    env = report.environment
+    fig.suptitle(f"{env['cpu']['model']} · {report.execution} · onnxruntime "
+                 f"{env['versions'].get('onnxruntime', '?')}", fontsize=9)
     _save(fig, path, record)
     return True
 
 
-def _row_keys(report: dict) -> list[tuple[int, int]]:
-    return sorted({(r["batch_size"], r["threads"]) for r in report["rows"]}, key=lambda k: (k[1], k[0]))
-
-
-def plot_compare(comparison: dict, path: Path, record: bool = True) -> bool:
-    """Mean latency of each row in each run, as a ratio to the reference run (log scale)."""
-    fig = _figure(max(6.0, 0.5 * len(comparison["rows"]) + 3), 4.5)
+def plot_compare(comparison: Comparison, path: Path, record: bool = True) -> bool:
+    """Latency of each row in each run, as a ratio to the reference run (log scale)."""
+    fig = _figure(max(6.0, 0.5 * len(comparison.rows) + 3), 4.5)
     if fig is None:
         return False
-    runs = [r["name"] for r in comparison["runs"]]
-    rows = comparison["rows"]
+    runs = [r.name for r in comparison.runs]
+    rows = comparison.rows
     ax = fig.add_subplot()
     x = np.arange(len(rows))
     width = 0.8 / max(1, len(runs) - 1)
     for k in range(1, len(runs)):
-        ratios = np.array([r["ratios"][k] if r["ratios"][k] is not None else np.nan for r in rows])
+        ratios = np.array([r.ratios[k] if r.ratios[k] is not None else np.nan for r in rows])
         # bars grow from 1 (no difference) up or down to the ratio
         bars = ax.bar(x - 0.4 + width * (k - 0.5), ratios - 1.0, width, bottom=1.0, label=f"{runs[k]} / {runs[0]}")
         for bar, row in zip(bars, rows, strict=True):
-            if row["exceeds_spread"][k]:
+            if row.exceeds_spread[k]:
                 bar.set_hatch("//")
     ax.axhline(1.0, color="black", linewidth=0.8)
     ax.set_yscale("log")
-    ax.set_ylabel("mean latency ratio (hatched: beyond run-to-run spread)")
-    ax.set_xticks(x, [f"{r['model']}\nb{r['batch_size']} t{r['threads']}" for r in rows], fontsize=7, rotation=45,
+    ax.set_ylabel("latency ratio (hatched: beyond run-to-run spread)")
+    ax.set_xticks(x, [f"{r.model}\nb{r.batch_size} t{r.threads}" for r in rows], fontsize=7, rotation=45,
                   ha="right")
     ax.legend(fontsize=8)
     _save(fig, path, record)

@@ -1,30 +1,18 @@
 """A bench report as Markdown (ratios against a baseline model), and writing its artefacts.
 
-A ratio is marked as beyond the spread when |ln(ratio)| > 2 * sqrt(cv_a^2 + cv_b^2),
-where cv_a and cv_b are the two rows' round-to-round coefficients of variation
-(spread.round_cv): about two standard deviations of the noise of both measurements.
-Smaller differences are not told apart from noise.
+Ratios are runtime/ratio.py's latency_ratio; a ratio is marked when it is beyond the run-to-run
+spread of both rows (ratio.beyond_spread). Smaller differences are not told apart from noise.
 """
 
 from __future__ import annotations
 
-import math
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DataError
 from ..fileio import uninterrupted, write_json, write_text
-
-SPREAD_FACTOR = 2.0
-
-
-def beyond_spread(ratio: float, cv_a: float, cv_b: float) -> bool:
-    """Whether a latency ratio exceeds the measured run-to-run spread of both rows."""
-    return abs(math.log(ratio)) > SPREAD_FACTOR * math.hypot(cv_a, cv_b)
-
-
-def is_emulated(env: dict) -> bool:
-    """Whether a report's timings come from an emulator: they measure the emulator, not the CPU."""
-    return (env.get("execution") or {}).get("kind") == "emulated"
+from .bench_report import BenchModel, BenchReport
+from .ratio import beyond_spread
 
 
 def describe_execution(env: dict) -> str:
@@ -54,59 +42,68 @@ def describe_environment(env: dict) -> str:
             f"{env['os']['system']} {env['os']['release']} · {versions}{build}")
 
 
-def format_markdown(report: dict, baseline: str | None = None) -> str:
-    """Markdown: environment, settings, and one table row per (model, batch size, threads)."""
-    labels = [m["label"] for m in report["models"]]
+def format_markdown(report: BenchReport, baseline: str | None = None) -> str:
+    """The bench report's Markdown: a title, then bench_section."""
+    return "\n".join(["# lenet-edge bench", "", *bench_section(report, baseline)]) + "\n"
+
+
+def bench_section(report: BenchReport, baseline: str | None = None) -> list[str]:
+    """Environment, settings, and one table row per (model, batch size, threads)."""
+    labels = report.labels
     baseline = baseline or labels[0]
     if baseline not in labels:
         raise DataError(f"baseline {baseline!r} is not a model of this report (expected one of {', '.join(labels)})")
-    s = report["settings"]
-    rows = {(r["model"], r["batch_size"], r["threads"]): r for r in report["rows"]}
-    load = report["environment"].get("load_average") or {}
-    emulated = is_emulated(report["environment"])
+    s, env = report.settings, report.environment
+    load = env.get("load_average") or {}
     lines = [
-        "# lenet-edge bench",
-        "",
-        f"- machine: {describe_environment(report['environment'])}",
-        f"- ran: {describe_execution(report['environment'])}",
+        f"- machine: {describe_environment(env)}",
+        f"- ran: {describe_execution(env)}",
         f"- settings: {s['warmup']} warm-up and at least {s['runs']} timed runs per row in {s['rounds']} rounds, "
         f"models interleaved, a turn lasting at least {s.get('min_turn_ms', 0):g} ms; inputs: {s['inputs']['source']}; "
-        f"{report['created']}, {report['duration_s']:.1f} s",
+        f"{report.created}, {report.duration_s:.1f} s",
         f"- load average (1, 5, 15 min) at start {load.get('start')}, at end {load.get('end')}",
         "- models: " + "; ".join(
-            f"{m['label']} = {m['file']} ({m['kind']}, {m['variant']} {m['precision']}, {m['bytes'] / 1024:.0f} KiB, "
-            f"{_check(m['check'])})" for m in report["models"]),
+            f"{m.label} = {m.file} ({m.kind}, {m.variant} {m.precision}, {m.bytes / 1024:.0f} KiB, "
+            f"{_check(m)})" for m in report.models),
         "",
-        f"Latency per call in ms. Ratio = mean latency / mean latency of {baseline} at the same batch size and "
-        "threads (below 1 is faster); * marks a ratio beyond the run-to-run spread (round CV) of both rows.",
+        f"Latency per call in ms. Ratio = latency / latency of {baseline} at the same batch size and threads: the "
+        "median over rounds of the ratio of the two models' median calls in each round (below 1 is faster); "
+        "* marks a ratio beyond the run-to-run spread (round CV) of both rows.",
         *(["", "EMULATED: these timings measure the emulator, not the CPU it imitates; no ratios are given."]
-          if emulated else []),
+          if report.emulated else []),
         "",
         f"| model | batch | threads | mean | p50 | p90 | p99 | images/s | spread (CV) | vs {baseline} |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for r in sorted(report["rows"], key=lambda r: (r["threads"], r["batch_size"], labels.index(r["model"]))):
-        lat, cv = r["latency_ms"], r["spread"]["round_cv"]
-        base = rows.get((baseline, r["batch_size"], r["threads"]))
-        if emulated:
+    for r in sorted(report.rows, key=lambda r: (r.threads, r.batch_size, labels.index(r.model))):
+        lat, cv = r.latency_ms, r.spread.round_cv
+        value = report.ratio(r, baseline)
+        if report.emulated:
             ratio = "– (emulated)"
-        elif r["model"] == baseline:
+        elif r.model == baseline:
             ratio = "1.00 (baseline)"
-        elif base is None:
+        elif value is None:
             ratio = "–"
         else:
-            value = lat["mean"] / base["latency_ms"]["mean"]
-            mark = "*" if beyond_spread(value, cv, base["spread"]["round_cv"]) else ""
-            ratio = f"{value:.2f}{mark}"
-        lines.append(f"| {r['model']} | {r['batch_size']} | {r['threads']} | {lat['mean']:.3f} | {lat['p50']:.3f} | "
-                     f"{lat['p90']:.3f} | {lat['p99']:.3f} | {r['throughput_ips']:,.0f} | {cv:.1%} | {ratio} |")
-    return "\n".join(lines) + "\n"
+            base = report.by_key[(baseline, r.batch_size, r.threads)]
+            ratio = f"{value:.2f}{'*' if beyond_spread(value, cv, base.spread.round_cv) else ''}"
+        lines.append(f"| {r.model} | {r.batch_size} | {r.threads} | {lat.mean:.3f} | {lat.p50:.3f} | "
+                     f"{lat.p90:.3f} | {lat.p99:.3f} | {r.throughput_ips:,.0f} | {cv:.1%} | {ratio} |")
+    return lines
 
 
-def _check(check: dict) -> str:
-    if check["accuracy"] is None:
-        return f"{check['images']} unlabelled images, no accuracy"
-    return f"accuracy {check['accuracy']:.1%} on {check['images']} test images"
+def _check(model: BenchModel) -> str:
+    if model.check.accuracy is None:
+        return f"{model.check.images} unlabelled images, no accuracy"
+    return f"accuracy {model.check.accuracy:.1%} on {model.check.images} test images"
+
+
+@dataclass(frozen=True)
+class BenchOutputs:
+    json: Path
+    md: Path
+    png: Path | None  # None: matplotlib is not installed
+    markdown: str
 
 
 def output_paths(out_json: Path) -> tuple[Path, Path, Path]:
@@ -115,18 +112,18 @@ def output_paths(out_json: Path) -> tuple[Path, Path, Path]:
     return out_json, out_json.with_suffix(".md"), out_json.with_suffix(".png")
 
 
-def write_bench_outputs(report: dict, out_json: Path, out_md: Path, out_png: Path | None,
-                        baseline: str | None = None, record: bool = True) -> dict:
+def write_bench_outputs(report: BenchReport, out_json: Path, out_md: Path, out_png: Path | None,
+                        baseline: str | None = None, record: bool = True) -> BenchOutputs:
     """Write JSON, Markdown and (when matplotlib is installed) the PNG chart, each atomically; with
     `record`, into the directory's MANIFEST.sha256 (a pipeline's reports, not a user's -o).
 
-    Returns {"json", "md", "png"}: the paths written, png None when the chart was skipped.
+    Returns the paths written (png None when the chart was skipped) and the Markdown.
     """
     from .plots import plot_bench
 
     markdown = format_markdown(report, baseline)  # checks the baseline before anything is written
     with uninterrupted():  # the JSON, its table and its chart are written as a set
-        write_json(Path(out_json), report, record)
+        write_json(Path(out_json), report.to_json(), record)
         write_text(Path(out_md), markdown, record)
         png = Path(out_png) if out_png is not None and plot_bench(report, Path(out_png), record) else None
-    return {"json": Path(out_json), "md": Path(out_md), "png": png}
+    return BenchOutputs(Path(out_json), Path(out_md), png, markdown)
