@@ -69,7 +69,7 @@ def test_report_shows_the_figures_and_embeds_the_charts_drawn(tmp_path):
     assert "- size 250,823 → 81,460 bytes (3.08× smaller)" in text
     assert "![lenet5-modern: loss and accuracy per epoch](lenet5-modern.curves.png)" in text
     assert "![fp32 confusion matrix](confusion.fp32.png)" in text and "confusion.int8.png" not in text  # not drawn
-    assert "![latency per image and throughput](bench.png)" in text
+    assert "![p50 latency per call, each batch size on a log axis](bench.png)" in text
     assert "| int8 | 1 | 1 |" in text and "# lenet-edge bench" not in text
     assert [line for line in text.splitlines() if line.startswith("## ")] == [
         "## Training", "## Export (`model.onnx`)", "## Quantization (`model.int8.onnx`)",

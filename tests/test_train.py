@@ -329,3 +329,17 @@ def test_default_recipes_are_what_the_checkpoints_record(modern_checkpoint, clas
     for weights in (modern_checkpoint, classic_checkpoint, tanh_checkpoint):
         meta = _meta(weights)
         assert meta["recipe"] == asdict(default_recipe(meta["variant"]))
+
+
+def test_curves_without_matplotlib_are_a_dependency_error(tmp_path, monkeypatch):
+    from lenet_edge.errors import DependencyError
+    from lenet_edge.train.curves import plot_curves
+
+    history = [{"epoch": 1, "train_loss": 1.0, "val_loss": 1.1, "train_accuracy": 0.5, "val_accuracy": 0.4}]
+    plot_curves(history, tmp_path / "c.png", "tiny")
+    assert (tmp_path / "c.png").read_bytes().startswith(b"\x89PNG")
+    for name in ("matplotlib", "matplotlib.figure", "matplotlib.backends.backend_agg"):
+        monkeypatch.setitem(sys.modules, name, None)
+    with pytest.raises(DependencyError, match=r"matplotlib is not installed; install it with pip install"):
+        plot_curves(history, tmp_path / "d.png", "tiny")
+    assert not (tmp_path / "d.png").exists()

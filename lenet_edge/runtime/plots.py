@@ -1,4 +1,5 @@
-"""PNG charts of evaluate, bench and compare, drawn with matplotlib when it is installed.
+"""PNG charts of evaluate, bench and compare (and training's curves, train/curves.py), drawn with matplotlib
+when it is installed: the one plotting path.
 
 On a device matplotlib is the optional extra `lenet-edge[plot]`: without it each function
 returns False and the caller says the chart was skipped. matplotlib's object API is used
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 SKIPPED = "matplotlib is not installed; install it with pip install 'lenet-edge[plot]'"
 
 
-def _figure(width: float, height: float):
+def new_figure(width: float, height: float):
     """A new Figure, or None when matplotlib is missing."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -33,14 +34,14 @@ def _figure(width: float, height: float):
     return fig
 
 
-def _save(fig, path: Path, record: bool) -> None:
+def save_figure(fig, path: Path, record: bool) -> None:
     with atomic_path(Path(path), record) as tmp:
         fig.savefig(tmp, format="png")
 
 
 def plot_confusion(result: dict, path: Path, record: bool = True) -> bool:
     """Confusion matrix of an evaluate() result as a heat map with counts."""
-    fig = _figure(6.5, 5.5)
+    fig = new_figure(6.5, 5.5)
     if fig is None:
         return False
     matrix = np.asarray(result["confusion_matrix"])
@@ -59,7 +60,7 @@ def plot_confusion(result: dict, path: Path, record: bool = True) -> bool:
     ax.set_ylabel("true class")
     ax.set_title(f"{Path(result['model']).name}: accuracy {result['accuracy']:.2%} on {result['images']} test images",
                  fontsize=9)
-    _save(fig, path, record)
+    save_figure(fig, path, record)
     return True
 
 
@@ -68,7 +69,7 @@ def plot_bench(report: BenchReport, path: Path, record: bool = True) -> bool:
     count, on a log axis, so that PyTorch eager's tens of ms and onnxruntime's tens of us both read."""
     batch_sizes = sorted({r.batch_size for r in report.rows})
     threads = sorted({r.threads for r in report.rows})
-    fig = _figure(max(6.0, 2.2 * len(batch_sizes) + 1.5), 4.5)
+    fig = new_figure(max(6.0, 2.2 * len(batch_sizes) + 1.5), 4.5)
     if fig is None:
         return False
     axes = fig.subplots(1, len(batch_sizes), squeeze=False)[0]
@@ -90,13 +91,13 @@ def plot_bench(report: BenchReport, path: Path, record: bool = True) -> bool:
     env = report.environment
     fig.suptitle(f"{env['cpu']['model']} · {report.execution} · onnxruntime "
                  f"{env['versions'].get('onnxruntime', '?')}", fontsize=9)
-    _save(fig, path, record)
+    save_figure(fig, path, record)
     return True
 
 
 def plot_compare(comparison: Comparison, path: Path, record: bool = True) -> bool:
     """Latency of each row in each run, as a ratio to the reference run (log scale)."""
-    fig = _figure(max(6.0, 0.5 * len(comparison.rows) + 3), 4.5)
+    fig = new_figure(max(6.0, 0.5 * len(comparison.rows) + 3), 4.5)
     if fig is None:
         return False
     runs = [r.name for r in comparison.runs]
@@ -117,5 +118,5 @@ def plot_compare(comparison: Comparison, path: Path, record: bool = True) -> boo
     ax.set_xticks(x, [f"{r.model}\nb{r.batch_size} t{r.threads}" for r in rows], fontsize=7, rotation=45,
                   ha="right")
     ax.legend(fontsize=8)
-    _save(fig, path, record)
+    save_figure(fig, path, record)
     return True

@@ -1,20 +1,20 @@
-"""Training curves (loss and accuracy per epoch, train and validation) as a PNG."""
+"""Training curves (loss and accuracy per epoch, train and validation) as a PNG, drawn as every chart is
+(runtime/plots.py: a Figure and its Agg canvas, no pyplot state)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from ..fileio import atomic_path
+from ..errors import DependencyError
+from ..runtime.plots import SKIPPED, new_figure, save_figure
 
 
 def plot_curves(history: list[dict], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    fig = new_figure(10, 4)
+    if fig is None:  # matplotlib comes with the train extra: a host without it is missing a dependency
+        raise DependencyError(SKIPPED)
+    ax_loss, ax_acc = fig.subplots(1, 2)
     epochs = [h["epoch"] for h in history]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
     ax_loss.plot(epochs, [h["train_loss"] for h in history], label="train")
     ax_loss.plot(epochs, [h["val_loss"] for h in history], label="validation")
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
@@ -25,7 +25,4 @@ def plot_curves(history: list[dict], path: Path, title: str) -> None:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(title)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, record=True)
