@@ -171,16 +171,6 @@ def _border_and_centre(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return x[ring], centre if centre.size else x
 
 
-def normalise_digit(grey: np.ndarray, invert: str, side: int = 28, path: Path | str = "image") -> np.ndarray:
-    """(H, W) grey levels -> (side, side) float32 MNIST-style digit (rules 2-6)."""
-    return centre_digit(ink_levels(grey, invert, path), side, path)
-
-
-def ink_levels(grey: np.ndarray, invert: str, path: Path | str = "image") -> np.ndarray:
-    """(H, W) grey levels -> (H, W) float32 ink, background 0 and brightest pixel 255 (rules 2-3)."""
-    return remove_background(light_on_dark(grey, invert), path)
-
-
 def light_on_dark(grey: np.ndarray, invert: str) -> np.ndarray:
     """(H, W) grey levels in MNIST's polarity, light ink on a dark background (rule 2)."""
     if invert not in INVERT_CHOICES:
@@ -228,11 +218,6 @@ def centre_digit(x: np.ndarray, side: int = 28, path: Path | str = "image") -> n
     field = np.zeros((side, side), dtype=np.float32)
     field[top:top + new_h, left:left + new_w] = digit
     return field
-
-
-def image_to_digit(path: Path, invert: str = "auto", side: int = 28) -> np.ndarray:
-    """An image file as a (side, side) float32 MNIST-style digit (rules 1-6)."""
-    return normalise_digit(decode_image(Path(path)), invert, side, path)
 
 
 # ----------------------------------------------------------------------------- arrays
@@ -423,19 +408,24 @@ def open_input(path: str | Path, preprocessing: Preprocessing, invert: str = "au
     return InputFile(path, "raw", arr, single)
 
 
-def _image_input(path: Path, preprocessing: Preprocessing, invert: str, side: int) -> InputFile:
-    """Every digit of a picture (lenet_edge.segment); a picture of one digit is taken whole,
-    exactly as the one-digit rules always took it."""
-    light = light_on_dark(decode_image(path), invert)  # (H, W)
+def picture_digits(grey: np.ndarray, invert: str, side: int = 28,
+                   path: Path | str = "image") -> tuple[np.ndarray, list[Region]]:
+    """(H, W) grey levels -> every digit of the picture as (digits, side, side) float32 MNIST-style digits
+    (rules 2-6), left to right, and where each was found (lenet_edge.segment); a picture of one digit is
+    taken whole. The one chain from a picture to digits: `run` reads pictures through it."""
+    light = light_on_dark(grey, invert)  # (H, W)
     x = remove_background(light, path)
     regions = find_digits(x, INK_THRESHOLD * 255.0)
     if len(regions) == 1:
-        digits = [centre_digit(x, side, path)]
-    else:
-        digits = [centre_digit(_local_ink(light, r, path), side, path) for r in regions]
+        return centre_digit(x, side, path)[None], regions
+    return np.stack([centre_digit(_local_ink(light, r, path), side, path) for r in regions]), regions
+
+
+def _image_input(path: Path, preprocessing: Preprocessing, invert: str, side: int) -> InputFile:
+    digits, regions = picture_digits(decode_image(path), invert, side, path)  # (digits, side, side)
     doubts = [tuple(name for name, flag in (("wide", r.wide), ("small", r.small)) if flag) for r in regions]
-    data = to_model_polarity(np.stack(digits), preprocessing)  # (digits, side, side)
-    return InputFile(path, "image", data, single=True, boxes=[r.box for r in regions], doubts=doubts)
+    return InputFile(path, "image", to_model_polarity(digits, preprocessing), single=True,
+                     boxes=[r.box for r in regions], doubts=doubts)
 
 
 def _local_ink(light: np.ndarray, region: Region, path: Path) -> np.ndarray:

@@ -30,3 +30,26 @@ def number_photo(digits: np.ndarray, rng: np.random.Generator, scale: int = 4, g
     paper = 210 + np.linspace(-20, 20, w)[None, :] + rng.normal(0, 5, (h, w))  # (H, W)
     grey = paper * (1 - ink) + 35 * ink
     return np.stack([grey, grey * 0.97, grey * 0.9], axis=-1).clip(0, 255).astype(np.uint8)
+
+
+def one_digit(grey: np.ndarray, invert: str = "auto", path: str = "image") -> np.ndarray:
+    """The (28, 28) float32 digit `run` makes of a picture that holds one digit (lenet_edge.inputs.picture_digits)."""
+    from lenet_edge.inputs import picture_digits
+
+    digits, _ = picture_digits(np.asarray(grey, np.float32), invert, path=path)
+    assert len(digits) == 1, f"{len(digits)} digits found in a picture of one"
+    return digits[0]
+
+
+def image_digit(path, invert: str = "auto") -> np.ndarray:
+    """one_digit of an image file, decoded as `run` decodes it."""
+    from lenet_edge.inputs import decode_image
+
+    return one_digit(decode_image(path), invert, path=str(path))
+
+
+def ink(grey: np.ndarray, invert: str = "auto") -> np.ndarray:
+    """A picture's ink as segmentation sees it: light on dark, background 0, brightest pixel 255."""
+    from lenet_edge.inputs import light_on_dark, remove_background
+
+    return remove_background(light_on_dark(grey, invert))

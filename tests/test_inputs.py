@@ -17,13 +17,12 @@ from lenet_edge.data import MODERN_PREPROCESSING
 from lenet_edge.errors import DataError
 from lenet_edge.inputs import (
     INK_THRESHOLD,
-    image_to_digit,
     iter_batches,
-    normalise_digit,
     open_input,
     read_npy,
 )
 from tests.idx_files import write_idx
+from tests.pictures import image_digit, one_digit
 
 PREP = MODERN_PREPROCESSING
 
@@ -52,7 +51,7 @@ def extent(x: np.ndarray) -> tuple[int, int]:
 
 
 def test_digit_follows_mnist_rules():
-    digit = normalise_digit(drawn_digit(300, 450).astype(np.float32), "auto")
+    digit = one_digit(drawn_digit(300, 450).astype(np.float32), "auto")
     assert digit.shape == (28, 28) and digit.dtype == np.float32
     assert digit.min() == 0.0 and digit.max() == pytest.approx(255.0, abs=1.0)
     assert max(extent(digit)) == 20  # longer side scaled to 20 px
@@ -64,28 +63,28 @@ def test_digit_follows_mnist_rules():
 def test_aspect_ratio_is_kept():
     wide = np.zeros((10, 40), np.float32)
     wide[3:7, :] = 255  # a 4 x 40 bar
-    digit = normalise_digit(wide, "no")
+    digit = one_digit(wide, "no")
     assert extent(digit) == (2, 20)
 
 
 def test_mnist_digit_round_trips():
     """An MNIST-form digit (light on dark, 20 px box, centred by mass) comes back nearly unchanged."""
-    first = normalise_digit(drawn_digit(), "auto")
-    again = normalise_digit(first, "auto")
+    first = one_digit(drawn_digit(), "auto")
+    again = one_digit(first, "auto")
     assert np.abs(again - first).mean() < 1.0
 
 
 def test_invert_auto_sees_polarity():
     dark_on_light = drawn_digit(ink=20, paper=235).astype(np.float32)
     light_on_dark = 255.0 - dark_on_light
-    auto_a = normalise_digit(dark_on_light, "auto")
-    auto_b = normalise_digit(light_on_dark, "auto")
+    auto_a = one_digit(dark_on_light, "auto")
+    auto_b = one_digit(light_on_dark, "auto")
     np.testing.assert_allclose(auto_a, auto_b, atol=1e-3)
-    np.testing.assert_allclose(normalise_digit(dark_on_light, "yes"), auto_a, atol=1e-3)
-    np.testing.assert_allclose(normalise_digit(light_on_dark, "no"), auto_a, atol=1e-3)
+    np.testing.assert_allclose(one_digit(dark_on_light, "yes"), auto_a, atol=1e-3)
+    np.testing.assert_allclose(one_digit(light_on_dark, "no"), auto_a, atol=1e-3)
     # forcing the wrong polarity leaves nothing brighter than the (now light) background
     with pytest.raises(DataError, match="no digit found .* check --invert"):
-        normalise_digit(dark_on_light, "no")
+        one_digit(dark_on_light, "no")
 
 
 def test_photo_like_background_is_removed():
@@ -93,20 +92,20 @@ def test_photo_like_background_is_removed():
     clean = drawn_digit(200, 300, ink=40, paper=200).astype(np.float32)
     gradient = np.linspace(-15, 15, clean.shape[1])[None, :]  # uneven lighting
     photo = np.clip(clean + gradient + rng.normal(0, 4, clean.shape), 0, 255)
-    digit = normalise_digit(photo, "auto")
-    reference = normalise_digit(clean, "auto")
+    digit = one_digit(photo, "auto")
+    reference = one_digit(clean, "auto")
     assert np.abs(digit - reference).mean() < 12
     assert (digit > 0).sum() <= 1.2 * (reference > 0).sum()  # no paper leaks in as ink
 
 
 def test_blank_image_is_refused():
     with pytest.raises(DataError, match=r"blank\.png: no digit found"):
-        normalise_digit(np.full((50, 50), 128.0), "auto", path="blank.png")
+        one_digit(np.full((50, 50), 128.0), "auto", path="blank.png")
 
 
 def test_unknown_invert_is_refused():
     with pytest.raises(DataError, match="invert must be one of"):
-        normalise_digit(drawn_digit().astype(np.float32), "sometimes")
+        one_digit(drawn_digit().astype(np.float32), "sometimes")
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -121,7 +120,7 @@ def test_any_size_gives_a_centred_28x28_digit(width, height, x0, y0, w, h, light
     rows, cols = max(1, round(h * (bottom - top))), max(1, round(w * (right - left)))
     r0, c0 = top + round(y0 * (bottom - top - rows)), left + round(x0 * (right - left - cols))
     x[r0:r0 + rows, c0:c0 + cols] = ink
-    digit = normalise_digit(x, "auto")
+    digit = one_digit(x, "auto")
     assert digit.shape == (28, 28) and digit.min() == 0 and digit.max() <= 255
     assert digit[[0, 0, -1, -1], [0, -1, 0, -1]].sum() == 0  # light on dark: the corners are background
     inked = np.argwhere(digit > INK_THRESHOLD * 255)
@@ -138,7 +137,7 @@ def test_any_size_gives_a_centred_28x28_digit(width, height, x0, y0, w, h, light
 
 @pytest.fixture
 def reference_digit():
-    return normalise_digit(drawn_digit().astype(np.float32), "auto")
+    return one_digit(drawn_digit().astype(np.float32), "auto")
 
 
 def _save(image: Image.Image, path: Path, **kwargs) -> Path:
@@ -150,7 +149,7 @@ def _save(image: Image.Image, path: Path, **kwargs) -> Path:
 def test_modes_give_the_same_digit(tmp_path, reference_digit, mode):
     image = Image.fromarray(drawn_digit()).convert(mode)
     suffix = ".tif" if mode == "CMYK" else ".png"
-    digit = image_to_digit(_save(image, tmp_path / f"d{suffix}"), "auto")
+    digit = image_digit(_save(image, tmp_path / f"d{suffix}"), "auto")
     np.testing.assert_allclose(digit, reference_digit, atol=0.5)
 
 
@@ -158,21 +157,21 @@ def test_16_bit_png_is_scaled(tmp_path, reference_digit):
     sixteen = drawn_digit().astype(np.uint16) * 257  # 0..65535
     path = _save(Image.fromarray(sixteen), tmp_path / "d16.png")
     assert Image.open(path).mode.startswith("I;16")
-    np.testing.assert_allclose(image_to_digit(path), reference_digit, atol=0.5)
+    np.testing.assert_allclose(image_digit(path), reference_digit, atol=0.5)
 
 
 def test_32_bit_integer_image(tmp_path, reference_digit):
     values = drawn_digit().astype(np.int32) * 257
-    np.testing.assert_allclose(image_to_digit(_save(Image.fromarray(values, "I"), tmp_path / "d.tif")),
+    np.testing.assert_allclose(image_digit(_save(Image.fromarray(values, "I"), tmp_path / "d.tif")),
                                reference_digit, atol=0.5)
     with pytest.raises(DataError, match=r"big\.tif: 32-bit integer image with values 70000\.\.70000"):
-        image_to_digit(_save(Image.fromarray(np.full((8, 8), 70000, np.int32), "I"), tmp_path / "big.tif"))
+        image_digit(_save(Image.fromarray(np.full((8, 8), 70000, np.int32), "I"), tmp_path / "big.tif"))
 
 
 def test_float_image_is_refused(tmp_path):
     path = _save(Image.fromarray(drawn_digit().astype(np.float32)), tmp_path / "f.tif")
     with pytest.raises(DataError, match=r"f\.tif: floating-point image"):
-        image_to_digit(path)
+        image_digit(path)
 
 
 @pytest.mark.parametrize("ink", [0, 255])
@@ -181,7 +180,7 @@ def test_transparent_background_contrasts_with_the_ink(tmp_path, reference_digit
     mask = drawn_digit() == 0
     rgba = np.zeros(mask.shape + (4,), np.uint8)  # transparent black everywhere
     rgba[mask] = (ink, ink, ink, 255)
-    digit = image_to_digit(_save(Image.fromarray(rgba, "RGBA"), tmp_path / "t.png"))
+    digit = image_digit(_save(Image.fromarray(rgba, "RGBA"), tmp_path / "t.png"))
     np.testing.assert_allclose(digit, reference_digit, atol=0.5)
 
 
@@ -189,7 +188,7 @@ def test_palette_with_transparency(tmp_path, reference_digit):
     image = Image.fromarray(drawn_digit()).convert("P")
     path = _save(image, tmp_path / "p.png", transparency=255)  # the paper's palette entry is transparent
     assert "transparency" in Image.open(path).info
-    np.testing.assert_allclose(image_to_digit(path), reference_digit, atol=0.5)
+    np.testing.assert_allclose(image_digit(path), reference_digit, atol=0.5)
 
 
 @pytest.mark.parametrize("fmt,suffix,kwargs,tolerance", [
@@ -201,7 +200,7 @@ def test_palette_with_transparency(tmp_path, reference_digit):
 ])
 def test_formats(tmp_path, reference_digit, fmt, suffix, kwargs, tolerance):
     path = _save(Image.fromarray(drawn_digit()).convert("RGB"), tmp_path / f"d{suffix}", format=fmt, **kwargs)
-    assert np.abs(image_to_digit(path) - reference_digit).mean() < tolerance
+    assert np.abs(image_digit(path) - reference_digit).mean() < tolerance
 
 
 def test_file_kind_comes_from_content_not_name(tmp_path, reference_digit):
@@ -221,7 +220,7 @@ def test_truncated_image(tmp_path):
     path = tmp_path / "cut.png"
     path.write_bytes(full[:len(full) // 2])
     with pytest.raises(DataError, match=r"cut\.png: corrupt or truncated PNG image"):
-        image_to_digit(path)
+        image_digit(path)
 
 
 def _png_header_only(path: Path, width: int, height: int) -> Path:
@@ -240,28 +239,28 @@ def test_decompression_bomb_is_refused_before_decoding(tmp_path, width, height):
     # 100 Mpx passes Pillow's own limit and is stopped by ours; 10 Gpx is stopped by Pillow's
     path = _png_header_only(tmp_path / "bomb.png", width, height)
     with pytest.raises(DataError, match=r"bomb\.png: .*decompression bomb"):
-        image_to_digit(path)
+        image_digit(path)
 
 
 def test_huge_image_file_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(inputs, "MAX_IMAGE_FILE_BYTES", 100)
     path = _save(Image.fromarray(drawn_digit()), tmp_path / "d.png")
     with pytest.raises(DataError, match=r"d\.png: \d+ bytes \(expected an image file of at most 100 bytes\)"):
-        image_to_digit(path)
+        image_digit(path)
 
 
 def test_first_frame_of_an_animation(tmp_path, reference_digit):
     frames = [Image.fromarray(drawn_digit()).convert("P"), Image.new("P", (60, 90), 0)]
     path = tmp_path / "a.gif"
     frames[0].save(path, save_all=True, append_images=frames[1:])
-    np.testing.assert_allclose(image_to_digit(path), reference_digit, atol=0.5)
+    np.testing.assert_allclose(image_digit(path), reference_digit, atol=0.5)
 
 
 # ----------------------------------------------------------------------------- .npy and IDX
 
 
 def test_npy_shapes_and_dtypes(tmp_path):
-    digits = np.stack([normalise_digit(drawn_digit(40 + 10 * i, 60), "auto") for i in range(3)])
+    digits = np.stack([one_digit(drawn_digit(40 + 10 * i, 60), "auto") for i in range(3)])
     for name, array in {"one.npy": digits[0].astype(np.uint8), "many.npy": digits,
                         "f64.npy": digits.astype(np.float64), "i32.npy": digits.astype(np.int32)}.items():
         np.save(tmp_path / name, array)

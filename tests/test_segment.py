@@ -11,8 +11,9 @@ from hypothesis import strategies as st
 from PIL import Image, ImageDraw
 
 from lenet_edge.data import MODERN_PREPROCESSING
-from lenet_edge.inputs import INK_THRESHOLD, decode_image, ink_levels, normalise_digit, open_input
+from lenet_edge.inputs import INK_THRESHOLD, decode_image, open_input
 from lenet_edge.segment import find_digits, label_components
+from tests.pictures import ink, one_digit
 
 THRESHOLD = INK_THRESHOLD * 255.0
 
@@ -37,7 +38,7 @@ FIVE_BROKEN = [("line", [180, 30, 230, 30]), ("line", [185, 45, 182, 75]), ("ell
 
 
 def regions_of(grey: np.ndarray):
-    return find_digits(ink_levels(grey.astype(np.float32), "auto"), THRESHOLD)
+    return find_digits(ink(grey.astype(np.float32)), THRESHOLD)
 
 
 def _flood_fill_labels(mask: np.ndarray) -> list[set]:
@@ -96,7 +97,7 @@ def test_pieces_stacked_above_each_other_are_one_digit():
 def test_neighbours_ink_is_blanked_out_of_a_digit():
     """A 7 whose bar reaches over the next digit's box: the 0 keeps only its own ink."""
     grey = draw([("line", [40, 24, 126, 24, 60, 130]), ("ellipse", [120, 20, 180, 130])])
-    x = ink_levels(grey.astype(np.float32), "auto")
+    x = ink(grey.astype(np.float32))
     regions = find_digits(x, THRESHOLD)
     assert len(regions) == 2
     left, top, right, bottom = regions[1].box
@@ -132,7 +133,7 @@ def test_one_digit_picture_is_read_exactly_as_before(tmp_path):
     Image.fromarray(grey).save(tmp_path / "seven.png")
     source = open_input(tmp_path / "seven.png", MODERN_PREPROCESSING)
     assert source.records == 1 and len(source.boxes) == 1 and source.doubts == [()]
-    np.testing.assert_array_equal(source.data[0], normalise_digit(decode_image(tmp_path / "seven.png"), "auto"))
+    np.testing.assert_array_equal(source.data[0], one_digit(decode_image(tmp_path / "seven.png")))
 
 
 def test_each_digit_of_a_number_follows_the_mnist_rules(tmp_path):

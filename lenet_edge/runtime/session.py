@@ -101,13 +101,3 @@ def _check_signature(path: Path, session, contract: ModelContract) -> None:
     if len(shape) != 4 or list(shape[1:]) != [1, size, size] or inputs[0].type != "tensor(float)":
         raise ModelError(f"{path}: input {INPUT_NAME} is {inputs[0].type} {shape} "
                          f"(expected tensor(float) [N, 1, {size}, {size}])")
-
-
-def accuracy(model: LoadedModel, images: np.ndarray, labels: np.ndarray, batch_size: int = DEFAULT_BATCH) -> float:
-    """Top-1 accuracy on raw 28x28 images, preprocessed by the model's own contract."""
-    correct = 0
-    prep = model.contract.preprocessing
-    for i in range(0, len(images), batch_size):
-        logits = model.predict(prep(images[i:i + batch_size]), batch_size)
-        correct += int((logits.argmax(1) == labels[i:i + batch_size]).sum())
-    return correct / len(images)
