@@ -23,6 +23,8 @@ from .environment import EXECUTION_KINDS
 from .report import beyond_spread, describe_execution, is_emulated
 
 MAX_REPORT_BYTES = 32 << 20
+# The bench of lenet-edge web's page runs in a browser: real hardware (ranked), its kind named for what it is.
+RECORDED_KINDS = (*EXECUTION_KINDS, "browser")
 COMPARE_SCHEMA = "lenet-edge-compare"
 COMPARE_VERSION = 1
 
@@ -54,9 +56,9 @@ def load_report(path: str | Path) -> dict:
         execution = _require(path, env, "execution", dict, "environment.")
         kind = _require(path, execution, "kind", str, "environment.execution.")
         evidence = _require(path, execution, "evidence", list, "environment.execution.")
-        if kind not in EXECUTION_KINDS or not all(isinstance(e, str) for e in evidence):
+        if kind not in RECORDED_KINDS or not all(isinstance(e, str) for e in evidence):
             raise DataError(f"{path}: environment.execution is {execution!r} (expected kind one of "
-                            f"{', '.join(EXECUTION_KINDS)} and a list of evidence strings)")
+                            f"{', '.join(RECORDED_KINDS)} and a list of evidence strings)")
     rows = _require(path, report, "rows", list, "")
     if not rows:
         raise DataError(f"{path}: no rows (expected at least one timed row)")
