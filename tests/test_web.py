@@ -180,3 +180,15 @@ def test_serving_to_the_network_warns_in_one_line(site):
         process.wait(timeout=10)
     assert warning.startswith("warning: serving to the network on 0.0.0.0:")
     assert "serving" in serving and "http://127.0.0.1:" in serving
+
+
+def test_labels_name_the_models_as_a_bench_report_does(models, tmp_path):
+    require_runtime()
+    result = _web(*models, "-o", tmp_path / "s", "--label", "int8", "--label", "fp32")
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "s" / "site.json").read_text())
+    assert [m["label"] for m in record["models"]] == ["int8", "fp32"]
+    assert set(json.loads((tmp_path / "s" / "selfcheck.json").read_text())["logits"]) == {"int8", "fp32"}
+    for labels in (("int8",), ("same", "same")):
+        result = _web(*models, "-o", tmp_path / "t", *[a for label in labels for a in ("--label", label)])
+        assert result.exit_code == 3 and "label" in result.output and not (tmp_path / "t").exists()

@@ -13,6 +13,9 @@ from ..options import force_option
 @click.argument("models", nargs=-1, type=click.Path(path_type=Path, dir_okay=False))
 @click.option("-o", "--out", type=click.Path(path_type=Path), default=None,
               help="Write the site into this directory (it must not exist, unless --force).")
+@click.option("--label", "labels", multiple=True,
+              help="A name per model, in order (repeat the option), as in its bench report [default: each "
+                   "file's stem, as lenet-edge bench names them].")
 @click.option("--onnxruntime-web", "runtime_folder", type=click.Path(path_type=Path, file_okay=False),
               default=None, envvar="LENET_EDGE_ORT_WEB", show_envvar=True,
               help="Folder of the npm package onnxruntime-web (or its dist/) [default: the repository's "
@@ -24,7 +27,7 @@ from ..options import force_option
               help="Address to serve on; 0.0.0.0 serves to the network (a phone on the same Wi-Fi).")
 @click.option("--port", type=int, default=8000, show_default=True, help="Port to serve on (0: any free port).")
 @force_option
-def web(models, out, runtime_folder, serve_dir, host, port, force) -> None:
+def web(models, out, labels, runtime_folder, serve_dir, host, port, force) -> None:
     """Write a static site that runs MODEL.int8.onnx [and MODEL.onnx] in the browser with onnxruntime-web.
 
     The page reads a digit drawn with a mouse or finger, or a photo, by the same rules as `run`;
@@ -43,7 +46,8 @@ def web(models, out, runtime_folder, serve_dir, host, port, force) -> None:
             raise click.UsageError(f"{len(models)} models given (expected MODEL.int8.onnx and optionally MODEL.onnx)")
         if out is None:
             raise click.UsageError("-o DIR is required to write a site")
-        written = build_site(models[0], out, models[1] if len(models) == 2 else None, runtime_folder, force)
+        written = build_site(models[0], out, models[1] if len(models) == 2 else None, runtime_folder, force,
+                             tuple(labels) or None)
         click.echo(f"site: {written['out']}/ ({', '.join(written['models'])}; self-check of "
                    f"{written['selfcheck_images']} test digits; onnxruntime-web {written['onnxruntime_web']})")
     if serve_dir is not None:

@@ -54,17 +54,20 @@ class SiteModel:
 
 
 def build_site(int8_model: str | Path, out: str | Path, fp32_model: str | Path | None = None,
-               runtime_folder: str | Path | None = None, force: bool = False) -> dict:
+               runtime_folder: str | Path | None = None, force: bool = False,
+               labels: tuple[str, ...] | None = None) -> dict:
     """Check the models and the runtime files, then write the site to `out` as one directory (built beside it,
-    then renamed into place). Returns {"out", "models", "selfcheck_images", "onnxruntime_web"}."""
+    then renamed into place). `labels` name the models in the page and its bench report (default: the files'
+    stems, as `lenet-edge bench` names them). Returns {"out", "models", "selfcheck_images", "onnxruntime_web"}."""
     out = Path(out)
     _check_out(out, force)
     runtime = find_runtime(runtime_folder)
     paths = [Path(int8_model)] + ([Path(fp32_model)] if fp32_model is not None else [])
     loaded = [load_model(p) for p in paths]
     _check_models(loaded)
-    images, labels, source = load_bench_digits()
-    models = [_site_model(m) for m in loaded]
+    names = _labels(paths, labels)
+    images, digit_labels, source = load_bench_digits()
+    models = [_site_model(m, name) for m, name in zip(loaded, names, strict=True)]
     expected = {m.label: _logits(model, images) for m, model in zip(models, loaded, strict=True)}
     with staged_directory(out) as staging:
         staging.chmod(0o777 & ~_umask())  # mkdtemp's 0o700 would hide the site from the user's web server
@@ -76,7 +79,7 @@ def build_site(int8_model: str | Path, out: str | Path, fp32_model: str | Path |
         for path in runtime.files():
             shutil.copyfile(path, staging / "ort" / path.name)
         write_json(staging / SITE_FILE, _site_record(models, runtime), record=False)
-        write_json(staging / SELFCHECK_FILE, _selfcheck_record(images, labels, source, expected), record=False)
+        write_json(staging / SELFCHECK_FILE, _selfcheck_record(images, digit_labels, source, expected), record=False)
     return {"out": out, "models": [m.label for m in models], "selfcheck_images": len(images),
             "onnxruntime_web": runtime.version}
 
@@ -98,18 +101,27 @@ def _check_models(loaded: list[LoadedModel]) -> None:
         fp32 = loaded[1]
         if fp32.contract.quantization is not None:
             raise ModelError(f"{fp32.path}: an int8 model (expected the fp32 model from lenet-edge export second)")
-        if fp32.path.stem == int8.path.stem:
-            raise ModelError(f"{fp32.path}: same name as {int8.path} (expected two file names: the page labels "
-                             f"each model by its file's stem, as bench does)")
+        if fp32.path.name == int8.path.name:
+            raise ModelError(f"{fp32.path}: same file name as {int8.path} (expected two names: the site keeps "
+                             f"both in its models/ folder)")
         sides = {m.contract.preprocessing.input_size - 2 * m.contract.preprocessing.pad for m in loaded}
         if len(sides) != 1:
             raise ModelError(f"{fp32.path}: digits of side {sorted(sides)} for the two models (expected one side: "
                              f"the page turns a picture into one digit for both)")
 
 
-def _site_model(model: LoadedModel) -> SiteModel:
+def _labels(paths: list[Path], labels: tuple[str, ...] | None) -> list[str]:
+    names = [p.stem for p in paths] if not labels else list(labels)
+    if len(names) != len(paths):
+        raise DataError(f"{len(names)} labels for {len(paths)} models (expected one label per model)")
+    if len(set(names)) != len(names) or not all(names):
+        raise DataError(f"model labels {names} (expected distinct, non-empty labels; give them with --label)")
+    return names
+
+
+def _site_model(model: LoadedModel, label: str) -> SiteModel:
     contract = model.contract
-    return SiteModel(label=model.path.stem, file=f"models/{model.path.name}", sha256=sha256_file(model.path),
+    return SiteModel(label=label, file=f"models/{model.path.name}", sha256=sha256_file(model.path),
                      bytes=model.path.stat().st_size, variant=contract.variant,
                      precision="int8" if contract.quantization else "fp32",
                      preprocessing=contract.preprocessing.to_dict(), class_labels=list(contract.class_labels))
