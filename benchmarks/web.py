@@ -37,7 +37,7 @@ def lenet_edge(*args: str) -> str:
 
 
 def page_bench(site: Path) -> tuple[dict, dict]:
-    from lenet_edge.web import start_server
+    from lenet_edge.web.serve import start_server
 
     with start_server(site, port=0) as server, chromium() as browser:
         page = open_page(browser, server.url)

@@ -19,9 +19,8 @@ from lenet_edge.data import load_bench_digits
 from lenet_edge.errors import DataError
 from lenet_edge.runtime.predict import UNSURE_BELOW
 from lenet_edge.runtime.session import load_model
-from lenet_edge.web import start_server
 from lenet_edge.web.runtime_files import ENV_VAR, RUNTIME_FILES, find_runtime
-from lenet_edge.web.serve import ISOLATION_HEADERS
+from lenet_edge.web.serve import ISOLATION_HEADERS, start_server
 
 from .browser import require_runtime
 from .web_models import tiny_pair

@@ -19,7 +19,8 @@ from lenet_edge.cli import cli
 from lenet_edge.data import load_bench_digits
 from lenet_edge.inputs import MAX_IMAGE_FILE_BYTES, image_to_digit
 from lenet_edge.runtime.compare import compare, load_report
-from lenet_edge.web import build_site, start_server
+from lenet_edge.web.serve import start_server
+from lenet_edge.web.site import build_site
 
 from .browser import chromium, open_page, require_runtime
 from .pictures import number_photo

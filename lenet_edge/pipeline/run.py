@@ -55,7 +55,7 @@ def run_pipeline(data_dir: Path, out: Path, *, variant: str = "lenet5-modern", f
     from ..train.curves import plot_curves
     from ..train.recipes import default_recipe
     from ..train.trainer import train
-    from ..web import build_site
+    from ..web.site import build_site
     from .report import render_report
 
     out = Path(out)
