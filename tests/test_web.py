@@ -191,3 +191,20 @@ def test_labels_name_the_models_as_a_bench_report_does(models, tmp_path):
     for labels in (("int8",), ("same", "same")):
         result = _web(*models, "-o", tmp_path / "t", *[a for label in labels for a in ("--label", label)])
         assert result.exit_code == 3 and "label" in result.output and not (tmp_path / "t").exists()
+
+
+def test_a_missing_browser_fails_under_ci_and_skips_elsewhere(monkeypatch, tmp_path):
+    from . import browser
+
+    monkeypatch.setattr(browser, "CHROMIUM", str(tmp_path / "no-chromium"))
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="no-chromium not found.*CI=true"):
+        with browser.chromium():
+            pass
+    monkeypatch.setenv(ENV_VAR, str(tmp_path))  # no runtime files there
+    with pytest.raises(pytest.fail.Exception, match="runtime files missing"):
+        browser.require_runtime()
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="no-chromium not found"):
+        with browser.chromium():
+            pass
