@@ -2,7 +2,7 @@
 // self-check against native onnxruntime's logits; the bench. What the tests read is in window.lenetEdge.
 import { runBench } from "./bench.js";
 import { PictureError, modelInput, pictureToDigit } from "./picture.js";
-import { createSession, fetchBytes, loadOrt, runLogits } from "./session.js";
+import { createSession, exclusive, fetchBytes, loadOrt, runLogits } from "./session.js";
 
 const state = { ready: false, failed: null, message: "", result: null, selfCheck: null, benchReport: null };
 window.lenetEdge = state;
@@ -90,7 +90,7 @@ async function readPixels(ctx, rgba, width, height, source) {
   try {
     const m = ctx.models[0].preprocessing;
     const digit = pictureToDigit(rgba, width, height, m.input_size - 2 * m.pad, ctx.site.rules);
-    showReading(ctx, digit, await classify(ctx, digit), source);
+    showReading(ctx, digit, await exclusive(() => classify(ctx, digit)), source);
     say("");
   } catch (error) {
     if (!(error instanceof PictureError)) throw error;
@@ -140,7 +140,7 @@ function setUpDrawing(ctx) {
   const read = () => {
     if (!strokes) return say("the canvas is empty: draw a digit first");
     const { data } = pen.getImageData(0, 0, canvas.width, canvas.height);
-    return readPixels(ctx, data, canvas.width, canvas.height, "drawing");
+    return readPixels(ctx, data, canvas.width, canvas.height, "drawing").catch((error) => say(`drawing: ${error.message}`));
   };
   $("clear").addEventListener("click", () => { clear(); say(""); });
   $("read").addEventListener("click", read);
@@ -291,7 +291,7 @@ async function main() {
   setUpBench(ctx);
   state.ready = true;
   $("status").textContent = "ready: draw a digit, or open a picture of one";
-  state.selfCheck = await selfCheck(ctx);
+  state.selfCheck = await exclusive(() => selfCheck(ctx));
   showSelfCheck(state.selfCheck);
 }
 

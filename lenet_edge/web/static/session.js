@@ -28,3 +28,11 @@ export async function runLogits(ort, session, input, count, size) {
   const results = await session.run(feeds);
   return results.logits.data;
 }
+
+// One model call at a time in this realm: a digit drawn while the self-check runs waits for it.
+let queue = Promise.resolve();
+export function exclusive(task) {
+  const run = queue.then(task);
+  queue = run.catch(() => {});
+  return run;
+}
