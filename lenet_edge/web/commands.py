@@ -60,7 +60,8 @@ def _serve(directory: Path, host: str, port: int) -> None:
     server = start_server(directory, host, port)
     if host != LOOPBACK and host != "localhost":
         click.echo(f"warning: serving to the network on {host}:{server.port}: anyone who can reach this machine "
-                   f"can open the site", err=True)
+                   f"can open the site (a phone on the same Wi-Fi: http://THIS-MACHINE'S-ADDRESS:{server.port}/)",
+                   err=True)
     click.echo(f"serving {directory}/ at {server.url} (Ctrl-C stops)")
     try:
         server.wait()
