@@ -35,7 +35,9 @@ def web(models, out, labels, runtime_folder, serve_dir, host, port, force) -> No
     (int8 bit-identical, fp32 within 1e-4); and benchmarks both models into a bench report that
     `lenet-edge compare` lines up with the host's.
 
-        lenet-edge web model.int8.onnx model.onnx -o site && lenet-edge web --serve site
+    \b
+        lenet-edge web model.int8.onnx model.onnx -o site
+        lenet-edge web --serve site
     """
     if not models and serve_dir is None:
         raise click.UsageError("give MODEL.int8.onnx [MODEL.onnx] -o DIR to write a site, or --serve DIR")
