@@ -13,7 +13,12 @@ $(BIN)/lenet-edge: pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
 	touch $@
 
-setup: $(BIN)/lenet-edge
+# onnxruntime-web's runtime files for lenet-edge web, exactly as web/package-lock.json pins them (no install scripts run).
+web/node_modules/onnxruntime-web/package.json: web/package.json web/package-lock.json
+	cd web && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $@
+
+setup: $(BIN)/lenet-edge web/node_modules/onnxruntime-web/package.json
 
 # The main job: train -> export -> quantize -> evaluate -> bench -> report, into $(OUT).
 pipeline: setup

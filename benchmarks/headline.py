@@ -7,10 +7,10 @@ against this CPU's peak. It prints ratios; it is not a test.
 
 Timing is lenet_edge.runtime.bench.bench: the three models take turns in interleaved rounds
 on the same test images with the same onnxruntime SessionOptions (default graph
-optimisation), and it records the machine. Ratios are bench's (lenet_edge/runtime/ratio.py: the median
-over rounds of the per-round ratio of median calls). For int8/fp32 it also prints the range of the round-by-round ratios of median latencies and in how
-many rounds int8 was the faster: at batch 1 a call takes ~0.05 ms, and a claim of "no slower"
-should hold round after round, not only in the pooled median.
+optimisation), and it records the machine. Ratios are bench's (lenet_edge/runtime/ratio.py: the
+median over rounds of the per-round ratio of median calls). For int8/fp32 it also prints the range
+of the round-by-round ratios and in how many rounds int8 was the faster: at batch 1 a call takes
+~0.05 ms, and a claim of "no slower" should hold round after round, not only in the pooled median.
 
 Work counted: the multiply-accumulates of the fp32 model's Conv and Gemm layers for one
 image (what LeNet-5 computes; pooling and activations are left out), 2 operations per MAC

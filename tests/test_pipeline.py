@@ -58,6 +58,8 @@ def _figures(tmp_path) -> dict:
                      "int8": {"accuracy": 0.9907, "images": 10_000, "correct": 9907}},
         "bench": timings,
         "mcu": {"skipped": "unicorn is not installed"},
+        "web": {"out": tmp_path / "web", "models": ["int8", "fp32"], "selfcheck_images": 512,
+                "onnxruntime_web": "1.31.1"},
         "charts": {"curves": "lenet5-modern.curves.png", "confusion.fp32": "confusion.fp32.png",
                    "confusion.int8": None, "bench": "bench.png"},
     }
@@ -74,8 +76,15 @@ def test_report_shows_the_figures_and_embeds_the_charts_drawn(tmp_path):
     assert [line for line in text.splitlines() if line.startswith("## ")] == [
         "## Training", "## Export (`model.onnx`)", "## Quantization (`model.int8.onnx`)",
         "## Evaluation (official test set, onnxruntime)", "## Bench",
-        "## On a microcontroller (generated C, emulated Cortex-M)"]
-    assert text.endswith("\nnot built: unicorn is not installed\n")  # without the toolchain: why, in one line
+        "## On a microcontroller (generated C, emulated Cortex-M)", "## In the browser (onnxruntime-web)"]
+    assert "\nnot built: unicorn is not installed\n" in text  # without the toolchain: why, in one line
+    assert "`lenet-edge web --serve web`" in text and "512 test digits" in text
+
+
+def test_report_says_in_one_line_why_the_site_was_not_built(tmp_path):
+    figures = {**_figures(tmp_path), "web": {"skipped": "onnxruntime-web runtime files missing; run `npm ci`"}}
+    assert report.render_report(figures).endswith(
+        "## In the browser (onnxruntime-web)\n\nnot built: onnxruntime-web runtime files missing; run `npm ci`\n")
 
 
 def test_a_new_section_is_one_function(tmp_path, monkeypatch):
@@ -126,3 +135,5 @@ def test_pipeline_end_to_end(runner, tmp_path, mnist_dir):
     manifest = (out / "MANIFEST.sha256").read_text()
     for name in ("model.onnx", "model.int8.onnx", "report.md", "bench.json"):
         assert f"  {name}\n" in manifest
+    site = json.loads((out / "web" / "site.json").read_text())  # the browser site, labelled as bench.json's rows
+    assert [m["label"] for m in site["models"]] == ["int8", "fp32"] and "lenet-edge web --serve web" in text

@@ -106,9 +106,20 @@ def _build_table(choice: dict) -> str:
                       "| --- |" + " --- |" * (len(targets) + 1), *rows, "", f"Chosen: {choice['why']}."])
 
 
+def web_section(summary: dict) -> list[str]:
+    web = summary["web"]
+    lines = ["## In the browser (onnxruntime-web)", ""]
+    if "skipped" in web:
+        return [*lines, f"not built: {web['skipped']}"]
+    return [*lines, f"`web/` runs both models in a browser with onnxruntime-web {web['onnxruntime_web']}: "
+                    "`lenet-edge web --serve web` in this directory, then open http://127.0.0.1:8000/ (draw a digit, "
+                    f"check the page against this host's logits on {web['selfcheck_images']} test digits, bench it "
+                    "and `lenet-edge compare bench.json bench-browser.json`)."]
+
+
 SECTIONS: tuple[Callable[[dict], list[str]], ...] = (
     training_section, export_section, quantization_section, evaluation_section, bench_section,
-    microcontroller_section)
+    microcontroller_section, web_section)
 
 
 def render_report(summary: dict) -> str:

@@ -35,14 +35,15 @@ def run_pipeline(data_dir: Path, out: Path, *, variant: str = "lenet5-modern", f
                  bench_runs: int = 200, check_images: int = 1000, step: Callable[[str], None] = lambda message: None,
                  progress: Callable[[str], AbstractContextManager[Progress]] = _no_progress) -> dict:
     """Run every stage on the MNIST files in `data_dir` into `out`; return the figures report.md is
-    written from: {"variant", "training", "export", "quantize", "evaluate": {"fp32", "int8"}, "bench",
-    "charts": {name: file or None}}.
+    written from: {"variant", "training", "export", "quantize", "evaluate": {"fp32", "int8"}, "bench", "mcu",
+    "web", "charts": {name: file or None}}.
 
     `check_images`: MNIST test images each microcontroller build must reproduce (compile's check).
     `step` hears what each stage starts; `progress(label)` gives the long steps (epochs, evaluation,
     bench rows) a display to report to, e.g. lenet_edge.progress.ProgressDisplay.
     """
     from ..compile.stage import compile_for_pipeline
+    from ..errors import DependencyError
     from ..export.exporter import export_checkpoint
     from ..fileio import ensure_directory, staged_directory, write_json, write_text
     from ..quantize.recipes import STANDARD
@@ -54,6 +55,7 @@ def run_pipeline(data_dir: Path, out: Path, *, variant: str = "lenet5-modern", f
     from ..train.curves import plot_curves
     from ..train.recipes import default_recipe
     from ..train.trainer import train
+    from ..web.site import build_site
     from .report import render_report
 
     out = Path(out)
@@ -95,11 +97,17 @@ def run_pipeline(data_dir: Path, out: Path, *, variant: str = "lenet5-modern", f
         written = write_bench_outputs(timings, staging / "bench.json", staging / "bench.md", staging / "bench.png",
                                       baseline="fp32")
         charts["bench"] = written.png.name if written.png else None
+        step("web: the browser site (onnxruntime-web)")
+        try:  # labelled as bench labels them, so that compare lines the page's report up with bench.json
+            web = build_site(staging / INT8, staging / "web", staging / FP32, labels=("int8", "fp32"))
+        except DependencyError as exc:  # no runtime files on this machine: the rest of the pipeline runs
+            web = {"skipped": str(exc)}
         int8_models = {quantized["search"]["winner"]: staging / INT8,
                        **{name: Path(path) for name, path in quantized["also_written"].items()}}
         mcu = compile_for_pipeline(int8_models, staging / "mcu", data_dir=data_dir, check_images=check_images,
                                    step=step)
         summary = {"variant": variant, "training": trained, "export": exported, "quantize": quantized,
-                   "evaluate": evaluations, "bench": timings, "mcu": mcu, "charts": charts}
+                   "evaluate": evaluations, "bench": timings, "mcu": mcu, "web": web,
+                   "charts": charts}
         write_text(staging / "report.md", render_report(summary))
     return summary
