@@ -28,9 +28,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 
 from ..contract import LAYERS
 from ..errors import DataError
+from ..fileio import uninterrupted, write_json, write_text
 from .report import describe_environment, describe_execution
 
 SCHEMA = "lenet-edge-profile"
@@ -46,7 +48,8 @@ def _check(obj: dict, key: str, kind, where: str):
     value = obj[key]
     numeric = kind in (int, float)
     if isinstance(value, bool) and kind is not bool or not isinstance(value, (int, float) if kind is float else kind):
-        raise DataError(f"{where}.{key}: {value!r} (expected {'a number' if numeric else kind.__name__})")
+        expected = {int: "an integer", float: "a number", str: "a string", list: "a list", dict: "an object"}[kind]
+        raise DataError(f"{where}.{key}: {value!r} (expected {expected})")
     if numeric and not math.isfinite(value):
         raise DataError(f"{where}.{key}: {value!r} (expected a finite number)")
     return value
@@ -273,3 +276,16 @@ def format_markdown(report: ProfileReport) -> str:
             lines += [f"| {r.model} | `{n.name}` | {n.op} | {n.layer} | {n.median_us:,.1f} | {n.share:.1%} |"
                       for r in rows for n in r.nodes]
     return "\n".join(lines) + "\n"
+
+
+def write_profile_outputs(report: ProfileReport, out_json: Path, out_md: Path, out_png: Path,
+                          record: bool = True) -> Path | None:
+    """The JSON, the Markdown and (with matplotlib) the chart, each atomically and as a set; with `record`,
+    into the directory's MANIFEST.sha256. Returns the chart's path, None when it was skipped."""
+    from .profile_plot import plot_profile
+
+    markdown = format_markdown(report)
+    with uninterrupted():
+        write_json(Path(out_json), report.to_json(), record)
+        write_text(Path(out_md), markdown, record)
+        return Path(out_png) if plot_profile(report, Path(out_png), record) else None
