@@ -226,3 +226,23 @@ def test_device_run_reads_numbers_and_keeps_going(device, precision, modern_onnx
     assert (tmp_path / "seen" / "number.png").is_file() and not (tmp_path / "seen" / "blank.png").exists()
     attempts = set(log.read_text().splitlines()) if log.exists() else set()
     assert attempts <= {f"attempted {m}" for m in OPTIONAL}, attempts
+
+
+def test_device_profile_without_host_modules(device, tmp_path):
+    """profile needs neither onnx (the layer map reads the model's bytes itself) nor torch nor matplotlib."""
+    from tests.idx_files import write_mnist_dir
+    from tests.runtime_models import band_model, random_model
+
+    run, log = device
+    band_model(tmp_path / "band.onnx")
+    random_model(tmp_path / "noise.onnx")
+    write_mnist_dir(tmp_path / "mnist", train=10, test=20)
+    result = run("profile", "band.onnx", "noise.onnx", "--data-dir", "mnist", "--batch-sizes", "1,4", "--threads", "1",
+                 "--runs", "4", "--rounds", "2", "--warmup", "1", "--min-turn-ms", "0", "-o", "p.json")
+    assert result.returncode == 0, result.stderr
+    assert "chart skipped: matplotlib is not installed" in result.stderr and not (tmp_path / "p.png").exists()
+    report = json.loads((tmp_path / "p.json").read_text())
+    assert report["schema"] == "lenet-edge-profile" and len(report["rows"]) == 4
+    assert "| call overhead |" in (tmp_path / "p.md").read_text()
+    attempts = set(log.read_text().splitlines()) if log.exists() else set()
+    assert attempts <= {f"attempted {m}" for m in OPTIONAL}, attempts
