@@ -48,7 +48,12 @@ def lenet(tmp_path_factory) -> dict[str, Path]:
     rewritten, _ = kernel_friendly(onnx.load(str(d / "fp32.onnx")))
     onnx.save(rewritten, str(d / "friendly.onnx"))
     quantize_model(d / "friendly.onnx", d / "auto.onnx", data_dir=data, settings=settings, max_accuracy_drop=100)
-    return {"fp32": d / "fp32.onnx", "int8": d / "int8.onnx", "auto": d / "auto.onnx", "data": data}
+    torch.manual_seed(0)
+    save_checkpoint(d / "c.safetensors", build_model("lenet5"), {"test_accuracy": None})
+    export_checkpoint(d / "c.safetensors", d / "classic.onnx", data_dir=data)
+    quantize_model(d / "classic.onnx", d / "classic.int8.onnx", data_dir=data, settings=settings, max_accuracy_drop=100)
+    return {"fp32": d / "fp32.onnx", "int8": d / "int8.onnx", "auto": d / "auto.onnx", "data": data,
+            "classic": d / "classic.onnx", "classic_int8": d / "classic.int8.onnx"}
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +93,18 @@ def test_the_nodes_onnxruntime_runs_map_back_to_every_layer(lenet_report, model)
             assert all(op.startswith(("QLinear", "QGemm")) for op in ops.values()), ops
 
 
+def test_a_quantized_graph_without_scopes_borrows_them_from_its_fp32_model(lenet):
+    """Quantizing the classic lenet5 rebuilds its graph without the exporter's scopes: alone, its nodes map to
+    no layer; beside the fp32 model of the same checkpoint, every one but the inserted layout nodes does."""
+    def unmapped(models):
+        report = profile(models, [2], [1], data_dir=lenet["data"], **FAST)
+        return {r.model: {n.op for n in r.nodes if n.layer not in LAYERS} for r in report.rows}
+
+    assert "QLinearConv" in unmapped({"int8": lenet["classic_int8"]})["int8"]
+    both = unmapped({"fp32": lenet["classic"], "int8": lenet["classic_int8"]})
+    assert both["fp32"] <= INSERTED_OPS and both["int8"] <= INSERTED_OPS, both
+
+
 @pytest.mark.parametrize(("name", "op", "layer"), [
     ("C1.0.weight_DequantizeLinear", "DequantizeLinear", "C1"),
     ("fold.c5.gemm", "QGemm", "C5"),
@@ -107,6 +124,8 @@ def test_an_unknown_node_falls_under_its_own_name(lenet):
     assert mapping.layer_of("relu_1_nchwc", "Conv") == "C3"  # a fused Conv+Relu named after the Relu's output
     assert mapping.layer_of("fused node_linear", "FusedGemm") == "F6"
     assert mapping.layer_of("image_q", "QuantizeLinear") == "C1"  # the graph input: the layer it feeds
+    assert mapping.layer_of("relu_3_QuantizeLinear", "QuantizeLinear") == "F6"  # named after its tensor
+    assert mapping.layer_of("node_linear_1/MatMulScaleFusion//MatMulScaleFusion/", "FusedMatMul") == "OUTPUT"
 
 
 def test_a_malformed_model_is_refused_by_the_layer_map(tmp_path):

@@ -16,11 +16,17 @@ The layer of a node in the model file:
 
 onnxruntime names the nodes it runs after the original ones: a fused Conv+Relu in the NCHWc layout after
 the Relu's output tensor (`relu_1_nchwc`), a node moved by the layout pass after itself with a token
-(`node_conv2d_token_5`), a fused Gemm as `fused node_linear`, a QuantizeLinear moved before a Reshape after
-its input tensor (`image_q`). A run node's name is looked up as a node name, then as a tensor name (the
-layer of the tensor's producer, or for the graph input its consumer), first as it is, then with those
-decorations taken off; then by rule 2 on its own name. A node that matches nothing (the layout
-conversions onnxruntime inserts, `Transpose`, `ReorderOutput_token_8`) falls under its own name.
+(`node_conv2d_token_5`), a fused Gemm as `fused node_linear`, a fusion as `node_matmul/MatMulScaleFusion/...`,
+a QuantizeLinear moved before a Reshape after its input tensor (`image_q`); the quantizer names its
+QuantizeLinear and DequantizeLinear after the tensor they convert. A run node's name is looked up as a node
+name, then as a tensor name (the layer of the tensor's producer, or for the graph input its consumer),
+first as it is, then with those decorations taken off one by one; then by rule 2 on its own name. A node
+that matches nothing (the layout conversions onnxruntime inserts, `Transpose`, `ReorderOutput_token_8`)
+falls under its own name.
+
+A quantized model may have lost the scopes (quantizing the classic lenet5 rebuilds its graph through
+onnxruntime's optimiser, which keeps the node names but not their metadata): profiled beside an fp32 model
+of the same checkpoint, it borrows that model's layers for the names it shares (`LayerMap.borrowing`).
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ _VALUE_INFO_NAME = 1
 _LAYER_BY_PART = {layer.lower(): layer for layer in LAYERS}
 # what onnxruntime adds to a name, taken off one at a time in this order
 _DECORATIONS = (re.compile(r"^fused "), re.compile(r"_token_\d+$"), re.compile(r"_nchwc$"),
-                re.compile(r"_(q|dq)$"))
+                re.compile(r"_(q|dq|QuantizeLinear|DequantizeLinear)$"), re.compile(r"/.*$"))
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,13 @@ class LayerMap:
                 if table.get(candidate):
                     return table[candidate]
         return named_layer(run_name, op_name) or run_name
+
+    def borrowing(self, other: LayerMap) -> LayerMap:
+        """This map, with `other`'s layer for each name this one has none for."""
+        def merged(mine: dict, theirs: dict) -> dict:
+            return {**theirs, **{name: layer for name, layer in mine.items() if layer or name not in theirs}}
+
+        return LayerMap(merged(self.nodes, other.nodes), merged(self.tensors, other.tensors))
 
 
 def named_layer(name: str, op_type: str) -> str | None:

@@ -84,6 +84,18 @@ def summarise(model: str, batch_size: int, threads: int, calls_us: list[float], 
                       float(np.median(unprofiled_us)), float(np.median([r.run_us for r in runs])), tuple(layers), nodes)
 
 
+def _layer_maps(runners: list[_OrtRunner]) -> dict[str, LayerMap]:
+    """Each model's layer map; a quantized one borrows what it lacks from an fp32 model of the same checkpoint."""
+    maps = {r.label: layer_map(read_model_bytes(r.path), str(r.path)) for r in runners}
+    for r in runners:
+        source = r.model.contract.checkpoint_sha256
+        sibling = next((o for o in runners if o.info["precision"] == "fp32" and o is not r and source
+                        and o.model.contract.checkpoint_sha256 == source), None)
+        if r.info["precision"] == "int8" and sibling is not None:
+            maps[r.label] = maps[r.label].borrowing(maps[sibling.label])
+    return maps
+
+
 def profile(models: dict[str, str | Path], batch_sizes=DEFAULT_BATCH_SIZES, threads=(1,), runs: int = DEFAULT_RUNS,
             warmup: int = DEFAULT_WARMUP, rounds: int = DEFAULT_ROUNDS, min_turn_ms: float = DEFAULT_MIN_TURN_MS,
             data_dir: str | Path | None = None, inputs: str | Path | None = None, progress: Progress | None = None,
@@ -95,7 +107,7 @@ def profile(models: dict[str, str | Path], batch_sizes=DEFAULT_BATCH_SIZES, thre
     if inputs is not None and data_dir is not None:
         raise DataError(f"both an inputs file ({inputs}) and a data directory ({data_dir}) given (expected one)")
     runners = [_OrtRunner(label, Path(path)) for label, path in models.items()]
-    maps: dict[str, LayerMap] = {r.label: layer_map(read_model_bytes(r.path), str(r.path)) for r in runners}
+    maps = _layer_maps(runners)
     started, load_start = time.perf_counter(), load_average()
     images, _, inputs_record = _inputs(data_dir, inputs, max(batch_sizes))
     prepared = {r.preprocessing: np.ascontiguousarray(r.preprocessing(images)) for r in runners}  # (N, 1, 32, 32)

@@ -71,7 +71,8 @@ def profile(models, labels, data_dir, inputs, device, batch_sizes, threads, runs
     _verify(models, verify)
     with ProgressDisplay("profile") as progress:
         report = run_profile(dict(zip(names, models, strict=True)), batch_sizes,
-                             threads or sorted({1, _usable_cores()}), runs=runs, warmup=warmup, rounds=rounds, min_turn_ms=min_turn_ms,
+                             threads or sorted({1, _usable_cores()}), runs=runs, warmup=warmup, rounds=rounds,
+                             min_turn_ms=min_turn_ms,
                              data_dir=data_dir if inputs else named_data_dir(data_dir), inputs=inputs,
                              progress=progress, device=device)
     png = write_profile_outputs(report, *paths, record=False)  # the user's files: no manifest beside them
