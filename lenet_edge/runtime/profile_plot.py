@@ -1,7 +1,8 @@
 """The profile's chart: per thread count, a stacked bar per model and batch size, one segment per layer.
 
 A bar is the sum of the row's layer medians per image (us), the call overhead included, so batch 1 and 64
-share an axis; drawn with matplotlib's object API as plots.py draws the others, skipped without it.
+share an axis; a black mark is the same model's call with the profiler off. Drawn with matplotlib's object
+API as plots.py draws the others; skipped without matplotlib.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ def plot_profile(report: ProfileReport, path: Path, record: bool = True) -> bool
         return False
     axes = np.atleast_1d(fig.subplots(len(threads), 1, squeeze=False)[:, 0])
     layers = row_layers(list(report.rows))
-    colours = {name: f"C{i % 10}" for i, name in enumerate(layers)}
+    palette = [f"C{i}" for i in range(10) if i != 7]  # C7 (grey) is the call overhead's
+    colours = {name: palette[i % len(palette)] for i, name in enumerate(layers)}
+    colours[OVERHEAD] = "C7"
     for ax, t in zip(axes, threads, strict=True):
         x = np.arange(len(bars))
         bottom = np.zeros(len(bars))
@@ -38,6 +41,10 @@ def plot_profile(report: ProfileReport, path: Path, record: bool = True) -> bool
             ax.bar(x, heights, 0.7, bottom=bottom, label=name, color=colours[name],
                    hatch="//" if name not in LAYERS and name != OVERHEAD else None)  # inserted by onnxruntime
             bottom += heights
+        unprofiled = [(row.unprofiled_median_us / b if (row := report.row(label, b, t)) else np.nan)
+                      for label, b in bars]
+        ax.scatter(x, unprofiled, marker="_", s=600, color="black", zorder=3,
+                   label="call, profiler off" if ax is axes[0] else None)
         ax.set_xticks(x, [f"{label}\nbatch {b}" for label, b in bars], fontsize=7)
         ax.set_ylabel(f"us per image, {t} thread{'s' if t > 1 else ''}")
     axes[0].legend(fontsize=7, ncol=2, loc="upper right")
