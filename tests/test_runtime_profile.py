@@ -12,7 +12,7 @@ import pytest
 
 from lenet_edge.cli import cli
 from lenet_edge.contract import LAYERS
-from lenet_edge.errors import DataError, ValidationError
+from lenet_edge.errors import DataError, ModelError, ValidationError
 from lenet_edge.runtime.graph_layers import layer_map, named_layer
 from lenet_edge.runtime.profile import profile, summarise
 from lenet_edge.runtime.profile_report import OVERHEAD, ProfileReport, format_markdown
@@ -128,9 +128,11 @@ def test_an_unknown_node_falls_under_its_own_name(lenet):
     assert mapping.layer_of("node_linear_1/MatMulScaleFusion//MatMulScaleFusion/", "FusedMatMul") == "OUTPUT"
 
 
-def test_a_malformed_model_is_refused_by_the_layer_map(tmp_path):
-    with pytest.raises(Exception, match="malformed protobuf"):
-        layer_map(b"\x0a\xff\xff\xff\xff\x0f", "bad.onnx")
+def test_a_model_the_layer_map_cannot_read_is_refused():
+    with pytest.raises(ModelError, match=r"bad.onnx: not a loadable ONNX model \(malformed protobuf"):
+        layer_map(b"\x3a\xff\xff\xff\xff\x0f", "bad.onnx")
+    with pytest.raises(ModelError, match=r"m.ort: an ORT-format model \(expected an .onnx model"):
+        layer_map(b"\x14\x00\x00\x00ORTM" + bytes(32), "m.ort")
 
 
 # ---------------------------------------------------------------- the trace parser

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 from ..contract import LAYERS
 from ..errors import ModelError
-from .model_file import Malformed, fields
+from .model_file import ORT_FORMAT_ID, Malformed, fields
 
 SCOPES_KEY = "pkg.torch.onnx.name_scopes"
 # onnx.proto3 field numbers of what is read here
@@ -113,6 +113,9 @@ def scoped_layer(scopes: str) -> str | None:
 
 def layer_map(data: bytes, source: str) -> LayerMap:
     """The layers of the nodes and tensors of an ONNX model's bytes, by rules 1-3."""
+    if data[4:8] == ORT_FORMAT_ID:
+        raise ModelError(f"{source}: an ORT-format model (expected an .onnx model: its graph names the layers "
+                         f"of its nodes)")
     try:
         nodes, graph_inputs = read_nodes(data)
     except Malformed as exc:

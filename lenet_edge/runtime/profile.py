@@ -23,7 +23,7 @@ import numpy as np
 from ..contract import LAYERS
 from ..errors import DataError
 from ..progress import Progress
-from .bench import _check_settings, _inputs, _OrtRunner, time_interleaved
+from .bench import DEFAULT_ROUNDS, DEFAULT_RUNS, DEFAULT_WARMUP, _check_settings, _inputs, _OrtRunner, time_interleaved
 from .defaults import DEFAULT_MIN_TURN_MS
 from .environment import environment, load_average
 from .graph_layers import LayerMap, layer_map
@@ -41,10 +41,7 @@ from .profile_report import (
 from .session import load_model
 from .trace import TraceRun, read_trace
 
-DEFAULT_BATCH_SIZES = (1, 64)
-DEFAULT_RUNS = 200
-DEFAULT_WARMUP = 20
-DEFAULT_ROUNDS = 5
+DEFAULT_BATCH_SIZES = (1, 64)  # runs, warm-up and rounds: bench's defaults
 PROFILER = ("onnxruntime's profiler (SessionOptions.enable_profiling): per call, the Node events of the graph "
             "onnxruntime runs after its optimisations, dur in us")
 TIMER = ("time.perf_counter_ns around each call, one inference per call; every model also timed in the same "
