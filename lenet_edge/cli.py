@@ -18,6 +18,7 @@ from .export.commands import export
 from .pipeline.commands import pipeline
 from .quantize.commands import quantize
 from .runtime.commands import bench, compare, evaluate, run
+from .runtime.profile_commands import profile
 from .train.commands import summary, train
 from .web.commands import web
 
@@ -60,7 +61,8 @@ def cli(debug: bool) -> None:
     benchmark and compare the models on any CPU."""
 
 
-for command in (summary, train, export, quantize, compile_command, run, evaluate, bench, compare, web, pipeline):
+for command in (summary, train, export, quantize, compile_command, run, evaluate, bench, profile, compare, web,
+                pipeline):
     cli.add_command(command)
 
 

@@ -17,6 +17,9 @@ INPUT_NAME = "image"  # (N, 1, 32, 32) float32, preprocessed
 OUTPUT_NAME = "logits"  # (N, 10) float32
 PREFIX = "lenet_edge."
 FORMAT_VERSION = 1
+# The layers of every LeNet-5 variant, as its modules are named (train/models.py); the exporter keeps the
+# names in each node's scopes, which is how a profile maps onnxruntime's nodes back to them.
+LAYERS = ("C1", "S2", "C3", "S4", "C5", "F6", "OUTPUT")
 
 
 @dataclass(frozen=True)

@@ -76,9 +76,10 @@ def test_base_dependencies_are_the_device_set():
 
 DEVICE_MODULES = ("lenet_edge.data", "lenet_edge.datasource", "lenet_edge.inputs", "lenet_edge.runtime.commands",
                   *(f"lenet_edge.runtime.{p.stem}" for p in (ROOT / "lenet_edge" / "runtime").glob("*.py")))
-# The one way from the device side to a host-only module: bench --checkpoint's PyTorch rows, behind
-# errors.require() (exit 7 without torch; the integration test below runs it).
-HOST_ONLY_EDGES = {("lenet_edge.runtime.bench", "lenet_edge.train.checkpoint")}
+# The ways from the device side to a host-only module: bench --checkpoint's PyTorch rows, behind
+# errors.require() (exit 7 without torch; the integration test below runs it); and sessions.optimized_graph,
+# the one reader of onnxruntime's optimised graph, which only quantize and compile (host stages) call.
+HOST_ONLY_EDGES = {("lenet_edge.runtime.bench", "lenet_edge.train.checkpoint"), ("lenet_edge.sessions", "onnx")}
 
 
 def _module_file(name: str) -> Path | None:
@@ -224,5 +225,25 @@ def test_device_run_reads_numbers_and_keeps_going(device, precision, modern_onnx
     assert "no digit found" in blank["error"] and number["label"] == "".join(map(str, labels[:3]))
     assert len(number["digits"]) == 3 and "1 predictions (json), " in result.stderr and "1 failed" in result.stderr
     assert (tmp_path / "seen" / "number.png").is_file() and not (tmp_path / "seen" / "blank.png").exists()
+    attempts = set(log.read_text().splitlines()) if log.exists() else set()
+    assert attempts <= {f"attempted {m}" for m in OPTIONAL}, attempts
+
+
+def test_device_profile_without_host_modules(device, tmp_path):
+    """profile needs neither onnx (the layer map reads the model's bytes itself) nor torch nor matplotlib."""
+    from tests.idx_files import write_mnist_dir
+    from tests.runtime_models import band_model, random_model
+
+    run, log = device
+    band_model(tmp_path / "band.onnx")
+    random_model(tmp_path / "noise.onnx")
+    write_mnist_dir(tmp_path / "mnist", train=10, test=20)
+    result = run("profile", "band.onnx", "noise.onnx", "--data-dir", "mnist", "--batch-sizes", "1,4", "--threads", "1",
+                 "--runs", "4", "--rounds", "2", "--warmup", "1", "--min-turn-ms", "0", "-o", "p.json")
+    assert result.returncode == 0, result.stderr
+    assert "chart skipped: matplotlib is not installed" in result.stderr and not (tmp_path / "p.png").exists()
+    report = json.loads((tmp_path / "p.json").read_text())
+    assert report["schema"] == "lenet-edge-profile" and len(report["rows"]) == 4
+    assert "| call overhead |" in (tmp_path / "p.md").read_text()
     attempts = set(log.read_text().splitlines()) if log.exists() else set()
     assert attempts <= {f"attempted {m}" for m in OPTIONAL}, attempts

@@ -42,8 +42,8 @@ _TENSOR_DATA_LOCATION = 14  # TensorProto.data_location: 0 DEFAULT, 1 EXTERNAL
 _EXTERNAL = 1
 
 
-class _Malformed(Exception):
-    pass
+class Malformed(Exception):
+    """Bytes that are not protobuf's wire format (raised by `fields`)."""
 
 
 def read_model_bytes(path: Path) -> bytes:
@@ -65,7 +65,7 @@ def read_model_bytes(path: Path) -> bytes:
         return data
     try:
         external = _first_external_tensor(data)
-    except _Malformed as exc:
+    except Malformed as exc:
         raise ModelError(f"{path}: not a loadable ONNX model (malformed protobuf: {exc})") from None
     if external is not None:
         name, location = external
@@ -79,7 +79,7 @@ def _varint(data: bytes, pos: int, end: int) -> tuple[int, int]:
     value, shift = 0, 0
     while True:
         if pos >= end or shift > 63:
-            raise _Malformed(f"bad varint at byte {pos}")
+            raise Malformed(f"bad varint at byte {pos}")
         byte = data[pos]
         pos += 1
         value |= (byte & 0x7F) << shift
@@ -88,29 +88,29 @@ def _varint(data: bytes, pos: int, end: int) -> tuple[int, int]:
         shift += 7
 
 
-def _fields(data: bytes, pos: int, end: int) -> Iterator[tuple[int, int, int | tuple[int, int]]]:
+def fields(data: bytes, pos: int, end: int) -> Iterator[tuple[int, int, int | tuple[int, int]]]:
     """(field number, wire type, value) of each field of the message in data[pos:end]; the
     value of a length-delimited field (wire type 2) is its (start, end)."""
     while pos < end:
         key, pos = _varint(data, pos, end)
         field, wire = key >> 3, key & 7
         if field == 0:
-            raise _Malformed(f"field number 0 at byte {pos}")
+            raise Malformed(f"field number 0 at byte {pos}")
         if wire == 0:
             value, pos = _varint(data, pos, end)
             yield field, wire, value
         elif wire in (1, 5):
             pos += 8 if wire == 1 else 4
             if pos > end:
-                raise _Malformed(f"a fixed-size field runs past its message at byte {end}")
+                raise Malformed(f"a fixed-size field runs past its message at byte {end}")
         elif wire == 2:
             length, pos = _varint(data, pos, end)
             if pos + length > end:
-                raise _Malformed(f"field {field} of {length} bytes at byte {pos} runs past its message")
+                raise Malformed(f"field {field} of {length} bytes at byte {pos} runs past its message")
             yield field, wire, (pos, pos + length)
             pos += length
         else:  # 3/4: protobuf groups, never used by ONNX; 6/7 do not exist
-            raise _Malformed(f"wire type {wire} at byte {pos}")
+            raise Malformed(f"wire type {wire} at byte {pos}")
 
 
 def _text(data: bytes, span: tuple[int, int]) -> str:
@@ -128,7 +128,7 @@ def _first_external_tensor(data: bytes) -> tuple[str, str] | None:
                 return found
             continue
         children = _CHILDREN[kind]
-        for field, wire, value in _fields(data, start, end):
+        for field, wire, value in fields(data, start, end):
             if wire == 2 and field in children:
                 stack.append((children[field], *value))
     return None
@@ -136,14 +136,14 @@ def _first_external_tensor(data: bytes) -> tuple[str, str] | None:
 
 def _external_reference(data: bytes, start: int, end: int) -> tuple[str, str] | None:
     name, location, external = "", "", False
-    for field, wire, value in _fields(data, start, end):
+    for field, wire, value in fields(data, start, end):
         if field == _TENSOR_NAME and wire == 2:
             name = _text(data, value)
         elif field == _TENSOR_DATA_LOCATION and wire == 0 and value == _EXTERNAL:
             external = True
         elif field == _TENSOR_EXTERNAL_DATA and wire == 2:
             external = True
-            entry = {f: _text(data, v) for f, w, v in _fields(data, *value) if w == 2}  # {1: key, 2: value}
+            entry = {f: _text(data, v) for f, w, v in fields(data, *value) if w == 2}  # {1: key, 2: value}
             if entry.get(1) == "location":
                 location = entry.get(2, "")
     return (name, location) if external else None

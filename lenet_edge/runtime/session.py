@@ -75,11 +75,13 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def load_model(path: str | Path, threads: int | None = None, contract: ModelContract | None = None) -> LoadedModel:
+def load_model(path: str | Path, threads: int | None = None, contract: ModelContract | None = None,
+               profile_prefix: Path | None = None) -> LoadedModel:
     """An onnxruntime CPU session for a lenet-edge ONNX model, its contract checked; a given `contract`
-    stands in for the file's own (a model being built, whose metadata is written last)."""
+    stands in for the file's own (a model being built, whose metadata is written last); with
+    `profile_prefix`, onnxruntime's profiler on (session.end_profiling() writes the trace)."""
     path = Path(path)
-    options = session_options(threads)
+    options = session_options(threads, profile_prefix=profile_prefix)
     data = read_model_bytes(path)  # size cap; external data refused before onnxruntime could open it
     session = open_session(data, path, options)
     try:

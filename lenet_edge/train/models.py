@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..contract import LAYERS  # noqa: F401  (re-exported: the layer names live with the contract)
 from ..data import CLASSIC_PREPROCESSING, MODERN_PREPROCESSING
 
 # C3's connection table (paper, Table I): S2 maps feeding each of the 16 C3 maps.
@@ -183,7 +184,6 @@ class LeNet5Tanh(nn.Module):
 
 
 VARIANTS = {cls.variant: cls for cls in (LeNet5, LeNet5Modern, LeNet5Tanh)}
-LAYERS = ("C1", "S2", "C3", "S4", "C5", "F6", "OUTPUT")
 
 
 def build_model(variant: str) -> nn.Module:

@@ -1,0 +1,291 @@
+"""The per-layer profile report: typed records, its versioned JSON and its Markdown.
+
+JSON ("schema": "lenet-edge-profile", "version": 1):
+
+    schema, version, created (UTC ISO 8601), duration_s
+    settings:    batch_sizes, threads, runs, warmup, rounds, min_turn_ms, inputs {kind, source, images,
+                 distinct_images}, timer, profiler
+    environment: the record bench writes (lenet_edge.runtime.environment.environment(), load_average)
+    models:      [{label, file, sha256, bytes, variant, precision}]
+    rows:        [{model, batch_size, threads, runs, call_median_us, unprofiled_median_us, run_median_us,
+                 layers: [{layer, nodes, ops, median_us, share}],
+                 nodes: [{name, op, layer, median_us, share}]}]
+
+Per (model, batch size, threads) row, over its timed calls: call = time.perf_counter_ns around the call
+(the profiler on), run = onnxruntime's model_run event, a node's time its trace event's dur, and
+unprofiled = the same model's calls timed by a session with the profiler off, in the same rounds. median_us
+is the median over the calls of a node's time (of a layer: of the sum of its nodes in each call; of the call
+overhead: of each call minus the sum of its nodes). share is a median over the sum of the row's layer
+medians, call overhead included: the shares add up to 1, and a call stalled by another process moves none.
+
+The call overhead is Python's call into onnxruntime, the executor between nodes and the profiler's own
+bookkeeping; the profiler also lengthens each node by a few us (its timestamps and memory statistics), so at
+batch 1 the profiled call is several times the unprofiled one and small nodes read high. The unprofiled
+median says by how much; the larger the batch, the less it matters.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from ..contract import LAYERS
+from ..errors import DataError
+from ..fileio import uninterrupted, write_json, write_text
+from .report import describe_environment, describe_execution
+
+SCHEMA = "lenet-edge-profile"
+VERSION = 1
+OVERHEAD = "call overhead"
+SHARE_TOLERANCE = 1e-6  # the layers' shares of a row must add up to 1 within this
+
+
+def _check(obj: dict, key: str, kind, where: str):
+    """obj[key], refused unless it is of `kind` (numbers: finite, never a bool)."""
+    if not isinstance(obj, dict) or key not in obj:
+        raise DataError(f"{where}: no {key!r} (expected a profile report field)")
+    value = obj[key]
+    numeric = kind in (int, float)
+    if isinstance(value, bool) and kind is not bool or not isinstance(value, (int, float) if kind is float else kind):
+        expected = {int: "an integer", float: "a number", str: "a string", list: "a list", dict: "an object"}[kind]
+        raise DataError(f"{where}.{key}: {value!r} (expected {expected})")
+    if numeric and not math.isfinite(value):
+        raise DataError(f"{where}.{key}: {value!r} (expected a finite number)")
+    return value
+
+
+def _ints(obj: dict, key: str, where: str) -> tuple[int, ...]:
+    values = _check(obj, key, list, where)
+    for i, v in enumerate(values):
+        _check({key: v}, key, int, f"{where}.{key}[{i}]")
+    return tuple(values)
+
+
+@dataclass(frozen=True)
+class LayerTime:
+    layer: str  # C1 ... OUTPUT, a node's own name when it maps to no layer, or OVERHEAD
+    nodes: int  # onnxruntime nodes in it (0 for the call overhead)
+    ops: tuple[str, ...]  # their operators, in run order
+    median_us: float
+    share: float
+
+    @classmethod
+    def from_json(cls, obj: dict, where: str) -> LayerTime:
+        ops = _check(obj, "ops", list, where)
+        if not all(isinstance(op, str) for op in ops):
+            raise DataError(f"{where}.ops: {ops!r} (expected operator names)")
+        return cls(_check(obj, "layer", str, where), _check(obj, "nodes", int, where), tuple(ops),
+                   float(_check(obj, "median_us", float, where)), float(_check(obj, "share", float, where)))
+
+
+@dataclass(frozen=True)
+class NodeTime:
+    name: str  # onnxruntime's name for the node it ran
+    op: str
+    layer: str
+    median_us: float
+    share: float
+
+    @classmethod
+    def from_json(cls, obj: dict, where: str) -> NodeTime:
+        return cls(*(_check(obj, k, str, where) for k in ("name", "op", "layer")),
+                   float(_check(obj, "median_us", float, where)), float(_check(obj, "share", float, where)))
+
+
+@dataclass(frozen=True)
+class ProfileRow:
+    model: str
+    batch_size: int
+    threads: int
+    runs: int  # timed calls
+    call_median_us: float
+    unprofiled_median_us: float  # the same model's calls with the profiler off, timed in the same rounds
+    run_median_us: float  # onnxruntime's model_run event
+    layers: tuple[LayerTime, ...]  # LAYERS order, then unmapped nodes in run order, then OVERHEAD
+    nodes: tuple[NodeTime, ...]  # in run order
+
+    def layer(self, name: str) -> LayerTime | None:
+        return next((entry for entry in self.layers if entry.layer == name), None)
+
+    @classmethod
+    def from_json(cls, obj: dict, where: str) -> ProfileRow:
+        layers = tuple(LayerTime.from_json(v, f"{where}.layers[{i}]")
+                       for i, v in enumerate(_check(obj, "layers", list, where)))
+        nodes = tuple(NodeTime.from_json(v, f"{where}.nodes[{i}]")
+                      for i, v in enumerate(_check(obj, "nodes", list, where)))
+        counts = (_check(obj, k, int, where) for k in ("batch_size", "threads", "runs"))
+        times = (float(_check(obj, k, float, where)) for k in ("call_median_us", "unprofiled_median_us",
+                                                                 "run_median_us"))
+        row = cls(_check(obj, "model", str, where), *counts, *times, layers, nodes)
+        total = sum(entry.share for entry in layers)
+        if abs(total - 1.0) > SHARE_TOLERANCE or not layers or layers[-1].layer != OVERHEAD:
+            raise DataError(f"{where}: layer shares add up to {total:.6f} with {OVERHEAD!r} "
+                            f"{'last' if layers and layers[-1].layer == OVERHEAD else 'missing'} "
+                            f"(expected shares adding up to 1, the call overhead last)")
+        return row
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    label: str
+    file: str
+    sha256: str
+    bytes: int
+    variant: str
+    precision: str  # fp32 | int8
+
+    @classmethod
+    def from_json(cls, obj: dict, where: str) -> ModelRecord:
+        return cls(*(_check(obj, k, str, where) for k in ("label", "file", "sha256")), _check(obj, "bytes", int, where),
+                   *(_check(obj, k, str, where) for k in ("variant", "precision")))
+
+
+@dataclass(frozen=True)
+class InputsRecord:
+    kind: str  # mnist-test-set | file | packaged
+    source: str
+    images: int
+    distinct_images: int
+
+    @classmethod
+    def from_json(cls, obj: dict, where: str) -> InputsRecord:
+        return cls(_check(obj, "kind", str, where), _check(obj, "source", str, where),
+                   _check(obj, "images", int, where), _check(obj, "distinct_images", int, where))
+
+
+@dataclass(frozen=True)
+class ProfileSettings:
+    batch_sizes: tuple[int, ...]
+    threads: tuple[int, ...]
+    runs: int
+    warmup: int
+    rounds: int
+    min_turn_ms: float
+    inputs: InputsRecord
+    timer: str
+    profiler: str
+
+    @classmethod
+    def from_json(cls, obj: dict, where: str) -> ProfileSettings:
+        return cls(_ints(obj, "batch_sizes", where), _ints(obj, "threads", where),
+                   *(_check(obj, k, int, where) for k in ("runs", "warmup", "rounds")),
+                   float(_check(obj, "min_turn_ms", float, where)),
+                   InputsRecord.from_json(_check(obj, "inputs", dict, where), f"{where}.inputs"),
+                   _check(obj, "timer", str, where), _check(obj, "profiler", str, where))
+
+
+@dataclass(frozen=True)
+class ProfileReport:
+    created: str
+    duration_s: float
+    settings: ProfileSettings
+    environment: dict  # bench's environment record, as it is
+    models: tuple[ModelRecord, ...]
+    rows: tuple[ProfileRow, ...]
+
+    def to_json(self) -> dict:
+        body = {f.name: asdict(self)[f.name] if f.name != "environment" else self.environment for f in fields(self)}
+        return {"schema": SCHEMA, "version": VERSION, **_lists(body)}
+
+    def row(self, model: str, batch_size: int, threads: int) -> ProfileRow | None:
+        return next((r for r in self.rows if (r.model, r.batch_size, r.threads) == (model, batch_size, threads)), None)
+
+    @classmethod
+    def from_json(cls, obj: object, source: str) -> ProfileReport:
+        """A report read back from its JSON, every field checked; DataError naming `source` otherwise."""
+        if not isinstance(obj, dict) or obj.get("schema") != SCHEMA:
+            found = obj.get("schema") if isinstance(obj, dict) else type(obj).__name__
+            raise DataError(f"{source}: schema {found!r} (expected {SCHEMA!r})")
+        if obj.get("version") != VERSION:
+            raise DataError(f"{source}: {SCHEMA} version {obj.get('version')!r} (expected {VERSION})")
+        models = tuple(ModelRecord.from_json(m, f"{source}: models[{i}]")
+                       for i, m in enumerate(_check(obj, "models", list, source)))
+        rows = tuple(ProfileRow.from_json(r, f"{source}: rows[{i}]")
+                     for i, r in enumerate(_check(obj, "rows", list, source)))
+        labels = [m.label for m in models]
+        for i, r in enumerate(rows):
+            if r.model not in labels:
+                raise DataError(f"{source}: rows[{i}].model {r.model!r} (expected one of {', '.join(labels)})")
+        return cls(_check(obj, "created", str, source), float(_check(obj, "duration_s", float, source)),
+                   ProfileSettings.from_json(_check(obj, "settings", dict, source), f"{source}: settings"),
+                   _check(obj, "environment", dict, source), models, rows)
+
+
+def _lists(value):
+    """asdict's tuples as JSON lists, all the way down."""
+    if isinstance(value, dict):
+        return {k: _lists(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_lists(v) for v in value]
+    return value
+
+
+def row_layers(rows: list[ProfileRow]) -> list[str]:
+    """The layer rows of a table over several models: LAYERS, then the other names as they first come, the
+    call overhead last."""
+    found = [entry.layer for r in rows for entry in r.layers]
+    others = [name for name in dict.fromkeys(found) if name not in LAYERS and name != OVERHEAD]
+    return [name for name in LAYERS if name in found] + others + [OVERHEAD]
+
+
+def format_markdown(report: ProfileReport) -> str:
+    """Environment and method, then per (threads, batch size) a table of layers x models, then the nodes."""
+    s, env = report.settings, report.environment
+    load = env.get("load_average") or {}
+    labels = [m.label for m in report.models]
+    lines = [
+        "# lenet-edge profile: where the time goes, per layer",
+        "",
+        f"- machine: {describe_environment(env)}",
+        f"- ran: {describe_execution(env)}",
+        f"- settings: {s.warmup} warm-up and at least {s.runs} timed calls per row in {s.rounds} interleaved rounds, "
+        f"a turn lasting at least {s.min_turn_ms:g} ms; inputs: {s.inputs.source}; {report.created}, "
+        f"{report.duration_s:.1f} s",
+        f"- load average (1, 5, 15 min) at start {load.get('start')}, at end {load.get('end')}",
+        "- models: " + "; ".join(f"{m.label} = {m.file} ({m.variant} {m.precision}, {m.bytes / 1024:.0f} KiB)"
+                                 for m in report.models),
+        f"- method: {s.profiler}. Per cell: the median us per call over the timed calls, and its share of the sum "
+        f"of the column's medians. {OVERHEAD} = the call (time.perf_counter_ns, profiler on) minus the sum of its "
+        "nodes. The profiler lengthens every node by a few us and the call by more: compare the call with the "
+        "profiler off, timed in the same rounds. No share of peak is given: it needs each layer's "
+        "multiply-accumulates, which only the host (onnx) counts.",
+    ]
+    for t in s.threads:
+        for b in s.batch_sizes:
+            rows = [r for label in labels if (r := report.row(label, b, t)) is not None]
+            if not rows:
+                continue
+            lines += ["", f"## batch {b}, {t} thread{'s' if t > 1 else ''}", "",
+                      "| layer | " + " | ".join(f"{r.model} us | {r.model} share" for r in rows) + " |",
+                      "|---|" + "---:|---:|" * len(rows)]
+            for name in row_layers(rows):
+                cells = []
+                for r in rows:
+                    entry = r.layer(name)
+                    cells += ["–", "–"] if entry is None else [f"{entry.median_us:,.1f}", f"{entry.share:.1%}"]
+                lines.append(f"| {name} | " + " | ".join(cells) + " |")
+            lines.append("| **call, profiler on** | " + " | ".join(f"**{r.call_median_us:,.1f}** | {r.runs} calls"
+                                                                   for r in rows) + " |")
+            lines.append("| of which onnxruntime's run | " + " | ".join(f"{r.run_median_us:,.1f} | " for r in rows)
+                         + " |")
+            lines.append("| call, profiler off | " + " | ".join(f"{r.unprofiled_median_us:,.1f} | " for r in rows)
+                         + " |")
+            lines += ["", "| model | node (as onnxruntime runs it) | operator | layer | median us | share |",
+                      "|---|---|---|---|---:|---:|"]
+            lines += [f"| {r.model} | `{n.name}` | {n.op} | {n.layer} | {n.median_us:,.1f} | {n.share:.1%} |"
+                      for r in rows for n in r.nodes]
+    return "\n".join(lines) + "\n"
+
+
+def write_profile_outputs(report: ProfileReport, out_json: Path, out_md: Path, out_png: Path,
+                          record: bool = True) -> Path | None:
+    """The JSON, the Markdown and (with matplotlib) the chart, each atomically and as a set; with `record`,
+    into the directory's MANIFEST.sha256. Returns the chart's path, None when it was skipped."""
+    from .profile_plot import plot_profile
+
+    markdown = format_markdown(report)
+    with uninterrupted():
+        write_json(Path(out_json), report.to_json(), record)
+        write_text(Path(out_md), markdown, record)
+        return Path(out_png) if plot_profile(report, Path(out_png), record) else None
