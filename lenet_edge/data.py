@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError
+from .reading import check_file
 
 # IDX type code -> big-endian numpy dtype (http://yann.lecun.com/exdb/mnist/, "THE IDX FILE FORMAT")
 IDX_DTYPES = {
@@ -63,8 +64,7 @@ def read_idx(path: str | Path) -> np.ndarray:
     larger than its header promises is refused without being decompressed in full.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file (expected an IDX file)")
+    check_file(path, DataError, "an IDX file")
     try:
         f = _open(path)
     except OSError as exc:

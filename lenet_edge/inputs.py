@@ -62,6 +62,7 @@ import numpy as np
 
 from .data import Preprocessing, read_idx
 from .errors import DataError, ModelError, first_line
+from .reading import check_file
 from .runtime.defaults import INVERT_CHOICES
 from .segment import Region, find_digits
 
@@ -395,8 +396,7 @@ def sniff(path: Path) -> str:
 def open_input(path: str | Path, preprocessing: Preprocessing, invert: str = "auto") -> InputFile:
     """Read and check one input file; images are converted to digits right away."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file (expected an image, .npy or IDX file)")
+    check_file(path, DataError, "an image, .npy or IDX file")
     side = preprocessing.input_size - 2 * preprocessing.pad
     kind = sniff(path)
     if kind == "image":

@@ -9,13 +9,13 @@ from the EXTENDED graph is bit-identical to sessions at the default level, ALL).
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import ModelError, first_line
+from ..scratch import scratch_directory
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ def optimized_model(model_bytes: bytes, source: Path):
     options = ort.SessionOptions()
     options.log_severity_level = 3
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-    with tempfile.TemporaryDirectory(prefix="lenet-edge-compile-") as tmp:
+    with scratch_directory("compile") as tmp:
         options.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
         try:
             ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])

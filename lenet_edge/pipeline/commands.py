@@ -28,6 +28,9 @@ def pipeline(data_dir, out, variant, bench_runs, check_images, force) -> None:
     report.md. Nothing is moved into DIR until every stage has passed.
     """
     from ..datasource import resolve_data_dir
+    from ..errors import require_extra
+
+    require_extra("all", "torch", "safetensors", "matplotlib", "onnx", "onnxscript")
     from ..progress import ProgressDisplay
     from .run import check_output_directory, run_pipeline
 

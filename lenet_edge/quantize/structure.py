@@ -10,13 +10,13 @@ are left out, so the counts mean the same on every machine).
 from __future__ import annotations
 
 import json
-import tempfile
 from collections import Counter
 from pathlib import Path
 
 from ..contract import PREFIX
 from ..errors import ValidationError, require
 from ..graph import load
+from ..scratch import scratch_directory
 from .build import Candidate
 
 require("onnx", "quantize")
@@ -32,7 +32,7 @@ REPLACED_PROPS = (PREFIX + "test_accuracy", PREFIX + "quantization")  # the int8
 
 def optimized_op_counts(path: Path) -> Counter:
     """Op types of the graph onnxruntime's CPU provider runs for a model (extended optimisation)."""
-    with tempfile.TemporaryDirectory(prefix="lenet-edge-opt-") as tmp:
+    with scratch_directory("opt") as tmp:
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
         opts.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")

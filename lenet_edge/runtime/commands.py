@@ -105,7 +105,7 @@ def run(model, inputs, invert, fmt, out, annotate, fail_fast, batch_size, thread
     targets = annotation_targets(list(inputs), annotate, force) if annotate is not None else {}
     _verify([model], verify)
     records = _reported(classify(model, inputs, invert=invert, batch_size=batch_size, threads=threads,
-                                 fail_fast=fail_fast), targets)
+                                 fail_fast=fail_fast), targets, force)
     if out is None:
         try:
             counts = write_predictions(records, fmt, sys.stdout)
@@ -114,7 +114,8 @@ def run(model, inputs, invert, fmt, out, annotate, fail_fast, batch_size, thread
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return
     else:
-        with atomic_path(out, record=False) as tmp, open(tmp, "w", encoding="utf-8", newline="") as stream:
+        with atomic_path(out, record=False, replace=force) as tmp, \
+                open(tmp, "w", encoding="utf-8", newline="") as stream:
             counts = write_predictions(records, fmt, stream)
     where = f"{out}: " if out is not None else ""
     click.echo(f"{where}{counts['predictions']} predictions ({fmt}), {counts['unsure']} unsure, "
@@ -124,7 +125,7 @@ def run(model, inputs, invert, fmt, out, annotate, fail_fast, batch_size, thread
                         f"(expected a readable file holding a digit; each one's error is above)")
 
 
-def _reported(records, annotation_targets: dict):
+def _reported(records, annotation_targets: dict, force: bool):
     """The records, passed on once each failed file's error is on stderr and each picture's
     annotation (if asked for) is written."""
     from .annotate import write_annotation
@@ -133,7 +134,7 @@ def _reported(records, annotation_targets: dict):
         if "error" in record:
             click.echo(f"error: {record['error']}", err=True)
         elif "digits" in record and record["input"] in annotation_targets:
-            write_annotation(record, annotation_targets[record["input"]])
+            write_annotation(record, annotation_targets[record["input"]], replace=force)
         yield record
 
 
@@ -167,10 +168,10 @@ def evaluate(model, data_dir, as_json, png, logits, batch_size, threads, verify,
         result, test_logits = evaluate_with_logits(model, resolve_data_dir(data_dir), batch_size=batch_size,
                                                    threads=threads, progress=progress)
     if logits is not None:
-        write_npy(logits, test_logits, record=False)  # the user's file: no manifest beside it
+        write_npy(logits, test_logits, record=False, replace=force)  # the user's file: no manifest beside it
     click.echo(json.dumps(result, indent=2) if as_json else format_evaluation(result))
     if png is not None:
-        drawn = plot_confusion(result, png, record=False)  # the user's file: no manifest beside it
+        drawn = plot_confusion(result, png, record=False, replace=force)  # the user's file: no manifest beside it
         click.echo(f"confusion matrix: {png}" if drawn else f"chart skipped: {SKIPPED}", err=True)
 
 
@@ -257,7 +258,7 @@ def bench(models, labels, checkpoint, data_dir, inputs, device, batch_sizes, thr
                            runs=runs, warmup=warmup, checkpoint=checkpoint,
                            data_dir=data_dir if inputs else named_data_dir(data_dir),  # the env var is not for --inputs
                            progress=progress, rounds=rounds, min_turn_ms=min_turn_ms, inputs=inputs, device=device)
-    written = write_bench_outputs(report, *paths, baseline=baseline, record=False)
+    written = write_bench_outputs(report, *paths, baseline=baseline, record=False, replace=force)
     click.echo(Path(written["md"]).read_text("utf-8"))
     click.echo(f"report: {written['json']}, table: {written['md']}", err=True)
     click.echo(f"chart: {written['png']}" if written["png"] else f"chart skipped: {SKIPPED}", err=True)
@@ -290,7 +291,7 @@ def compare(reports, out, force) -> None:
     if out is None:
         click.echo(markdown)
         return
-    write_text(out, markdown, record=False)  # the user's file: no manifest beside it
+    write_text(out, markdown, record=False, replace=force)  # the user's file: no manifest beside it
     click.echo(f"table: {out}", err=True)
-    click.echo(f"chart: {png}" if plot_compare(comparison, png, record=False) else f"chart skipped: {SKIPPED}",
-               err=True)
+    drawn = plot_compare(comparison, png, record=False, replace=force)
+    click.echo(f"chart: {png}" if drawn else f"chart skipped: {SKIPPED}", err=True)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import DataError
-from ..fileio import read_json
+from ..reading import check_file, read_json
 from .bench import SCHEMA, VERSION
 from .environment import EXECUTION_KINDS
 from .report import beyond_spread, describe_execution, is_emulated
@@ -35,14 +35,22 @@ def _require(path, obj: dict, key: str, kind, where: str):
     return value
 
 
+def _optional(path, obj: dict, key: str, kind, where: str):
+    """A field compare reads when it is there: absent or null is fine, another type is not."""
+    if obj.get(key) is None:
+        return None
+    return _require(path, obj, key, kind, where)
+
+
 def load_report(path: str | Path) -> dict:
-    """Read a bench report and check its schema, version and the fields compare uses."""
+    """Read a bench report and check its schema, version and every field compare reads
+    (reports come from other devices: nothing in them is trusted)."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file (expected a {SCHEMA} JSON report from lenet-edge bench)")
-    if path.stat().st_size > MAX_REPORT_BYTES:
-        raise DataError(f"{path}: {path.stat().st_size} bytes (expected a report of at most {MAX_REPORT_BYTES})")
-    report = read_json(path, DataError)
+    expected = f"a {SCHEMA} JSON report from lenet-edge bench"
+    size = check_file(path, DataError, expected)
+    if size > MAX_REPORT_BYTES:
+        raise DataError(f"{path}: {size} bytes (expected a report of at most {MAX_REPORT_BYTES})")
+    report = read_json(path, DataError, expected)
     if not isinstance(report, dict) or report.get("schema") != SCHEMA:
         found = report.get("schema") if isinstance(report, dict) else type(report).__name__
         raise DataError(f"{path}: schema {found!r} (expected {SCHEMA!r} from lenet-edge bench)")
@@ -57,6 +65,18 @@ def load_report(path: str | Path) -> dict:
         if kind not in EXECUTION_KINDS or not all(isinstance(e, str) for e in evidence):
             raise DataError(f"{path}: environment.execution is {execution!r} (expected kind one of "
                             f"{', '.join(EXECUTION_KINDS)} and a list of evidence strings)")
+    cpu = _optional(path, env, "cpu", dict, "environment.") or {}
+    _optional(path, cpu, "model", str, "environment.cpu.")
+    _optional(path, cpu, "logical_cores", int, "environment.cpu.")
+    versions = _optional(path, env, "versions", dict, "environment.") or {}
+    _optional(path, versions, "onnxruntime", str, "environment.versions.")
+    for key in ("device", "board"):
+        _optional(path, env, key, str, "environment.")
+    _optional(path, report, "created", str, "")
+    settings = _optional(path, report, "settings", dict, "") or {}
+    for key in ("warmup", "runs", "rounds"):
+        _optional(path, settings, key, int, "settings.")
+    _optional(path, settings, "min_turn_ms", (int, float), "settings.")
     rows = _require(path, report, "rows", list, "")
     if not rows:
         raise DataError(f"{path}: no rows (expected at least one timed row)")
@@ -111,16 +131,16 @@ def compare(reports: list[dict], names: list[str] | None = None) -> dict:
     runs = []
     for name, rep in zip(names, reports, strict=True):
         env = rep["environment"]
-        cpu = env.get("cpu", {})
-        runs.append({"name": name, "cpu": cpu.get("model", "unknown"), "cores": cpu.get("logical_cores"),
+        cpu = env.get("cpu") or {}
+        runs.append({"name": name, "cpu": cpu.get("model") or "unknown", "cores": cpu.get("logical_cores"),
                      "emulated": is_emulated(env), "where": describe_execution(env),
-                     "onnxruntime": env.get("versions", {}).get("onnxruntime", "unknown"),
-                     "created": rep.get("created", "unknown"), "settings": _settings(rep)})
+                     "onnxruntime": (env.get("versions") or {}).get("onnxruntime") or "unknown",
+                     "created": rep.get("created") or "unknown", "settings": _settings(rep)})
     return {"schema": COMPARE_SCHEMA, "version": COMPARE_VERSION, "runs": runs, "rows": rows}
 
 
 def _settings(report: dict) -> str:
-    s = report.get("settings", {})
+    s = report.get("settings") or {}
     turns = f", turns >= {s['min_turn_ms']:g} ms" if isinstance(s.get("min_turn_ms"), (int, float)) else ""
     return f"{s.get('warmup', '?')} warm-up, {s.get('runs', '?')} runs in {s.get('rounds', '?')} rounds{turns}"
 

@@ -17,10 +17,12 @@ itself.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import ModelError
+from ..reading import open_file
 
 MAX_MODEL_BYTES = 64 << 20  # a LeNet-5 is ~250 KB; anything this large is not one of ours
 ORT_FORMAT_ID = b"ORTM"  # flatbuffers file identifier at bytes 4..8 of an .ort model
@@ -49,16 +51,14 @@ class _Malformed(Exception):
 def read_model_bytes(path: Path) -> bytes:
     """The bytes of a model file of at most MAX_MODEL_BYTES, with no external data."""
     path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"{path}: no such model file (expected an .onnx file)")
-    try:
-        with open(path, "rb") as f:
+    with open_file(path, ModelError, "an .onnx file", missing="no such model file") as f:
+        try:
             data = f.read(MAX_MODEL_BYTES + 1)
-    except OSError as exc:
-        raise ModelError(f"{path}: cannot read ({exc.strerror})") from exc
-    if len(data) > MAX_MODEL_BYTES:
-        size = path.stat().st_size
-        raise ModelError(f"{path}: {size} bytes (expected a model of at most {MAX_MODEL_BYTES} bytes)")
+        except OSError as exc:
+            raise ModelError(f"{path}: cannot read ({exc.strerror})") from exc
+        if len(data) > MAX_MODEL_BYTES:
+            size = os.fstat(f.fileno()).st_size
+            raise ModelError(f"{path}: {size} bytes (expected a model of at most {MAX_MODEL_BYTES} bytes)")
     if not data:
         raise ModelError(f"{path}: empty file (expected an ONNX model)")
     if data[4:8] == ORT_FORMAT_ID:

@@ -28,12 +28,12 @@ def _figure(width: float, height: float):
     return fig
 
 
-def _save(fig, path: Path, record: bool) -> None:
-    with atomic_path(Path(path), record) as tmp:
+def _save(fig, path: Path, record: bool, replace: bool) -> None:
+    with atomic_path(Path(path), record, replace=replace) as tmp:
         fig.savefig(tmp, format="png")
 
 
-def plot_confusion(result: dict, path: Path, record: bool = True) -> bool:
+def plot_confusion(result: dict, path: Path, record: bool = True, *, replace: bool = False) -> bool:
     """Confusion matrix of an evaluate() result as a heat map with counts."""
     fig = _figure(6.5, 5.5)
     if fig is None:
@@ -54,11 +54,11 @@ def plot_confusion(result: dict, path: Path, record: bool = True) -> bool:
     ax.set_ylabel("true class")
     ax.set_title(f"{Path(result['model']).name}: accuracy {result['accuracy']:.2%} on {result['images']} test images",
                  fontsize=9)
-    _save(fig, path, record)
+    _save(fig, path, record, replace)
     return True
 
 
-def plot_bench(report: dict, path: Path, record: bool = True) -> bool:
+def plot_bench(report: dict, path: Path, record: bool = True, *, replace: bool = False) -> bool:
     """Per (batch size, threads): p50 latency per image (bar) to p90 (whisker), and throughput."""
     fig = _figure(max(6.0, 1.2 * len(_row_keys(report)) + 3), 6.5)
     if fig is None:
@@ -83,7 +83,7 @@ def plot_bench(report: dict, path: Path, record: bool = True) -> bool:
     bottom.set_xticks(x, [f"batch {b}\n{t} thread{'s' if t > 1 else ''}" for b, t in keys], fontsize=8)
     env = report["environment"]
     top.set_title(f"{env['cpu']['model']} · onnxruntime {env['versions'].get('onnxruntime', '?')}", fontsize=9)
-    _save(fig, path, record)
+    _save(fig, path, record, replace)
     return True
 
 
@@ -91,7 +91,7 @@ def _row_keys(report: dict) -> list[tuple[int, int]]:
     return sorted({(r["batch_size"], r["threads"]) for r in report["rows"]}, key=lambda k: (k[1], k[0]))
 
 
-def plot_compare(comparison: dict, path: Path, record: bool = True) -> bool:
+def plot_compare(comparison: dict, path: Path, record: bool = True, *, replace: bool = False) -> bool:
     """Mean latency of each row in each run, as a ratio to the reference run (log scale)."""
     fig = _figure(max(6.0, 0.5 * len(comparison["rows"]) + 3), 4.5)
     if fig is None:
@@ -114,5 +114,5 @@ def plot_compare(comparison: dict, path: Path, record: bool = True) -> bool:
     ax.set_xticks(x, [f"{r['model']}\nb{r['batch_size']} t{r['threads']}" for r in rows], fontsize=7, rotation=45,
                   ha="right")
     ax.legend(fontsize=8)
-    _save(fig, path, record)
+    _save(fig, path, record, replace)
     return True
