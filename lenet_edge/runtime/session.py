@@ -71,10 +71,12 @@ def check_batch_size(batch_size: int) -> None:
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
-    """Class probabilities (N, 10) of logits (N, 10), computed stably."""
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+    """Class probabilities (N, 10) of logits (N, 10), computed stably; NaN where a logit is not finite
+    (quietly: the caller reports such a prediction as unsure)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        z = logits - logits.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=1, keepdims=True)
 
 
 def session_options(threads: int | None = None):
@@ -120,6 +122,10 @@ def _check_signature(path: Path, session, contract: ModelContract) -> None:
     if [i.name for i in inputs] != [INPUT_NAME] or [o.name for o in outputs] != [OUTPUT_NAME]:
         raise ModelError(f"{path}: inputs {[i.name for i in inputs]} and outputs {[o.name for o in outputs]} "
                          f"(expected ['{INPUT_NAME}'] and ['{OUTPUT_NAME}'])")
+    classes = outputs[0].shape[-1] if outputs[0].shape else None
+    if isinstance(classes, int) and classes != len(contract.class_labels):
+        raise ModelError(f"{path}: output {OUTPUT_NAME} has {classes} classes and its metadata "
+                         f"{len(contract.class_labels)} class labels (expected one label per class)")
     shape = inputs[0].shape
     if len(shape) != 4 or list(shape[1:]) != [1, size, size] or inputs[0].type != "tensor(float)":
         raise ModelError(f"{path}: input {INPUT_NAME} is {inputs[0].type} {shape} "
