@@ -68,7 +68,7 @@ from ..data import MODERN_PREPROCESSING, Preprocessing, load_mnist
 from ..errors import DataError
 from ..fileio import sha256_file
 from ..progress import Progress
-from .defaults import DEFAULT_MIN_TURN_MS
+from .defaults import DEFAULT_MIN_TURN_MS, MAX_RUNS, MAX_TURN_MS
 from .environment import environment, load_average
 from .session import MAX_THREADS, check_batch_size, load_model
 
@@ -78,8 +78,6 @@ DEFAULT_BATCH_SIZES = (1, 32, 256)
 DEFAULT_RUNS = 200
 DEFAULT_WARMUP = 20
 DEFAULT_ROUNDS = 5
-MAX_TURN_MS = 60_000.0
-MAX_RUNS = 1_000_000
 CHECK_IMAGES = 1000
 TORCH_LABEL = "pytorch-eager"
 

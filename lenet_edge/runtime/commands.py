@@ -12,24 +12,35 @@ from pathlib import Path
 
 import click
 
-from ..options import data_dir_option, force_option, verify_option
-from .defaults import DEFAULT_MIN_TURN_MS, INVERT_CHOICES  # pure Python, light
+from ..options import FiniteFloatRange, data_dir_option, force_option, verify_option
+from .defaults import (  # pure Python, light
+    DEFAULT_MIN_TURN_MS,
+    INVERT_CHOICES,
+    MAX_BATCH,
+    MAX_RUNS,
+    MAX_THREADS,
+    MAX_TURN_MS,
+)
 
 FORMATS = ("table", "json", "csv")
 
 
 class IntList(click.ParamType):
-    """A comma-separated list of integers, e.g. 1,32,256."""
+    """A comma-separated list of integers, e.g. 1,32,256, each in click's IntRange(low, high)."""
 
     name = "INT[,INT...]"
 
+    def __init__(self, low: int, high: int):
+        self.item = click.IntRange(low, high)
+
     def convert(self, value, param, ctx):
-        if isinstance(value, (list, tuple)):
-            return [int(v) for v in value]
-        try:
-            return [int(v) for v in str(value).split(",") if v.strip()]
-        except ValueError:
+        items = value if isinstance(value, (list, tuple)) else [v for v in str(value).split(",") if v.strip()]
+        if not items:
             self.fail(f"{value!r} is not a comma-separated list of integers", param, ctx)
+        try:
+            return [self.item.convert(v, param, ctx) for v in items]
+        except click.BadParameter as exc:
+            self.fail(exc.message if len(items) == 1 else f"{value!r}: {exc.message}", param, ctx)
 
 
 def _usable_cores() -> int:
@@ -39,9 +50,9 @@ def _usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-batch_size_option = click.option("--batch-size", type=int, default=1000, show_default=True,
-                                 help="Images per onnxruntime call (1-65536); bounds memory on large inputs.")
-threads_option = click.option("--threads", type=int, default=None,
+batch_size_option = click.option("--batch-size", type=click.IntRange(1, MAX_BATCH), default=1000, show_default=True,
+                                 help="Images per onnxruntime call; bounds memory on large inputs.")
+threads_option = click.option("--threads", type=click.IntRange(1, MAX_THREADS), default=None,
                               help="onnxruntime intra-op threads [default: onnxruntime's choice, all cores].")
 
 
@@ -107,12 +118,8 @@ def run(model, inputs, invert, fmt, out, annotate, fail_fast, batch_size, thread
     records = _reported(classify(model, inputs, invert=invert, batch_size=batch_size, threads=threads,
                                  fail_fast=fail_fast), targets, force)
     if out is None:
-        try:
-            counts = write_predictions(records, fmt, sys.stdout)
-            sys.stdout.flush()
-        except BrokenPipeError:  # the reader (e.g. head) stopped early: not an error of ours
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            return
+        counts = write_predictions(records, fmt, sys.stdout)  # a reader that stops early: cli.py
+        sys.stdout.flush()
     else:
         with atomic_path(out, record=False, replace=force) as tmp, \
                 open(tmp, "w", encoding="utf-8", newline="") as stream:
@@ -195,15 +202,16 @@ def _verify(models, verify: bool) -> None:
               help="Time on the digits of this file (IDX or .npy (N, 28, 28), or an image) instead of MNIST's "
                    "test set [default: --data-dir, $LENET_EDGE_DATA, else the official test digits in the package].")
 @click.option("--device", default=None, help="Your name for this machine (e.g. 'pi5-8gb'), recorded in the report.")
-@click.option("--batch-sizes", type=IntList(), default="1,32,256", show_default=True)
-@click.option("--threads", type=IntList(), default=None,
+@click.option("--batch-sizes", type=IntList(1, MAX_BATCH), default="1,32,256", show_default=True)
+@click.option("--threads", type=IntList(1, MAX_THREADS), default=None,
               help="Thread counts to time [default: 1 and all usable cores].")
-@click.option("--runs", type=int, default=200, show_default=True,
+@click.option("--runs", type=click.IntRange(2, MAX_RUNS), default=200, show_default=True,
               help="Timed runs per model and row (more where --min-turn-ms needs them).")
-@click.option("--warmup", type=int, default=20, show_default=True, help="Untimed runs per model and row first.")
-@click.option("--rounds", type=int, default=5, show_default=True,
+@click.option("--warmup", type=click.IntRange(0, MAX_RUNS), default=20, show_default=True,
+              help="Untimed runs per model and row first.")
+@click.option("--rounds", type=click.IntRange(2, MAX_RUNS), default=5, show_default=True,
               help="The timed runs are split into this many interleaved rounds (at least 2) to measure the spread.")
-@click.option("--min-turn-ms", type=float, default=DEFAULT_MIN_TURN_MS, show_default=True,
+@click.option("--min-turn-ms", type=FiniteFloatRange(0, MAX_TURN_MS), default=DEFAULT_MIN_TURN_MS, show_default=True,
               help="A model's turn in a round lasts at least this long: short calls (batch 1) get more runs, so "
                    "the switch between models does not dominate.")
 @click.option("--baseline", default=None, help="Model label the ratios are taken against [default: the first].")
@@ -232,6 +240,9 @@ def bench(models, labels, checkpoint, data_dir, inputs, device, batch_sizes, thr
     from .plots import SKIPPED
     from .report import output_paths, write_bench_outputs
 
+    if rounds > runs:
+        raise click.BadParameter(f"{rounds} is more than --runs {runs} (each round needs a run)",
+                                 param_hint="'--rounds'")
     if inputs is not None and data_dir is not None:
         raise click.BadParameter("give --inputs or --data-dir, not both", param_hint="--inputs")
     if labels and len(labels) != len(models):

@@ -15,11 +15,11 @@ import numpy as np
 
 from ..contract import INPUT_NAME, OUTPUT_NAME, ModelContract
 from ..errors import DataError, ModelError, first_line
+from .defaults import MAX_BATCH, MAX_THREADS  # noqa: F401  (MAX_THREADS: for callers)
+from .interrupts import run_options
 from .model_file import MAX_MODEL_BYTES, read_model_bytes  # noqa: F401  (MAX_MODEL_BYTES: the cap, for callers)
 
 DEFAULT_BATCH = 1000  # images per session.run: bounded memory, near-peak throughput
-MAX_BATCH = 65_536  # 256 MiB of (1, 32, 32) float32 inputs per session.run; more is refused
-MAX_THREADS = 1024
 
 
 @dataclass
@@ -30,6 +30,7 @@ class LoadedModel:
 
     def __post_init__(self):
         self._binding = self.session.io_binding()
+        self._run_options = run_options()  # terminated by Ctrl-C or SIGTERM (runtime/interrupts.py)
         self._out = np.empty((0, len(self.contract.class_labels)), np.float32)  # bound once per batch size
 
     def predict(self, x: np.ndarray, batch_size: int = DEFAULT_BATCH) -> np.ndarray:
@@ -57,8 +58,10 @@ class LoadedModel:
             self._binding.bind_output(OUTPUT_NAME, "cpu", 0, np.float32, self._out.shape, self._out.ctypes.data)
         self._binding.bind_cpu_input(INPUT_NAME, x)
         try:
-            self.session.run_with_iobinding(self._binding)
+            self.session.run_with_iobinding(self._binding, self._run_options)
         except Exception as exc:  # onnxruntime's own untyped error, e.g. an output of another shape
+            if self._run_options.terminate:  # ended by a signal, whose handler raises next
+                raise KeyboardInterrupt from None
             raise ModelError(f"{self.path}: output {OUTPUT_NAME} is not float32 {self._out.shape} as expected "
                              f"(onnxruntime: {first_line(exc)})") from exc
         return self._out.copy()
