@@ -8,11 +8,11 @@ Pure Python: imported on the device side.
 from __future__ import annotations
 
 import json
-import unicodedata
 from dataclasses import dataclass, field
 
 from .data import CLASS_LABELS, Preprocessing
 from .errors import DataError, ModelError
+from .text import has_non_printing
 
 INPUT_NAME = "image"  # (N, 1, 32, 32) float32, preprocessed
 OUTPUT_NAME = "logits"  # (N, 10) float32
@@ -99,5 +99,4 @@ def _check_labels(labels, source: str) -> None:
 
 def _printable(text: str) -> bool:
     """1 to MAX_LABEL_CHARS characters, none of them a control, format, private or unassigned one."""
-    return (0 < len(text) <= MAX_LABEL_CHARS and bool(text.strip())
-            and not any(unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp") for c in text))
+    return 0 < len(text) <= MAX_LABEL_CHARS and bool(text.strip()) and not has_non_printing(text)

@@ -150,6 +150,16 @@ def test_compare_checks_every_field_it_reads(tmp_path, report, field, value):
     assert line.startswith(f"error: {tmp_path / 'b.json'}: {field} is {type(value).__name__} (expected "), line
 
 
+@pytest.mark.parametrize("field", ["environment.cpu.model", "environment.device", "created"])
+def test_compare_refuses_report_text_that_would_reach_the_terminal_raw(tmp_path, report, field):
+    (tmp_path / "a.json").write_text(json.dumps(report))
+    (tmp_path / "b.json").write_text(json.dumps(_changed(report, field, "EPYC\x1b]0;pwned\x07")))
+    result = CliRunner().invoke(cli, ["compare", str(tmp_path / "a.json"), str(tmp_path / "b.json")])
+    assert result.exit_code == DATA
+    assert f"{field} 'EPYC\\x1b]0;pwned\\x07' holds control characters" in one_error_line(result)
+    assert "\x1b" not in result.stdout + result.stderr
+
+
 def test_a_report_or_checkpoint_json_nested_100000_deep_is_refused(tmp_path, report):
     (tmp_path / "a.json").write_text(json.dumps(report))
     (tmp_path / "deep.json").write_text("[" * 100_000)

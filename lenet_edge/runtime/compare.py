@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ..errors import DataError
 from ..reading import check_file, read_json
+from ..text import has_non_printing
 from .bench import SCHEMA, VERSION
 from .environment import EXECUTION_KINDS
 from .report import beyond_spread, describe_execution, is_emulated
@@ -32,6 +33,8 @@ def _require(path, obj: dict, key: str, kind, where: str):
     if not isinstance(value, kind) or isinstance(value, bool):
         raise DataError(f"{path}: {where}{key} is {type(value).__name__} "
                         f"(expected {getattr(kind, '__name__', 'number')} in a {SCHEMA} report)")
+    if isinstance(value, str) and has_non_printing(value):  # compare prints it: no escape sequences
+        raise DataError(f"{path}: {where}{key} {value[:40]!r} holds control characters (expected printable text)")
     return value
 
 
@@ -62,7 +65,7 @@ def load_report(path: str | Path) -> dict:
         execution = _require(path, env, "execution", dict, "environment.")
         kind = _require(path, execution, "kind", str, "environment.execution.")
         evidence = _require(path, execution, "evidence", list, "environment.execution.")
-        if kind not in EXECUTION_KINDS or not all(isinstance(e, str) for e in evidence):
+        if kind not in EXECUTION_KINDS or not all(isinstance(e, str) and not has_non_printing(e) for e in evidence):
             raise DataError(f"{path}: environment.execution is {execution!r} (expected kind one of "
                             f"{', '.join(EXECUTION_KINDS)} and a list of evidence strings)")
     cpu = _optional(path, env, "cpu", dict, "environment.") or {}
