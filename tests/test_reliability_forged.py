@@ -227,6 +227,28 @@ def test_a_loss_that_is_not_finite_stops_training_and_keeps_the_last_good_checkp
     assert resume_path(out).is_file()
 
 
+@pytest.mark.parametrize("field, value, says", [
+    ("recipe", [], "recipe is list (expected an object)"),
+    ("history", {"epoch": 1}, "history is dict (expected a list of epochs)"),
+    ("history", [{"epoch": 1}], "history[0] is {'epoch': 1} (expected an epoch record"),
+    ("versions", "2.13", "versions is str (expected an object)"),
+    ("test_accuracy", "99 %", "test_accuracy is str (expected a number)"),
+])
+def test_a_forged_checkpoint_json_is_a_model_error_for_resume_and_export(tiny, tmp_path, field, value, says):
+    out = tmp_path / "m.safetensors"
+    assert CliRunner().invoke(cli, ["train", "--data-dir", str(tiny), "-o", str(out), "--epochs", "1",
+                                    *STEPS]).exit_code == 0
+    meta = json.loads(meta_path(out).read_text())
+    meta_path(out).write_text(json.dumps({**meta, field: value}))  # weights_sha256 still matches
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    for args in (["train", "--data-dir", str(tiny), "-o", str(out), "--epochs", "2", *STEPS, "--resume"],
+                 ["export", str(out), "-o", str(tmp_path / "m.onnx"), "--data-dir", str(tiny)]):
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == MODEL, result.stderr
+        assert one_error_line(result) == f"error: {meta_path(out)}: {says}" or says in one_error_line(result)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
 def test_no_validation_split_writes_null_not_nan(tiny, tmp_path):
     out = tmp_path / "m.safetensors"
     result = CliRunner().invoke(cli, ["train", "--data-dir", str(tiny), "-o", str(out), "--epochs", "1",

@@ -82,7 +82,34 @@ def read_meta(weights: Path) -> dict:
     meta = read_json(path, ModelError, expected)
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ModelError(f"{path}: not a lenet-edge checkpoint (expected \"format\": \"{FORMAT}\")")
+    _check_fields(meta, path)
     return meta
+
+
+_NUMBER = (int, float)
+_EPOCH_FIELDS = {"epoch": int, "train_loss": _NUMBER, "train_accuracy": _NUMBER, "seconds": _NUMBER}
+
+
+def _check_fields(meta: dict, path: Path) -> None:
+    """The fields export, bench and --resume read, checked once here: the JSON beside the weights is
+    untrusted (its weights_sha256 can be made to match any weights)."""
+    def wrong(field: str, expected: str):
+        return ModelError(f"{path}: {field} is {type(meta.get(field)).__name__} (expected {expected})")
+
+    if not isinstance(meta.get("variant"), str):
+        raise wrong("variant", "the variant's name")
+    for field, kind, what in (("versions", dict, "an object"), ("recipe", dict, "an object"),
+                              ("history", list, "a list of epochs")):
+        if field in meta and not isinstance(meta[field], kind):
+            raise wrong(field, what)
+    accuracy = meta.get("test_accuracy")
+    if accuracy is not None and (isinstance(accuracy, bool) or not isinstance(accuracy, _NUMBER)):
+        raise wrong("test_accuracy", "a number")
+    for i, epoch in enumerate(meta.get("history", [])):
+        if not isinstance(epoch, dict) or not all(isinstance(epoch.get(k), t) and not isinstance(epoch.get(k), bool)
+                                                  for k, t in _EPOCH_FIELDS.items()):
+            raise ModelError(f"{path}: history[{i}] is {str(epoch)[:60]} (expected an epoch record with "
+                             f"{', '.join(_EPOCH_FIELDS)})")
 
 
 def load_checkpoint(weights: str | Path, variant: str | None = None) -> tuple[torch.nn.Module, dict]:
