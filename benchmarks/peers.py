@@ -73,9 +73,9 @@ from peak import count_macs, cpu_peak, format_peak
 from lenet_edge.contract import INPUT_NAME, OUTPUT_NAME
 from lenet_edge.data import load_mnist
 from lenet_edge.datasource import resolve_data_dir
+from lenet_edge.defaults import DEFAULT_MIN_TURN_MS, DEFAULT_WARMUP
 from lenet_edge.errors import DataError, LenetEdgeError, first_line
-from lenet_edge.runtime.bench import DEFAULT_WARMUP, time_interleaved
-from lenet_edge.runtime.defaults import DEFAULT_MIN_TURN_MS
+from lenet_edge.runtime.bench import time_interleaved
 from lenet_edge.runtime.environment import environment, load_average
 from lenet_edge.runtime.report import describe_environment, describe_execution
 from lenet_edge.runtime.session import load_model

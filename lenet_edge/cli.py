@@ -7,6 +7,7 @@ and `--help` loads no numpy.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 
@@ -36,12 +37,46 @@ class CliError(click.ClickException):
         click.echo(f"error: {self.message}", file=file or sys.stderr)
 
 
+USAGE = 2
+
+
 class LenetEdgeGroup(click.Group):
+    def main(self, *args, **kwargs):
+        """click's main, with every usage error shown as one line, as every other error is."""
+        kwargs["standalone_mode"] = False  # click then raises its errors here instead of printing them
+        try:
+            result = super().main(*args, **kwargs)
+            sys.stdout.flush()  # a closed pipe fails here, not in the interpreter's flush at exit
+        except BrokenPipeError:
+            raise _closed_pipe() from None
+        except click.UsageError as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":  # `lenet-edge` alone: the help, as click shows it
+                exc.show()
+                sys.exit(exc.exit_code)
+            message = " ".join(exc.format_message().split())  # click's message, on one line
+            click.echo(f"error: {message}", err=True)
+            sys.exit(USAGE)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.Abort:  # click's prompt interrupted; lenet-edge has none, but say it as one line too
+            click.echo("error: interrupted; earlier artefacts are left as they were", err=True)
+            sys.exit(INTERRUPTED)
+        sys.exit(result if isinstance(result, int) else 0)
+
+    def make_context(self, *args, **kwargs) -> click.Context:
+        try:
+            return super().make_context(*args, **kwargs)
+        except BrokenPipeError:  # `lenet-edge --help | true`
+            raise _closed_pipe() from None
+
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
+        except BrokenPipeError:
+            raise _closed_pipe() from None
         except KeyboardInterrupt:
             raise CliError("interrupted; earlier artefacts are left as they were", INTERRUPTED) from None
         except Exception as exc:
@@ -66,11 +101,24 @@ for command in (summary, train, export, quantize, compile_command, run, evaluate
     cli.add_command(command)
 
 
+def _closed_pipe() -> SystemExit:
+    """The reader of stdout (head, `| true`) stopped early: not an error, for every command (exit 0).
+    stdout then points at /dev/null, so that nothing more (the interpreter's flush at exit) fails."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):  # no descriptor behind sys.stdout (e.g. a test runner's buffer)
+        pass
+    return SystemExit(0)
+
+
 def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
 def main() -> None:
+    from .runtime.interrupts import install
+
     # A terminated run (SIGTERM) cleans up like Ctrl-C: temporary files go, artefacts stay intact.
     signal.signal(signal.SIGTERM, _interrupt)
+    install()  # and both end a long onnxruntime call
     cli(prog_name="lenet-edge")

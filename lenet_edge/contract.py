@@ -11,7 +11,8 @@ import json
 from dataclasses import dataclass, field
 
 from .data import CLASS_LABELS, Preprocessing
-from .errors import ModelError
+from .errors import DataError, ModelError
+from .text import has_non_printing
 
 INPUT_NAME = "image"  # (N, 1, 32, 32) float32, preprocessed
 OUTPUT_NAME = "logits"  # (N, 10) float32
@@ -50,21 +51,55 @@ class ModelContract:
 
     @classmethod
     def from_metadata(cls, props: dict[str, str], source: str = "model") -> ModelContract:
-        """Read the contract back; a model without one is refused with a clear message."""
+        """Read the contract back and check it once, here: a model's metadata is untrusted input
+        (a forged or damaged file must be refused as a model error, not trusted or crash later)."""
         p = {k[len(PREFIX):]: v for k, v in props.items() if k.startswith(PREFIX)}
         if "preprocessing" not in p or "variant" not in p:
             raise ModelError(f"{source}: no lenet-edge preprocessing contract in its metadata (expected keys "
                              f"{PREFIX}variant and {PREFIX}preprocessing; export it with lenet-edge export)")
         try:
-            labels = tuple(json.loads(p.get("class_labels", json.dumps(CLASS_LABELS))))
-            return cls(
-                variant=p["variant"],
-                preprocessing=Preprocessing.from_dict(json.loads(p["preprocessing"])),
-                class_labels=labels,
-                checkpoint_sha256=p.get("checkpoint_sha256", ""),
-                versions=json.loads(p.get("versions", "{}")),
-                test_accuracy=float(p["test_accuracy"]) if "test_accuracy" in p else None,
-                quantization=json.loads(p["quantization"]) if "quantization" in p else None,
-            )
+            labels = json.loads(p.get("class_labels", json.dumps(CLASS_LABELS)))
+            preprocessing = Preprocessing.from_dict(json.loads(p["preprocessing"]))
+            versions = json.loads(p.get("versions", "{}"))
+            quantization = json.loads(p["quantization"]) if "quantization" in p else None
+            test_accuracy = float(p["test_accuracy"]) if "test_accuracy" in p else None
+        except DataError as exc:
+            raise ModelError(f"{source}: {exc} in its lenet-edge metadata") from exc
         except (ValueError, TypeError) as exc:
             raise ModelError(f"{source}: malformed lenet-edge metadata ({exc})") from exc
+        except RecursionError:
+            raise ModelError(f"{source}: lenet-edge metadata nested too deeply to read (expected JSON records)") \
+                from None
+        _check_labels(labels, source)
+        if not isinstance(p["variant"], str) or not _printable(p["variant"]):
+            raise ModelError(f"{source}: variant {p['variant'][:MAX_LABEL_CHARS]!r} in its metadata (expected 1 to "
+                             f"{MAX_LABEL_CHARS} printable characters)")
+        if not isinstance(versions, dict) or not (quantization is None or isinstance(quantization, dict)):
+            raise ModelError(f"{source}: lenet-edge metadata versions or quantization that are not JSON objects "
+                             f"(expected records as lenet-edge writes them)")
+        if test_accuracy is not None and not 0 <= test_accuracy <= 1:  # NaN fails too
+            raise ModelError(f"{source}: test accuracy {test_accuracy} in its metadata (expected 0 to 1)")
+        return cls(variant=p["variant"], preprocessing=preprocessing, class_labels=tuple(labels),
+                   checkpoint_sha256=p.get("checkpoint_sha256", ""), versions=versions,
+                   test_accuracy=test_accuracy, quantization=quantization)
+
+
+MAX_LABEL_CHARS = 32
+
+
+def _check_labels(labels, source: str) -> None:
+    """Class labels are printed to terminals and files: printable text only. A control character
+    (ESC, BEL, a bidirectional override) could set a terminal's title, clear it or recolour output."""
+    if not isinstance(labels, list) or not labels or not all(isinstance(label, str) for label in labels):
+        raise ModelError(f"{source}: class labels {str(labels)[:80]} (expected a non-empty JSON list of strings)")
+    for label in labels:
+        if not _printable(label):
+            raise ModelError(f"{source}: class label {label[:MAX_LABEL_CHARS]!r} (expected 1 to {MAX_LABEL_CHARS} "
+                             f"printable characters, no control characters)")
+    if len(set(labels)) != len(labels):
+        raise ModelError(f"{source}: class labels {labels} repeat (expected distinct labels)")
+
+
+def _printable(text: str) -> bool:
+    """1 to MAX_LABEL_CHARS characters, none of them a control, format, private or unassigned one."""
+    return 0 < len(text) <= MAX_LABEL_CHARS and bool(text.strip()) and not has_non_printing(text)

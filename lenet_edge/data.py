@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError
+from .reading import check_file
 
 # IDX type code -> big-endian numpy dtype (http://yann.lecun.com/exdb/mnist/, "THE IDX FILE FORMAT")
 IDX_DTYPES = {
@@ -28,6 +29,8 @@ IDX_DTYPES = {
 MAX_IDX_BYTES = 1 << 30  # 1 GiB of payload: ~17x the full MNIST; anything larger is refused
 NUM_CLASSES = 10
 CLASS_LABELS = tuple(str(d) for d in range(NUM_CLASSES))
+DIGIT_SIDE = 28  # MNIST's digit field, in pixels
+POLARITIES = ("light-on-dark", "dark-on-light")
 
 # The first 512 official test digits, carried in the package so that bench runs without network or
 # data directory: 512 covers the default batch sizes (up to 256) twice; 80 KiB as a compressed .npz.
@@ -63,8 +66,7 @@ def read_idx(path: str | Path) -> np.ndarray:
     larger than its header promises is refused without being decompressed in full.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file (expected an IDX file)")
+    check_file(path, DataError, "an IDX file")
     try:
         f = _open(path)
     except OSError as exc:
@@ -208,17 +210,27 @@ class Preprocessing:
 
     @classmethod
     def from_dict(cls, d: dict) -> Preprocessing:
-        try:
-            return cls(
-                mean=float(d["mean"]),
-                std=float(d["std"]),
-                input_size=int(d["input_size"]),
-                pad=int(d["pad"]),
-                polarity=str(d["polarity"]),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise DataError(f"preprocessing record {d!r} is incomplete "
-                            f"(expected mean, std, input_size, pad, polarity)") from exc
+        """A record read from a file, checked: finite mean, std > 0, a pad and input size that leave
+        MNIST's 28x28 digit field, a known polarity (anything else would turn every input into
+        Inf or NaN, or crop the digit away)."""
+        fields = ("mean", "std", "input_size", "pad", "polarity")
+        missing = [k for k in fields if not isinstance(d, dict) or k not in d]
+        if missing:
+            raise DataError(f"preprocessing record without {', '.join(missing)} (expected {', '.join(fields)})")
+        number = (int, float)
+        if not all(isinstance(d[k], number) and not isinstance(d[k], bool) and math.isfinite(d[k])
+                   for k in ("mean", "std")) or not d["std"] > 0:
+            raise DataError(f"preprocessing mean {d['mean']!r} and std {d['std']!r} (expected finite numbers, "
+                            f"std above 0)")
+        if not all(isinstance(d[k], int) and not isinstance(d[k], bool) for k in ("input_size", "pad")) \
+                or d["pad"] < 0 or d["input_size"] - 2 * d["pad"] != DIGIT_SIDE:
+            raise DataError(f"preprocessing input_size {d['input_size']!r} and pad {d['pad']!r} (expected integers "
+                            f"that leave MNIST's {DIGIT_SIDE}x{DIGIT_SIDE} digit field: input_size = "
+                            f"{DIGIT_SIDE} + 2 * pad, pad 0 or more)")
+        if d["polarity"] not in POLARITIES:
+            raise DataError(f"preprocessing polarity {d['polarity']!r} (expected one of {', '.join(POLARITIES)})")
+        return cls(mean=float(d["mean"]), std=float(d["std"]), input_size=d["input_size"], pad=d["pad"],
+                   polarity=d["polarity"])
 
 
 # MNIST's own statistics, the usual choice for ReLU networks.

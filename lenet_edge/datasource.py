@@ -91,7 +91,7 @@ def _fetch_verified(name: str, md5: str, path: Path, mirrors) -> None:
         if found != md5:
             failures.append(f"{url}: md5 {found} (expected {md5})")
             continue
-        with atomic_path(path, record=False) as tmp:  # downloaded data, not an artefact: no manifest
+        with atomic_path(path, record=False, replace=True) as tmp:  # downloaded data, not an artefact: no manifest
             tmp.write_bytes(data)
         return
     raise DataError(

@@ -54,6 +54,12 @@ def require(module: str, extra: str):
         ) from exc
 
 
+def require_extra(extra: str, *modules: str) -> None:
+    """Check that every module a command needs is installed, before the command starts any work."""
+    for module in modules:
+        require(module, extra)
+
+
 def first_line(exc: BaseException, limit: int = 200) -> str:
     """The first line of an error from a library that raises long, untyped messages."""
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:limit]

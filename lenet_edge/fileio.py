@@ -1,7 +1,11 @@
-"""Atomic artefact writing: a temporary file in the target's directory, then os.replace.
+"""Atomic artefact writing: a temporary file in the target's directory, then a rename.
 
 An interrupted or failed write never leaves a half-written artefact, and the previous
-artefact at that path stays intact until the new one is complete. Each artefact put in
+artefact at that path stays intact until the new one is complete. Without `replace`
+(a command's --force) the rename itself refuses to replace a file that appeared since
+the command checked its outputs (e.g. a second run writing the same path), so nothing
+is lost between the check and the write. A write that fails (a full disk, a name too
+long) is an OutputError naming the file. Each artefact put in
 place is recorded with its sha256 in MANIFEST.sha256 beside it (lenet_edge.manifest),
 under a lock on the directory and with Ctrl-C held back until both are done, so the
 manifest always describes the files next to it.
@@ -25,14 +29,22 @@ from . import manifest
 from .errors import OutputError
 from .manifest import sha256_file  # noqa: F401  (re-exported: stages hash their artefacts through fileio)
 
+NAME_MAX = 255  # bytes per file name on Linux, macOS and Windows file systems
+_TEMP_EXTRA = 15  # the temporary name's additions: "." + "." + 8 hex digits + ".tmp"
+
 
 def check_writable(path: Path, force: bool) -> None:
-    """Refuse an existing output without --force, and an unwritable directory."""
+    """Refuse an existing output without --force, a name too long, and an unwritable directory."""
     path = Path(path)
-    if path.is_dir():
+    check_name(path)
+    try:
+        exists, is_dir = path.exists(), path.is_dir()
+    except OSError as exc:  # e.g. a directory on the way that cannot be searched
+        raise OutputError(f"{path}: cannot be checked ({exc.strerror})") from exc
+    if is_dir:
         raise OutputError(f"{path}: is a directory (expected a file path)")
-    if path.exists() and not force:
-        raise OutputError(f"{path}: already exists (expected a new path); pass --force to replace it")
+    if exists and not force:
+        raise already_exists(path)
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise OutputError(f"{path}: directory {parent} does not exist (expected an existing directory)")
@@ -40,6 +52,19 @@ def check_writable(path: Path, force: bool) -> None:
         _new_temp_file(parent, path.name).unlink()
     except OSError as exc:
         raise OutputError(f"{path}: directory {parent} is not writable ({exc.strerror})") from exc
+
+
+def already_exists(path: Path) -> OutputError:
+    return OutputError(f"{path}: already exists (expected a new path); pass --force to replace it")
+
+
+def check_name(path: Path) -> None:
+    """Refuse a path with a file or directory name longer than the file system allows."""
+    for part in Path(path).parts:
+        size = len(os.fsencode(part))
+        if size > NAME_MAX:
+            raise OutputError(f"{path}: a name of {size} bytes in this path (expected at most {NAME_MAX} bytes "
+                              f"per file or directory name)")
 
 
 def ensure_directory(path: Path) -> None:
@@ -76,19 +101,28 @@ def uninterrupted() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def staged_directory(out: Path) -> Iterator[Path]:
+def staged_directory(out: Path, replace: bool = False) -> Iterator[Path]:
     """Yield a new, empty directory beside `out`; when the block succeeds it takes `out`'s place by
     renames (an earlier `out` is kept until the new one is in place, then removed), when it fails it
-    is removed and `out` stays as it was. The caller decides whether `out` may be replaced."""
+    is removed and `out` stays as it was. Without `replace` an existing `out` is never replaced,
+    even one made while the block ran."""
     out = Path(out)
     try:
-        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+        staging = Path(tempfile.mkdtemp(prefix=f".{_temp_stem(out.name)}.", suffix=".partial", dir=out.parent))
+        # mkdtemp makes it 0700; a finished directory is as readable as the files in it (0777 minus the umask)
+        os.chmod(staging, 0o777 & ~_umask())
     except OSError as exc:
         raise OutputError(f"{out}: cannot write in {out.parent} ({exc.strerror})") from exc
     try:
-        yield staging
-        if not out.exists():
-            os.replace(staging, out)
+        try:
+            yield staging
+        except OSError as exc:
+            raise _write_error(out, exc) from exc
+        if not out.exists() or not replace:
+            try:
+                rename_no_replace(staging, out)  # a directory made meanwhile by another run is not replaced
+            except FileExistsError:
+                raise already_exists(out) from None
             return
         old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
         os.replace(out, old / out.name)
@@ -104,30 +138,122 @@ def staged_directory(out: Path) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def atomic_path(path: Path, record: bool = True) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; on success it replaces `path` in one step and,
-    with `record`, its sha256 goes into the directory's MANIFEST.sha256."""
+def atomic_path(path: Path, record: bool = True, *, replace: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; on success it takes `path`'s place in one step and,
+    with `record`, its sha256 goes into the directory's MANIFEST.sha256. Without `replace` an
+    existing `path` is never replaced (OutputError), even one made while the block ran."""
     path = Path(path)
+    check_name(path)
     parent = path.parent if str(path.parent) else Path(".")
     try:
         tmp_path = _new_temp_file(parent, path.name)
     except OSError as exc:
         raise OutputError(f"{path}: cannot write in {parent} ({exc.strerror})") from exc
     try:
-        yield tmp_path
+        try:
+            yield tmp_path
+        except OSError as exc:  # a full disk, a quota, an I/O error while the artefact was written
+            raise _write_error(path, exc) from exc
         record = record and path.name != manifest.MANIFEST_NAME
-        with uninterrupted(), _locked(parent) if record else contextlib.nullcontext():
+        # The lock and the manifest are waited for with signals still delivered (a lock held for ever
+        # or a manifest that blocks must not make the command unkillable); only the rename and the
+        # manifest's rewrite, which must not be cut in half, hold them back.
+        with _locked(parent) if record else contextlib.nullcontext():
             entries = manifest.read(parent / manifest.MANIFEST_NAME, OutputError) if record else {}
             digest = sha256_file(tmp_path) if record else ""
-            try:
-                os.replace(tmp_path, path)
-            except OSError as exc:  # e.g. `path` is a directory
-                raise OutputError(f"{path}: cannot replace it ({exc.strerror})") from exc
-            if record:
-                _write_manifest(parent, {**entries, path.name: digest}, path)
+            with uninterrupted():
+                _put_in_place(tmp_path, path, replace)
+                if record:
+                    _write_manifest(parent, {**entries, path.name: digest}, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def _write_error(path: Path, exc: OSError) -> OutputError:
+    return OutputError(f"{path}: cannot write it ({exc.strerror or type(exc).__name__}); nothing was written there")
+
+
+def _put_in_place(tmp_path: Path, path: Path, replace: bool) -> None:
+    try:
+        if replace:
+            os.replace(tmp_path, path)
+        else:
+            rename_no_replace(tmp_path, path)
+    except FileExistsError:
+        raise already_exists(path) from None
+    except OSError as exc:  # e.g. `path` is a directory
+        raise OutputError(f"{path}: cannot replace it ({exc.strerror})") from exc
+
+
+_RENAME_NOREPLACE = 1  # linux/fs.h
+_AT_FDCWD = -100
+
+
+def rename_no_replace(source: Path, target: Path) -> None:
+    """Rename `source` to `target` in one step, raising FileExistsError if `target` exists.
+
+    Linux's renameat2(RENAME_NOREPLACE) where the kernel and file system have it; else a hard
+    link (which refuses an existing name just as atomically) and an unlink of `source`; where
+    neither exists (a file system without links), a check and a rename, the best left.
+    """
+    if _renameat2(source, target):
+        return
+    if Path(source).is_file():
+        try:
+            os.link(source, target, follow_symlinks=False)
+        except FileExistsError:
+            raise
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS):
+                raise
+        else:
+            os.unlink(source)
+            return
+    if os.path.lexists(target):
+        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(target))
+    os.rename(source, target)
+
+
+def _renameat2(source: Path, target: Path) -> bool:
+    """True when renameat2(RENAME_NOREPLACE) did the rename; False where it is not available."""
+    function = _libc_renameat2()
+    if function is None:
+        return False
+    if function(_AT_FDCWD, os.fsencode(source), _AT_FDCWD, os.fsencode(target), _RENAME_NOREPLACE) == 0:
+        return True
+    import ctypes
+
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):  # old kernel, or not this file system
+        return False
+    if code == errno.EEXIST:
+        raise FileExistsError(code, os.strerror(code), str(target))
+    raise OSError(code, os.strerror(code), str(target))
+
+
+_RENAMEAT2: list = []  # the libc function, looked up once (None where there is none)
+
+
+def _libc_renameat2():
+    if not _RENAMEAT2:
+        function = None
+        try:
+            import ctypes
+
+            function = ctypes.CDLL(None, use_errno=True).renameat2
+            function.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+            function.restype = ctypes.c_int
+        except (ImportError, OSError, AttributeError):  # not Linux, or a libc without it
+            function = None
+        _RENAMEAT2.append(function)
+    return _RENAMEAT2[0]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _write_manifest(parent: Path, entries: dict[str, str], artefact: Path) -> None:
@@ -167,11 +293,17 @@ def _locked(directory: Path) -> Iterator[None]:
         os.close(fd)  # releases the lock
 
 
+def _temp_stem(name: str) -> str:
+    """`name`, cut so that its temporary name still fits in NAME_MAX bytes."""
+    data = os.fsencode(name)
+    return name if len(data) <= NAME_MAX - _TEMP_EXTRA else os.fsdecode(data[:NAME_MAX - _TEMP_EXTRA])
+
+
 def _new_temp_file(parent: Path, name: str) -> Path:
     """An empty, new `.NAME.XXXX.tmp` in `parent`, created with mode 0o666 minus the umask
     (as a plain open() would; tempfile.mkstemp's 0o600 would make every artefact private)."""
     for _ in range(100):
-        tmp = parent / f".{name}.{secrets.token_hex(4)}.tmp"
+        tmp = parent / f".{_temp_stem(name)}.{secrets.token_hex(4)}.tmp"
         try:
             os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
         except FileExistsError:
@@ -180,16 +312,16 @@ def _new_temp_file(parent: Path, name: str) -> Path:
     raise FileExistsError(errno.EEXIST, "no free temporary name", str(parent))
 
 
-def write_bytes(path: Path, data: bytes, record: bool = True) -> None:
-    with atomic_path(path, record) as tmp:
+def write_bytes(path: Path, data: bytes, record: bool = True, *, replace: bool = False) -> None:
+    with atomic_path(path, record, replace=replace) as tmp:
         tmp.write_bytes(data)
 
 
-def write_text(path: Path, text: str, record: bool = True) -> None:
-    write_bytes(path, text.encode("utf-8"), record)
+def write_text(path: Path, text: str, record: bool = True, *, replace: bool = False) -> None:
+    write_bytes(path, text.encode("utf-8"), record, replace=replace)
 
 
-def write_npy(path: Path, array, record: bool = True) -> None:
+def write_npy(path: Path, array, record: bool = True, *, replace: bool = False) -> None:
     """An array as .npy (never pickled)."""
     import io
 
@@ -197,16 +329,8 @@ def write_npy(path: Path, array, record: bool = True) -> None:
 
     buffer = io.BytesIO()
     np.save(buffer, np.asarray(array), allow_pickle=False)
-    write_bytes(path, buffer.getvalue(), record)
+    write_bytes(path, buffer.getvalue(), record, replace=replace)
 
 
-def write_json(path: Path, obj, record: bool = True) -> None:
-    write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n", record)
-
-
-def read_json(path: Path, error: type[Exception]):
-    """The JSON value in `path`; text that is not UTF-8 JSON raises `error` naming the file."""
-    try:
-        return json.loads(Path(path).read_text("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise error(f"{path}: not valid JSON ({exc})") from exc
+def write_json(path: Path, obj, record: bool = True, *, replace: bool = False) -> None:
+    write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n", record, replace=replace)

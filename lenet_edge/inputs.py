@@ -61,8 +61,9 @@ from pathlib import Path
 import numpy as np
 
 from .data import Preprocessing, read_idx
+from .defaults import INVERT_CHOICES
 from .errors import DataError, ModelError, first_line
-from .runtime.defaults import INVERT_CHOICES
+from .reading import check_file
 from .segment import Region, find_digits
 
 IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP")
@@ -380,8 +381,7 @@ def sniff(path: Path) -> str:
 def open_input(path: str | Path, preprocessing: Preprocessing, invert: str = "auto") -> InputFile:
     """Read and check one input file; images are converted to digits right away."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file (expected an image, .npy or IDX file)")
+    check_file(path, DataError, "an image, .npy or IDX file")
     side = preprocessing.input_size - 2 * preprocessing.pad
     kind = sniff(path)
     if kind == "image":

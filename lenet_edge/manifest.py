@@ -11,6 +11,7 @@ checks one file against its entry. Standard library only: the device side uses i
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from pathlib import Path
 
@@ -64,13 +65,16 @@ def render(entries: dict[str, str]) -> str:
 
 def read(manifest: Path, error: type[LenetEdgeError]) -> dict[str, str]:
     """The entries of a manifest file, {} when there is none."""
-    try:
-        with open(manifest, "rb") as f:
-            data = f.read(MAX_MANIFEST_BYTES + 1)
-    except FileNotFoundError:
+    from .reading import open_file
+
+    if not os.path.lexists(manifest):
         return {}
-    except OSError as exc:
-        raise error(f"{manifest}: cannot read ({exc.strerror})") from exc
+    # a FIFO or device in its place is refused, never read: opening a FIFO blocks until a writer comes
+    with open_file(manifest, error, f"a {MANIFEST_NAME} written by lenet-edge") as f:
+        try:
+            data = f.read(MAX_MANIFEST_BYTES + 1)
+        except OSError as exc:
+            raise error(f"{manifest}: cannot read ({exc.strerror})") from exc
     if len(data) > MAX_MANIFEST_BYTES:
         raise error(f"{manifest}: larger than {MAX_MANIFEST_BYTES} bytes (expected a lenet-edge manifest)")
     return parse(data.decode("utf-8", "surrogateescape"), manifest, error)  # names as the file system has them
@@ -81,11 +85,12 @@ def verify(path: str | Path) -> str:
 
     A missing manifest, a missing entry or a different sha256 is a ModelError.
     """
+    from .reading import check_file
+
     path = Path(path)
     manifest = manifest_path(path)
-    if not path.is_file():
-        raise ModelError(f"{path}: no such model file (expected a file listed in {manifest})")
-    if not manifest.is_file():
+    check_file(path, ModelError, f"a file listed in {manifest}", missing="no such model file")
+    if not os.path.lexists(manifest):
         raise ModelError(f"{path}: no {MANIFEST_NAME} beside it (expected the manifest written with the model; "
                          f"--verify needs it)")
     expected = read(manifest, ModelError).get(path.name)

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import io
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from .defaults import MAX_THREADS
 from .errors import DataError, ModelError, first_line
+from .scratch import scratch_directory
 
-MAX_THREADS = 1024
 # onnxruntime's graph optimisation levels by the names lenet-edge uses. "extended" is the last level whose
 # saved graph holds only portable operators (QDQ groups fused into QLinearConv, QGemm, uint8 MaxPool, ...);
 # "all" adds the CPU's layout rewrites and is what every session that runs a model uses (onnxruntime's default).
@@ -83,7 +83,7 @@ def optimized_graph(model: bytes | str | Path, source: str | Path, optimization:
     what quantize counts int8 kernels in and what compile generates C from."""
     import onnx
 
-    with tempfile.TemporaryDirectory(prefix="lenet-edge-optimized-") as tmp:
-        saved = Path(tmp) / "optimized.onnx"
+    with scratch_directory("optimized") as tmp:  # a killed run's is removed by the next
+        saved = tmp / "optimized.onnx"
         open_session(model, source, session_options(optimization=optimization, optimized_path=saved))
         return onnx.load(str(saved))

@@ -264,7 +264,7 @@ def test_unreadable_json_is_refused(tmp_path, text, match):
 def test_json_without_preprocessing_is_a_model_error(tmp_path):
     path, _ = _saved(tmp_path, "lenet5")
     _edit_meta(path, preprocessing={"mean": 0.1})
-    _model_error(path, "lenet5.json", "preprocessing", "incomplete")
+    _model_error(path, "lenet5.json", "preprocessing record without")
 
 
 def test_missing_weights_file_is_refused(tmp_path):

@@ -188,7 +188,7 @@ def test_header_declaring_an_absurd_size_is_refused_before_reading(tmp_path, dim
 
 def test_missing_file_and_directory_are_refused(tmp_path):
     one_line_data_error(lambda: read_idx(tmp_path / "nope.idx"), "nope.idx", "no such file")
-    one_line_data_error(lambda: read_idx(tmp_path), str(tmp_path), "no such file")
+    one_line_data_error(lambda: read_idx(tmp_path), str(tmp_path), "a directory, not a regular file")
 
 
 # --- read_idx: property tests --------------------------------------------------------------
@@ -404,8 +404,9 @@ def test_preprocessing_refuses_bad_shapes(shape):
 def test_preprocessing_round_trips_through_a_dict():
     for prep in (MODERN_PREPROCESSING, CLASSIC_PREPROCESSING, Preprocessing(0.5, 0.25, 30, 1, "dark-on-light")):
         assert Preprocessing.from_dict(prep.to_dict()) == prep
-    one_line_data_error(lambda: Preprocessing.from_dict({"mean": 0.1}), "incomplete")
-    one_line_data_error(lambda: Preprocessing.from_dict({**MODERN_PREPROCESSING.to_dict(), "std": "x"}), "incomplete")
+    one_line_data_error(lambda: Preprocessing.from_dict({"mean": 0.1}), "without std, input_size, pad, polarity")
+    one_line_data_error(lambda: Preprocessing.from_dict({**MODERN_PREPROCESSING.to_dict(), "std": "x"}),
+                        "expected finite numbers")
 
 
 def test_data_module_stays_free_of_torch_and_onnx():

@@ -28,7 +28,7 @@ def test_atomic_write_keeps_the_old_file_when_the_writer_raises(tmp_path):
     target = tmp_path / "model.onnx"
     target.write_bytes(b"previous artefact")
     with pytest.raises(WriterFailed):
-        with atomic_path(target) as tmp:
+        with atomic_path(target, replace=True) as tmp:
             tmp.write_bytes(b"half of a new")
             assert target.read_bytes() == b"previous artefact"  # not replaced before the end
             raise WriterFailed
@@ -58,7 +58,7 @@ def test_atomic_write_of_a_new_file_leaves_nothing_when_it_fails(tmp_path):
 def test_atomic_write_replaces_in_one_step_and_cleans_up(tmp_path):
     target = tmp_path / "report.md"
     target.write_text("old")
-    with atomic_path(target) as tmp:
+    with atomic_path(target, replace=True) as tmp:
         assert tmp.parent == tmp_path and tmp != target  # same directory: os.replace is atomic
         tmp.write_text("new")
     assert target.read_text() == "new"
@@ -89,8 +89,10 @@ def test_artefacts_get_the_umask_mode_not_a_private_one(tmp_path):
 
 def test_writing_where_a_directory_stands_is_an_output_error(tmp_path):
     (tmp_path / "out").mkdir()
-    with pytest.raises(OutputError, match="out: cannot replace it"):
+    with pytest.raises(OutputError, match="out: already exists"):
         write_text(tmp_path / "out", "x")
+    with pytest.raises(OutputError, match="out: cannot replace it"):
+        write_text(tmp_path / "out", "x", replace=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
@@ -127,7 +129,7 @@ def test_staged_directory_replaces_the_old_one_only_when_the_block_succeeds(tmp_
             raise RuntimeError("stage failed")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no staging left behind
     assert sorted(p.name for p in out.iterdir()) == ["old.txt"]
-    with staged_directory(out) as staging:
+    with staged_directory(out, replace=True) as staging:
         (staging / "new.txt").write_text("this run")
         assert sorted(p.name for p in out.iterdir()) == ["old.txt"]  # untouched until the block is done
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # nor the old copy

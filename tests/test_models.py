@@ -239,3 +239,10 @@ def test_summary_refuses_an_unknown_variant_as_usage_error(runner):
     result = runner.invoke(cli, ["summary", "--variant", "lenet6"])
     assert result.exit_code == 2
     assert "lenet6" in result.stderr
+
+
+def test_the_cli_offers_exactly_the_variants_the_models_build():
+    from lenet_edge.defaults import DEFAULT_VARIANT, VARIANT_NAMES
+    from lenet_edge.train.models import VARIANTS
+
+    assert set(VARIANT_NAMES) == set(VARIANTS) and DEFAULT_VARIANT in VARIANTS

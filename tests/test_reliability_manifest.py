@@ -31,7 +31,7 @@ def _sha256sum_check(directory) -> subprocess.CompletedProcess:
 def test_every_write_is_recorded_sorted_in_sha256sum_format(tmp_path):
     write_bytes(tmp_path / "model.onnx", b"onnx bytes")
     write_text(tmp_path / "bench.md", "| table |\n")
-    write_bytes(tmp_path / "model.onnx", b"new onnx bytes")  # replaced: its entry follows
+    write_bytes(tmp_path / "model.onnx", b"new onnx bytes", replace=True)  # replaced: its entry follows
     text = (tmp_path / manifest.MANIFEST_NAME).read_text()
     assert text == (f"{_sha(b'| table |' + bytes([10]))}  bench.md\n"
                     f"{_sha(b'new onnx bytes')}  model.onnx\n")
@@ -131,7 +131,7 @@ def test_verify_refusals(tmp_path):
     write_bytes(tmp_path / "other.onnx", b"other")
     with pytest.raises(ModelError, match=r"model\.onnx: not listed in .*MANIFEST\.sha256 \(expected an entry"):
         manifest.verify(model)
-    write_bytes(model, b"model")
+    write_bytes(model, b"model", replace=True)
     model.write_bytes(b"tampered")
     with pytest.raises(ModelError, match=r"model\.onnx: sha256 [0-9a-f]{12}… does not match .*changed or replaced"):
         manifest.verify(model)

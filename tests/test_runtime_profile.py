@@ -271,9 +271,10 @@ def test_the_command_writes_its_files_and_needs_force_to_replace_them(runner, tm
 
 
 @pytest.mark.parametrize(("extra", "code", "message"), [
-    (["--batch-sizes", "0"], 3, "batch size must be an integer between 1 and 65536 (found 0)"),
-    (["--threads", "0"], 3, "threads must be an integer between 1 and 1024 (found 0)"),
-    (["--runs", "1"], 3, "runs must be between 2"),
+    (["--batch-sizes", "0"], 2, "Invalid value for '--batch-sizes': 0 is not in the range 1<=x<=65536."),
+    (["--threads", "0"], 2, "Invalid value for '--threads': 0 is not in the range 1<=x<=1024."),
+    (["--runs", "1"], 2, "Invalid value for '--runs': 1 is not in the range 2<=x<=1000000."),
+    (["--rounds", "500"], 2, "Invalid value for '--rounds': 500 is more than --runs"),
     (["--inputs", "x.npy"], 2, "give --inputs or --data-dir, not both"),
     (["--label", "a"], 2, "1 labels for 2 models"),
     (["-o", "p.md"], 2, "must not end in .md or .png"),

@@ -200,21 +200,36 @@ def test_a_run_of_five_steps_trains(tiny_data, tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--epochs", "0"], "error: epochs must be at least 1 (found 0)"),
-        (["--batch-size", "0"], "error: batch_size must be at least 1 (found 0)"),
-        (["--lr", "0"], "error: lr must be a positive number (found 0.0)"),
-        (["--lr", "nan"], "error: lr must be a positive number (found nan)"),
-        (["--val-count", "-1"], "error: val_count must be 0 or more (found -1)"),
-        (["--val-count", "200"], "error: val_count 200 leaves no training images (found 200)"),
-        (["--threads", "0"], "error: --threads must be at least 1 (found 0)"),
+        (["--epochs", "0"], "error: Invalid value for '--epochs': 0 is not in the range 1<=x<=10000."),
+        (["--batch-size", "0"], "error: Invalid value for '--batch-size': 0 is not in the range 1<=x<=65536."),
+        (["--lr", "0"], "error: Invalid value for '--lr': 0.0 is not in the range x>0."),
+        (["--lr", "nan"], "error: Invalid value for '--lr': nan is not a finite number."),
+        (["--lr", "inf"], "error: Invalid value for '--lr': inf is not a finite number."),
+        (["--val-count", "-1"], "error: Invalid value for '--val-count': -1 is not in the range x>=0."),
+        (["--threads", "0"], "error: Invalid value for '--threads': 0 is not in the range 1<=x<=1024."),
+        (["--seed", "-1"], "error: Invalid value for '--seed': -1 is not in the range 0<=x<=4294967295."),
+        (["--seed", "99999999999999999999999"],
+         "error: Invalid value for '--seed': 99999999999999999999999 is not in the range 0<=x<=4294967295."),
+        (["--momentum", "-1"], "error: Invalid value for '--momentum': -1.0 is not in the range 0.0<x<1.0."),
+        (["--momentum", "nan"], "error: Invalid value for '--momentum': nan is not a finite number."),
+        (["--weight-decay", "-1"], "error: Invalid value for '--weight-decay': -1.0 is not in the range x>=0."),
     ],
-    ids=["epochs", "batch-size", "lr-zero", "lr-nan", "val-negative", "val-all", "threads"],
+    ids=["epochs", "batch-size", "lr-zero", "lr-nan", "lr-inf", "val-negative", "threads", "seed-negative",
+         "seed-huge", "momentum-negative", "momentum-nan", "weight-decay-negative"],
 )
-def test_bad_values_are_data_errors_with_one_line(tiny_data, tmp_path, args, message):
+def test_bad_values_are_usage_errors_with_one_line_before_anything_starts(tiny_data, tmp_path, args, message):
     out = tmp_path / "m.safetensors"
     result = _invoke(["train", "--data-dir", str(tiny_data), "-o", str(out), *TINY, *args])
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr == message + "\n"  # nothing announced before: training never started
+    assert not out.exists() and not meta_path(out).exists()
+
+
+def test_a_validation_split_of_every_image_is_a_data_error(tiny_data, tmp_path):
+    out = tmp_path / "m.safetensors"
+    result = _invoke(["train", "--data-dir", str(tiny_data), "-o", str(out), *TINY, "--val-count", "200"])
     assert result.exit_code == 3, result.stderr
-    assert _error_line(result) == message
+    assert _error_line(result) == "error: val_count 200 leaves no training images (found 200)"
     assert not out.exists() and not meta_path(out).exists()
 
 

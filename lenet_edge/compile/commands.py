@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 
 from ..options import data_dir_option, force_option
-from .toolchain import TARGETS  # standard library only: --help stays light
+from .stage import DEFAULT_CHECK_IMAGES, TEST_IMAGES  # no onnx: --help stays light
+from .toolchain import TARGETS  # standard library only
 
 
 @click.command("compile")
@@ -17,8 +18,8 @@ from .toolchain import TARGETS  # standard library only: --help stays light
 @click.option("--name", default="lenet", show_default=True, help="File names and C prefix (NAME_infer, NAME_H).")
 @click.option("--target", "targets", type=click.Choice(tuple(TARGETS)), multiple=True,
               help="Emulated core to build, check and measure on (repeatable) [default: both].")
-@click.option("--check-images", type=int, default=1000, show_default=True,
-              help="MNIST test images every build must reproduce bit for bit (1 to 10000).")
+@click.option("--check-images", type=click.IntRange(1, TEST_IMAGES), default=DEFAULT_CHECK_IMAGES, show_default=True,
+              help="MNIST test images every build must reproduce bit for bit.")
 @click.option("--keep-elf", is_flag=True, help="Also write the checked ELF of each target.")
 @data_dir_option
 @force_option
@@ -33,12 +34,14 @@ def compile_command(model, out, name, targets, check_images, keep_elf, data_dir,
     image, the largest logit difference reported).
     """
     from ..datasource import resolve_data_dir
-    from ..errors import require
+    from ..errors import require_extra
 
-    require("onnx", "quantize")
-    from .stage import DEFAULT_TARGETS, compile_model_to_c
+    require_extra("mcu", "onnx", "ziglang", "unicorn", "elftools")
+    from .stage import DEFAULT_TARGETS, check_compile_request, compile_model_to_c
 
-    record = compile_model_to_c(model, out, name=name, targets=targets or DEFAULT_TARGETS, check_images=check_images,
+    targets = targets or DEFAULT_TARGETS
+    check_compile_request(out, name=name, targets=targets, check_images=check_images, keep_elf=keep_elf, force=force)
+    record = compile_model_to_c(model, out, name=name, targets=targets, check_images=check_images,
                                 data_dir=resolve_data_dir(data_dir), force=force, keep_elf=keep_elf,
                                 step=lambda message: click.echo(message, err=True))
     from .check import render_markdown

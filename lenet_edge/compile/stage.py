@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import re
 import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import DataError, OutputError
-from ..fileio import check_writable, ensure_directory, write_bytes, write_json, write_text
+from ..fileio import check_name, check_writable, ensure_directory, write_bytes, write_json, write_text
+from ..scratch import scratch_directory
 from . import toolchain
 
 DEFAULT_TARGETS = tuple(toolchain.TARGETS)
@@ -35,6 +35,32 @@ def output_paths(out: Path, name: str) -> dict[str, Path]:
             "json": out / f"{name}.footprint.json", "markdown": out / f"{name}.footprint.md"}
 
 
+def elf_path(out: Path, name: str, target: str) -> Path:
+    return out / f"{name}.{target}.elf"
+
+
+def check_compile_request(out: Path, *, name: str, targets: tuple[str, ...], check_images: int, keep_elf: bool,
+                          force: bool) -> None:
+    """Every option and every output (the ELF files with `keep_elf` too), before any data is read or fetched."""
+    out = Path(out)
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,30}", name):
+        raise DataError(f"--name {name!r} (expected a C identifier in lower case, e.g. lenet)")
+    if isinstance(check_images, bool) or not isinstance(check_images, int) or not 1 <= check_images <= TEST_IMAGES:
+        raise DataError(f"check images {check_images} (expected 1 to {TEST_IMAGES})")
+    unknown = [t for t in targets if t not in toolchain.TARGETS]
+    if unknown:
+        raise DataError(f"targets {unknown} (expected some of {', '.join(toolchain.TARGETS)})")
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out}: is a file (expected a directory for the C files)")
+    paths = [*output_paths(out, name).values(), *(elf_path(out, name, t) for t in targets if keep_elf)]
+    if out.is_dir():
+        for path in paths:
+            check_writable(path, force)
+    else:
+        for path in paths:
+            check_name(path)
+
+
 def compile_model_to_c(model: Path, out: Path, *, name: str = "lenet", targets: tuple[str, ...] = DEFAULT_TARGETS,
                        check_images: int = DEFAULT_CHECK_IMAGES, data_dir: Path, force: bool = False,
                        keep_elf: bool = False, step: Callable[[str], None] = lambda message: None) -> dict:
@@ -47,24 +73,13 @@ def compile_model_to_c(model: Path, out: Path, *, name: str = "lenet", targets: 
     from .generate import compile_model
 
     model, out = Path(model), Path(out)
-    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,30}", name):
-        raise DataError(f"--name {name!r} (expected a C identifier in lower case, e.g. lenet)")
-    if not 1 <= check_images <= TEST_IMAGES:
-        raise DataError(f"check images {check_images} (expected 1 to {TEST_IMAGES})")
-    unknown = [t for t in targets if t not in toolchain.TARGETS]
-    if unknown:
-        raise DataError(f"targets {unknown} (expected some of {', '.join(toolchain.TARGETS)})")
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"{out}: is a file (expected a directory for the C files)")
+    check_compile_request(out, name=name, targets=targets, check_images=check_images, keep_elf=keep_elf, force=force)
     paths = output_paths(out, name)
-    if out.is_dir():
-        for path in paths.values():
-            check_writable(path, force)
     step(f"generate C from {model.name} (the graph onnxruntime runs)")
     program = compile_model(model, name)
     images, _ = load_mnist(data_dir, "test")
     images = images[:check_images]
-    with tempfile.TemporaryDirectory(prefix="lenet-edge-compile-") as tmp:
+    with scratch_directory("compile") as tmp:
         workdir = Path(tmp)
         source = workdir / f"{name}.c"
         source.write_text(program.source)
@@ -73,14 +88,13 @@ def compile_model_to_c(model: Path, out: Path, *, name: str = "lenet", targets: 
                   **check_program(program, source, workdir, model, images, list(targets), step)}
         markdown = f"# {name}: {program.variant} int8 on microcontrollers\n\n" + render_markdown(record)
         ensure_directory(paths["source"])
-        write_text(paths["source"], program.source)
-        write_text(paths["header"], program.header)
-        write_json(paths["json"], record)
-        write_text(paths["markdown"], markdown)
+        write_text(paths["source"], program.source, replace=force)
+        write_text(paths["header"], program.header, replace=force)
+        write_json(paths["json"], record, replace=force)
+        write_text(paths["markdown"], markdown, replace=force)
         if keep_elf:
             for target in targets:
-                elf = workdir / f"{name}.{target}.elf"
-                write_bytes(out / elf.name, elf.read_bytes())
+                write_bytes(elf_path(out, name, target), elf_path(workdir, name, target).read_bytes(), replace=force)
     return record
 
 
@@ -97,7 +111,7 @@ def compile_for_pipeline(models: dict[str, Path], out: Path, *, data_dir: Path,
         step(f"compile to C skipped: {reason}")
         return {"skipped": reason}
     records = {}
-    with tempfile.TemporaryDirectory(prefix="lenet-edge-mcu-") as tmp:
+    with scratch_directory("mcu") as tmp:
         for label, model in models.items():
             step(f"compile the {label} int8 model to C for microcontrollers, checked on {check_images} test images "
                  f"per build")
@@ -110,7 +124,7 @@ def compile_for_pipeline(models: dict[str, Path], out: Path, *, data_dir: Path,
     if chosen != shipped:
         write_bytes(model, models[chosen].read_bytes())
     record = {**records[chosen], "model": str(model)}  # not the scratch copy it was compiled from
-    write_json(output_paths(out, record["name"])["json"], record)
+    write_json(output_paths(out, record["name"])["json"], record, replace=True)  # the copy made just above
     return {**record, "choice": choice}
 
 

@@ -29,6 +29,9 @@ def export(checkpoint: Path, out: Path | None, data_dir: Path | None, opset: int
     1e-4 with identical argmax at batch sizes 1, 2, 7, 64 and 1000.
     """
     from ..datasource import resolve_data_dir
+    from ..errors import require_extra
+
+    require_extra("export", "torch", "safetensors", "onnx", "onnxscript")
     from .exporter import export_checkpoint
 
     out = out or checkpoint.with_suffix(".onnx")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -10,6 +9,7 @@ from ..data import Preprocessing, load_mnist
 from ..errors import ModelError, OutputError, ValidationError
 from ..fileio import check_writable, uninterrupted, write_bytes, write_text
 from ..graph import op_counts
+from ..scratch import scratch_directory
 from .graph import to_onnx
 from .metadata import attach_contract, build_contract
 from .opsets import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
@@ -70,7 +70,7 @@ def export_checkpoint(checkpoint: Path, out: Path, *, data_dir: Path, opset: int
     attach_contract(proto, contract)
     check_graph(proto, str(out))
 
-    with tempfile.TemporaryDirectory(prefix="lenet-edge-export.") as work:
+    with scratch_directory("export") as work:
         candidate = Path(work) / "model.onnx"
         onnx.save_model(proto, str(candidate))
         loaded = load_model(candidate, threads=1)  # the runtime's loader: contract and signature checked too
@@ -94,10 +94,10 @@ def export_checkpoint(checkpoint: Path, out: Path, *, data_dir: Path, opset: int
                                    str(paths[1]), atol)
 
     with uninterrupted():  # the .onnx and its .ort are written as a set, never one without the other
-        write_bytes(out, data)
+        write_bytes(out, data, replace=force)
         if ort_artefacts is not None:
-            write_bytes(paths[1], ort_artefacts.model)
-            write_text(paths[2], ort_artefacts.config)
+            write_bytes(paths[1], ort_artefacts.model, replace=force)
+            write_text(paths[2], ort_artefacts.config, replace=force)
     return {
         "checkpoint": str(checkpoint),
         "checkpoint_sha256": meta["weights_sha256"],

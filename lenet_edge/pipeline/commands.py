@@ -6,18 +6,19 @@ from pathlib import Path
 
 import click
 
-from ..options import data_dir_option, force_option
-from ..train.commands import VARIANT_NAMES
+from ..defaults import DEFAULT_CHECK_IMAGES, DEFAULT_RUNS, MAX_CHECK_IMAGES
+from ..options import data_dir_option, force_option, variant_option
 
 
 @click.command()
 @data_dir_option
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=Path("runs/pipeline"),
               show_default=True, help="Directory for every artefact (replaced only with --force).")
-@click.option("--variant", type=click.Choice(VARIANT_NAMES), default="lenet5-modern", show_default=True)
-@click.option("--bench-runs", type=click.IntRange(min=10), default=200, show_default=True,
+@variant_option
+@click.option("--bench-runs", type=click.IntRange(min=10), default=DEFAULT_RUNS, show_default=True,
               help="Timed runs per model and bench row.")
-@click.option("--check-images", type=click.IntRange(1, 10_000), default=1000, show_default=True,
+@click.option("--check-images", type=click.IntRange(1, MAX_CHECK_IMAGES), default=DEFAULT_CHECK_IMAGES,
+              show_default=True,
               help="MNIST test images each microcontroller build of the int8 model must reproduce.")
 @force_option
 def pipeline(data_dir, out, variant, bench_runs, check_images, force) -> None:
@@ -28,6 +29,9 @@ def pipeline(data_dir, out, variant, bench_runs, check_images, force) -> None:
     report.md. Nothing is moved into DIR until every stage has passed.
     """
     from ..datasource import resolve_data_dir
+    from ..errors import require_extra
+
+    require_extra("all", "torch", "safetensors", "matplotlib", "onnx", "onnxscript")
     from ..progress import ProgressDisplay
     from .run import check_output_directory, run_pipeline
 

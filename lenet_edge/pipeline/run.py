@@ -8,13 +8,13 @@ into place only when every stage has passed, so a failed or interrupted run leav
 from __future__ import annotations
 
 import contextlib
-import tempfile
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 
 from ..errors import OutputError
 from ..progress import Progress
+from ..scratch import scratch_directory
 
 FP32, INT8 = "model.onnx", "model.int8.onnx"
 
@@ -61,7 +61,7 @@ def run_pipeline(data_dir: Path, out: Path, *, variant: str = "lenet5-modern", f
     out = Path(out)
     check_output_directory(out, force)
     ensure_directory(out)
-    with staged_directory(out) as staging, tempfile.TemporaryDirectory(prefix="lenet-edge-pipeline-") as scratch:
+    with staged_directory(out, replace=force) as staging, scratch_directory("pipeline") as scratch:
         checkpoint = staging / f"{variant}.safetensors"
         recipe = default_recipe(variant)
         step(f"train {variant} ({recipe.epochs} epochs)")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from ..options import data_dir_option, force_option
+from ..options import FiniteFloatRange, data_dir_option, force_option
 from .settings import (  # pure Python, light
     AUTO_MAX_ACCURACY_DROP,
     DEFAULT_CALIBRATION_COUNT,
@@ -47,7 +47,7 @@ from .settings import (  # pure Python, light
               help="Keep this node in float (repeatable).")
 @click.option("--exclude-op-type", "exclude_op_types", multiple=True, metavar="TYPE",
               help="Keep every node of this op type in float, e.g. Conv (repeatable).")
-@click.option("--max-accuracy-drop", type=click.FloatRange(min=0), default=None,
+@click.option("--max-accuracy-drop", type=FiniteFloatRange(min=0), default=None,
               help=f"Refuse the int8 model if it loses more test accuracy than this, in percentage points "
                    f"[default: {DEFAULT_MAX_ACCURACY_DROP:g}; {AUTO_MAX_ACCURACY_DROP:g} with --auto].")
 @click.option("--report", type=click.Path(path_type=Path, dir_okay=False), default=None,

@@ -21,7 +21,6 @@ stage measures instead of assuming:
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -35,6 +34,7 @@ from ..fileio import write_bytes, write_json
 from ..runtime.bench import time_interleaved
 from ..runtime.environment import cpu_info, load_average
 from ..runtime.session import load_model
+from ..scratch import scratch_directory
 from .build import build_candidate, preprocess
 from .recipes import STANDARD, QuantRecipe, candidate_recipes
 from .rewrite import kernel_friendly, verify_rewrite
@@ -164,8 +164,7 @@ def run(model: Path, out: Path, settings: QuantSettings, plan: TimingPlan | None
     max_accuracy_drop = check_max_drop(max_accuracy_drop)
     inputs = open_inputs(model, out, report, force, data_dir, settings, calibration_images)
     load_start = load_average()
-    with tempfile.TemporaryDirectory(prefix="lenet-edge-quantize-") as tmp:
-        work = Path(tmp)
+    with scratch_directory("quantize") as work:
         float_paths = {False: preprocess(model, _mkdir(work / "standard"))}
         if plan is None:
             recipes, rewrite = [QuantRecipe(STANDARD, inputs.settings, what="the given settings")], None
@@ -209,7 +208,7 @@ def run(model: Path, out: Path, settings: QuantSettings, plan: TimingPlan | None
             result["search"] = search_record(trials, choice, rewrite, plan, inputs, timings, max_accuracy_drop, load)
             if choice.winner is None:
                 if report is not None:
-                    write_json(report, {**result, "model": None})
+                    write_json(report, {**result, "model": None}, replace=force)
                 raise ValidationError(f"{out.name}: {choice.why}; no model written"
                                       + (f"; every candidate in {report}" if report is not None else ""))
         winner_name = choice.winner if plan else STANDARD
@@ -217,25 +216,25 @@ def run(model: Path, out: Path, settings: QuantSettings, plan: TimingPlan | None
         result = {**result, **winner.to_record(), "max_accuracy_drop": max_accuracy_drop}
         if report is not None:
             steps("measuring per-layer error")
-            result = with_layer_report(result, winner, inputs, report)
+            result = with_layer_report(result, winner, inputs, report, force)
         steps.done_all()
         if plan is None:
             accuracy_gate(winner.accuracy, max_accuracy_drop, out.name, report)
-        write_bytes(out, winner.data)
+        write_bytes(out, winner.data, replace=force)
         if also_write:
-            result["also_written"] = write_also(also_write, judged, trials, winner_name, max_accuracy_drop)
+            result["also_written"] = write_also(also_write, judged, trials, winner_name, max_accuracy_drop, force)
     return result
 
 
 def write_also(paths: dict[str, Path], judged: dict[str, Judged], trials: list[Trial], winner: str,
-               max_accuracy_drop: float) -> dict[str, str]:
+               max_accuracy_drop: float, force: bool = False) -> dict[str, str]:
     """Write the candidates named in `paths` that pass every check within the accuracy budget, the winner
     excepted (it is the stage's output already); {name: path} of those written."""
     passed = {t.name for t in within_budget(trials, max_accuracy_drop)}
     written = {}
     for name, path in paths.items():
         if name != winner and name in passed:
-            write_bytes(path, judged[name].data)
+            write_bytes(path, judged[name].data, replace=force)
             written[name] = str(path)
     return written
 

@@ -131,9 +131,9 @@ def final_bytes(model: onnx.ModelProto, fp32_props: dict[str, str], record: dict
     return model.SerializeToString()
 
 
-def with_layer_report(result: dict, judged: Judged, inputs: Inputs, report: Path) -> dict:
+def with_layer_report(result: dict, judged: Judged, inputs: Inputs, report: Path, force: bool = False) -> dict:
     """`result` written to `report` with the per-layer errors added; returned with them and their table."""
     layers = layer_errors(judged.candidate, inputs.test_inputs, judged.candidate.path.parent,
                           calibration=inputs.calibration)
-    write_json(report, {**result, "layers": layers})
+    write_json(report, {**result, "layers": layers}, replace=force)
     return {**result, "layers": layers, "layer_table": format_table(layers), "report": str(report)}

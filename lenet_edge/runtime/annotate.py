@@ -43,7 +43,7 @@ def annotation_targets(inputs: list[Path], directory: Path, force: bool) -> dict
     return targets
 
 
-def write_annotation(record: dict, target: Path) -> None:
+def write_annotation(record: dict, target: Path, replace: bool = False) -> None:
     """Draw the record's digits on its picture: box and label, green, or red with "?" when unsure."""
     from PIL import Image, ImageDraw, ImageFont
 
@@ -68,4 +68,5 @@ def write_annotation(record: dict, target: Path) -> None:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     ensure_directory(target)
-    write_bytes(target, buffer.getvalue(), record=False)  # the user's pictures: no manifest beside them
+    # the user's pictures: no manifest beside them
+    write_bytes(target, buffer.getvalue(), record=False, replace=replace)

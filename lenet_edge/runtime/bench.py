@@ -44,21 +44,23 @@ from pathlib import Path
 import numpy as np
 
 from ..data import MODERN_PREPROCESSING, Preprocessing, load_mnist
+from ..defaults import (
+    BENCH_BATCH_SIZES,
+    DEFAULT_MIN_TURN_MS,
+    DEFAULT_ROUNDS,
+    DEFAULT_RUNS,
+    DEFAULT_WARMUP,
+    MAX_RUNS,
+    MAX_TURN_MS,
+)
 from ..errors import DataError
 from ..fileio import sha256_file
 from ..progress import Progress
 from ..sessions import check_threads
 from .bench_report import BenchModel, BenchReport, BenchRow, Latency, ModelCheck, Spread
-from .defaults import DEFAULT_MIN_TURN_MS
 from .environment import environment, load_average
 from .session import check_batch_size, load_model
 
-DEFAULT_BATCH_SIZES = (1, 32, 256)
-DEFAULT_RUNS = 200
-DEFAULT_WARMUP = 20
-DEFAULT_ROUNDS = 5
-MAX_TURN_MS = 60_000.0
-MAX_RUNS = 1_000_000
 CHECK_IMAGES = 1000
 TORCH_LABEL = "pytorch-eager"
 
@@ -224,7 +226,7 @@ def time_interleaved(models: dict[str, tuple[Callable[[np.ndarray], object], np.
     return per_round
 
 
-def bench(models: dict[str, str | Path], batch_sizes=DEFAULT_BATCH_SIZES, threads=(1,), runs: int = DEFAULT_RUNS,
+def bench(models: dict[str, str | Path], batch_sizes=BENCH_BATCH_SIZES, threads=(1,), runs: int = DEFAULT_RUNS,
           warmup: int = DEFAULT_WARMUP, checkpoint: str | Path | None = None, data_dir: str | Path | None = None,
           progress: Progress | None = None, rounds: int = DEFAULT_ROUNDS,
           min_turn_ms: float = DEFAULT_MIN_TURN_MS, inputs: str | Path | None = None,

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import NamedTuple
 
 from ..errors import DataError
+from ..text import has_non_printing
 from .ratio import latency_ratio
 
 SCHEMA = "lenet-edge-bench"
@@ -165,6 +166,9 @@ class _Reader:
             names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
             raise DataError(f"{self.source}: {where}{key} is {type(value).__name__} "
                             f"(expected {names} in a {SCHEMA} report)")
+        if isinstance(value, str) and has_non_printing(value):  # reports are printed: no escape sequences
+            raise DataError(f"{self.source}: {where}{key} {value[:40]!r} holds control characters "
+                            f"(expected printable text)")
         return value
 
     def numbers(self, obj: dict, key: str, where: str) -> list[float]:
@@ -179,7 +183,7 @@ def _check_environment(r: _Reader, env: dict) -> None:
     if execution is not None:
         kind = r.get(execution, "kind", str, "environment.execution.")
         evidence = r.get(execution, "evidence", list, "environment.execution.")
-        if kind not in EXECUTION_KINDS or not all(isinstance(e, str) for e in evidence):
+        if kind not in EXECUTION_KINDS or not all(isinstance(e, str) and not has_non_printing(e) for e in evidence):
             raise DataError(f"{r.source}: environment.execution is {execution!r} (expected kind one of "
                             f"{', '.join(EXECUTION_KINDS)} and a list of evidence strings)")
     for key in ("device", "board"):
@@ -189,14 +193,14 @@ def _check_environment(r: _Reader, env: dict) -> None:
     r.get(cpu, "architecture", str, "environment.cpu.")
     r.get(cpu, "logical_cores", int, "environment.cpu.")
     r.get(cpu, "usable_cores", int, "environment.cpu.", optional=True)
-    if not all(isinstance(f, str) for f in r.get(cpu, "flags", list, "environment.cpu.")):
+    if not all(isinstance(f, str) and not has_non_printing(f) for f in r.get(cpu, "flags", list, "environment.cpu.")):
         raise DataError(f"{r.source}: environment.cpu.flags holds a value that is not a string (expected strings)")
     os_record = r.get(env, "os", dict, "environment.")
     r.get(os_record, "system", str, "environment.os.")
     r.get(os_record, "release", str, "environment.os.")
     versions = r.get(env, "versions", dict, "environment.")
-    if not all(isinstance(v, str) for v in versions.values()):
-        raise DataError(f"{r.source}: environment.versions holds a value that is not a string (expected strings)")
+    for key in versions:
+        r.get(versions, key, str, "environment.versions.")
     ort = r.get(env, "onnxruntime", dict, "environment.", optional=True)
     if ort is not None:
         r.get(ort, "wheel_tags", list, "environment.onnxruntime.")

@@ -6,43 +6,25 @@ only inside the command bodies, so `lenet-edge --help` stays instant.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 import click
 
-from ..options import data_dir_option, force_option, verify_option
-from .defaults import DEFAULT_MIN_TURN_MS, INVERT_CHOICES  # pure Python, light
-
-FORMATS = ("table", "json", "csv")
-
-
-class IntList(click.ParamType):
-    """A comma-separated list of integers, e.g. 1,32,256."""
-
-    name = "INT[,INT...]"
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, (list, tuple)):
-            return [int(v) for v in value]
-        try:
-            return [int(v) for v in str(value).split(",") if v.strip()]
-        except ValueError:
-            self.fail(f"{value!r} is not a comma-separated list of integers", param, ctx)
-
-
-def _usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
-batch_size_option = click.option("--batch-size", type=int, default=1000, show_default=True,
-                                 help="Images per onnxruntime call (1-65536); bounds memory on large inputs.")
-threads_option = click.option("--threads", type=int, default=None,
-                              help="onnxruntime intra-op threads [default: onnxruntime's choice, all cores].")
+from ..defaults import (  # pure Python, light
+    BENCH_BATCH_SIZES,
+    INVERT_CHOICES,
+    PREDICTION_FORMATS,
+)
+from ..options import (
+    batch_size_option,
+    data_dir_option,
+    force_option,
+    threads_option,
+    timing_options,
+    usable_cores,
+    verify_option,
+)
 
 
 @click.command()
@@ -50,7 +32,7 @@ threads_option = click.option("--threads", type=int, default=None,
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--invert", type=click.Choice(INVERT_CHOICES), default="auto", show_default=True,
               help="Invert images to MNIST's light-on-dark: auto = when the border is lighter than the centre.")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(PREDICTION_FORMATS), default="table", show_default=True)
 @click.option("-o", "--out", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Write the predictions to this file instead of stdout.")
 @click.option("--annotate", type=click.Path(path_type=Path, file_okay=False), default=None, metavar="DIR",
@@ -105,16 +87,13 @@ def run(model, inputs, invert, fmt, out, annotate, fail_fast, batch_size, thread
     targets = annotation_targets(list(inputs), annotate, force) if annotate is not None else {}
     _verify([model], verify)
     records = _reported(classify(model, inputs, invert=invert, batch_size=batch_size, threads=threads,
-                                 fail_fast=fail_fast), targets)
+                                 fail_fast=fail_fast), targets, force)
     if out is None:
-        try:
-            counts = write_predictions(records, fmt, sys.stdout)
-            sys.stdout.flush()
-        except BrokenPipeError:  # the reader (e.g. head) stopped early: not an error of ours
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            return
+        counts = write_predictions(records, fmt, sys.stdout)  # a reader that stops early: cli.py
+        sys.stdout.flush()
     else:
-        with atomic_path(out, record=False) as tmp, open(tmp, "w", encoding="utf-8", newline="") as stream:
+        with atomic_path(out, record=False, replace=force) as tmp, \
+                open(tmp, "w", encoding="utf-8", newline="") as stream:
             counts = write_predictions(records, fmt, stream)
     where = f"{out}: " if out is not None else ""
     click.echo(f"{where}{counts['predictions']} predictions ({fmt}), {counts['unsure']} unsure, "
@@ -124,7 +103,7 @@ def run(model, inputs, invert, fmt, out, annotate, fail_fast, batch_size, thread
                         f"(expected a readable file holding a digit; each one's error is above)")
 
 
-def _reported(records, annotation_targets: dict):
+def _reported(records, annotation_targets: dict, force: bool):
     """The records, passed on once each failed file's error is on stderr and each picture's
     annotation (if asked for) is written."""
     from .annotate import write_annotation
@@ -133,7 +112,7 @@ def _reported(records, annotation_targets: dict):
         if "error" in record:
             click.echo(f"error: {record['error']}", err=True)
         elif "digits" in record and record["input"] in annotation_targets:
-            write_annotation(record, annotation_targets[record["input"]])
+            write_annotation(record, annotation_targets[record["input"]], replace=force)
         yield record
 
 
@@ -167,10 +146,10 @@ def evaluate(model, data_dir, as_json, png, logits, batch_size, threads, verify,
         result, test_logits = evaluate_with_logits(model, resolve_data_dir(data_dir), batch_size=batch_size,
                                                    threads=threads, progress=progress)
     if logits is not None:
-        write_npy(logits, test_logits, record=False)  # the user's file: no manifest beside it
+        write_npy(logits, test_logits, record=False, replace=force)  # the user's file: no manifest beside it
     click.echo(json.dumps(result, indent=2) if as_json else format_evaluation(result))
     if png is not None:
-        drawn = plot_confusion(result, png, record=False)  # the user's file: no manifest beside it
+        drawn = plot_confusion(result, png, record=False, replace=force)  # the user's file: no manifest beside it
         click.echo(f"confusion matrix: {png}" if drawn else f"chart skipped: {SKIPPED}", err=True)
 
 
@@ -185,26 +164,9 @@ def _verify(models, verify: bool) -> None:
 
 @click.command()
 @click.argument("models", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
-@click.option("--label", "labels", multiple=True,
-              help="A name per model, in order (repeat the option) [default: each file's stem].")
 @click.option("--checkpoint", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Also time this checkpoint in PyTorch eager mode (needs torch).")
-@data_dir_option
-@click.option("--inputs", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="Time on the digits of this file (IDX or .npy (N, 28, 28), or an image) instead of MNIST's "
-                   "test set [default: --data-dir, $LENET_EDGE_DATA, else the official test digits in the package].")
-@click.option("--device", default=None, help="Your name for this machine (e.g. 'pi5-8gb'), recorded in the report.")
-@click.option("--batch-sizes", type=IntList(), default="1,32,256", show_default=True)
-@click.option("--threads", type=IntList(), default=None,
-              help="Thread counts to time [default: 1 and all usable cores].")
-@click.option("--runs", type=int, default=200, show_default=True,
-              help="Timed runs per model and row (more where --min-turn-ms needs them).")
-@click.option("--warmup", type=int, default=20, show_default=True, help="Untimed runs per model and row first.")
-@click.option("--rounds", type=int, default=5, show_default=True,
-              help="The timed runs are split into this many interleaved rounds (at least 2) to measure the spread.")
-@click.option("--min-turn-ms", type=float, default=DEFAULT_MIN_TURN_MS, show_default=True,
-              help="A model's turn in a round lasts at least this long: short calls (batch 1) get more runs, so "
-                   "the switch between models does not dominate.")
+@timing_options(BENCH_BATCH_SIZES, "time")
 @click.option("--baseline", default=None, help="Model label the ratios are taken against [default: the first].")
 @click.option("-o", "--out", type=click.Path(path_type=Path, dir_okay=False), default=Path("bench.json"),
               show_default=True, help="Report JSON; the Markdown (.md) and chart (.png) go beside it.")
@@ -223,41 +185,26 @@ def bench(models, labels, checkpoint, data_dir, inputs, device, batch_sizes, thr
     --data-dir it times the official test digits carried in the package.
     """
     from ..datasource import named_data_dir
-    from ..errors import DataError, require
-    from ..fileio import check_writable
+    from ..errors import require
     from ..progress import ProgressDisplay
     from .bench import TORCH_LABEL
     from .bench import bench as run_bench
     from .plots import SKIPPED
-    from .report import output_paths, write_bench_outputs
+    from .report import write_bench_outputs
 
-    if inputs is not None and data_dir is not None:
-        raise click.BadParameter("give --inputs or --data-dir, not both", param_hint="--inputs")
-    if labels and len(labels) != len(models):
-        raise click.BadParameter(f"{len(labels)} labels for {len(models)} models (expected one per model)",
-                                 param_hint="--label")
-    names = list(labels) if labels else [p.stem for p in models]
-    if len(set(names)) != len(names):
-        raise DataError(f"model labels {names} repeat (expected distinct names; pass --label for each model)")
+    names, paths = check_timing_options(models, labels, inputs, data_dir, runs, rounds, out, force, verify)
     known = names + ([TORCH_LABEL] if checkpoint is not None else [])
     if baseline is not None and baseline not in known:
         raise click.BadParameter(f"{baseline!r} is not a model label (expected one of {', '.join(known)})",
                                  param_hint="--baseline")
-    paths = output_paths(out)
-    if len(set(paths)) != 3:
-        raise click.BadParameter(f"{out} must not end in .md or .png (the table and chart go beside it)",
-                                 param_hint="--out")
-    for path in paths:
-        check_writable(path, force)
-    _verify(models, verify)
     if checkpoint is not None:
         require("torch", "train")  # the PyTorch rows need the host extra: say so before any work starts
     with ProgressDisplay("bench") as progress:
-        report = run_bench(dict(zip(names, models, strict=True)), batch_sizes, threads or sorted({1, _usable_cores()}),
+        report = run_bench(dict(zip(names, models, strict=True)), batch_sizes, threads or sorted({1, usable_cores()}),
                            runs=runs, warmup=warmup, checkpoint=checkpoint,
                            data_dir=data_dir if inputs else named_data_dir(data_dir),  # the env var is not for --inputs
                            progress=progress, rounds=rounds, min_turn_ms=min_turn_ms, inputs=inputs, device=device)
-    written = write_bench_outputs(report, *paths, baseline=baseline, record=False)
+    written = write_bench_outputs(report, *paths, baseline=baseline, record=False, replace=force)
     click.echo(written.markdown)
     click.echo(f"report: {written.json}, table: {written.md}", err=True)
     click.echo(f"chart: {written.png}" if written.png else f"chart skipped: {SKIPPED}", err=True)
@@ -293,8 +240,37 @@ def compare(reports, out, force) -> None:
         click.echo(markdown)
         return
     with uninterrupted():  # the table, its JSON and its chart are written as a set; the user's files: no manifest
-        write_text(out, markdown, record=False)
-        write_json(outputs[1], comparison.to_json(), record=False)
-        drawn = plot_compare(comparison, outputs[2], record=False)
+        write_text(out, markdown, record=False, replace=force)
+        write_json(outputs[1], comparison.to_json(), record=False, replace=force)
+        drawn = plot_compare(comparison, outputs[2], record=False, replace=force)
     click.echo(f"table: {out}, comparison: {outputs[1]}", err=True)
     click.echo(f"chart: {outputs[2]}" if drawn else f"chart skipped: {SKIPPED}", err=True)
+
+
+def check_timing_options(models, labels, inputs, data_dir, runs: int, rounds: int, out: Path, force: bool,
+                         verify: bool) -> tuple[list[str], tuple[Path, Path, Path]]:
+    """The checks bench and profile share, made before anything runs: the models' labels (each file's stem
+    by default) and the report's JSON, Markdown and chart paths, each writable."""
+    from ..errors import DataError
+    from ..fileio import check_writable
+    from .report import output_paths
+
+    if rounds > runs:
+        raise click.BadParameter(f"{rounds} is more than --runs {runs} (each round needs a run)",
+                                 param_hint="'--rounds'")
+    if inputs is not None and data_dir is not None:
+        raise click.BadParameter("give --inputs or --data-dir, not both", param_hint="--inputs")
+    if labels and len(labels) != len(models):
+        raise click.BadParameter(f"{len(labels)} labels for {len(models)} models (expected one per model)",
+                                 param_hint="--label")
+    names = list(labels) if labels else [p.stem for p in models]
+    if len(set(names)) != len(names):
+        raise DataError(f"model labels {names} repeat (expected distinct names; pass --label for each model)")
+    paths = output_paths(out)
+    if len(set(paths)) != 3:
+        raise click.BadParameter(f"{out} must not end in .md or .png (the table and chart go beside it)",
+                                 param_hint="--out")
+    for path in paths:
+        check_writable(path, force)
+    _verify(models, verify)
+    return names, paths

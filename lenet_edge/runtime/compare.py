@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import DataError
-from ..fileio import read_json
+from ..reading import check_file, read_json
 from .bench_report import SCHEMA, BenchReport, RowKey
 from .ratio import beyond_spread, latency_ratio
 from .report import describe_execution
@@ -69,11 +69,11 @@ class Comparison:
 def load_report(path: str | Path) -> BenchReport:
     """Read a bench report and check its schema, version and every field compare reads."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file (expected a {SCHEMA} JSON report from lenet-edge bench)")
-    if path.stat().st_size > MAX_REPORT_BYTES:
-        raise DataError(f"{path}: {path.stat().st_size} bytes (expected a report of at most {MAX_REPORT_BYTES})")
-    return BenchReport.from_json(read_json(path, DataError), str(path))
+    expected = f"a {SCHEMA} JSON report from lenet-edge bench"
+    size = check_file(path, DataError, expected)  # a FIFO or a device is not a report
+    if size > MAX_REPORT_BYTES:
+        raise DataError(f"{path}: {size} bytes (expected a report of at most {MAX_REPORT_BYTES})")
+    return BenchReport.from_json(read_json(path, DataError, expected), str(path))
 
 
 def run_names(paths: list[Path]) -> list[str]:

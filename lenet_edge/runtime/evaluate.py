@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from ..data import NUM_CLASSES, load_mnist, split_paths
+from ..defaults import DEFAULT_BATCH
 from ..errors import ModelError
 from ..progress import Progress
-from .session import DEFAULT_BATCH, check_batch_size, load_model
+from .session import check_batch_size, load_model
 
 SCHEMA = "lenet-edge-evaluation"
 VERSION = 1

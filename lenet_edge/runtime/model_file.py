@@ -1,4 +1,4 @@
-"""An ONNX model file read and checked before onnxruntime sees it: size cap, external data.
+"""An ONNX model file read and checked before onnxruntime sees it: size cap, external data, operators.
 
 ONNX lets a tensor live in another file (TensorProto.data_location = EXTERNAL with
 external_data {location: PATH, offset, length}); onnxruntime then opens PATH relative to
@@ -13,14 +13,22 @@ a tensor (graphs, nodes, attributes, functions, training graphs, sparse tensors)
 numbers from onnx.proto3. ORT-format files (flatbuffers, identifier ORTM) are passed
 through as they are: onnxruntime's inference sessions read their tensors from the file
 itself.
+
+The same walk lists every node's operator, and a model with an operator that no LeNet
+contains (operators.ALLOWED) is refused: above all control flow (Loop, Scan, If), with which
+a graph of the right signature can compute for ever inside onnxruntime, where no Python
+signal handler runs.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import ModelError
+from ..reading import open_file
+from .operators import ALLOWED
 
 MAX_MODEL_BYTES = 64 << 20  # a LeNet-5 is ~250 KB; anything this large is not one of ours
 ORT_FORMAT_ID = b"ORTM"  # flatbuffers file identifier at bytes 4..8 of an .ort model
@@ -36,6 +44,7 @@ _CHILDREN = {
     "sparse": {1: "tensor", 2: "tensor"},  # SparseTensorProto: values, indices
     "tensor": {},
 }
+_NODE_OP_TYPE, _NODE_DOMAIN = 4, 7  # NodeProto.op_type, NodeProto.domain
 _TENSOR_NAME = 8  # TensorProto.name
 _TENSOR_EXTERNAL_DATA = 13  # TensorProto.external_data: repeated {key = 1, value = 2}, e.g. location
 _TENSOR_DATA_LOCATION = 14  # TensorProto.data_location: 0 DEFAULT, 1 EXTERNAL
@@ -49,22 +58,20 @@ class Malformed(Exception):
 def read_model_bytes(path: Path) -> bytes:
     """The bytes of a model file of at most MAX_MODEL_BYTES, with no external data."""
     path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"{path}: no such model file (expected an .onnx file)")
-    try:
-        with open(path, "rb") as f:
+    with open_file(path, ModelError, "an .onnx file", missing="no such model file") as f:
+        try:
             data = f.read(MAX_MODEL_BYTES + 1)
-    except OSError as exc:
-        raise ModelError(f"{path}: cannot read ({exc.strerror})") from exc
-    if len(data) > MAX_MODEL_BYTES:
-        size = path.stat().st_size
-        raise ModelError(f"{path}: {size} bytes (expected a model of at most {MAX_MODEL_BYTES} bytes)")
+        except OSError as exc:
+            raise ModelError(f"{path}: cannot read ({exc.strerror})") from exc
+        if len(data) > MAX_MODEL_BYTES:
+            size = os.fstat(f.fileno()).st_size
+            raise ModelError(f"{path}: {size} bytes (expected a model of at most {MAX_MODEL_BYTES} bytes)")
     if not data:
         raise ModelError(f"{path}: empty file (expected an ONNX model)")
     if data[4:8] == ORT_FORMAT_ID:
         return data
     try:
-        external = _first_external_tensor(data)
+        external, operators = _scan(data)
     except Malformed as exc:
         raise ModelError(f"{path}: not a loadable ONNX model (malformed protobuf: {exc})") from None
     if external is not None:
@@ -72,6 +79,12 @@ def read_model_bytes(path: Path) -> bytes:
         where = f"file {location!r}" if location else "(no location given)"
         raise ModelError(f"{path}: tensor {name!r} refers to external data {where} (refused: a lenet-edge "
                          f"model keeps every tensor inside the .onnx file; expected no external data)")
+    refused = sorted(op for op in operators if op not in ALLOWED)
+    if refused:
+        names = ", ".join(f"{domain}.{op}" if domain else op for domain, op in refused[:5])
+        raise ModelError(f"{path}: operators {names} (refused: not in a LeNet-5, expected convolutions, pooling, "
+                         f"matrix products, activations and (de)quantization only; control flow such as Loop, "
+                         f"Scan or If is never accepted)")
     return data
 
 
@@ -117,21 +130,33 @@ def _text(data: bytes, span: tuple[int, int]) -> str:
     return data[span[0]:span[1]].decode("utf-8", errors="replace")[:100]
 
 
-def _first_external_tensor(data: bytes) -> tuple[str, str] | None:
-    """(name, location) of the first TensorProto that refers to external data, or None."""
+def _scan(data: bytes) -> tuple[tuple[str, str] | None, set[tuple[str, str]]]:
+    """(name, location) of the first TensorProto that refers to external data, or None; and the
+    (domain, op_type) of every node, in the graph, its subgraphs and the model's functions."""
     stack = [("model", 0, len(data))]  # messages still to read: (kind, start, end)
+    external, operators = None, set()
     while stack:
         kind, start, end = stack.pop()
         if kind == "tensor":
-            found = _external_reference(data, start, end)
-            if found is not None:
-                return found
+            external = external or _external_reference(data, start, end)
             continue
+        if kind == "node":
+            operators.add(_operator(data, start, end))
         children = _CHILDREN[kind]
         for field, wire, value in fields(data, start, end):
             if wire == 2 and field in children:
                 stack.append((children[field], *value))
-    return None
+    return external, operators
+
+
+def _operator(data: bytes, start: int, end: int) -> tuple[str, str]:
+    op_type, domain = "", ""
+    for field, wire, value in fields(data, start, end):
+        if field == _NODE_OP_TYPE and wire == 2:
+            op_type = _text(data, value)
+        elif field == _NODE_DOMAIN and wire == 2:
+            domain = _text(data, value)
+    return ("" if domain == "ai.onnx" else domain), op_type
 
 
 def _external_reference(data: bytes, start: int, end: int) -> tuple[str, str] | None:

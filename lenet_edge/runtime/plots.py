@@ -34,12 +34,13 @@ def new_figure(width: float, height: float):
     return fig
 
 
-def save_figure(fig, path: Path, record: bool) -> None:
-    with atomic_path(Path(path), record) as tmp:
+def save_figure(fig, path: Path, record: bool, replace: bool = False) -> None:
+    """Written atomically; an existing file is replaced only with `replace` (the caller's --force)."""
+    with atomic_path(Path(path), record, replace=replace) as tmp:
         fig.savefig(tmp, format="png")
 
 
-def plot_confusion(result: dict, path: Path, record: bool = True) -> bool:
+def plot_confusion(result: dict, path: Path, record: bool = True, *, replace: bool = False) -> bool:
     """Confusion matrix of an evaluate() result as a heat map with counts."""
     fig = new_figure(6.5, 5.5)
     if fig is None:
@@ -60,11 +61,11 @@ def plot_confusion(result: dict, path: Path, record: bool = True) -> bool:
     ax.set_ylabel("true class")
     ax.set_title(f"{Path(result['model']).name}: accuracy {result['accuracy']:.2%} on {result['images']} test images",
                  fontsize=9)
-    save_figure(fig, path, record)
+    save_figure(fig, path, record, replace)
     return True
 
 
-def plot_bench(report: BenchReport, path: Path, record: bool = True) -> bool:
+def plot_bench(report: BenchReport, path: Path, record: bool = True, *, replace: bool = False) -> bool:
     """One panel per batch size: p50 latency per call (bar) to p90 (whisker) of every model at each thread
     count, on a log axis, so that PyTorch eager's tens of ms and onnxruntime's tens of us both read."""
     batch_sizes = sorted({r.batch_size for r in report.rows})
@@ -91,11 +92,11 @@ def plot_bench(report: BenchReport, path: Path, record: bool = True) -> bool:
     env = report.environment
     fig.suptitle(f"{env['cpu']['model']} · {report.execution} · onnxruntime "
                  f"{env['versions'].get('onnxruntime', '?')}", fontsize=9)
-    save_figure(fig, path, record)
+    save_figure(fig, path, record, replace)
     return True
 
 
-def plot_compare(comparison: Comparison, path: Path, record: bool = True) -> bool:
+def plot_compare(comparison: Comparison, path: Path, record: bool = True, *, replace: bool = False) -> bool:
     """Latency of each row in each run, as a ratio to the reference run (log scale)."""
     fig = new_figure(max(6.0, 0.5 * len(comparison.rows) + 3), 4.5)
     if fig is None:
@@ -118,5 +119,5 @@ def plot_compare(comparison: Comparison, path: Path, record: bool = True) -> boo
     ax.set_xticks(x, [f"{r.model}\nb{r.batch_size} t{r.threads}" for r in rows], fontsize=7, rotation=45,
                   ha="right")
     ax.legend(fontsize=8)
-    save_figure(fig, path, record)
+    save_figure(fig, path, record, replace)
     return True

@@ -15,15 +15,16 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TextIO
 
+from ..defaults import DEFAULT_BATCH, PREDICTION_FORMATS
 from ..errors import DataError
 from ..inputs import InputFile, failed_input, iter_batches, open_input
-from .session import DEFAULT_BATCH, LoadedModel, check_batch_size, load_model, softmax
+from .session import LoadedModel, check_batch_size, load_model, softmax
 
-FORMATS = ("table", "json", "csv")
 CSV_FIELDS = ["input", "label", "probability", "unsure", "error"]
 # The highest probability threshold that flags fewer than 2 % of right answers on the official
 # MNIST test set (benchmarks/unsure.py, lenet5-modern, default recipe): below 0.95 it catches
@@ -65,7 +66,7 @@ def classify(model: LoadedModel | str | Path, inputs: Iterable[str | Path], inve
                 source, k = sources[s], int(p.argmax())
                 if source.kind != "image":
                     yield {"input": source.name(i), "label": labels[k], "probability": float(p[k]),
-                           "unsure": bool(p[k] < UNSURE_BELOW)}
+                           "unsure": not sure(float(p[k]))}
                     continue
                 digits.append(_digit_record(source, i, labels[k], float(p[k])))
                 if len(digits) == source.records:
@@ -74,6 +75,11 @@ def classify(model: LoadedModel | str | Path, inputs: Iterable[str | Path], inve
         yield from (_error_record(f) for f in sources[emitted:] if f.kind == "error")
 
     return records()
+
+
+def sure(probability: float) -> bool:
+    """At least UNSURE_BELOW; a probability that is not a number (NaN logits) is never sure."""
+    return probability >= UNSURE_BELOW
 
 
 def _open(path: str | Path, prep, invert: str, fail_fast: bool) -> InputFile:
@@ -86,7 +92,7 @@ def _open(path: str | Path, prep, invert: str, fail_fast: bool) -> InputFile:
 
 
 def _digit_record(source: InputFile, i: int, label: str, probability: float) -> dict:
-    doubts = (("low probability",) if probability < UNSURE_BELOW else ()) + source.doubts[i]
+    doubts = (() if sure(probability) else ("low probability",)) + source.doubts[i]
     return {"box": list(source.boxes[i]), "label": label, "probability": probability, "unsure": bool(doubts),
             "doubts": list(doubts)}
 
@@ -103,11 +109,19 @@ def _error_record(source: InputFile) -> dict:
     return {"input": str(source.path), "error": source.error}
 
 
+def _json_ready(record: dict) -> dict:
+    """NaN is not JSON (jq and browsers refuse it): a probability that is not a number becomes null."""
+    ready = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
+    if "digits" in record:
+        ready["digits"] = [_json_ready(d) for d in record["digits"]]
+    return ready
+
+
 def write_predictions(records: Iterable[dict], fmt: str, stream: TextIO) -> dict[str, int]:
     """Stream the records to `stream` as a table, a JSON list or CSV; returns the counts
     {"predictions", "unsure", "failed"}."""
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown format {fmt!r} (expected one of {', '.join(FORMATS)})")
+    if fmt not in PREDICTION_FORMATS:
+        raise ValueError(f"unknown format {fmt!r} (expected one of {', '.join(PREDICTION_FORMATS)})")
     counts = {"predictions": 0, "unsure": 0, "failed": 0}
     if fmt == "csv":
         writer = csv.DictWriter(stream, fieldnames=CSV_FIELDS, lineterminator="\n", extrasaction="ignore")
@@ -124,7 +138,7 @@ def write_predictions(records: Iterable[dict], fmt: str, stream: TextIO) -> dict
             writer.writerow(record if failed else {**record, "probability": f"{record['probability']:.6f}",
                                                    "unsure": str(record["unsure"]).lower()})
         elif fmt == "json":
-            stream.write(("," if n else "") + "\n  " + json.dumps(record))
+            stream.write(("," if n else "") + "\n  " + json.dumps(_json_ready(record), allow_nan=False))
         elif failed:
             stream.write(f"{'-':>5}  {'-':>11}  {'error':<6}  {record['input']}\n")
         else:

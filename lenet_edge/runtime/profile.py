@@ -12,7 +12,6 @@ bench's: the layers' shares, not the absolute call, are what this measures.
 
 from __future__ import annotations
 
-import tempfile
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -21,10 +20,11 @@ from pathlib import Path
 import numpy as np
 
 from ..contract import LAYERS
+from ..defaults import DEFAULT_MIN_TURN_MS, DEFAULT_ROUNDS, DEFAULT_RUNS, DEFAULT_WARMUP, PROFILE_BATCH_SIZES
 from ..errors import DataError
 from ..progress import Progress
-from .bench import DEFAULT_ROUNDS, DEFAULT_RUNS, DEFAULT_WARMUP, _check_settings, _inputs, _OrtRunner, time_interleaved
-from .defaults import DEFAULT_MIN_TURN_MS
+from ..scratch import scratch_directory
+from .bench import _check_settings, _inputs, _OrtRunner, time_interleaved
 from .environment import environment, load_average
 from .graph_layers import LayerMap, layer_map
 from .model_file import read_model_bytes
@@ -41,7 +41,6 @@ from .profile_report import (
 from .session import load_model
 from .trace import TraceRun, read_trace
 
-DEFAULT_BATCH_SIZES = (1, 64)  # runs, warm-up and rounds: bench's defaults
 PROFILER = ("onnxruntime's profiler (SessionOptions.enable_profiling): per call, the Node events of the graph "
             "onnxruntime runs after its optimisations, dur in us")
 TIMER = ("time.perf_counter_ns around each call, one inference per call; every model also timed in the same "
@@ -93,7 +92,7 @@ def _layer_maps(runners: list[_OrtRunner]) -> dict[str, LayerMap]:
     return maps
 
 
-def profile(models: dict[str, str | Path], batch_sizes=DEFAULT_BATCH_SIZES, threads=(1,), runs: int = DEFAULT_RUNS,
+def profile(models: dict[str, str | Path], batch_sizes=PROFILE_BATCH_SIZES, threads=(1,), runs: int = DEFAULT_RUNS,
             warmup: int = DEFAULT_WARMUP, rounds: int = DEFAULT_ROUNDS, min_turn_ms: float = DEFAULT_MIN_TURN_MS,
             data_dir: str | Path | None = None, inputs: str | Path | None = None, progress: Progress | None = None,
             device: str | None = None) -> ProfileReport:
@@ -119,8 +118,8 @@ def profile(models: dict[str, str | Path], batch_sizes=DEFAULT_BATCH_SIZES, thre
                     progress(done, total, f"batch {b}, {t} thread(s), round {k + 1}/{rounds}: {what}")
                 done += 1
 
-            with tempfile.TemporaryDirectory(prefix="lenet-edge-profile-") as tmp:
-                loaded = {r.label: load_model(r.path, t, profile_prefix=Path(tmp) / f"model{i}")
+            with scratch_directory("profile") as tmp:  # the traces; a killed run's are removed by the next
+                loaded = {r.label: load_model(r.path, t, profile_prefix=tmp / f"model{i}")
                           for i, r in enumerate(runners)}
                 plain = {r.label: load_model(r.path, t) for r in runners}  # the same calls, the profiler off
                 turns = {}

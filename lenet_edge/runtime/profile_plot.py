@@ -16,7 +16,7 @@ from .plots import new_figure, save_figure
 from .profile_report import OVERHEAD, ProfileReport, row_layers
 
 
-def plot_profile(report: ProfileReport, path: Path, record: bool = True) -> bool:
+def plot_profile(report: ProfileReport, path: Path, record: bool = True, *, replace: bool = False) -> bool:
     """Write the chart to `path`; False (nothing written) when matplotlib is not installed."""
     threads = report.settings.threads
     labels = [m.label for m in report.models]
@@ -51,5 +51,5 @@ def plot_profile(report: ProfileReport, path: Path, record: bool = True) -> bool
     env = report.environment
     axes[0].set_title(f"median per layer (onnxruntime profiler on) · {env['cpu']['model']} · onnxruntime "
                       f"{env['versions'].get('onnxruntime', '?')}", fontsize=8)
-    save_figure(fig, path, record)
+    save_figure(fig, path, record, replace)
     return True

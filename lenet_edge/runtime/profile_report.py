@@ -279,13 +279,15 @@ def format_markdown(report: ProfileReport) -> str:
 
 
 def write_profile_outputs(report: ProfileReport, out_json: Path, out_md: Path, out_png: Path,
-                          record: bool = True) -> Path | None:
+                          record: bool = True, replace: bool = False) -> tuple[Path | None, str]:
     """The JSON, the Markdown and (with matplotlib) the chart, each atomically and as a set; with `record`,
-    into the directory's MANIFEST.sha256. Returns the chart's path, None when it was skipped."""
+    into the directory's MANIFEST.sha256; existing files replaced only with `replace`. Returns the chart's
+    path (None when it was skipped) and the Markdown."""
     from .profile_plot import plot_profile
 
     markdown = format_markdown(report)
     with uninterrupted():
-        write_json(Path(out_json), report.to_json(), record)
-        write_text(Path(out_md), markdown, record)
-        return Path(out_png) if plot_profile(report, Path(out_png), record) else None
+        write_json(Path(out_json), report.to_json(), record, replace=replace)
+        write_text(Path(out_md), markdown, record, replace=replace)
+        drawn = plot_profile(report, Path(out_png), record, replace=replace)
+    return (Path(out_png) if drawn else None), markdown

@@ -113,7 +113,7 @@ def output_paths(out_json: Path) -> tuple[Path, Path, Path]:
 
 
 def write_bench_outputs(report: BenchReport, out_json: Path, out_md: Path, out_png: Path | None,
-                        baseline: str | None = None, record: bool = True) -> BenchOutputs:
+                        baseline: str | None = None, record: bool = True, replace: bool = False) -> BenchOutputs:
     """Write JSON, Markdown and (when matplotlib is installed) the PNG chart, each atomically; with
     `record`, into the directory's MANIFEST.sha256 (a pipeline's reports, not a user's -o).
 
@@ -123,7 +123,8 @@ def write_bench_outputs(report: BenchReport, out_json: Path, out_md: Path, out_p
 
     markdown = format_markdown(report, baseline)  # checks the baseline before anything is written
     with uninterrupted():  # the JSON, its table and its chart are written as a set
-        write_json(Path(out_json), report.to_json(), record)
-        write_text(Path(out_md), markdown, record)
-        png = Path(out_png) if out_png is not None and plot_bench(report, Path(out_png), record) else None
+        write_json(Path(out_json), report.to_json(), record, replace=replace)
+        write_text(Path(out_md), markdown, record, replace=replace)
+        drawn = out_png is not None and plot_bench(report, Path(out_png), record, replace=replace)
+        png = Path(out_png) if drawn else None
     return BenchOutputs(Path(out_json), Path(out_md), png, markdown)

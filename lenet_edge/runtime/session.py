@@ -12,12 +12,11 @@ from pathlib import Path
 import numpy as np
 
 from ..contract import INPUT_NAME, OUTPUT_NAME, ModelContract
+from ..defaults import DEFAULT_BATCH, MAX_BATCH
 from ..errors import DataError, ModelError, first_line
-from ..sessions import MAX_THREADS, check_threads, open_session, session_options  # noqa: F401  (for callers)
+from ..sessions import open_session, session_options
+from .interrupts import run_options
 from .model_file import MAX_MODEL_BYTES, read_model_bytes  # noqa: F401  (MAX_MODEL_BYTES: the cap, for callers)
-
-DEFAULT_BATCH = 1000  # images per session.run: bounded memory, near-peak throughput
-MAX_BATCH = 65_536  # 256 MiB of (1, 32, 32) float32 inputs per session.run; more is refused
 
 
 @dataclass
@@ -28,6 +27,7 @@ class LoadedModel:
 
     def __post_init__(self):
         self._binding = self.session.io_binding()
+        self._run_options = run_options()  # terminated by Ctrl-C or SIGTERM (runtime/interrupts.py)
         self._out = np.empty((0, len(self.contract.class_labels)), np.float32)  # bound once per batch size
 
     def predict(self, x: np.ndarray, batch_size: int = DEFAULT_BATCH) -> np.ndarray:
@@ -55,8 +55,10 @@ class LoadedModel:
             self._binding.bind_output(OUTPUT_NAME, "cpu", 0, np.float32, self._out.shape, self._out.ctypes.data)
         self._binding.bind_cpu_input(INPUT_NAME, x)
         try:
-            self.session.run_with_iobinding(self._binding)
+            self.session.run_with_iobinding(self._binding, self._run_options)
         except Exception as exc:  # onnxruntime's own untyped error, e.g. an output of another shape
+            if self._run_options.terminate:  # ended by a signal, whose handler raises next
+                raise KeyboardInterrupt from None
             raise ModelError(f"{self.path}: output {OUTPUT_NAME} is not float32 {self._out.shape} as expected "
                              f"(onnxruntime: {first_line(exc)})") from exc
         return self._out.copy()
@@ -69,10 +71,12 @@ def check_batch_size(batch_size: int) -> None:
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
-    """Class probabilities (N, 10) of logits (N, 10), computed stably."""
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+    """Class probabilities (N, 10) of logits (N, 10), computed stably; NaN where a logit is not finite
+    (quietly: the caller reports such a prediction as unsure)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        z = logits - logits.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=1, keepdims=True)
 
 
 def load_model(path: str | Path, threads: int | None = None, contract: ModelContract | None = None,
@@ -99,6 +103,10 @@ def _check_signature(path: Path, session, contract: ModelContract) -> None:
     if [i.name for i in inputs] != [INPUT_NAME] or [o.name for o in outputs] != [OUTPUT_NAME]:
         raise ModelError(f"{path}: inputs {[i.name for i in inputs]} and outputs {[o.name for o in outputs]} "
                          f"(expected ['{INPUT_NAME}'] and ['{OUTPUT_NAME}'])")
+    classes = outputs[0].shape[-1] if outputs[0].shape else None
+    if isinstance(classes, int) and classes != len(contract.class_labels):
+        raise ModelError(f"{path}: output {OUTPUT_NAME} has {classes} classes and its metadata "
+                         f"{len(contract.class_labels)} class labels (expected one label per class)")
     shape = inputs[0].shape
     if len(shape) != 4 or list(shape[1:]) != [1, size, size] or inputs[0].type != "tensor(float)":
         raise ModelError(f"{path}: input {INPUT_NAME} is {inputs[0].type} {shape} "

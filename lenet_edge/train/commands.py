@@ -6,15 +6,17 @@ from pathlib import Path
 
 import click
 
-from ..options import data_dir_option, force_option
-
-VARIANT_NAMES = ("lenet5-modern", "lenet5", "lenet5-tanh")
+from ..defaults import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_MOMENTUM, MAX_SEED, MAX_THREADS, MIN_MOMENTUM
+from ..options import FiniteFloatRange, data_dir_option, force_option, variant_option
 
 
 @click.command()
-@click.option("--variant", type=click.Choice(VARIANT_NAMES), default="lenet5-modern", show_default=True)
+@variant_option
 def summary(variant: str) -> None:
     """Print each layer's output shape, trainable parameters and connections."""
+    from ..errors import require_extra
+
+    require_extra("train", "torch")
     from .models import build_model
     from .summary import format_summary, summarize
 
@@ -25,16 +27,21 @@ def summary(variant: str) -> None:
 @data_dir_option
 @click.option("-o", "--out", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Checkpoint path (.safetensors) [default: runs/VARIANT.safetensors].")
-@click.option("--variant", type=click.Choice(VARIANT_NAMES), default="lenet5-modern", show_default=True)
-@click.option("--epochs", type=int, default=None, help="Epochs [default: the variant's recipe].")
-@click.option("--batch-size", type=int, default=None)
-@click.option("--lr", type=float, default=None, help="Peak learning rate of the one-cycle schedule.")
-@click.option("--momentum", type=float, default=None)
-@click.option("--weight-decay", type=float, default=None)
-@click.option("--val-count", type=int, default=None, help="Training images held out for validation.")
+@variant_option
+@click.option("--epochs", type=click.IntRange(1, MAX_EPOCHS), default=None,
+              help="Epochs [default: the variant's recipe].")
+@click.option("--batch-size", type=click.IntRange(1, MAX_BATCH_SIZE), default=None)
+@click.option("--lr", type=FiniteFloatRange(min=0, min_open=True), default=None,
+              help="Peak learning rate of the one-cycle schedule.")
+@click.option("--momentum", type=FiniteFloatRange(MIN_MOMENTUM, MAX_MOMENTUM, min_open=True, max_open=True),
+              default=None, help="Nesterov momentum.")
+@click.option("--weight-decay", type=FiniteFloatRange(min=0), default=None)
+@click.option("--val-count", type=click.IntRange(min=0), default=None,
+              help="Training images held out for validation (0: none, the validation figures are null).")
 @click.option("--augment/--no-augment", default=None, help="Random affine distortions.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--threads", type=int, default=None, help="torch intra-op threads [default: all cores].")
+@click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True)
+@click.option("--threads", type=click.IntRange(1, MAX_THREADS), default=None,
+              help="torch intra-op threads [default: all cores].")
 @click.option("--resume", is_flag=True, help="Continue the run stored at --out up to --epochs.")
 @force_option
 def train(data_dir, out, variant, epochs, batch_size, lr, momentum, weight_decay, val_count,
@@ -42,13 +49,15 @@ def train(data_dir, out, variant, epochs, batch_size, lr, momentum, weight_decay
     """Train a LeNet-5 variant on MNIST and write a checkpoint and its training curves."""
     from dataclasses import replace
 
+    from ..errors import DataError, require_extra
+
+    require_extra("train", "torch", "safetensors", "matplotlib")
     import torch
 
     from ..datasource import resolve_data_dir
-    from ..errors import DataError
     from ..fileio import check_writable, ensure_directory
     from ..progress import ProgressDisplay
-    from ..sessions import check_threads
+    from .checkpoint import checkpoint_paths
     from .curves import plot_curves
     from .recipes import ACCURACY_TARGETS, default_recipe
     from .trainer import train as run_training
@@ -59,25 +68,24 @@ def train(data_dir, out, variant, epochs, batch_size, lr, momentum, weight_decay
                  if v is not None}
     recipe = replace(default_recipe(variant), seed=seed, **overrides)
     recipe.check()  # bad options fail before anything is created or downloaded
-    if threads is not None:
-        check_threads(threads, "--threads")
+    curves = out.with_suffix(".curves.png")
     if resume:
         if not out.is_file():
             raise DataError(f"{out}: no checkpoint to resume (expected the --out of an earlier run)")
     else:
         ensure_directory(out)
-        check_writable(out, force)
+        for path in (*checkpoint_paths(out), curves):  # every file the run writes, none replaced without --force
+            check_writable(path, force)
     if threads is not None:
         torch.set_num_threads(threads)
     data = resolve_data_dir(data_dir)
     with ProgressDisplay(f"training {variant}", announce=True) as progress:
         def on_epoch(h: dict) -> None:
-            progress(h["epoch"], recipe.epochs, f"epoch {h['epoch']} loss {h['train_loss']:.3f} "
-                                                f"val {h['val_accuracy']:.2%}")
+            val = "" if h["val_accuracy"] is None else f" val {h['val_accuracy']:.2%}"
+            progress(h["epoch"], recipe.epochs, f"epoch {h['epoch']} loss {h['train_loss']:.3f}{val}")
 
-        meta = run_training(data, out, recipe, resume=out if resume else None, on_epoch=on_epoch)
-    curves = out.with_suffix(".curves.png")
-    plot_curves(meta["history"], curves, title=f"{variant} on MNIST")
+        meta = run_training(data, out, recipe, resume=out if resume else None, on_epoch=on_epoch, force=force)
+    plot_curves(meta["history"], curves, title=f"{variant} on MNIST", replace=force or resume)
     target = ACCURACY_TARGETS[variant]
     verdict = "met" if meta["test_accuracy"] >= target else "MISSED: try another --seed, more --epochs or a lower --lr"
     click.echo(f"{out}: {variant}, {meta['epoch']} epochs in {meta['train_seconds']:.0f} s, "

@@ -14,7 +14,8 @@ import torch
 from torch.nn import functional as F
 
 from ..data import load_mnist
-from ..errors import DataError, ModelError
+from ..defaults import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_MOMENTUM, MAX_SEED, MIN_MOMENTUM
+from ..errors import DataError, ModelError, ValidationError
 from ..fileio import sha256_file
 from .checkpoint import load_checkpoint, load_optimizer_state, save_checkpoint
 from .models import build_model
@@ -35,13 +36,20 @@ class Recipe:
     seed: int = 0
 
     def check(self) -> None:
-        for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise DataError(f"{name} must be at least 1 (found {getattr(self, name)})")
+        for name, top in (("epochs", MAX_EPOCHS), ("batch_size", MAX_BATCH_SIZE)):
+            if not 1 <= getattr(self, name) <= top:
+                raise DataError(f"{name} must be between 1 and {top} (found {getattr(self, name)})")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise DataError(f"lr must be a positive number (found {self.lr})")
+        if not MIN_MOMENTUM < self.momentum < MAX_MOMENTUM:  # NaN fails too
+            raise DataError(f"momentum must be above {MIN_MOMENTUM:g} and below {MAX_MOMENTUM:g} "
+                            f"(found {self.momentum})")
+        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
+            raise DataError(f"weight_decay must be a finite number, 0 or more (found {self.weight_decay})")
         if self.val_count < 0:
             raise DataError(f"val_count must be 0 or more (found {self.val_count})")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise DataError(f"seed must be between 0 and {MAX_SEED} (found {self.seed})")
 
 
 def distort(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -100,9 +108,14 @@ def train(
     recipe: Recipe = Recipe(),
     resume: Path | None = None,
     on_epoch: Callable[[dict], None] | None = None,
+    force: bool = False,
 ) -> dict:
     """Train from scratch (or on from `resume`) and write the checkpoint at `out` after
-    every epoch; return its metadata, with the final test accuracy."""
+    every epoch; return its metadata, with the final test accuracy. The first checkpoint
+    replaces existing files only with `force` (or when resuming them).
+
+    A loss that is not finite (a learning rate or momentum that diverges) stops training with
+    a ValidationError; the checkpoint of the last finished epoch, if any, is kept as it was."""
     recipe.check()
     torch.manual_seed(recipe.seed)
     history: list[dict] = []
@@ -143,7 +156,8 @@ def train(
     mean, std = prep.mean, prep.std
     checksums = _data_checksums(Path(data_dir))
     started = time.perf_counter() - sum(h["seconds"] for h in history)
-    for epoch in range(len(history) + 1, recipe.epochs + 1):
+    first_epoch = len(history) + 1
+    for epoch in range(first_epoch, recipe.epochs + 1):
         gen.manual_seed(recipe.seed * 1000 + epoch)  # each epoch's shuffle and distortions are reproducible on resume
         model.train()
         perm = torch.randperm(len(pixels), generator=gen)
@@ -158,13 +172,17 @@ def train(
                 x = distort(x, gen)
             logits = model((x - mean) / std)
             loss = F.cross_entropy(logits, y_train[idx])
+            if not torch.isfinite(loss):
+                kept = f"the checkpoint of epoch {epoch - 1} at {out} is kept" if epoch > 1 else "nothing was written"
+                raise ValidationError(f"training loss became {loss.item()} at epoch {epoch}, step {step + 1} "
+                                      f"(expected a finite loss; try a lower --lr or --momentum); {kept}")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             seen += len(idx)
             loss_sum += loss.item() * len(idx)
             correct += (logits.argmax(1) == y_train[idx]).sum().item()
-        val_loss, val_acc = _evaluate(model, x_val, y_val) if len(x_val) else (float("nan"), float("nan"))
+        val_loss, val_acc = _evaluate(model, x_val, y_val) if len(x_val) else (None, None)  # JSON null: not measured
         history.append({
             "epoch": epoch,
             "train_loss": loss_sum / seen,
@@ -180,7 +198,7 @@ def train(
         meta = {"recipe": asdict(recipe), "epoch": epoch, "history": history, "data_dir_sha256": checksums,
                 "train_images": len(pixels), "val_images": len(x_val),
                 "train_seconds": time.perf_counter() - started}
-        save_checkpoint(out, model, meta, momentum)
+        save_checkpoint(out, model, meta, momentum, replace=force or resume is not None or epoch > first_epoch)
         if on_epoch:
             on_epoch(history[-1])
     model.eval()

@@ -11,7 +11,6 @@ int8 model's bit for bit and the fp32 model's within FP32_TOLERANCE with the sam
 from __future__ import annotations
 
 import base64
-import os
 import shutil
 from dataclasses import asdict, dataclass
 from importlib import resources
@@ -21,11 +20,10 @@ import numpy as np
 
 from .. import __version__, inputs
 from ..data import load_bench_digits
+from ..defaults import DEFAULT_MIN_TURN_MS, DEFAULT_RUNS, DEFAULT_WARMUP
 from ..errors import DataError, ModelError, OutputError
 from ..fileio import sha256_file, staged_directory, write_json
-from ..runtime.bench import DEFAULT_RUNS, DEFAULT_WARMUP
 from ..runtime.bench_report import SCHEMA, VERSION
-from ..runtime.defaults import DEFAULT_MIN_TURN_MS
 from ..runtime.predict import UNSURE_BELOW
 from ..runtime.session import LoadedModel, load_model
 from .runtime_files import OrtWeb, find_runtime
@@ -70,8 +68,7 @@ def build_site(int8_model: str | Path, out: str | Path, fp32_model: str | Path |
     images, digit_labels, source = load_bench_digits()
     models = [_site_model(m, name) for m, name in zip(loaded, names, strict=True)]
     expected = {m.label: _logits(model, images) for m, model in zip(models, loaded, strict=True)}
-    with staged_directory(out) as staging:
-        staging.chmod(0o777 & ~_umask())  # mkdtemp's 0o700 would hide the site from the user's web server
+    with staged_directory(out, replace=force) as staging:  # as readable as its files, for a web server
         _copy_static(staging)
         (staging / "models").mkdir()
         (staging / "ort").mkdir()
@@ -160,12 +157,6 @@ def _selfcheck_record(images: np.ndarray, labels: np.ndarray, source: str, expec
             "images": _b64(images, "u1"), "labels": [int(v) for v in labels],
             "logits": {label: _b64(logits, "<f4") for label, logits in expected.items()},
             "computed_by": "native onnxruntime (lenet_edge.runtime.session.load_model(...).predict)"}
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _copy_static(staging: Path) -> None:

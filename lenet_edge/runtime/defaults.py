@@ -1,7 +1,0 @@
-"""Choices and defaults of the device-side library that its commands show in --help.
-
-Pure Python: the commands import them from here, so `lenet-edge --help` loads no numpy.
-"""
-
-INVERT_CHOICES = ("auto", "yes", "no")  # inputs: make a digit light-on-dark when its border is lighter, always, never
-DEFAULT_MIN_TURN_MS = 50.0  # bench: a model's shortest turn in a round (why 50: runtime/bench.py)
