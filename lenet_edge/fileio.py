@@ -123,6 +123,8 @@ def staged_directory(out: Path, replace: bool = False) -> Iterator[Path]:
                 rename_no_replace(staging, out)  # a directory made meanwhile by another run is not replaced
             except FileExistsError:
                 raise already_exists(out) from None
+            except OSError as exc:
+                raise OutputError(f"{out}: cannot put the finished directory in place ({exc.strerror})") from exc
             return
         old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
         os.replace(out, old / out.name)

@@ -173,6 +173,9 @@ def test_an_output_name_over_255_bytes_is_an_output_error(model, digits, tmp_pat
     result = CliRunner().invoke(cli, ["run", str(model), str(digits), "-o", str(out)])
     assert result.exit_code == OUTPUT
     assert "a name of 304 bytes in this path (expected at most 255 bytes" in one_error_line(result)
+    result = CliRunner().invoke(cli, ["pipeline", "--out", str(tmp_path / ("r" * 256))])
+    assert result.exit_code == OUTPUT and "a name of 256 bytes in this path" in one_error_line(result)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["band.onnx", "digits.npy"]
 
 
 def test_a_name_of_250_bytes_still_gets_its_temporary_file(tmp_path):
