@@ -161,7 +161,7 @@ def test_ctrl_c_during_export_keeps_the_earlier_model(tmp_path, data, trained):
     out.write_bytes(b"an earlier model")
     tmpdir = tmp_path / "tmpdir"
     code, stderr = interrupt(["export", str(trained), "-o", str(out), "--force", "--data-dir", str(data)], tmp_path,
-                             lambda _: any(tmpdir.glob("lenet-edge-export.*")))
+                             lambda _: any(tmpdir.glob("lenet-edge-export-*")))
     _assert_interrupted(code, stderr)
     assert out.read_bytes() == b"an earlier model"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "stderr.txt", "tmpdir"]
