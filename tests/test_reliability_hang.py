@@ -104,6 +104,17 @@ def test_other_control_flow_is_refused_too(tmp_path, op):
         read_model_bytes(tmp_path / "other.onnx")
 
 
+def test_a_graph_far_larger_than_a_lenet_is_refused_before_onnxruntime_optimises_it(tmp_path):
+    from lenet_edge.errors import ModelError
+    from lenet_edge.runtime.model_file import MAX_NODES, read_model_bytes
+
+    slow_model(tmp_path / "fits.onnx", layers=MAX_NODES // 2 - 1)  # Flatten, 2 per layer, Gemm: MAX_NODES
+    assert read_model_bytes(tmp_path / "fits.onnx")
+    slow_model(tmp_path / "huge.onnx", layers=MAX_NODES // 2)
+    with pytest.raises(ModelError, match=rf"huge\.onnx: more than {MAX_NODES} nodes \(expected a LeNet-5"):
+        read_model_bytes(tmp_path / "huge.onnx")
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_signal_ends_a_long_onnxruntime_call_within_seconds(tmp_path, signum):
     model = slow_model(tmp_path / "slow.onnx")
