@@ -1,7 +1,7 @@
 """The one exception hierarchy of lenet-edge; each kind carries its CLI exit code.
 
-Exit codes: 0 ok, 1 unexpected bug, 2 usage (click), 3 data, 4 model, 5 validation,
-6 output, 7 missing dependency, 130 interrupted.
+Exit codes: 0 ok, 1 unexpected bug, 2 usage (click: an unknown option, a malformed value or one
+out of its range), 3 data, 4 model, 5 validation, 6 output, 7 missing dependency, 130 interrupted.
 """
 
 

@@ -5,10 +5,10 @@ artefact at that path stays intact until the new one is complete. Without `repla
 (a command's --force) the rename itself refuses to replace a file that appeared since
 the command checked its outputs (e.g. a second run writing the same path), so nothing
 is lost between the check and the write. A write that fails (a full disk, a name too
-long) is an OutputError naming the file. Each artefact put in
-place is recorded with its sha256 in MANIFEST.sha256 beside it (lenet_edge.manifest),
-under a lock on the directory and with Ctrl-C held back until both are done, so the
-manifest always describes the files next to it.
+long) is an OutputError naming the file. Each artefact put in place is recorded with its
+sha256 in MANIFEST.sha256 beside it (lenet_edge.manifest), under a lock on the directory
+and with Ctrl-C held back while the rename and the manifest's rewrite happen (never while
+waiting for the lock), so the manifest always describes the files next to it.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from .errors import OutputError
 from .manifest import sha256_file  # noqa: F401  (re-exported: stages hash their artefacts through fileio)
 
 NAME_MAX = 255  # bytes per file name on Linux, macOS and Windows file systems
+_DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
 _TEMP_EXTRA = 15  # the temporary name's additions: "." + "." + 8 hex digits + ".tmp"
 
 
@@ -117,14 +118,18 @@ def staged_directory(out: Path, replace: bool = False) -> Iterator[Path]:
         try:
             yield staging
         except OSError as exc:
+            if exc.errno not in _DISK_FULL:  # the block does more than write: only a full disk is said to be one
+                raise
             raise _write_error(out, exc) from exc
         if not out.exists() or not replace:
             try:
                 rename_no_replace(staging, out)  # a directory made meanwhile by another run is not replaced
             except FileExistsError:
                 raise already_exists(out) from None
+            except OSError as exc:
+                raise OutputError(f"{out}: cannot put the finished directory in place ({exc.strerror})") from exc
             return
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+        old = Path(tempfile.mkdtemp(prefix=f".{_temp_stem(out.name)}.", suffix=".old", dir=out.parent))
         os.replace(out, old / out.name)
         try:
             os.replace(staging, out)

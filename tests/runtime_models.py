@@ -56,3 +56,31 @@ def random_model(path: Path, seed: int = 0, **kwargs) -> Path:
     rng = np.random.default_rng(seed)
     prep = kwargs.get("prep", MODERN_PREPROCESSING)
     return band_model(path, weights=rng.normal(size=(prep.input_size ** 2, 10)).astype(np.float32), **kwargs)
+
+
+def slow_model(path: Path, layers: int = 300) -> Path:
+    """Only operators a LeNet has, but `layers` 1024x1024 matrix products in a row, with the lenet-edge
+    contract: at a batch of 10,000 digits one call takes minutes on one thread, one node a fraction of a
+    second (for interrupts and races)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [helper.make_node("Flatten", [INPUT_NAME], ["h0"], axis=1)]
+    for i in range(layers):
+        nodes += [helper.make_node("MatMul", [f"h{i}", "W"], [f"m{i}"]),
+                  helper.make_node("Tanh", [f"m{i}"], [f"h{i + 1}"])]
+    nodes.append(helper.make_node("Gemm", [f"h{layers}", "V", "B"], [OUTPUT_NAME]))
+    rng = np.random.default_rng(0)
+    graph = helper.make_graph(
+        nodes, "slow",
+        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["N", 1, 32, 32])],
+        [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["N", 10])],
+        [numpy_helper.from_array((rng.normal(size=(1024, 1024)) / 32).astype(np.float32), "W"),
+         numpy_helper.from_array(rng.normal(size=(1024, 10)).astype(np.float32), "V"),
+         numpy_helper.from_array(np.zeros(10, np.float32), "B")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+    contract = ModelContract(variant="lenet5-modern", preprocessing=MODERN_PREPROCESSING)
+    helper.set_model_props(model, contract.to_metadata())
+    onnx.checker.check_model(model)
+    onnx.save_model(model, str(path))
+    return Path(path)

@@ -24,6 +24,7 @@ from onnx import TensorProto, helper, numpy_helper
 from lenet_edge.contract import ModelContract
 from lenet_edge.data import MODERN_PREPROCESSING
 from tests.idx_files import synthetic_digits
+from tests.runtime_models import slow_model
 
 INTERRUPTED, MODEL = 130, 4
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,25 +73,6 @@ def endless_loop_model(path: Path) -> Path:
     return _save(graph, path)
 
 
-def slow_model(path: Path, layers: int = 300) -> Path:
-    """Only operators a LeNet has, but `layers` 1024x1024 matrix products in a row: at a batch of 10,000
-    digits one call takes minutes on one thread, one node a fraction of a second."""
-    nodes = [helper.make_node("Flatten", ["image"], ["h0"], axis=1)]
-    for i in range(layers):
-        nodes += [helper.make_node("MatMul", [f"h{i}", "W"], [f"m{i}"]),
-                  helper.make_node("Tanh", [f"m{i}"], [f"h{i + 1}"])]
-    nodes.append(helper.make_node("Gemm", [f"h{layers}", "V", "B"], ["logits"]))
-    rng = np.random.default_rng(0)
-    graph = helper.make_graph(
-        nodes, "slow",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 1, 32, 32])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])],
-        [numpy_helper.from_array((rng.normal(size=(1024, 1024)) / 32).astype(np.float32), "W"),
-         numpy_helper.from_array(rng.normal(size=(1024, 10)).astype(np.float32), "V"),
-         numpy_helper.from_array(np.zeros(10, np.float32), "B")])
-    return _save(graph, path)
-
-
 @pytest.fixture
 def digits(tmp_path) -> Path:
     np.save(tmp_path / "digits.npy", synthetic_digits(4)[0])
@@ -120,6 +102,17 @@ def test_other_control_flow_is_refused_too(tmp_path, op):
     (tmp_path / "other.onnx").write_bytes(model.SerializeToString())
     with pytest.raises(ModelError, match=rf"other\.onnx: operators {op} \(refused: not in a LeNet-5"):
         read_model_bytes(tmp_path / "other.onnx")
+
+
+def test_a_graph_far_larger_than_a_lenet_is_refused_before_onnxruntime_optimises_it(tmp_path):
+    from lenet_edge.errors import ModelError
+    from lenet_edge.runtime.model_file import MAX_NODES, read_model_bytes
+
+    slow_model(tmp_path / "fits.onnx", layers=MAX_NODES // 2 - 1)  # Flatten, 2 per layer, Gemm: MAX_NODES
+    assert read_model_bytes(tmp_path / "fits.onnx")
+    slow_model(tmp_path / "huge.onnx", layers=MAX_NODES // 2)
+    with pytest.raises(ModelError, match=rf"huge\.onnx: more than {MAX_NODES} nodes \(expected a LeNet-5"):
+        read_model_bytes(tmp_path / "huge.onnx")
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])

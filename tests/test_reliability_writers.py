@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,7 @@ from lenet_edge.fileio import atomic_path, rename_no_replace, staged_directory, 
 from lenet_edge.manifest import MANIFEST_NAME
 from lenet_edge.scratch import remove_stale, scratch_directory
 from tests.idx_files import synthetic_digits, write_mnist_dir
-from tests.runtime_models import band_model
+from tests.runtime_models import band_model, slow_model
 
 OUTPUT, USAGE, DATA, MODEL = 6, 2, 3, 4
 
@@ -83,6 +84,36 @@ def test_the_final_rename_never_replaces_a_file_made_while_the_output_was_writte
     with atomic_path(target, replace=True) as tmp:  # --force
         tmp.write_text("this run")
     assert target.read_text() == "this run"
+
+
+def test_two_runs_writing_the_same_output_one_is_refused_and_nothing_is_lost(tmp_path):
+    """The issue's race, for real: both runs pass the check at the start; the one that finishes second
+    must not replace the first one's predictions."""
+    model = slow_model(tmp_path / "slow.onnx", layers=100)
+    np.save(tmp_path / "many.npy", np.zeros((2000, 28, 28), np.uint8))  # seconds at batch 2,000
+    np.save(tmp_path / "few.npy", synthetic_digits(3)[0])
+    out = tmp_path / "same.txt"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]),
+                                                                    os.environ.get("PYTHONPATH")]))}
+    run = [sys.executable, "-m", "lenet_edge", "run", str(model)]
+    slow = subprocess.Popen([*run, str(tmp_path / "many.npy"), "--batch-size", "2000", "--threads", "1", "-o",
+                             str(out)], stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        with deadline(120):
+            while not list(tmp_path.glob(".same.txt.*.tmp")):  # past its check: writing its temporary file
+                assert slow.poll() is None, slow.stderr.read()
+                time.sleep(0.05)
+        fast = subprocess.run([*run, str(tmp_path / "few.npy"), "-o", str(out)], capture_output=True, text=True,
+                              env=env, timeout=120)
+        assert fast.returncode == 0 and slow.poll() is None, fast.stderr  # the fast one finished first
+        first = out.read_text()
+        code, stderr = slow.wait(timeout=600), slow.stderr.read()
+    finally:
+        slow.kill()
+        slow.wait()
+    assert code == OUTPUT and stderr == f"error: {out}: already exists (expected a new path); pass --force to " \
+                                        f"replace it\n", stderr
+    assert out.read_text() == first and "few.npy[2]" in first and leftovers(tmp_path) == []
 
 
 def test_without_renameat2_a_hard_link_refuses_just_as_well(tmp_path, monkeypatch):
@@ -173,6 +204,9 @@ def test_an_output_name_over_255_bytes_is_an_output_error(model, digits, tmp_pat
     result = CliRunner().invoke(cli, ["run", str(model), str(digits), "-o", str(out)])
     assert result.exit_code == OUTPUT
     assert "a name of 304 bytes in this path (expected at most 255 bytes" in one_error_line(result)
+    result = CliRunner().invoke(cli, ["pipeline", "--out", str(tmp_path / ("r" * 256))])
+    assert result.exit_code == OUTPUT and "a name of 256 bytes in this path" in one_error_line(result)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["band.onnx", "digits.npy"]
 
 
 def test_a_name_of_250_bytes_still_gets_its_temporary_file(tmp_path):

@@ -13,6 +13,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 
 from ..errors import OutputError
+from ..fileio import check_name
 from ..progress import Progress
 from ..scratch import scratch_directory
 
@@ -21,6 +22,7 @@ FP32, INT8 = "model.onnx", "model.int8.onnx"
 
 def check_output_directory(out: Path, force: bool) -> None:
     """`out` must be new, or an earlier run's directory to replace with --force."""
+    check_name(out)
     if out.exists() and not force:
         raise OutputError(f"{out}: already exists (expected a new directory); pass --force to replace it")
     if out.exists() and not out.is_dir():

@@ -36,8 +36,8 @@ def terminate_all() -> None:
 
 
 def install() -> None:
-    """Route SIGINT and SIGTERM (any signal with a Python handler) to terminate_all, from the main
-    thread, once; elsewhere, or where a wakeup descriptor is already in use, it does nothing."""
+    """Route SIGINT and SIGTERM to terminate_all, from the main thread, once; elsewhere, or where a
+    wakeup descriptor is already in use, it does nothing."""
     if _installed or threading.current_thread() is not threading.main_thread():
         return
     reader, writer = socket.socketpair()
@@ -57,11 +57,16 @@ def install() -> None:
     threading.Thread(target=_watch, args=(reader,), name="lenet-edge-signals", daemon=True).start()
 
 
+_ENDING = frozenset({signal.SIGINT, signal.SIGTERM})
+
+
 def _watch(reader: socket.socket) -> None:
     while True:
         try:
-            if not reader.recv(64):
-                return
+            received = reader.recv(64)  # one byte per signal: its number
         except OSError:
             return
-        terminate_all()
+        if not received:
+            return
+        if _ENDING.intersection(received):  # not a handled signal that ends nothing (e.g. a library's SIGCHLD)
+            terminate_all()

@@ -31,6 +31,9 @@ from ..reading import open_file
 from .operators import ALLOWED
 
 MAX_MODEL_BYTES = 64 << 20  # a LeNet-5 is ~250 KB; anything this large is not one of ours
+# A quantized LeNet-5 has at most ~120 nodes. onnxruntime optimises the graph when a session is made, a
+# call no signal ends (8,000 nodes took 15 s): a graph far larger than any LeNet is refused before.
+MAX_NODES = 2000
 ORT_FORMAT_ID = b"ORTM"  # flatbuffers file identifier at bytes 4..8 of an .ort model
 
 # message kind -> {field number: message kind} of the fields that can lead to a TensorProto
@@ -55,6 +58,10 @@ class Malformed(Exception):
     """Bytes that are not protobuf's wire format (raised by `fields`)."""
 
 
+class _TooLarge(Exception):
+    pass
+
+
 def read_model_bytes(path: Path) -> bytes:
     """The bytes of a model file of at most MAX_MODEL_BYTES, with no external data."""
     path = Path(path)
@@ -74,6 +81,8 @@ def read_model_bytes(path: Path) -> bytes:
         external, operators = _scan(data)
     except Malformed as exc:
         raise ModelError(f"{path}: not a loadable ONNX model (malformed protobuf: {exc})") from None
+    except _TooLarge as exc:
+        raise ModelError(f"{path}: {exc}") from None
     if external is not None:
         name, location = external
         where = f"file {location!r}" if location else "(no location given)"
@@ -134,7 +143,7 @@ def _scan(data: bytes) -> tuple[tuple[str, str] | None, set[tuple[str, str]]]:
     """(name, location) of the first TensorProto that refers to external data, or None; and the
     (domain, op_type) of every node, in the graph, its subgraphs and the model's functions."""
     stack = [("model", 0, len(data))]  # messages still to read: (kind, start, end)
-    external, operators = None, set()
+    external, operators, nodes = None, set(), 0
     while stack:
         kind, start, end = stack.pop()
         if kind == "tensor":
@@ -142,6 +151,9 @@ def _scan(data: bytes) -> tuple[tuple[str, str] | None, set[tuple[str, str]]]:
             continue
         if kind == "node":
             operators.add(_operator(data, start, end))
+            nodes += 1
+            if nodes > MAX_NODES:
+                raise _TooLarge(f"more than {MAX_NODES} nodes (expected a LeNet-5, which has fewer than 200)")
         children = _CHILDREN[kind]
         for field, wire, value in fields(data, start, end):
             if wire == 2 and field in children:
