@@ -41,12 +41,14 @@ def variant(request) -> str:
     return request.param
 
 
+EPOCH = {"epoch": 1, "train_loss": 2.3, "train_accuracy": 0.1, "seconds": 1.5}  # the fields train writes, at least
+
+
 def _saved(tmp_path, variant: str, seed: int = 0, optimizer_state=None):
     torch.manual_seed(seed)
     model = build_model(variant)
     path = tmp_path / f"{variant}.safetensors"
-    save_checkpoint(path, model, {"epoch": 3, "history": [{"epoch": 1, "train_loss": 2.3}],
-                                  "test_accuracy": 0.5}, optimizer_state)
+    save_checkpoint(path, model, {"epoch": 3, "history": [EPOCH], "test_accuracy": 0.5}, optimizer_state)
     return path, model
 
 
@@ -92,7 +94,7 @@ def test_round_trip_restores_every_tensor_and_the_metadata(tmp_path, variant):
     assert meta["weights_file"] == path.name
     assert meta["weights_sha256"] == sha256_file(path)
     assert set(meta["versions"]) >= {"python", "torch", "numpy"}
-    assert (meta["epoch"], meta["history"], meta["test_accuracy"]) == (3, [{"epoch": 1, "train_loss": 2.3}], 0.5)
+    assert (meta["epoch"], meta["history"], meta["test_accuracy"]) == (3, [EPOCH], 0.5)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         ["MANIFEST.sha256", f"{variant}.json", f"{variant}.safetensors"])
 
