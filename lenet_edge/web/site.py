@@ -43,7 +43,7 @@ BENCH_ROUNDS = 5
 class SiteModel:
     """A model as the page sees it (site.json's models[])."""
 
-    label: str  # the file's stem, as `lenet-edge bench` labels it, so that compare lines up the rows
+    label: str  # its name in the page and the bench report (default: the file's stem, as bench names it)
     file: str  # models/NAME.onnx
     sha256: str
     bytes: int
