@@ -17,7 +17,7 @@ import pytest
 from lenet_edge import inputs
 from lenet_edge.cli import cli
 from lenet_edge.data import load_bench_digits
-from lenet_edge.errors import DataError
+from lenet_edge.errors import DataError, OutputError
 from lenet_edge.runtime.predict import UNSURE_BELOW
 from lenet_edge.runtime.session import load_model
 from lenet_edge.web.runtime_files import ENV_VAR, RUNTIME_FILES, find_runtime
@@ -163,9 +163,14 @@ def test_server_sends_isolation_headers_and_only_the_sites_files(site):
         urllib.request.urlopen(server.url, timeout=2)
 
 
-def test_server_refuses_a_folder_that_is_not_a_site(tmp_path):
+def test_server_refuses_a_folder_that_is_not_a_site_a_bad_port_and_a_taken_one(tmp_path, site):
     with pytest.raises(DataError, match="no site.json"):
         start_server(tmp_path, port=0)
+    with pytest.raises(DataError, match="port 70000"):
+        start_server(site, port=70000)
+    with start_server(site, port=0) as first:
+        with pytest.raises(OutputError, match=f"cannot serve on 127.0.0.1:{first.port}"):
+            start_server(site, port=first.port)
 
 
 def test_serving_to_the_network_warns_in_one_line(site):
@@ -189,7 +194,7 @@ def test_labels_name_the_models_as_a_bench_report_does(models, tmp_path):
     record = json.loads((tmp_path / "s" / "site.json").read_text())
     assert [m["label"] for m in record["models"]] == ["int8", "fp32"]
     assert set(json.loads((tmp_path / "s" / "selfcheck.json").read_text())["logits"]) == {"int8", "fp32"}
-    for labels in (("int8",), ("same", "same")):
+    for labels in (("int8",), ("same", "same"), ("", "fp32")):
         result = _web(*models, "-o", tmp_path / "t", *[a for label in labels for a in ("--label", label)])
         assert result.exit_code == 3 and "label" in result.output and not (tmp_path / "t").exists()
 

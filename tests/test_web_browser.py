@@ -174,6 +174,22 @@ def test_bad_input_gives_a_message_and_the_page_keeps_working(browser, served, t
     assert not page.errors
 
 
+def test_a_picture_over_the_pixel_limit_is_refused_by_the_page(browser, tiny_site, tmp_path):
+    planted = tmp_path / "site"  # run's limit of 50 megapixels, planted as 1,000 so that the test stays small
+    shutil.copytree(tiny_site, planted)
+    record = json.loads((planted / "site.json").read_text())
+    record["rules"]["max_image_pixels"] = 1000
+    (planted / "site.json").write_text(json.dumps(record))
+    picture = tmp_path / "big.png"
+    Image.new("L", (40, 26), 0).save(picture)  # 1,040 pixels
+    with start_server(planted, port=0) as server:
+        page = open_page(browser, server.url)
+        page.set_input_files("#open", str(picture))
+        page.wait_for_function("window.lenetEdge.message.includes('pixels')", timeout=30_000)
+        assert "big.png: 40x26 pixels (expected at most 1000 pixels)" in page.inner_text("#message")
+        assert not page.errors
+
+
 def test_bench_report_has_the_bench_schema_and_compare_ranks_it(browser, served, tiny, tmp_path):
     page = open_page(browser, served.url)
     page.click("#bench")
