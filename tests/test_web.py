@@ -181,8 +181,9 @@ def test_serving_to_the_network_warns_in_one_line(site):
         warning = process.stderr.readline()
         serving = process.stdout.readline()
     finally:
-        process.terminate()
+        process.terminate()  # SIGTERM stops it as Ctrl-C does
         process.wait(timeout=10)
+    assert process.returncode == 0 and process.stdout.read() == "stopped\n"
     assert warning.startswith("warning: serving to the network on 0.0.0.0:")
     assert "serving" in serving and "http://127.0.0.1:" in serving
 
