@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lenet_edge import inputs
+from lenet_edge import inputs, segment
 from lenet_edge.cli import cli
 from lenet_edge.data import load_bench_digits
 from lenet_edge.errors import DataError, OutputError
@@ -55,7 +55,8 @@ def test_site_holds_page_models_runtime_and_the_host_logits(site, models):
     assert [(m["label"], m["precision"]) for m in record["models"]] == [("tiny.int8", "int8"), ("tiny", "fp32")]
     assert record["rules"] == {"unsure_below": UNSURE_BELOW, "max_image_file_bytes": inputs.MAX_IMAGE_FILE_BYTES,
                                "max_image_pixels": inputs.MAX_IMAGE_PIXELS, "min_contrast": inputs.MIN_CONTRAST,
-                               "ink_threshold": inputs.INK_THRESHOLD, "border_fraction": inputs.BORDER_FRACTION}
+                               "ink_threshold": inputs.INK_THRESHOLD, "border_fraction": inputs.BORDER_FRACTION,
+                               "wide_aspect": segment.WIDE_ASPECT}
     check = json.loads((site / "selfcheck.json").read_text())
     images, labels, _ = load_bench_digits()
     assert check["count"] == len(images) >= 512 and check["labels"] == labels.tolist()

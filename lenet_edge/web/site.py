@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import __version__, inputs
+from .. import __version__, inputs, segment
 from ..data import load_bench_digits
 from ..errors import DataError, ModelError, OutputError
 from ..fileio import sha256_file, staged_directory, write_json
@@ -144,7 +144,8 @@ def _site_record(models: list[SiteModel], runtime: OrtWeb) -> dict:
         # the picture rules of lenet_edge.inputs and run's unsure flag, read by picture.js and app.js
         "rules": {"unsure_below": UNSURE_BELOW, "max_image_file_bytes": inputs.MAX_IMAGE_FILE_BYTES,
                   "max_image_pixels": inputs.MAX_IMAGE_PIXELS, "min_contrast": inputs.MIN_CONTRAST,
-                  "ink_threshold": inputs.INK_THRESHOLD, "border_fraction": inputs.BORDER_FRACTION},
+                  "ink_threshold": inputs.INK_THRESHOLD, "border_fraction": inputs.BORDER_FRACTION,
+                  "wide_aspect": segment.WIDE_ASPECT},
         "selfcheck": {"file": SELFCHECK_FILE, "fp32_tolerance": FP32_TOLERANCE},
         "bench": {"schema": SCHEMA, "version": VERSION, "batch_sizes": list(BENCH_BATCH_SIZES),
                   "runs": DEFAULT_RUNS, "warmup": DEFAULT_WARMUP, "rounds": BENCH_ROUNDS,
