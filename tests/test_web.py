@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 import subprocess
 import sys
 import urllib.error
@@ -13,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lenet_edge import inputs
+from lenet_edge import inputs, segment
 from lenet_edge.cli import cli
 from lenet_edge.data import load_bench_digits
-from lenet_edge.errors import DataError
+from lenet_edge.errors import DataError, OutputError
 from lenet_edge.runtime.predict import UNSURE_BELOW
 from lenet_edge.runtime.session import load_model
 from lenet_edge.web.runtime_files import ENV_VAR, RUNTIME_FILES, find_runtime
@@ -54,7 +55,8 @@ def test_site_holds_page_models_runtime_and_the_host_logits(site, models):
     assert [(m["label"], m["precision"]) for m in record["models"]] == [("tiny.int8", "int8"), ("tiny", "fp32")]
     assert record["rules"] == {"unsure_below": UNSURE_BELOW, "max_image_file_bytes": inputs.MAX_IMAGE_FILE_BYTES,
                                "max_image_pixels": inputs.MAX_IMAGE_PIXELS, "min_contrast": inputs.MIN_CONTRAST,
-                               "ink_threshold": inputs.INK_THRESHOLD, "border_fraction": inputs.BORDER_FRACTION}
+                               "ink_threshold": inputs.INK_THRESHOLD, "border_fraction": inputs.BORDER_FRACTION,
+                               "wide_aspect": segment.WIDE_ASPECT}
     check = json.loads((site / "selfcheck.json").read_text())
     images, labels, _ = load_bench_digits()
     assert check["count"] == len(images) >= 512 and check["labels"] == labels.tolist()
@@ -162,9 +164,14 @@ def test_server_sends_isolation_headers_and_only_the_sites_files(site):
         urllib.request.urlopen(server.url, timeout=2)
 
 
-def test_server_refuses_a_folder_that_is_not_a_site(tmp_path):
+def test_server_refuses_a_folder_that_is_not_a_site_a_bad_port_and_a_taken_one(tmp_path, site):
     with pytest.raises(DataError, match="no site.json"):
         start_server(tmp_path, port=0)
+    with pytest.raises(DataError, match="port 70000"):
+        start_server(site, port=70000)
+    with start_server(site, port=0) as first:
+        with pytest.raises(OutputError, match=f"cannot serve on 127.0.0.1:{first.port}"):
+            start_server(site, port=first.port)
 
 
 def test_serving_to_the_network_warns_in_one_line(site):
@@ -175,8 +182,9 @@ def test_serving_to_the_network_warns_in_one_line(site):
         warning = process.stderr.readline()
         serving = process.stdout.readline()
     finally:
-        process.terminate()
+        process.terminate()  # SIGTERM stops it as Ctrl-C does
         process.wait(timeout=10)
+    assert process.returncode == 0 and process.stdout.read() == "stopped\n"
     assert warning.startswith("warning: serving to the network on 0.0.0.0:")
     assert "serving" in serving and "http://127.0.0.1:" in serving
 
@@ -188,7 +196,7 @@ def test_labels_name_the_models_as_a_bench_report_does(models, tmp_path):
     record = json.loads((tmp_path / "s" / "site.json").read_text())
     assert [m["label"] for m in record["models"]] == ["int8", "fp32"]
     assert set(json.loads((tmp_path / "s" / "selfcheck.json").read_text())["logits"]) == {"int8", "fp32"}
-    for labels in (("int8",), ("same", "same")):
+    for labels in (("int8",), ("same", "same"), ("", "fp32")):
         result = _web(*models, "-o", tmp_path / "t", *[a for label in labels for a in ("--label", label)])
         assert result.exit_code == 3 and "label" in result.output and not (tmp_path / "t").exists()
 
@@ -208,3 +216,19 @@ def test_a_missing_browser_fails_under_ci_and_skips_elsewhere(monkeypatch, tmp_p
     with pytest.raises(pytest.skip.Exception, match="no-chromium not found"):
         with browser.chromium():
             pass
+
+
+def test_two_models_of_one_file_name_or_of_different_digit_sizes_are_refused(models, tmp_path):
+    require_runtime()
+    from lenet_edge.data import Preprocessing
+
+    from .runtime_models import band_model
+
+    (tmp_path / "other").mkdir()
+    same_name = shutil.copyfile(models[1], tmp_path / "other" / models[0].name)  # the fp32 model, the int8's name
+    result = _web(models[0], same_name, "-o", tmp_path / "s")
+    assert result.exit_code == 4 and "same file name" in result.output
+    larger = band_model(tmp_path / "larger.onnx", Preprocessing(mean=0.1307, std=0.3081, input_size=36, pad=2))
+    result = _web(models[0], larger, "-o", tmp_path / "s")
+    assert result.exit_code == 4 and "digits of side [28, 32]" in result.output
+    assert not (tmp_path / "s").exists()

@@ -55,10 +55,15 @@ def served(tiny_site):
         yield server
 
 
-def _run_label(model: Path, picture: Path) -> str:
+def _run_reading(model: Path, picture: Path) -> dict:
+    """`lenet-edge run --format json`'s record of one picture."""
     result = CliRunner().invoke(cli, ["run", str(model), str(picture), "--format", "json"])
     assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)[0]["label"]
+    return json.loads(result.stdout)[0]
+
+
+def _run_label(model: Path, picture: Path) -> str:
+    return _run_reading(model, picture)["label"]
 
 
 def _pictures(directory: Path) -> list[Path]:
@@ -75,7 +80,9 @@ def _pictures(directory: Path) -> list[Path]:
     rgba = np.zeros((28 * 5, 28 * 5, 4), np.uint8)
     rgba[..., 3] = np.kron(images[4], np.ones((5, 5), np.uint8))  # black ink, alpha = the digit
     Image.fromarray(rgba, "RGBA").save(directory / "transparent.png")
-    return paths + [directory / "grey.png", directory / "transparent.png"]
+    # two touching digits: one piece of ink, which run reads as one digit flagged wide, and so does the page
+    Image.fromarray(number_photo(images[[3, 10]], rng, scale=4, overlap=8)).save(directory / "touching.png")  # 0 0
+    return paths + [directory / "grey.png", directory / "transparent.png", directory / "touching.png"]
 
 
 def _page_reading(page, picture: Path) -> dict:
@@ -125,7 +132,9 @@ def test_pictures_give_the_digit_and_label_run_gives(browser, served, tiny, tmp_
         expected = image_digit(picture)
         worst = max(worst, float(np.abs(digit - expected).max()))
         assert np.abs(digit - expected).max() <= GREY_LEVEL_TOLERANCE, picture.name
-        assert reading["label"] == _run_label(tiny[0], picture), picture.name
+        expected_reading = _run_reading(tiny[0], picture)
+        assert (reading["label"], reading["unsure"]) == (expected_reading["label"], expected_reading["unsure"])
+        assert ("wide" in reading["doubts"]) == (picture.name == "touching.png"), picture.name
         assert [m["label"] for m in reading["models"]] == ["tiny.int8", "tiny"]
     print(f"largest page-vs-run difference: {worst:.2e} grey levels")  # shown with -s
     assert not page.errors
@@ -172,6 +181,22 @@ def test_bad_input_gives_a_message_and_the_page_keeps_working(browser, served, t
     assert _page_reading(page, picture)["label"] in "0123456789"  # still reads
     assert not page.is_hidden("#result") and page.is_hidden("#message")
     assert not page.errors
+
+
+def test_a_picture_over_the_pixel_limit_is_refused_by_the_page(browser, tiny_site, tmp_path):
+    planted = tmp_path / "site"  # run's limit of 50 megapixels, planted as 1,000 so that the test stays small
+    shutil.copytree(tiny_site, planted)
+    record = json.loads((planted / "site.json").read_text())
+    record["rules"]["max_image_pixels"] = 1000
+    (planted / "site.json").write_text(json.dumps(record))
+    picture = tmp_path / "big.png"
+    Image.new("L", (40, 26), 0).save(picture)  # 1,040 pixels
+    with start_server(planted, port=0) as server:
+        page = open_page(browser, server.url)
+        page.set_input_files("#open", str(picture))
+        page.wait_for_function("window.lenetEdge.message.includes('pixels')", timeout=30_000)
+        assert "big.png: 40x26 pixels (expected at most 1000 pixels)" in page.inner_text("#message")
+        assert not page.errors
 
 
 def test_bench_report_has_the_bench_schema_and_compare_ranks_it(browser, served, tiny, tmp_path):

@@ -67,5 +67,7 @@ def _serve(directory: Path, host: str, port: int) -> None:
     click.echo(f"serving {directory}/ at {server.url} (Ctrl-C stops)")
     try:
         server.wait()
+    except KeyboardInterrupt:  # Ctrl-C (or SIGTERM) is how a server is meant to stop: not an error
+        click.echo("stopped")
     finally:
         server.stop()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import __version__, inputs
+from .. import __version__, inputs, segment
 from ..data import load_bench_digits
 from ..defaults import DEFAULT_MIN_TURN_MS, DEFAULT_RUNS, DEFAULT_WARMUP
 from ..errors import DataError, ModelError, OutputError
@@ -42,7 +42,7 @@ BENCH_ROUNDS = 5
 class SiteModel:
     """A model as the page sees it (site.json's models[])."""
 
-    label: str  # the file's stem, as `lenet-edge bench` labels it, so that compare lines up the rows
+    label: str  # its name in the page and the bench report (default: the file's stem, as bench names it)
     file: str  # models/NAME.onnx
     sha256: str
     bytes: int
@@ -142,7 +142,8 @@ def _site_record(models: list[SiteModel], runtime: OrtWeb) -> dict:
         # the picture rules of lenet_edge.inputs and run's unsure flag, read by picture.js and app.js
         "rules": {"unsure_below": UNSURE_BELOW, "max_image_file_bytes": inputs.MAX_IMAGE_FILE_BYTES,
                   "max_image_pixels": inputs.MAX_IMAGE_PIXELS, "min_contrast": inputs.MIN_CONTRAST,
-                  "ink_threshold": inputs.INK_THRESHOLD, "border_fraction": inputs.BORDER_FRACTION},
+                  "ink_threshold": inputs.INK_THRESHOLD, "border_fraction": inputs.BORDER_FRACTION,
+                  "wide_aspect": segment.WIDE_ASPECT},
         "selfcheck": {"file": SELFCHECK_FILE, "fp32_tolerance": FP32_TOLERANCE},
         "bench": {"schema": SCHEMA, "version": VERSION, "batch_sizes": list(BENCH_BATCH_SIZES),
                   "runs": DEFAULT_RUNS, "warmup": DEFAULT_WARMUP, "rounds": BENCH_ROUNDS,
@@ -151,8 +152,6 @@ def _site_record(models: list[SiteModel], runtime: OrtWeb) -> dict:
 
 
 def _selfcheck_record(images: np.ndarray, labels: np.ndarray, source: str, expected: dict) -> dict:
-    if images.ndim != 3 or images.dtype != np.uint8:
-        raise DataError(f"packaged test digits are {images.dtype} {images.shape} (expected uint8 (N, 28, 28))")
     return {"source": source, "count": len(images), "side": images.shape[1],
             "images": _b64(images, "u1"), "labels": [int(v) for v in labels],
             "logits": {label: _b64(logits, "<f4") for label, logits in expected.items()},

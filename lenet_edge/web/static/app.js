@@ -56,13 +56,16 @@ async function classify(ctx, digit) {
   return readings;
 }
 
-function showReading(ctx, digit, readings, source) {
+// `wide`: run's doubt about a picture whose ink is wider than it is tall by wide_aspect (touching digits).
+function showReading(ctx, digit, wide, readings, source) {
   const first = readings[0];
-  state.result = { source, label: first.class, probability: first.probability, unsure: first.unsure,
+  const doubts = [...(first.unsure ? ["low probability"] : []), ...(wide ? ["wide"] : [])];
+  state.result = { source, label: first.class, probability: first.probability, unsure: doubts.length > 0, doubts,
                    digit: Array.from(digit), models: readings };
   $("label").textContent = first.class;
   $("probability").textContent = `${(100 * first.probability).toFixed(1)} %`;
-  $("unsure").hidden = !first.unsure;
+  $("unsure").hidden = !doubts.length;
+  $("unsure").textContent = `unsure: ${doubts.join(", ")}${wide ? " (probably touching digits: the page reads one)" : ""}`;
   const bars = $("bars");
   bars.replaceChildren();
   first.probabilities.forEach((p, k) => {
@@ -89,8 +92,8 @@ function showReading(ctx, digit, readings, source) {
 async function readPixels(ctx, rgba, width, height, source) {
   try {
     const m = ctx.models[0].preprocessing;
-    const digit = pictureToDigit(rgba, width, height, m.input_size - 2 * m.pad, ctx.site.rules);
-    showReading(ctx, digit, await exclusive(() => classify(ctx, digit)), source);
+    const { digit, wide } = pictureToDigit(rgba, width, height, m.input_size - 2 * m.pad, ctx.site.rules);
+    showReading(ctx, digit, wide, await exclusive(() => classify(ctx, digit)), source);
     say("");
   } catch (error) {
     if (!(error instanceof PictureError)) throw error;

@@ -187,8 +187,8 @@ export function resizeLanczos(x, w, h, newW, newH) {
   return x;
 }
 
-// Rules 4-6: crop to the ink's box, scale its longer side to 20/28 of the field, centre of mass in the middle.
-export function centreDigit(x, w, h, side, rules) {
+// The box of the pixels above the ink threshold: [top, bottom, left, right], inclusive.
+function inkBox(x, w, h, rules) {
   const threshold = rules.ink_threshold * 255;
   let top = h, bottom = -1, left = w, right = -1;
   for (let r = 0; r < h; r++) {
@@ -198,6 +198,12 @@ export function centreDigit(x, w, h, side, rules) {
       }
     }
   }
+  return [top, bottom, left, right];
+}
+
+// Rules 4-6: crop to the ink's box, scale its longer side to 20/28 of the field, centre of mass in the middle.
+export function centreDigit(x, w, h, side, rules) {
+  const [top, bottom, left, right] = inkBox(x, w, h, rules);
   const bh = bottom - top + 1, bw = right - left + 1;
   const crop = new Float32Array(bh * bw);
   for (let r = 0; r < bh; r++) crop.set(x.subarray((top + r) * w + left, (top + r) * w + left + bw), r * bw);
@@ -221,14 +227,17 @@ export function centreDigit(x, w, h, side, rules) {
   return field;
 }
 
-// Rules 1-6: RGBA pixels of a picture -> the (side x side) light-on-dark digit, float32 in [0, 255].
+// Rules 1-6: RGBA pixels of a picture -> {digit: the (side x side) light-on-dark digit, float32 in [0, 255],
+// wide: its ink box is wider than wide_aspect x its height, which `run` flags as probably touching digits}.
 export function pictureToDigit(rgba, width, height, side, rules, invert = "auto") {
   if (width < 1 || height < 1 || width * height > rules.max_image_pixels) {
     throw new PictureError(`${width}x${height} pixels (expected at least 1 and at most ${rules.max_image_pixels} pixels)`);
   }
   const ink = removeBackground(lightOnDark(greyLevels(rgba, width, height), width, height, rules, invert),
                                width, height, rules);
-  return centreDigit(ink, width, height, side, rules);
+  const [top, bottom, left, right] = inkBox(ink, width, height, rules);
+  return { digit: centreDigit(ink, width, height, side, rules),
+           wide: right - left + 1 > rules.wide_aspect * (bottom - top + 1) };
 }
 
 // The model's contract: its polarity, zero padding and normalisation, in float32 as numpy computes them
