@@ -60,12 +60,12 @@ def _serve(directory: Path, host: str, port: int) -> None:
     from .serve import LOOPBACK, start_server
 
     server = start_server(directory, host, port)
-    if host != LOOPBACK and host != "localhost":
-        click.echo(f"warning: serving to the network on {host}:{server.port}: anyone who can reach this machine "
-                   f"can open the site (a phone on the same Wi-Fi: http://THIS-MACHINE'S-ADDRESS:{server.port}/)",
-                   err=True)
-    click.echo(f"serving {directory}/ at {server.url} (Ctrl-C stops)")
-    try:
+    try:  # from here on Ctrl-C (or SIGTERM) stops the server, even before the address is printed
+        if host != LOOPBACK and host != "localhost":
+            click.echo(f"warning: serving to the network on {host}:{server.port}: anyone who can reach this "
+                       f"machine can open the site (a phone on the same Wi-Fi: "
+                       f"http://THIS-MACHINE'S-ADDRESS:{server.port}/)", err=True)
+        click.echo(f"serving {directory}/ at {server.url} (Ctrl-C stops)")
         server.wait()
     except KeyboardInterrupt:  # Ctrl-C (or SIGTERM) is how a server is meant to stop: not an error
         click.echo("stopped")
