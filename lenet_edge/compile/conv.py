@@ -1,0 +1,272 @@
+"""QLinearConv (with the MaxPool after it fused in) and MaxPool as C, exactly as onnxruntime computes them.
+
+A convolution is one frame (output channels, output positions, the pool's window, requantisation) around
+one window strategy, chosen by the layer's shape: the taps of each kernel row as one dot product (`dot`),
+only the nonzero taps (`sparse`), or tap by tap with bounds checks and zero points (`general`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..graph import GraphIndex, attributes, describe
+from .csource import CWriter
+from .kernels import (
+    Constant,
+    Kernel,
+    LayerNames,
+    c_type,
+    conv_geometry,
+    geometry_text,
+    narrow,
+    per_channel,
+    requantize_line,
+    scalar,
+    shape_text,
+    short_type,
+    type_range,
+    unsupported,
+)
+from .runtime_graph import Value
+
+# A conv with at most this share of nonzero taps loops over those only (quantize --auto's rewrites add
+# zeros: C1's padded maps, the averaging convs). Cortex-M4F instructions per inference of the --auto
+# models, dense -> sparse: lenet5-tanh 2,320,782 -> 2,087,455, lenet5-modern 2,676,668 -> 2,482,346,
+# lenet5 2,352,918 -> 2,157,370. At 0.7 modern's C3 over column pairs (62 % nonzero) went sparse too and
+# cost 2,633,847: a row of taps is one dot product, cheaper than as many indexed taps.
+SPARSE_MAX_SHARE = 0.5
+
+
+@dataclass(frozen=True)
+class Conv:
+    """One QLinearConv's shapes and integer arithmetic: taps with the weight zero point folded in, and the
+    bias with the input zero point folded in when there is no padding (sum (x - zx) w = sum x w - zx sum w)."""
+    x: Value
+    m: int  # output channels
+    cg: int  # input channels per group
+    kh: int
+    kw: int
+    group: int
+    strides: tuple[int, int]
+    dilations: tuple[int, int]
+    pads: tuple[int, int, int, int]
+    x_zp: int
+    taps: np.ndarray  # (M, C/g*kH*kW) int32
+    w_type: np.dtype
+    bias: np.ndarray
+    scale: np.ndarray  # float32, x_scale * w_scale / y_scale in onnxruntime's order
+
+    @property
+    def in_h(self) -> int:
+        return self.x.shape[2]
+
+    @property
+    def in_w(self) -> int:
+        return self.x.shape[3]
+
+
+def read_conv(graph: GraphIndex, node, values: dict[str, Value]) -> Conv:
+    x = values[node.input[0]]
+    weights = graph.constant(node, 3)
+    if weights is None or weights.ndim != 4:
+        raise unsupported(node, "weights must be a constant (M, C/group, kH, kW) tensor")
+    attrs = attributes(node)
+    m, cg, kh, kw = weights.shape
+    strides, dilations, pads = conv_geometry(node, attrs, (kh, kw))
+    x_scale = np.float32(scalar(graph, node, 1, "x_scale"))
+    x_zp = int(scalar(graph, node, 2, "x_zero_point"))
+    w_scale = per_channel(graph, node, 4, m, "w_scale").astype(np.float32)
+    w_zp = per_channel(graph, node, 5, m, "w_zero_point").astype(np.int32)
+    y_scale = np.float32(scalar(graph, node, 6, "y_scale"))
+    bias = graph.constant(node, 8)
+    bias = np.zeros(m, np.int32) if bias is None else bias.astype(np.int32)
+    taps = weights.reshape(m, -1).astype(np.int32) - w_zp[:, None]
+    if not any(pads):
+        bias = bias - x_zp * taps.sum(axis=1)
+    w_type = weights.dtype if not w_zp.any() else np.dtype(np.int32)  # a weight zero point is folded in
+    return Conv(x, m, cg, kh, kw, int(attrs.get("group", 1)), strides, dilations, pads, x_zp, taps, w_type, bias,
+                (x_scale * w_scale) / y_scale)
+
+
+@dataclass(frozen=True)
+class Window:
+    """How a conv sums one window into `acc` at output (oy, ox): its arrays, the line that opens output
+    channel m, and the statements of the window itself."""
+    constants: list[Constant]
+    channel: str
+    write: Callable[[CWriter], None]
+    macs_per_position: int  # over all output channels
+    note: str = ""  # for the layer's comment
+    helpers: frozenset[str] = frozenset()
+
+
+def _window_origin(conv: Conv) -> str:
+    return (f"const {c_type(conv.x.dtype)} *xw = xg + (oy * {conv.strides[0]}) * {conv.in_w} "
+            f"+ ox * {conv.strides[1]};")
+
+
+def dot_window(conv: Conv, names: LayerNames, bias: str) -> Window:
+    """Each kernel row is kw contiguous bytes: one dot product (two taps per SMLAD on a Cortex-M4)."""
+    w = names.array("w")
+    dot = f"dot_{short_type(conv.x.dtype)}_i8"
+
+    def write(c: CWriter) -> None:
+        c.line(_window_origin(conv))
+        c.line(f"int32_t acc = {bias}[m];")
+        with c.nested(f"for (int c = 0; c < {conv.cg}; c++)"), c.nested(f"for (int ky = 0; ky < {conv.kh}; ky++)"):
+            c.line(f"acc = {dot}(xw + c * {conv.in_h * conv.in_w} + ky * {conv.in_w}, "
+                   f"wm + (c * {conv.kh} + ky) * {conv.kw}, {conv.kw}, acc);")
+
+    return Window([_weights(conv, w)], _channel_weights(conv, w), write, conv.taps.size,
+                  helpers=frozenset({dot}))
+
+
+def sparse_window(conv: Conv, names: LayerNames, bias: str) -> Window:
+    """Only the nonzero taps, each with its input offset from the window's first input: exact, a sum of the
+    same nonzero products (the rewrites' zero taps skipped)."""
+    offset, weight, start = names.array("tap_offset"), names.array("tap_weight"), names.array("tap_start")
+    offsets = (np.arange(conv.cg)[:, None, None] * (conv.in_h * conv.in_w) + np.arange(conv.kh)[None, :, None]
+               * conv.in_w + np.arange(conv.kw)[None, None, :]).reshape(-1)
+    rows, cols = np.nonzero(conv.taps)  # row-major: in output channel order
+    tap_start = np.concatenate([[0], np.cumsum((conv.taps != 0).sum(axis=1))])
+    constants = [Constant(offset, narrow(offsets[cols]), "input offset of each nonzero tap"),
+                 Constant(weight, conv.taps[rows, cols].astype(np.int8), "its weight"),
+                 Constant(start, narrow(tap_start), "output channel m's taps: tap_start[m] to tap_start[m + 1]")]
+
+    def write(c: CWriter) -> None:
+        c.line(_window_origin(conv))
+        c.line(f"int32_t acc = {bias}[m];")
+        c.line(f"for (int k = k0; k < k1; k++) acc += xw[{offset}[k]] * {weight}[k];")
+
+    nonzero = int((conv.taps != 0).sum())
+    return Window(constants, f"const int k0 = {start}[m], k1 = {start}[m + 1];", write, nonzero,
+                  note=f", {nonzero} of {conv.taps.size} taps nonzero")
+
+
+def general_window(conv: Conv, names: LayerNames, bias: str) -> Window:
+    """Tap by tap: padding (taps outside the input skipped, the input zero point subtracted per tap),
+    dilation, and weights that are not int8 once their zero point is folded in."""
+    w = names.array("w")
+    x_term = (f"((int32_t)xc[iy * {conv.in_w} + ix] - {conv.x_zp})" if any(conv.pads) else
+              f"xc[iy * {conv.in_w} + ix]")
+
+    def write(c: CWriter) -> None:
+        c.line(f"int32_t acc = {bias}[m];")
+        with c.block(f"for (int c = 0; c < {conv.cg}; c++)"):
+            c.line(f"const {c_type(conv.x.dtype)} *xc = xg + c * {conv.in_h * conv.in_w};")
+            c.line(f"const {c_type(conv.w_type)} *wc = wm + c * {conv.kh * conv.kw};")
+            c.line("int t = 0;")
+            window_loops(c, conv.strides, conv.dilations, conv.pads, (conv.in_h, conv.in_w), (conv.kh, conv.kw),
+                         f"acc += {x_term} * wc[t++];")
+
+    return Window([_weights(conv, w)], _channel_weights(conv, w), write, conv.taps.size)
+
+
+def _weights(conv: Conv, name: str) -> Constant:
+    return Constant(name, conv.taps.astype(conv.w_type).reshape(-1), f"({conv.m}, {conv.cg}, {conv.kh}, {conv.kw})")
+
+
+def _channel_weights(conv: Conv, name: str) -> str:
+    return f"const {c_type(conv.w_type)} *wm = {name} + m * {conv.cg * conv.kh * conv.kw};"
+
+
+def window_loops(c: CWriter, strides, dilations, pads, image: tuple[int, int], kernel: tuple[int, int],
+                 inner: str) -> None:
+    """Loops over a window's taps at output (oy, ox); `inner` sees iy, ix (taps outside the input skipped)."""
+    (sy, sx), (dy, dx), (in_h, in_w), (kh, kw) = strides, dilations, image, kernel
+    check_y = f"if (iy < 0 || iy >= {in_h}) continue; " if pads[0] or pads[2] else ""
+    check_x = f"if (ix < 0 || ix >= {in_w}) continue; " if pads[1] or pads[3] else ""
+    with c.block(f"for (int ky = 0; ky < {kh}; ky++)"):
+        c.line(f"const int iy = oy * {sy} - {pads[0]} + ky * {dy}; {check_y}")
+        with c.block(f"for (int kx = 0; kx < {kw}; kx++)"):
+            c.line(f"const int ix = ox * {sx} - {pads[1]} + kx * {dx}; {check_x}")
+            c.line(inner)
+
+
+def fusable_pool(node, attrs: dict) -> bool:
+    """A MaxPool that can run inside the convolution before it: disjoint windows (kernel = stride), no padding,
+    no dilation, no ceil_mode. Requantisation is monotonic (scale > 0), so the max of requantised outputs is
+    the requantised max of the accumulators: one requantisation per pooled output instead of four."""
+    kernel = list(attrs.get("kernel_shape", ()))
+    return (node.op_type == "MaxPool" and len(kernel) == 2 and list(attrs.get("strides", (1, 1))) == kernel
+            and not any(attrs.get("pads", (0,) * 4)) and list(attrs.get("dilations", (1, 1))) == [1, 1]
+            and not attrs.get("ceil_mode", 0) and attrs.get("auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET")
+            and not (len(node.output) > 1 and node.output[1]))
+
+
+def choose_window(conv: Conv, names: LayerNames, bias: str) -> Window:
+    dense = not any(conv.pads) and conv.dilations == (1, 1) and conv.w_type == np.int8
+    if dense and (conv.taps != 0).mean() <= SPARSE_MAX_SHARE:
+        return sparse_window(conv, names, bias)
+    if dense:
+        return dot_window(conv, names, bias)
+    return general_window(conv, names, bias)
+
+
+def qlinear_conv(graph: GraphIndex, node, values: dict[str, Value], names: LayerNames, pool=None) -> Kernel:
+    """QLinearConv, with the MaxPool after it fused in when `pool` is given (see fusable_pool)."""
+    conv = read_conv(graph, node, values)
+    y = values[node.output[0]]
+    y_zp = int(scalar(graph, node, 7, "y_zero_point"))
+    out_name, out_value, (ph, pw) = node.output[0], y, (1, 1)
+    if pool is not None:
+        out_name = pool.output[0]
+        out_value = values[out_name]
+        ph, pw = (int(k) for k in attributes(pool)["kernel_shape"])  # = its strides; 2x1 as well as 2x2
+    out_h, out_w = out_value.shape[2:]
+    bias, scale = names.array("bias"), names.array("scale")
+    window = choose_window(conv, names, bias)
+    store = requantize_line(f"out0[(m * {out_h} + py) * {out_w} + px]", "best" if ph * pw > 1 else "acc",
+                            f"{scale}[m]", y.dtype, y_zp)
+    c = CWriter()
+    with c.block(f"for (int m = 0; m < {conv.m}; m++)"):
+        c.line(f"const {c_type(conv.x.dtype)} *xg = in0 + (m / {conv.m // conv.group}) * "
+               f"{conv.cg * conv.in_h * conv.in_w};  /* m's input group */")
+        c.line(window.channel)
+        with c.block(f"for (int py = 0; py < {out_h}; py++)"), c.block(f"for (int px = 0; px < {out_w}; px++)"):
+            if ph * pw > 1:
+                c.line("int32_t best = INT32_MIN;")
+                with c.block(f"for (int dy = 0; dy < {ph}; dy++)"), c.block(f"for (int dx = 0; dx < {pw}; dx++)"):
+                    c.line(f"const int oy = py * {ph} + dy, ox = px * {pw} + dx;")
+                    window.write(c)
+                    c.line("if (acc > best) best = acc;")
+            else:
+                c.line("const int oy = py, ox = px;")
+                window.write(c)
+            c.line(store)
+    geometry = geometry_text((conv.kh, conv.kw), conv.strides, conv.pads, conv.dilations, conv.group)
+    fused = f", then {describe(pool)} {ph}x{pw} fused in" if pool is not None else ""
+    return Kernel([node.input[0]], [out_name],
+                  f"{describe(node)} {shape_text(conv.x)} -> {shape_text(out_value)}, {geometry}{window.note}{fused}",
+                  c.text(),
+                  [*window.constants,
+                   Constant(bias, narrow(conv.bias), "bias with the input zero point folded in"
+                            if not any(conv.pads) else "bias"),
+                   Constant(scale, conv.scale.astype(np.float32), "x_scale * w_scale / y_scale")],
+                  macs=window.macs_per_position * y.shape[2] * y.shape[3], helpers=window.helpers)
+
+
+def max_pool(graph: GraphIndex, node, values: dict[str, Value], names: LayerNames) -> Kernel:
+    if len(node.output) > 1 and node.output[1]:
+        raise unsupported(node, "the Indices output is not supported")
+    x, y = values[node.input[0]], values[node.output[0]]
+    attrs = attributes(node)
+    kh, kw = attrs["kernel_shape"]
+    strides, dilations, pads = conv_geometry(node, attrs, (kh, kw))
+    _, channels, in_h, in_w = x.shape
+    _, _, out_h, out_w = y.shape
+    lowest = "-3.402823466e38f" if x.dtype == np.float32 else str(type_range(x.dtype)[0])
+    c = CWriter()
+    with c.block(f"for (int c = 0; c < {channels}; c++)"):
+        c.line(f"const int xo = c * {in_h * in_w};")
+        with c.block(f"for (int oy = 0; oy < {out_h}; oy++)"), c.block(f"for (int ox = 0; ox < {out_w}; ox++)"):
+            c.line(f"{c_type(x.dtype)} best = {lowest};")
+            window_loops(c, strides, dilations, pads, (in_h, in_w), (kh, kw),
+                         f"const {c_type(x.dtype)} v = in0[xo + iy * {in_w} + ix]; if (v > best) best = v;")
+            c.line(f"out0[(c * {out_h} + oy) * {out_w} + ox] = best;")
+    return Kernel([node.input[0]], [node.output[0]],
+                  f"{describe(node)} {shape_text(x)} -> {shape_text(y)}, "
+                  f"{geometry_text((kh, kw), strides, pads, dilations)}", c.text())
