@@ -177,12 +177,12 @@ def window_loops(c: CWriter, strides, dilations, pads, image: tuple[int, int], k
                  inner: str) -> None:
     """Loops over a window's taps at output (oy, ox); `inner` sees iy, ix (taps outside the input skipped)."""
     (sy, sx), (dy, dx), (in_h, in_w), (kh, kw) = strides, dilations, image, kernel
-    check_y = f"if (iy < 0 || iy >= {in_h}) continue; " if pads[0] or pads[2] else ""
-    check_x = f"if (ix < 0 || ix >= {in_w}) continue; " if pads[1] or pads[3] else ""
+    check_y = f" if (iy < 0 || iy >= {in_h}) continue;" if pads[0] or pads[2] else ""
+    check_x = f" if (ix < 0 || ix >= {in_w}) continue;" if pads[1] or pads[3] else ""
     with c.block(f"for (int ky = 0; ky < {kh}; ky++)"):
-        c.line(f"const int iy = oy * {sy} - {pads[0]} + ky * {dy}; {check_y}")
+        c.line(f"const int iy = oy * {sy} - {pads[0]} + ky * {dy};{check_y}")
         with c.block(f"for (int kx = 0; kx < {kw}; kx++)"):
-            c.line(f"const int ix = ox * {sx} - {pads[1]} + kx * {dx}; {check_x}")
+            c.line(f"const int ix = ox * {sx} - {pads[1]} + kx * {dx};{check_x}")
             c.line(inner)
 
 
