@@ -60,7 +60,16 @@ def test_compile_checks_host_and_both_cores_bit_for_bit(tiny_int8, tmp_path):
         assert f["arena_bytes"] == record["arena_bytes"] and f["data_bytes"] == 0  # nothing copied into RAM
         assert 0 < f["stack_bytes"] < 1024
         assert f["instructions_per_inference"]["min"] > record["multiply_accumulates"] / 4
+        # one count per layer function and one for the calls between them, adding up to the total
+        per_layer = f["instructions_per_layer"]
+        assert list(per_layer) == [layer["function"] for layer in record["layers"]] + ["calls"]
+        assert sum(per_layer.values()) == f["instructions_per_inference"]["mean"]
+        assert per_layer["layer1"] > record["layers"][1]["multiply_accumulates"] / 4 and 0 < per_layer["calls"] < 50
+    assert [(layer["layer"], layer["multiply_accumulates"]) for layer in record["layers"]] == [
+        ("input", 0), ("conv+pool", 4 * 25 * 28 * 28), ("fc", 10 * 4 * 14 * 14), ("logits_DequantizeLinear", 0)]
     assert "| cortex-m4f |" in result.stdout and "not cycles" in result.stdout
+    assert re.search(r"\| conv\+pool \| layer1 \| 78,400 \| [\d,]+ \(\d+\.\d %\) \| [\d,]+ \(\d+\.\d %\) \|",
+                     result.stdout)
     # the ELF's float ABI is what the core has
     assert toolchain.arm_attributes(out / "lenet.cortex-m4f.elf")["TAG_FP_ARCH"]
     assert not toolchain.arm_attributes(out / "lenet.cortex-m0plus.elf").get("TAG_FP_ARCH", 0)
@@ -75,9 +84,28 @@ def test_generated_c_is_self_contained_and_deterministic(tiny_int8):
     assert re.findall(r"#define LENET_\w+ \d+", first.header)[:3] == [
         "#define LENET_PIXEL_SIDE 28", "#define LENET_PIXELS 784", "#define LENET_CLASSES 10"]
     # every weight array is const; one comment per layer gives its operator and shapes
-    assert not re.search(r"^static (?!const|inline|void|uint32_t arena)", first.source, re.M)
+    assert not re.search(r"^static (?!const|inline|NOINLINE void|uint32_t arena)", first.source, re.M)
     assert '/* layer1: node "conv" (QLinearConv) u8 1x1x32x32 -> u8 1x4x14x14, 5x5 stride 1, then node "pool" ' \
            '(MaxPool) 2x2 fused in */' in first.source
+
+
+def test_layers_are_named_as_the_model_names_them(tiny_int8, tmp_path):
+    """The exporter's module scopes survive quantize; onnxruntime's fused nodes keep their names, and a node
+    it adds (the final DequantizeLinear) computes for the layer before it."""
+    import onnx
+
+    _, _, data = tiny_int8
+    model = onnx.load(str(tiny_lenet(tmp_path / "scoped.onnx")))
+    scopes = {"conv": "['', 'C1', 'C1.0', 'conv2d']", "relu": "['', 'C1', 'C1.1', 'relu']",
+              "pool": "['', 'S2', 'max_pool2d']", "fc": "['', 'OUTPUT', 'linear']"}
+    for node in model.graph.node:
+        if node.name in scopes:
+            node.metadata_props.add(key="pkg.torch.onnx.name_scopes", value=scopes[node.name])
+    onnx.save(model, str(tmp_path / "scoped.onnx"))
+    program = compile_model(quantize_cli(tmp_path / "scoped.onnx", data, tmp_path / "scoped.int8.onnx"))
+    assert [(layer.function, layer.layer) for layer in program.layers] == [
+        ("layer0", "input"), ("layer1", "C1+S2"), ("layer2", "output"), ("layer3", "output")]
+    assert "static NOINLINE void layer1(" in program.source  # counted apart on the emulated cores
 
 
 def test_fp32_model_is_refused_naming_node_and_operator(tiny_int8, tmp_path):
@@ -362,3 +390,28 @@ def test_a_conv_of_mostly_zero_taps_runs_only_the_nonzero_ones_bit_for_bit(tiny_
     assert [(c["target"], c["bit_mismatches"]) for c in record["checks"]] == [
         ("host", 0), ("cortex-m4f", 0), ("cortex-m0plus", 0)]
     assert record["multiply_accumulates"] == nonzero * 28 * 28 + 10 * 4 * 14 * 14  # only the nonzero taps count
+
+
+def test_a_layer_function_inlined_away_is_refused(tiny_int8, tmp_path):
+    """Without NOINLINE the compiler inlines each layer into the entry function: no layer can be counted."""
+    model, _, data = tiny_int8
+    program = compile_model(model)
+    program.source = program.source.replace("#define NOINLINE __attribute__((noinline))", "#define NOINLINE")
+    source = tmp_path / "lenet.c"
+    source.write_text(program.source)
+    (tmp_path / "lenet.h").write_text(program.header)
+    images = load_mnist(data, "test")[0][:2]
+    with pytest.raises(ValidationError, match=r"lenet.cortex-m4f.elf: no symbol for layer\d(, layer\d)* \(expected one "
+                                              r"function per layer, not inlined"):
+        check_program(program, source, tmp_path, model, images, ["cortex-m4f"])
+
+
+def test_per_layer_means_add_up_to_the_mean_total():
+    from lenet_edge.compile.check import mean_per_layer
+
+    per_image = [{"layer0": 10, "layer1": 101, "calls": 3}, {"layer0": 10, "layer1": 102, "calls": 4}]
+    means = mean_per_layer(per_image, ["layer0", "layer1"])
+    assert means == {"layer0": 10, "layer1": 102, "calls": 3}  # 10 + 101.5 + 3.5 = 115: one half rounds up
+    assert sum(means.values()) == round((114 + 116) / 2)
+    with pytest.raises(ValidationError, match=r"instructions outside the model's functions: \[''\]"):
+        mean_per_layer([{"": 5, "layer0": 1}], ["layer0"])

@@ -31,6 +31,7 @@ from .kernels import (
     shape_text,
     unsupported,
 )
+from .layers import INPUT_LAYER, kernel_layer, node_layers
 from .runtime_graph import Value, optimized_model, value_shapes
 
 PIXELS = "pixels"  # the entry's input: raw pixels, not an ONNX value
@@ -57,6 +58,16 @@ KERNELS = {  # operator -> kernel builder (graph, node, values, names) -> Kernel
 }
 
 
+@dataclass(frozen=True)
+class Layer:
+    """One generated function: the model's layers it computes (C1+S2), what it is, and the value it writes."""
+    function: str  # layer1
+    layer: str  # C1+S2, as the model names its layers (lenet_edge.compile.layers)
+    description: str
+    macs: int
+    output: str  # the ONNX value of onnxruntime's graph it writes (a fused pool's output)
+
+
 @dataclass
 class Program:
     name: str
@@ -67,11 +78,13 @@ class Program:
     constant_bytes: int
     macs: int
     exact: bool  # every kernel reproduces onnxruntime bit for bit
-    layers: list[str] = field(default_factory=list)
+    layers: list[Layer] = field(default_factory=list)
 
 
 def compile_model(path: Path, name: str = "lenet") -> Program:
     """Generate the C for the int8 model at `path`; ModelError naming the node for what cannot be compiled."""
+    import onnx
+
     from ..runtime.model_file import read_model_bytes
 
     path = Path(path)
@@ -79,6 +92,7 @@ def compile_model(path: Path, name: str = "lenet") -> Program:
     model = optimized_model(data, path)
     contract = ModelContract.from_metadata({p.key: p.value for p in model.metadata_props}, str(path))
     graph = GraphIndex(model)
+    layer_of = node_layers(graph, onnx.load_from_string(data))
     if graph.inputs != [INPUT_NAME] or graph.outputs != [OUTPUT_NAME]:
         raise ModelError(f"{path}: inputs {graph.inputs} and outputs {graph.outputs} "
                          f"(expected [{INPUT_NAME!r}] and [{OUTPUT_NAME!r}], as lenet-edge export writes them)")
@@ -108,9 +122,11 @@ def compile_model(path: Path, name: str = "lenet") -> Program:
         pool = consumers[0] if node.op_type == "QLinearConv" and len(consumers) == 1 else None
         if pool is not None and conv.fusable_pool(pool, attributes(pool)) and node.output[0] not in graph.outputs:
             kernel = conv.qlinear_conv(graph, node, values, names, pool)
+            kernel.nodes = [node.name, pool.name]
             fused.add(id(pool))
         else:
             kernel = KERNELS[node.op_type](graph, node, values, names)
+            kernel.nodes = [node.name]
         kernel.inputs = [alias.get(n, n) for n in kernel.inputs]
         if joins:
             layers[-1] = fuse_elementwise(previous, kernel, values[node.input[0]].size)
@@ -123,7 +139,7 @@ def compile_model(path: Path, name: str = "lenet") -> Program:
                          f"(expected float32 (1, {len(contract.class_labels)}))")
     offsets, arena_bytes = _plan_arena(layers, values, output)
     return _render(Plan(name, path.name, hashlib.sha256(data).hexdigest(), contract, side, layers, values, offsets,
-                        arena_bytes, output))
+                        arena_bytes, output, layer_of))
 
 
 def _input_kernel(graph: GraphIndex, values: dict[str, Value], contract: ModelContract, side: int,
@@ -213,6 +229,7 @@ class Plan:
     offsets: dict[str, int]  # arena offset of each intermediate value
     arena_bytes: int
     output: str  # the value written to the logits
+    layer_of: dict[str, str]  # node name -> the model's layer (C1, S2, ...)
 
     @property
     def exact(self) -> bool:
@@ -242,7 +259,7 @@ def _layer_function(plan: Plan, index: int, kernel: Kernel) -> tuple[str, str]:
         params.append(f"{ctype} *out{i}")
         args.append("logits" if value_name == plan.output else f"({ctype} *)(arena + {plan.offsets[value_name]})")
     c = CWriter()
-    with c.function(f"static void layer{index}({', '.join(params)})"):
+    with c.function(f"static NOINLINE void layer{index}({', '.join(params)})"):
         c.lines(kernel.body)
     return c.text() + "\n", f"  layer{index}({', '.join(args)});"
 
@@ -271,5 +288,7 @@ def _render(plan: Plan) -> Program:
                       digest=plan.digest, side=plan.side, pixels=plan.side * plan.side,
                       classes=len(plan.contract.class_labels), arena_bytes=max(plan.arena_bytes, ALIGN),
                       constant_bytes=constant_bytes)
+    layers = [Layer(f"layer{i}", kernel_layer(k.nodes, plan.layer_of) if k.nodes else INPUT_LAYER, k.description,
+                    k.macs, k.outputs[0]) for i, k in enumerate(plan.layers)]
     return Program(name, "".join(parts), header, plan.contract.variant, plan.arena_bytes, constant_bytes,
-                   sum(k.macs for k in plan.layers), plan.exact, [k.description for k in plan.layers])
+                   sum(k.macs for k in plan.layers), plan.exact, layers)

@@ -74,6 +74,7 @@ class Kernel:
     element: Callable[[str], str] | None = None
     element_type: str = ""  # the C type of the input element
     helpers: frozenset[str] = frozenset()  # the shared C functions it calls (dot_u8_i8, tanh_mlas, ...)
+    nodes: list[str] = field(default_factory=list)  # the graph's nodes it computes (set by the generator)
 
 
 def elementwise(node, x: Value, y: Value, element: Callable[[str], str], exact: bool = True,
@@ -102,7 +103,7 @@ def fuse_elementwise(first: Kernel, second: Kernel, size: int) -> Kernel:
     return Kernel(first.inputs, second.outputs, f"{first.description}; {second.description}",
                   elementwise_body(size, element("x"), first.element_type), first.constants + second.constants,
                   exact=first.exact and second.exact, element=element, element_type=first.element_type,
-                  helpers=first.helpers | second.helpers)
+                  helpers=first.helpers | second.helpers, nodes=first.nodes + second.nodes)
 
 
 def _next_name(name: str) -> str:

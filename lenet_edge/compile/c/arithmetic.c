@@ -17,3 +17,11 @@ static inline int32_t quantize(float v, float lo, float hi, int32_t zero_point)
   v = v > hi ? hi : v;
   return (int32_t)round_half_even(v) + zero_point;
 }
+
+/* One function per layer, kept out of line so that each layer's instructions can be counted apart (the
+   calls cost a few instructions per inference). */
+#if defined(__GNUC__)
+#define NOINLINE __attribute__((noinline))
+#else
+#define NOINLINE
+#endif
