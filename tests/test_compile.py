@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from lenet_edge.cli import cli
 from lenet_edge.compile import kernels, toolchain
-from lenet_edge.compile.check import check_program, reference_logits, require_match
+from lenet_edge.compile.check import check_program, reference_logits, require_match, require_match_or_locate
 from lenet_edge.compile.emulate import EmulatedCore
 from lenet_edge.compile.generate import compile_model
 from lenet_edge.data import load_mnist
@@ -155,7 +155,7 @@ def planted(source: str) -> str:
 def test_a_planted_mismatch_is_refused_on_host_and_emulated_core(tiny_int8, tmp_path):
     model, _, data = tiny_int8
     program = compile_model(model)
-    program.source = planted(program.source)
+    program.source, program.trace_source = planted(program.source), planted(program.trace_source)
     source = tmp_path / "lenet.c"
     source.write_text(program.source)
     (tmp_path / "lenet.h").write_text(program.header)
@@ -167,6 +167,88 @@ def test_a_planted_mismatch_is_refused_on_host_and_emulated_core(tiny_int8, tmp_
     core = EmulatedCore(toolchain.build_elf(source, tmp_path / "m4.elf", target, "lenet_infer"), target, 784, 10)
     with pytest.raises(ValidationError, match="on an emulated cortex-m4f: logits differ bit-wise on 20 of 20"):
         require_match(reference_logits(model, images), core.run(images), program, "lenet.c on an emulated cortex-m4f")
+
+
+def one_ulp(source: str, array: str, index: int, direction: int) -> str:
+    """`source` with entry `index` of the float array `array` one float32 step up (+1) or down (-1)."""
+    match = re.search(rf"static const float {array}\[\d+\] = \{{[^\n]*\n([^}}]*)\}};", source)
+    literals = list(re.finditer(r"-?0x[0-9a-f.]+p[-+]\d+f", match.group(1)))
+    old = literals[index]
+    value = np.float32(float.fromhex(old.group()[:-1]))
+    new = float(np.nextafter(value, np.float32(np.inf if direction > 0 else -np.inf))).hex() + "f"
+    start = match.start(1) + old.start()
+    return source[:start] + new + source[start + len(old.group()):]
+
+
+def boundary_digits(model: Path, direction: int, count: int = 4000) -> list[tuple[np.ndarray, int]]:
+    """Random sparse digits whose first convolution's pooled accumulator, requantised with output channel m's
+    scale one float32 step off in `direction`, gives another code: [(image, m)], found with the C's integer
+    arithmetic in numpy. A one-ulp change moves a product by ~1e-5 of a code, so on MNIST's images it shows in
+    the logits rarely (1 of 44 such changes in lenet5-modern's C1 and C3 did, on 1,000 test images)."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    from lenet_edge.compile.conv import read_conv
+    from lenet_edge.compile.kernels import scalar
+    from lenet_edge.compile.runtime_graph import optimized_model, value_arrays, value_shapes
+    from lenet_edge.contract import INPUT_NAME
+    from lenet_edge.graph import GraphIndex
+    from lenet_edge.runtime.session import load_model
+
+    graph_model = optimized_model(model.read_bytes(), model)
+    graph = GraphIndex(graph_model)
+    node = next(n for n in graph.nodes if n.op_type == "QLinearConv")
+    preprocessing = load_model(model).contract.preprocessing
+    rng = np.random.default_rng(0)
+    images = (rng.integers(0, 256, (count, 28, 28)) * (rng.random((count, 28, 28)) < 0.15)).astype(np.uint8)
+    codes = value_arrays(graph_model, INPUT_NAME, preprocessing(images))[node.input[0]][:, 0]  # (N, 32, 32)
+    conv = read_conv(graph, node, value_shapes(graph_model, INPUT_NAME, preprocessing(images[:1])))
+    zp = int(scalar(graph, node, 7, "y_zero_point"))
+    windows = sliding_window_view(codes.astype(np.float64), (5, 5), axis=(1, 2)).reshape(count, 28, 28, 25)
+    acc = windows @ conv.taps.T.astype(np.float64) + conv.bias  # (N, 28, 28, M): exact integers
+    best = acc.reshape(count, 14, 2, 14, 2, conv.m).max(axis=(2, 4)).astype(np.float32)
+    off = np.nextafter(conv.scale, np.float32(np.inf if direction > 0 else -np.inf)).astype(np.float32)
+
+    def requantise(scale):
+        return np.rint(np.clip(best * scale, np.float32(-zp), np.float32(255 - zp)))
+
+    image, channel = np.nonzero((requantise(conv.scale) != requantise(off)).any(axis=(1, 2)))
+    return [(images[i], int(m)) for i, m in zip(image, channel, strict=True)]
+
+
+def test_a_one_ulp_change_in_a_layer_scale_is_named_with_its_layer(tiny_int8, tmp_path):
+    """The conv's requantisation scale one float32 step off, on a digit at that step's rounding boundary:
+    the error names the conv (not the Gemm after it, whose output differs too) and by how much, on the host
+    and on an emulated core."""
+    model, _, _ = tiny_int8
+    tried = []
+    for direction in (1, -1):
+        for image, channel in boundary_digits(model, direction)[:10]:
+            program = compile_model(model)
+            program.source = one_ulp(program.source, "layer1_scale", channel, direction)
+            program.trace_source = one_ulp(program.trace_source, "layer1_scale", channel, direction)
+            source = tmp_path / "lenet.c"
+            source.write_text(program.source)
+            (tmp_path / "lenet.h").write_text(program.header)
+            images = image[None]
+            expected = reference_logits(model, images)
+            try:
+                check_program(program, source, tmp_path, model, images, [], expected=expected)
+            except ValidationError as exc:
+                tried.append(str(exc))
+                break
+            tried.append("same logits")
+        if tried and tried[-1] != "same logits":
+            break
+    assert tried and tried[-1] != "same logits", f"no boundary digit moved a logit ({len(tried)} tried)"
+    assert re.search(r"^lenet.c on the host vs onnxruntime: logits differ bit-wise on 1 of 1 images .*; first layer "
+                     r"that differs on image 0: conv\+pool \(layer1\), [1-4] of 784 uint8 values, by up to 1$",
+                     tried[-1]), tried[-1]
+    target = toolchain.TARGETS["cortex-m4f"]
+    core = EmulatedCore(toolchain.build_elf(source, tmp_path / "m4.elf", target, "lenet_infer"), target, 784, 10)
+    with pytest.raises(ValidationError, match=r"^m4: logits differ bit-wise on 1 of 1 .*; first layer that differs "
+                                              r"on image 0: conv\+pool \(layer1\), [1-4] of 784 uint8 values, by up "
+                                              r"to 1$"):
+        require_match_or_locate(expected, core.run(images), program, "m4", (tmp_path, model, images, "cortex-m4f"))
 
 
 def test_a_soft_float_build_for_the_m4f_is_refused(tiny_int8, tmp_path):
@@ -335,7 +417,9 @@ def test_a_wrong_sigmoid_table_is_refused(tiny_int8, tmp_path, monkeypatch):
     assert changed == [code]
     assert result.exit_code == 5, result.output
     assert re.fullmatch(r"error: lenet.c on the host vs onnxruntime: logits differ bit-wise on \d+ of 60 images "
-                        r"\(max abs difference .*, argmax differs on \d+\)", result.stderr.strip().splitlines()[-1])
+                        r"\(max abs difference .*, argmax differs on \d+\); first layer that differs on image \d+: "
+                        r"sigmoid_2\+sigmoid_3 \(layer4\), \d+ of 784 uint8 values, by up to \d+",
+                        result.stderr.strip().splitlines()[-1])
     assert not (tmp_path / "mcu").exists()
 
 

@@ -47,6 +47,19 @@ def require_match(expected: np.ndarray, found: np.ndarray, program: Program, wha
     return require_close(expected, found, float("inf"), what).to_record()
 
 
+def require_match_or_locate(expected: np.ndarray, found: np.ndarray, program: Program, what: str,
+                            where: tuple[Path, Path, np.ndarray, str | None]) -> dict:
+    """require_match; on a mismatch, the one-line error also names the first layer that differs and by how
+    much (`where`: workdir, model, images, target or None for the host)."""
+    from .locate import locate
+
+    try:
+        return require_match(expected, found, program, what)
+    except ValidationError as exc:
+        workdir, model, images, target = where
+        raise ValidationError(f"{exc}; {locate(program, workdir, model, images, expected, found, target)}") from exc
+
+
 def check_program(program: Program, source: Path, workdir: Path, model: Path, images: np.ndarray,
                   targets: list[str], step: Callable[[str], None] = lambda message: None,
                   expected: np.ndarray | None = None) -> dict:
@@ -58,8 +71,9 @@ def check_program(program: Program, source: Path, workdir: Path, model: Path, im
     side = int(round(images[0].size ** 0.5))
     step(f"host: {' '.join(toolchain.host_compiler()[:1])} {toolchain.OPTIMISATION}, {len(images)} images")
     checks = [{"target": "host", "where": f"native {platform.machine()}",
-               **require_match(expected, host_logits(source, workdir, program, images, expected.shape[1]), program,
-                               f"{program.name}.c on the host vs onnxruntime")}]
+               **require_match_or_locate(expected, host_logits(source, workdir, program, images, expected.shape[1]),
+                                         program, f"{program.name}.c on the host vs onnxruntime",
+                                         (workdir, model, images, None))}]
     footprints = []
     for name in targets:
         target = toolchain.TARGETS[name]
@@ -68,8 +82,8 @@ def check_program(program: Program, source: Path, workdir: Path, model: Path, im
         step(f"{name}: emulated, {len(images)} images")
         found = core.run(images)
         checks.append({"target": name, "where": "emulated (unicorn)",
-                       **require_match(expected, found, program, f"{program.name}.c on an emulated {name} vs "
-                                                                 f"onnxruntime")})
+                       **require_match_or_locate(expected, found, program, f"{program.name}.c on an emulated {name} "
+                                                 "vs onnxruntime", (workdir, model, images, name))})
         last = checks[-1]
         step(f"{name}: {last['images'] - last['bit_mismatches']} of {last['images']} bit-identical, "
              f"{last['images'] - last['argmax_mismatches']} same argmax, max abs difference {last['max_abs_diff']:.3g}")
@@ -96,7 +110,7 @@ def check_program(program: Program, source: Path, workdir: Path, model: Path, im
 
 def layer_regions(elf: Path, program: Program) -> dict[str, tuple[int, int]]:
     """Each layer's function and the entry function (labelled CALLS) -> its addresses in the ELF."""
-    ranges = toolchain.function_ranges(elf)
+    ranges = toolchain.symbol_ranges(elf)
     wanted = {layer.function: layer.function for layer in program.layers} | {f"{program.name}_infer": CALLS}
     missing = [symbol for symbol in wanted if symbol not in ranges]
     if missing:

@@ -96,6 +96,10 @@ class EmulatedCore:
             raise ValidationError(f"{self.target.name}: the model did not return within {TIMEOUT_US // 10**6} s")
         return np.frombuffer(bytes(self.uc.mem_read(LOGITS, 4 * self.classes)), np.float32).copy()
 
+    def read(self, address: int, nbytes: int) -> bytes:
+        """The core's memory: what the model left there (a check build's trace of each layer's output)."""
+        return bytes(self.uc.mem_read(address, nbytes))
+
     def run(self, images: np.ndarray, on_image=None) -> np.ndarray:
         """Logits (N, classes) of images (N, side, side) uint8."""
         out = np.empty((len(images), self.classes), np.float32)

@@ -66,6 +66,7 @@ class Layer:
     description: str
     macs: int
     output: str  # the ONNX value of onnxruntime's graph it writes (a fused pool's output)
+    trace_offset: int  # where the check build copies that output in NAME_trace
 
 
 @dataclass
@@ -79,6 +80,8 @@ class Program:
     macs: int
     exact: bool  # every kernel reproduces onnxruntime bit for bit
     layers: list[Layer] = field(default_factory=list)
+    trace_source: str = ""  # the .c of a check build: each layer's output kept in NAME_trace (check.py)
+    trace_bytes: int = 0
 
 
 def compile_model(path: Path, name: str = "lenet") -> Program:
@@ -247,8 +250,8 @@ def _dot_helpers(used: set[str]) -> str:
                     plain="".join(template("dot_plain.c", kind=k, ctype=ctype[k]) for k in kinds))
 
 
-def _layer_function(plan: Plan, index: int, kernel: Kernel) -> tuple[str, str]:
-    """(the layer's C function, its call in the entry function)."""
+def _layer_function(plan: Plan, index: int, kernel: Kernel) -> tuple[str, str, str]:
+    """(the layer's C function, its call in the entry function, the pointer to its output there)."""
     params, args = [], []
     for i, value_name in enumerate(kernel.inputs):
         ctype = "uint8_t" if value_name == PIXELS else c_type(plan.values[value_name].dtype)
@@ -261,7 +264,7 @@ def _layer_function(plan: Plan, index: int, kernel: Kernel) -> tuple[str, str]:
     c = CWriter()
     with c.function(f"static NOINLINE void layer{index}({', '.join(params)})"):
         c.lines(kernel.body)
-    return c.text() + "\n", f"  layer{index}({', '.join(args)});"
+    return c.text() + "\n", f"  layer{index}({', '.join(args)});", args[-1]
 
 
 def _render(plan: Plan) -> Program:
@@ -273,22 +276,29 @@ def _render(plan: Plan) -> Program:
                       digest=plan.digest, promise=promise), template("arithmetic.c"), _dot_helpers(helpers)]
     if "tanh_mlas" in helpers:
         parts.append("\n" + template("tanh.c"))
-    calls, constant_bytes = [], 0
+    calls, traced, constant_bytes, trace_offsets = [], [], 0, []
     for index, kernel in enumerate(plan.layers):
         parts.append(f"\n/* layer{index}: {kernel.description} */\n")
         for constant in kernel.constants:
             text, nbytes = _format_array(constant)
             parts.append(text)
             constant_bytes += nbytes
-        function, call = _layer_function(plan, index, kernel)
+        function, call, output = _layer_function(plan, index, kernel)
         parts.append(function)
         calls.append(call)
-    parts.append(template("entry.c", arena_bytes=plan.arena_bytes, upper=upper, name=name, calls="\n".join(calls)))
+        nbytes = plan.values[kernel.outputs[0]].nbytes
+        trace_offsets.append(sum(plan.values[k.outputs[0]].nbytes for k in plan.layers[:index]))
+        traced += [call, f"  trace({trace_offsets[-1]}, {output}, {nbytes});"]
+    entry = {"arena_bytes": plan.arena_bytes, "upper": upper, "name": name}
+    trace_bytes = sum(plan.values[k.outputs[0]].nbytes for k in plan.layers)
+    trace_source = "".join([*parts, template("trace.c", name=name, trace_bytes=trace_bytes),
+                            template("entry.c", **entry, calls="\n".join(traced))])
+    parts.append(template("entry.c", **entry, calls="\n".join(calls)))
     header = template("header.h", name=name, upper=upper, variant=plan.contract.variant, model=plan.model_name,
                       digest=plan.digest, side=plan.side, pixels=plan.side * plan.side,
                       classes=len(plan.contract.class_labels), arena_bytes=max(plan.arena_bytes, ALIGN),
                       constant_bytes=constant_bytes)
     layers = [Layer(f"layer{i}", kernel_layer(k.nodes, plan.layer_of) if k.nodes else INPUT_LAYER, k.description,
-                    k.macs, k.outputs[0]) for i, k in enumerate(plan.layers)]
+                    k.macs, k.outputs[0], trace_offsets[i]) for i, k in enumerate(plan.layers)]
     return Program(name, "".join(parts), header, plan.contract.variant, plan.arena_bytes, constant_bytes,
-                   sum(k.macs for k in plan.layers), plan.exact, layers)
+                   sum(k.macs for k in plan.layers), plan.exact, layers, trace_source, trace_bytes)
