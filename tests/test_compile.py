@@ -56,7 +56,7 @@ def test_compile_checks_host_and_both_cores_bit_for_bit(tiny_int8, tmp_path):
     assert [(c["target"], c["images"], c["bit_mismatches"]) for c in record["checks"]] == [
         ("host", 60, 0), ("cortex-m4f", 60, 0), ("cortex-m0plus", 60, 0)]
     for f in record["footprint"]:
-        assert f["constant_bytes"] >= record["constant_bytes"] > 4 * 25 + 10 * 784  # the weights are in flash
+        assert f["constant_bytes"] > 4 * 25 + 10 * 784  # the weights are in flash (one variant of them per core)
         assert f["arena_bytes"] == record["arena_bytes"] and f["data_bytes"] == 0  # nothing copied into RAM
         assert 0 < f["stack_bytes"] < 1024
         assert f["instructions_per_inference"]["min"] > record["multiply_accumulates"] / 4
@@ -86,7 +86,8 @@ def test_generated_c_is_self_contained_and_deterministic(tiny_int8):
     # every weight array is const; one comment per layer gives its operator and shapes
     assert not re.search(r"^static (?!const|inline|NOINLINE void|uint32_t arena)", first.source, re.M)
     assert '/* layer1: node "conv" (QLinearConv) u8 1x1x32x32 -> u8 1x4x14x14, 5x5 stride 1, then node "pool" ' \
-           '(MaxPool) 2x2 fused in */' in first.source
+           '(MaxPool) 2x2 fused in; with a DSP extension each pool cell\'s inputs widened once for its four windows, ' \
+           'without one a dot product per window and output channel */' in first.source
 
 
 def test_layers_are_named_as_the_model_names_them(tiny_int8, tmp_path):
@@ -440,7 +441,8 @@ def test_a_max_pool_of_2x1_windows_is_fused_into_its_convolution(tiny_int8, tmp_
     onnx.save(model, str(tmp_path / "tall.onnx"))
     int8 = quantize_cli(tmp_path / "tall.onnx", data, tmp_path / "tall.int8.onnx")
     assert '/* layer1: node "conv" (QLinearConv) u8 1x1x32x32 -> u8 1x4x14x28, 5x5 stride 1, then node "pool" ' \
-           '(MaxPool) 2x1 fused in */' in compile_model(int8).source
+           '(MaxPool) 2x1 fused in; with a DSP extension windows as halfword patches, two output channels at a ' \
+           'time, without one a dot product per window and output channel */' in compile_model(int8).source
     result = compile_cli(int8, tmp_path / "mcu", data, "--target", "cortex-m4f")
     assert result.exit_code == 0, result.output
     record = json.loads((tmp_path / "mcu" / "lenet.footprint.json").read_text())

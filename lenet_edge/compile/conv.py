@@ -206,21 +206,176 @@ def choose_window(conv: Conv, names: LayerNames, bias: str) -> Window:
     return general_window(conv, names, bias)
 
 
-def qlinear_conv(graph: GraphIndex, node, values: dict[str, Value], names: LayerNames, pool=None) -> Kernel:
-    """QLinearConv, with the MaxPool after it fused in when `pool` is given (see fusable_pool)."""
-    conv = read_conv(graph, node, values)
-    y = values[node.output[0]]
-    y_zp = int(scalar(graph, node, 7, "y_zero_point"))
-    out_name, out_value, (ph, pw) = node.output[0], y, (1, 1)
-    if pool is not None:
-        out_name = pool.output[0]
-        out_value = values[out_name]
-        ph, pw = (int(k) for k in attributes(pool)["kernel_shape"])  # = its strides; 2x1 as well as 2x2
-    out_h, out_w = out_value.shape[2:]
-    bias, scale = names.array("bias"), names.array("scale")
-    window = choose_window(conv, names, bias)
-    store = requantize_line(f"out0[(m * {out_h} + py) * {out_w} + px]", "best" if ph * pw > 1 else "acc",
-                            f"{scale}[m]", y.dtype, y_zp)
+def patch_weights(taps: np.ndarray) -> np.ndarray:
+    """(M, K) taps -> (M, 4 * ceil(K / 4)) int8, zero padded, each group of four stored w0 w2 w1 w3 (see
+    c/patch.c: the order in which SXTB16 pairs them with the patch's halfwords)."""
+    m, k = taps.shape
+    padded = np.zeros((m, -(-k // 4) * 4), np.int8)
+    padded[:, :k] = taps
+    return padded.reshape(m, -1, 4)[:, :, [0, 2, 1, 3]].reshape(m, -1)
+
+
+def patch_eligible(conv: Conv) -> bool:
+    """Windows as halfword patches, two output channels at a time: int8 weights without padding or dilation,
+    one group, an even number of output channels."""
+    return (not any(conv.pads) and conv.dilations == (1, 1) and conv.w_type == np.int8 and conv.group == 1
+            and conv.m % 2 == 0 and (conv.taps != 0).mean() > SPARSE_MAX_SHARE)
+
+
+def write_gather(c: CWriter, conv: Conv, patch: str, origin: str, patch_type: str = "int16_t") -> None:
+    """The window at `origin` (a pointer expression) into the array `patch`, in (c, ky, kx) order."""
+    c.line(f"const {c_type(conv.x.dtype)} *xw = {origin};")
+    c.line(f"{patch_type} *d = {patch};")
+    with c.nested(f"NO_UNROLL for (int c = 0; c < {conv.cg}; c++)"), \
+            c.block(f"NO_UNROLL for (int ky = 0; ky < {conv.kh}; ky++, d += {conv.kw})"):
+        c.line(f"const {c_type(conv.x.dtype)} *r = xw + c * {conv.in_h * conv.in_w} + ky * {conv.in_w};")
+        c.line(" ".join(f"d[{k}] = r[{k}];" for k in range(conv.kw)))
+
+
+def patch_body(conv: Conv, names: LayerNames, bias: str, scale: str, store, pool: tuple[int, int],
+               out_hw: tuple[int, int]) -> tuple[str, list[Constant]]:
+    """The conv as patches: per output position (per pooled output, its window pairs side by side), each
+    window gathered once as halfwords, then two output channels at a time over it (c/patch.c)."""
+    (ph, pw), (out_h, out_w) = pool, out_hw
+    w = names.array("w_patch")
+    k = conv.taps.shape[1]
+    groups = -(-k // 4)
+    pair = pw % 2 == 0 and ph * pw > 1  # two windows of a pool cell side by side share each widened weight
+    windows = 2 if pair else 1
+    (sy, sx), m = conv.strides, conv.m
+    c = CWriter()
+    c.line(f"int16_t patch[{windows}][{4 * groups}];  /* {'two windows' if pair else 'the window'}, widened, "
+           f"in groups of four */")
+    if 4 * groups > k:
+        with c.block(f"for (int k = {k}; k < {4 * groups}; k++)"):
+            for i in range(windows):
+                c.line(f"patch[{i}][k] = 0;")
+    if ph * pw > 1:
+        c.line(f"int32_t best[{m}];")
+    with c.block(f"for (int py = 0; py < {out_h}; py++)"), c.block(f"for (int px = 0; px < {out_w}; px++)"):
+        if ph * pw == 1:
+            for i in range(windows):
+                write_gather(c, conv, f"patch[{i}]", f"in0 + (py * {sy}) * {conv.in_w} + px * {sx}")
+            with c.block(f"NO_UNROLL for (int m = 0; m < {m}; m += 2)"):
+                c.line(f"int32_t acc[2] = {{{bias}[m], {bias}[m + 1]}};")
+                c.line(f"patch_dot_2x1(patch[0], {w} + m * {4 * groups}, {w} + (m + 1) * {4 * groups}, {groups}, "
+                       "acc);")
+                c.line(store("m", "acc[0]"))
+                c.line(store("m + 1", "acc[1]"))
+        else:
+            c.line(f"NO_UNROLL for (int m = 0; m < {m}; m++) best[m] = INT32_MIN;")
+            with c.block(f"for (int dy = 0; dy < {ph}; dy++)"), \
+                    c.block(f"for (int dx = 0; dx < {pw}; dx += {windows})"):
+                c.line(f"const int oy = py * {ph} + dy, ox = px * {pw} + dx;")
+                for i in range(windows):
+                    with c.block(""):
+                        write_gather(c, conv, f"patch[{i}]", f"in0 + (oy * {sy}) * {conv.in_w} + (ox + {i}) * {sx}")
+                with c.block(f"NO_UNROLL for (int m = 0; m < {m}; m += 2)"):
+                    if pair:
+                        c.line(f"int32_t acc[4] = {{{bias}[m], {bias}[m], {bias}[m + 1], {bias}[m + 1]}};")
+                        c.line(f"patch_dot_2x2(patch[0], patch[1], {w} + m * {4 * groups}, {w} + (m + 1) * "
+                               f"{4 * groups}, {groups}, acc);")
+                        c.line("const int32_t a = acc[0] > acc[1] ? acc[0] : acc[1], "
+                               "b = acc[2] > acc[3] ? acc[2] : acc[3];")
+                    else:
+                        c.line(f"int32_t acc[2] = {{{bias}[m], {bias}[m + 1]}};")
+                        c.line(f"patch_dot_2x1(patch[0], {w} + m * {4 * groups}, {w} + (m + 1) * {4 * groups}, "
+                               f"{groups}, acc);")
+                        c.line("const int32_t a = acc[0], b = acc[1];")
+                    c.line("if (a > best[m]) best[m] = a;")
+                    c.line("if (b > best[m + 1]) best[m + 1] = b;")
+            c.line(f"NO_UNROLL for (int m = 0; m < {m}; m++) {store('m', 'best[m]')}")
+    return c.text(), [Constant(w, patch_weights(conv.taps).reshape(-1),
+                               f"({m}, {conv.cg}, {conv.kh}, {conv.kw}), each channel's taps padded to "
+                               f"{4 * groups}, in groups of four stored w0 w2 w1 w3")]
+
+
+def region_eligible(conv: Conv, pool: tuple[int, int]) -> bool:
+    """One input channel, a 2x2 pool, stride 1: a pool cell's four windows read one small region."""
+    return conv.cg == 1 and pool == (2, 2) and conv.strides == (1, 1) and conv.kw <= 8
+
+
+def region_weights(conv: Conv) -> np.ndarray:
+    """(M, kH, ceil(kW / 2), 2) int16: each kernel row as halfword pairs, the last one zero padded."""
+    pairs = -(-conv.kw // 2)
+    rows = np.zeros((conv.m, conv.kh, 2 * pairs), np.int16)
+    rows[:, :, :conv.kw] = conv.taps.reshape(conv.m, conv.kh, conv.kw)
+    return rows.reshape(-1)
+
+
+def region_body(conv: Conv, names: LayerNames, bias: str, store, out_hw: tuple[int, int]) -> tuple[str, list[Constant]]:
+    """A one-channel conv with a 2x2 pool, with a DSP extension: each pool cell's (kH + 1) x (kW + 1) inputs
+    widened once into a region; each kernel row's weights, stored as halfword pairs, loaded once for the
+    cell's four windows (SMLAD on the pairs at even offsets for the left windows, odd for the right)."""
+    (out_h, out_w), pairs = out_hw, -(-conv.kw // 2)
+    rw, rh = conv.kw + 1, conv.kh + 1
+    w = names.array("w_pairs")
+    x_type = c_type(conv.x.dtype)
+    c = CWriter()
+    c.line(f"int16_t region[{rh * rw + 2}];  /* a pool cell's inputs, widened; 2 spare: the last pair's "
+           "second half meets a zero weight */")
+    c.line(f"region[{rh * rw}] = 0;")
+    c.line(f"region[{rh * rw + 1}] = 0;")
+    with c.block(f"for (int py = 0; py < {out_h}; py++)"), c.block(f"for (int px = 0; px < {out_w}; px++)"):
+        c.line(f"const {x_type} *xw = in0 + (py * 2) * {conv.in_w} + px * 2;")
+        with c.block(f"NO_UNROLL for (int r = 0; r < {rh}; r++)"):
+            c.line(f"const {x_type} *x = xw + r * {conv.in_w};")
+            c.line(f"int16_t *d = region + r * {rw};")
+            c.line(" ".join(f"d[{k}] = x[{k}];" for k in range(rw)))
+        with c.block(f"NO_UNROLL for (int m = 0; m < {conv.m}; m++)"):
+            c.line(f"const patch_word *k = (const patch_word *){w} + m * {conv.kh * pairs};")
+            c.line(f"int32_t a = {bias}[m], b = a, e = a, f = a;  /* windows (0, 0), (0, 1), (1, 0), (1, 1) */")
+            with c.block(f"NO_UNROLL for (int ky = 0; ky < {conv.kh}; ky++, k += {pairs})"):
+                c.line(f"const int16_t *top = region + ky * {rw}, *low = top + {rw};")
+                for j in range(pairs):
+                    c.line(f"const int32_t w{j} = (int32_t)k[{j}];")
+                for j in range(pairs):
+                    c.line(f"a = __smlad((int32_t)*(const patch_word *)(top + {2 * j}), w{j}, a);")
+                    c.line(f"b = __smlad((int32_t)*(const patch_word *)(top + {2 * j + 1}), w{j}, b);")
+                    c.line(f"e = __smlad((int32_t)*(const patch_word *)(low + {2 * j}), w{j}, e);")
+                    c.line(f"f = __smlad((int32_t)*(const patch_word *)(low + {2 * j + 1}), w{j}, f);")
+            c.line("a = a > b ? a : b;")
+            c.line("e = e > f ? e : f;")
+            c.line(store("m", "(a > e ? a : e)"))
+    return c.text(), [Constant(w, region_weights(conv), f"({conv.m}, {conv.kh}, {2 * pairs}): each kernel row as "
+                                                        "halfword pairs, zero padded")]
+
+
+def plain_patch_body(conv: Conv, names: LayerNames, bias: str, store, pool: tuple[int, int],
+                     out_hw: tuple[int, int]) -> tuple[str, list[Constant], frozenset[str]]:
+    """The conv without a DSP extension: each window gathered once into a byte patch, then one dot product
+    per output channel over it, its length known here (the compiler unrolls it: five instructions per
+    multiply-accumulate on a Cortex-M0+, against seven for a kernel row at a time)."""
+    (ph, pw), (out_h, out_w), (sy, sx) = pool, out_hw, conv.strides
+    w = names.array("w")
+    k = conv.taps.shape[1]
+    x_type = c_type(conv.x.dtype)
+    dot = f"dot_{short_type(conv.x.dtype)}_i8"
+    c = CWriter()
+    c.line(f"{x_type} patch[{k}];")
+    if ph * pw > 1:
+        c.line(f"int32_t best[{conv.m}];")
+    with c.block(f"for (int py = 0; py < {out_h}; py++)"), c.block(f"for (int px = 0; px < {out_w}; px++)"):
+        if ph * pw == 1:
+            write_gather(c, conv, "patch", f"in0 + (py * {sy}) * {conv.in_w} + px * {sx}", x_type)
+            with c.nested(f"for (int m = 0; m < {conv.m}; m++)"):
+                c.line(store("m", f"{dot}(patch, {w} + m * {k}, {k}, {bias}[m])"))
+        else:
+            c.line(f"for (int m = 0; m < {conv.m}; m++) best[m] = INT32_MIN;")
+            with c.block(f"for (int dy = 0; dy < {ph}; dy++)"), c.block(f"for (int dx = 0; dx < {pw}; dx++)"):
+                write_gather(c, conv, "patch", f"in0 + ((py * {ph} + dy) * {sy}) * {conv.in_w} + (px * {pw} + dx) "
+                             f"* {sx}", x_type)
+                with c.block(f"for (int m = 0; m < {conv.m}; m++)"):
+                    c.line(f"const int32_t acc = {dot}(patch, {w} + m * {k}, {k}, {bias}[m]);")
+                    c.line("if (acc > best[m]) best[m] = acc;")
+            c.line(f"for (int m = 0; m < {conv.m}; m++) {store('m', 'best[m]')}")
+    return c.text(), [_weights(conv, w)], frozenset({dot})
+
+
+def frame_body(conv: Conv, window: Window, store: str, pool: tuple[int, int], out_hw: tuple[int, int]) -> str:
+    """Output channel by output channel, position by position (by pool window when a pool is fused in),
+    `window` summing each window."""
+    (ph, pw), (out_h, out_w) = pool, out_hw
     c = CWriter()
     with c.block(f"for (int m = 0; m < {conv.m}; m++)"):
         c.line(f"const {c_type(conv.x.dtype)} *xg = in0 + (m / {conv.m // conv.group}) * "
@@ -237,15 +392,61 @@ def qlinear_conv(graph: GraphIndex, node, values: dict[str, Value], names: Layer
                 c.line("const int oy = py, ox = px;")
                 window.write(c)
             c.line(store)
+    return c.text()
+
+
+def qlinear_conv(graph: GraphIndex, node, values: dict[str, Value], names: LayerNames, pool=None) -> Kernel:
+    """QLinearConv, with the MaxPool after it fused in when `pool` is given (see fusable_pool). A dense conv
+    has two bodies: halfword patches where the core has a DSP extension, plain loops where it has none."""
+    conv = read_conv(graph, node, values)
+    y = values[node.output[0]]
+    y_zp = int(scalar(graph, node, 7, "y_zero_point"))
+    out_name, out_value, (ph, pw) = node.output[0], y, (1, 1)
+    if pool is not None:
+        out_name = pool.output[0]
+        out_value = values[out_name]
+        ph, pw = (int(k) for k in attributes(pool)["kernel_shape"])  # = its strides; 2x1 as well as 2x2
+    out_h, out_w = out_value.shape[2:]
+    bias, scale = names.array("bias"), names.array("scale")
+    store = requantize_line(f"out0[(m * {out_h} + py) * {out_w} + px]", "best" if ph * pw > 1 else "acc",
+                            f"{scale}[m]", y.dtype, y_zp)
     geometry = geometry_text((conv.kh, conv.kw), conv.strides, conv.pads, conv.dilations, conv.group)
     fused = f", then {describe(pool)} {ph}x{pw} fused in" if pool is not None else ""
-    return Kernel([node.input[0]], [out_name],
-                  f"{describe(node)} {shape_text(conv.x)} -> {shape_text(out_value)}, {geometry}{window.note}{fused}",
-                  c.text(),
-                  [*window.constants,
-                   Constant(bias, narrow(conv.bias), "bias with the input zero point folded in"
-                            if not any(conv.pads) else "bias"),
-                   Constant(scale, conv.scale.astype(np.float32), "x_scale * w_scale / y_scale")],
+    description = f"{describe(node)} {shape_text(conv.x)} -> {shape_text(out_value)}, {geometry}"
+    constants = [Constant(bias, narrow(conv.bias), "bias with the input zero point folded in"
+                          if not any(conv.pads) else "bias"),
+                 Constant(scale, conv.scale.astype(np.float32), "x_scale * w_scale / y_scale")]
+    if patch_eligible(conv):
+        def patch_store(m: str, acc: str) -> str:
+            return requantize_line(f"out0[({m}) * {out_h * out_w} + py * {out_w} + px]", acc, f"{scale}[{m}]",
+                                   y.dtype, y_zp)
+
+        if region_eligible(conv, (ph, pw)):
+            dsp, dsp_weights = region_body(conv, names, bias, patch_store, (out_h, out_w))
+            how = "each pool cell's inputs widened once for its four windows"
+        else:
+            dsp, dsp_weights = patch_body(conv, names, bias, scale, patch_store, (ph, pw), (out_h, out_w))
+            how = "windows as halfword patches, two output channels at a time"
+        plain, plain_weights, plain_helpers = plain_patch_body(conv, names, bias, patch_store, (ph, pw),
+                                                               (out_h, out_w))
+        helpers = frozenset({"patch_word"}) | plain_helpers
+        if not region_eligible(conv, (ph, pw)):
+            helpers |= {"patch_dot_2x2" if pw % 2 == 0 and ph * pw > 1 else "patch_dot_2x1"}
+        body = CWriter()
+        body.directive("#if HAVE_DSP")
+        body.lines(dsp)
+        body.directive("#else")
+        body.lines(plain)
+        body.directive("#endif")
+        return Kernel([node.input[0]], [out_name],
+                      f"{description}{fused}; with a DSP extension {how}, without one a dot product per window "
+                      "and output channel", body.text(),
+                      [*(Constant(k.name, k.values, k.comment, "HAVE_DSP") for k in dsp_weights),
+                       *(Constant(k.name, k.values, k.comment, "!HAVE_DSP") for k in plain_weights), *constants],
+                      macs=conv.taps.size * y.shape[2] * y.shape[3], helpers=helpers)
+    window = choose_window(conv, names, bias)
+    return Kernel([node.input[0]], [out_name], f"{description}{window.note}{fused}",
+                  frame_body(conv, window, store, (ph, pw), (out_h, out_w)), [*window.constants, *constants],
                   macs=window.macs_per_position * y.shape[2] * y.shape[3], helpers=window.helpers)
 
 

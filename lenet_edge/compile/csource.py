@@ -28,9 +28,13 @@ class CWriter:
     def line(self, text: str = "") -> None:
         self._lines.append(INDENT * self._depth + text if text else "")
 
+    def directive(self, text: str) -> None:
+        """A preprocessor line, at the start of the line whatever the depth."""
+        self._lines.append(text)
+
     def lines(self, text: str) -> None:
         for line in text.splitlines():
-            self.line(line)
+            self.directive(line) if line.startswith("#") else self.line(line)
 
     @contextlib.contextmanager
     def indented(self) -> Iterator[None]:
@@ -42,7 +46,7 @@ class CWriter:
 
     @contextlib.contextmanager
     def block(self, opener: str) -> Iterator[None]:
-        self.line(f"{opener} {{")
+        self.line(f"{opener} {{" if opener else "{")
         with self.indented():
             yield
         self.line("}")

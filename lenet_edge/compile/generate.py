@@ -215,6 +215,8 @@ def _format_array(constant: Constant) -> tuple[str, int]:
     lines = [", ".join(items[i:i + per_line]) for i in range(0, len(items), per_line)]
     comment = f"  /* {constant.comment} */" if constant.comment else ""
     text = f"static const {ctype} {constant.name}[{len(values)}] = {{{comment}\n  " + ",\n  ".join(lines) + "\n};\n"
+    if constant.condition:
+        text = f"#if {constant.condition}\n{text}#endif\n"
     return text, values.nbytes
 
 
@@ -274,15 +276,21 @@ def _render(plan: Plan) -> Program:
     helpers = set().union(*(k.helpers for k in plan.layers))
     parts = [template("banner.c", name=name, variant=plan.contract.variant, model=plan.model_name,
                       digest=plan.digest, promise=promise), template("arithmetic.c"), _dot_helpers(helpers)]
+    if "patch_word" in helpers:  # the halfword-patch kernels (conv.py), only those the layers call
+        parts.append(template("patch.c", functions="".join(
+            template(f"{function}.c") for function in ("patch_dot_2x2", "patch_dot_2x1") if function in helpers)))
     if "tanh_mlas" in helpers:
         parts.append("\n" + template("tanh.c"))
     calls, traced, constant_bytes, trace_offsets = [], [], 0, []
     for index, kernel in enumerate(plan.layers):
         parts.append(f"\n/* layer{index}: {kernel.description} */\n")
+        by_condition: dict[str, int] = {}
         for constant in kernel.constants:
             text, nbytes = _format_array(constant)
             parts.append(text)
-            constant_bytes += nbytes
+            by_condition[constant.condition] = by_condition.get(constant.condition, 0) + nbytes
+        # one variant of a layer's arrays is built: count the larger
+        constant_bytes += by_condition.pop("", 0) + max(by_condition.values(), default=0)
         function, call, output = _layer_function(plan, index, kernel)
         parts.append(function)
         calls.append(call)

@@ -44,6 +44,7 @@ class Constant:
     name: str  # the array's C name
     values: np.ndarray
     comment: str = ""
+    condition: str = ""  # a preprocessor condition (HAVE_DSP): in the build only where it holds
 
 
 class LayerNames:
@@ -183,8 +184,7 @@ def per_channel(graph: GraphIndex, node, index: int, channels: int, what: str) -
 
 def requantize_line(target: str, acc: str, scale: str, out_dtype, out_zp: int) -> str:
     lo, hi = type_range(out_dtype)
-    return (f"{target} = ({c_type(out_dtype)})quantize((float){acc} * {scale}, "
-            f"{c_float(lo - out_zp)}, {c_float(hi - out_zp)}, {out_zp});")
+    return f"{target} = ({c_type(out_dtype)})requantize({acc}, {scale}, {lo - out_zp}, {hi - out_zp}, {out_zp});"
 
 
 def conv_geometry(node, attrs: dict, kernel: tuple[int, int]):
