@@ -87,7 +87,8 @@ def test_generated_c_is_self_contained_and_deterministic(tiny_int8):
     assert not re.search(r"^static (?!const|inline|NOINLINE void|uint32_t arena)", first.source, re.M)
     assert '/* layer1: node "conv" (QLinearConv) u8 1x1x32x32 -> u8 1x4x14x14, 5x5 stride 1, then node "pool" ' \
            '(MaxPool) 2x2 fused in; with a DSP extension each pool cell\'s inputs widened once for its four windows, ' \
-           'without one a dot product per window and output channel */' in first.source
+           'without one the nonzero inputs of each window, one dot product over them per output channel */' \
+        in first.source
 
 
 def test_layers_are_named_as_the_model_names_them(tiny_int8, tmp_path):
@@ -442,7 +443,8 @@ def test_a_max_pool_of_2x1_windows_is_fused_into_its_convolution(tiny_int8, tmp_
     int8 = quantize_cli(tmp_path / "tall.onnx", data, tmp_path / "tall.int8.onnx")
     assert '/* layer1: node "conv" (QLinearConv) u8 1x1x32x32 -> u8 1x4x14x28, 5x5 stride 1, then node "pool" ' \
            '(MaxPool) 2x1 fused in; with a DSP extension windows as halfword patches, two output channels at a ' \
-           'time, without one a dot product per window and output channel */' in compile_model(int8).source
+           'time, without one the nonzero inputs of each window, one dot product over them per output channel */' \
+           in compile_model(int8).source
     result = compile_cli(int8, tmp_path / "mcu", data, "--target", "cortex-m4f")
     assert result.exit_code == 0, result.output
     record = json.loads((tmp_path / "mcu" / "lenet.footprint.json").read_text())

@@ -341,34 +341,46 @@ def region_body(conv: Conv, names: LayerNames, bias: str, store, out_hw: tuple[i
                                                         "halfword pairs, zero padded")]
 
 
+def write_nonzero_gather(c: CWriter, conv: Conv, origin: str) -> None:
+    """The nonzero inputs of the window at `origin` into value[0..n) with their tap (c, ky, kx) in tap[]."""
+    c.line(f"const {c_type(conv.x.dtype)} *xw = {origin};")
+    c.line("int n = 0;")
+    with c.nested(f"NO_UNROLL for (int c = 0; c < {conv.cg}; c++)"), \
+            c.block(f"NO_UNROLL for (int ky = 0; ky < {conv.kh}; ky++)"):
+        c.line(f"const {c_type(conv.x.dtype)} *r = xw + c * {conv.in_h * conv.in_w} + ky * {conv.in_w};")
+        c.line(f"const int row = (c * {conv.kh} + ky) * {conv.kw};")
+        for kx in range(conv.kw):
+            c.line(f"if (r[{kx}]) {{ value[n] = r[{kx}]; tap[n++] = (uint16_t)(row + {kx}); }}")
+
+
 def plain_patch_body(conv: Conv, names: LayerNames, bias: str, store, pool: tuple[int, int],
                      out_hw: tuple[int, int]) -> tuple[str, list[Constant], frozenset[str]]:
-    """The conv without a DSP extension: each window gathered once into a byte patch, then one dot product
-    per output channel over it, its length known here (the compiler unrolls it: five instructions per
-    multiply-accumulate on a Cortex-M0+, against seven for a kernel row at a time)."""
+    """The conv without a DSP extension: each window's nonzero inputs gathered once (c/nonzero.c), then one
+    dot product over them per output channel."""
     (ph, pw), (out_h, out_w), (sy, sx) = pool, out_hw, conv.strides
     w = names.array("w")
     k = conv.taps.shape[1]
     x_type = c_type(conv.x.dtype)
-    dot = f"dot_{short_type(conv.x.dtype)}_i8"
+    dot = f"dot_nonzero_{short_type(conv.x.dtype)}"
     c = CWriter()
-    c.line(f"{x_type} patch[{k}];")
+    c.line(f"{x_type} value[{k}];  /* a window's nonzero inputs, and their taps */")
+    c.line(f"uint16_t tap[{k}];")
     if ph * pw > 1:
         c.line(f"int32_t best[{conv.m}];")
     with c.block(f"for (int py = 0; py < {out_h}; py++)"), c.block(f"for (int px = 0; px < {out_w}; px++)"):
         if ph * pw == 1:
-            write_gather(c, conv, "patch", f"in0 + (py * {sy}) * {conv.in_w} + px * {sx}", x_type)
-            with c.nested(f"for (int m = 0; m < {conv.m}; m++)"):
-                c.line(store("m", f"{dot}(patch, {w} + m * {k}, {k}, {bias}[m])"))
+            write_nonzero_gather(c, conv, f"in0 + (py * {sy}) * {conv.in_w} + px * {sx}")
+            with c.nested(f"NO_UNROLL for (int m = 0; m < {conv.m}; m++)"):
+                c.line(store("m", f"{dot}(value, tap, n, {w} + m * {k}, {bias}[m])"))
         else:
-            c.line(f"for (int m = 0; m < {conv.m}; m++) best[m] = INT32_MIN;")
+            c.line(f"NO_UNROLL for (int m = 0; m < {conv.m}; m++) best[m] = INT32_MIN;")
             with c.block(f"for (int dy = 0; dy < {ph}; dy++)"), c.block(f"for (int dx = 0; dx < {pw}; dx++)"):
-                write_gather(c, conv, "patch", f"in0 + ((py * {ph} + dy) * {sy}) * {conv.in_w} + (px * {pw} + dx) "
-                             f"* {sx}", x_type)
-                with c.block(f"for (int m = 0; m < {conv.m}; m++)"):
-                    c.line(f"const int32_t acc = {dot}(patch, {w} + m * {k}, {k}, {bias}[m]);")
+                write_nonzero_gather(c, conv, f"in0 + ((py * {ph} + dy) * {sy}) * {conv.in_w} + (px * {pw} + dx) "
+                                              f"* {sx}")
+                with c.block(f"NO_UNROLL for (int m = 0; m < {conv.m}; m++)"):
+                    c.line(f"const int32_t acc = {dot}(value, tap, n, {w} + m * {k}, {bias}[m]);")
                     c.line("if (acc > best[m]) best[m] = acc;")
-            c.line(f"for (int m = 0; m < {conv.m}; m++) {store('m', 'best[m]')}")
+            c.line(f"NO_UNROLL for (int m = 0; m < {conv.m}; m++) {store('m', 'best[m]')}")
     return c.text(), [_weights(conv, w)], frozenset({dot})
 
 
@@ -439,8 +451,8 @@ def qlinear_conv(graph: GraphIndex, node, values: dict[str, Value], names: Layer
         body.lines(plain)
         body.directive("#endif")
         return Kernel([node.input[0]], [out_name],
-                      f"{description}{fused}; with a DSP extension {how}, without one a dot product per window "
-                      "and output channel", body.text(),
+                      f"{description}{fused}; with a DSP extension {how}, without one the nonzero inputs of "
+                      "each window, one dot product over them per output channel", body.text(),
                       [*(Constant(k.name, k.values, k.comment, "HAVE_DSP") for k in dsp_weights),
                        *(Constant(k.name, k.values, k.comment, "!HAVE_DSP") for k in plain_weights), *constants],
                       macs=conv.taps.size * y.shape[2] * y.shape[3], helpers=helpers)

@@ -279,6 +279,11 @@ def _render(plan: Plan) -> Program:
     if "patch_word" in helpers:  # the halfword-patch kernels (conv.py), only those the layers call
         parts.append(template("patch.c", functions="".join(
             template(f"{function}.c") for function in ("patch_dot_2x2", "patch_dot_2x1") if function in helpers)))
+    nonzero = [kind for kind in ("u8", "i8") if f"dot_nonzero_{kind}" in helpers]
+    if nonzero:
+        ctype = {"u8": "uint8_t", "i8": "int8_t"}
+        parts.append(template("nonzero.c", functions="".join(template("dot_nonzero.c", kind=kind, ctype=ctype[kind])
+                                                             for kind in nonzero)))
     if "tanh_mlas" in helpers:
         parts.append("\n" + template("tanh.c"))
     calls, traced, constant_bytes, trace_offsets = [], [], 0, []
