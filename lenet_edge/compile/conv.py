@@ -353,6 +353,56 @@ def write_nonzero_gather(c: CWriter, conv: Conv, origin: str) -> None:
             c.line(f"if (r[{kx}]) {{ value[n] = r[{kx}]; tap[n++] = (uint16_t)(row + {kx}); }}")
 
 
+def region_taps(conv: Conv) -> np.ndarray:
+    """(kH + 1, kW + 1, 4) uint8: for each input of a pool cell's region, its tap in each of the cell's four
+    windows (0, 0), (0, 1), (1, 0), (1, 1), or kH * kW where it is outside that window (a zero weight)."""
+    taps = np.full((conv.kh + 1, conv.kw + 1, 4), conv.kh * conv.kw, np.uint8)
+    for r in range(conv.kh + 1):
+        for col in range(conv.kw + 1):
+            for i, (dy, dx) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
+                if 0 <= r - dy < conv.kh and 0 <= col - dx < conv.kw:
+                    taps[r, col, i] = (r - dy) * conv.kw + col - dx
+    return taps.reshape(-1)
+
+
+def plain_region_body(conv: Conv, names: LayerNames, bias: str, store, out_hw: tuple[int, int]
+                      ) -> tuple[str, list[Constant]]:
+    """A one-channel conv with a 2x2 pool, without a DSP extension: each pool cell's region read once, its
+    nonzero inputs (14 % of C1's) multiplied into the four windows they fall in, through a table of taps."""
+    (out_h, out_w), k = out_hw, conv.kh * conv.kw
+    rw, rh = conv.kw + 1, conv.kh + 1
+    w, taps = names.array("w_padded"), names.array("region_taps")
+    x_type = c_type(conv.x.dtype)
+    c = CWriter()
+    c.line(f"{x_type} value[{rh * rw}];  /* a pool cell's nonzero inputs, and where in its region */")
+    c.line(f"uint8_t at[{rh * rw}];")
+    with c.block(f"for (int py = 0; py < {out_h}; py++)"), c.block(f"for (int px = 0; px < {out_w}; px++)"):
+        c.line("int n = 0;")
+        with c.block(f"NO_UNROLL for (int r = 0; r < {rh}; r++)"):
+            c.line(f"const {x_type} *x = in0 + (py * 2 + r) * {conv.in_w} + px * 2;")
+            for col in range(rw):
+                c.line(f"if (x[{col}]) {{ value[n] = x[{col}]; at[n++] = (uint8_t)(r * {rw} + {col}); }}")
+        with c.block(f"NO_UNROLL for (int m = 0; m < {conv.m}; m++)"):
+            c.line(f"const int8_t *wm = {w} + m * {k + 1};")
+            c.line(f"int32_t a = {bias}[m], b = a, e = a, f = a;  /* windows (0, 0), (0, 1), (1, 0), (1, 1) */")
+            with c.block("for (int i = 0; i < n; i++)"):
+                c.line("const int32_t v = value[i];")
+                c.line(f"const uint8_t *t = {taps} + at[i] * 4;")
+                c.line("a += v * wm[t[0]];")
+                c.line("b += v * wm[t[1]];")
+                c.line("e += v * wm[t[2]];")
+                c.line("f += v * wm[t[3]];")
+            c.line("a = a > b ? a : b;")
+            c.line("e = e > f ? e : f;")
+            c.line(store("m", "(a > e ? a : e)"))
+    padded = np.zeros((conv.m, k + 1), np.int8)
+    padded[:, :k] = conv.taps
+    return c.text(), [Constant(w, padded.reshape(-1), f"({conv.m}, {k} + 1): each channel's taps and a zero for "
+                                                      "the inputs outside a window"),
+                      Constant(taps, region_taps(conv), f"({rh}, {rw}, 4): each region input's tap in the four "
+                                                        f"windows, {k} outside")]
+
+
 def plain_patch_body(conv: Conv, names: LayerNames, bias: str, store, pool: tuple[int, int],
                      out_hw: tuple[int, int]) -> tuple[str, list[Constant], frozenset[str]]:
     """The conv without a DSP extension: each window's nonzero inputs gathered once (c/nonzero.c), then one
@@ -439,8 +489,13 @@ def qlinear_conv(graph: GraphIndex, node, values: dict[str, Value], names: Layer
         else:
             dsp, dsp_weights = patch_body(conv, names, bias, scale, patch_store, (ph, pw), (out_h, out_w))
             how = "windows as halfword patches, two output channels at a time"
-        plain, plain_weights, plain_helpers = plain_patch_body(conv, names, bias, patch_store, (ph, pw),
-                                                               (out_h, out_w))
+        if region_eligible(conv, (ph, pw)):
+            plain, plain_weights = plain_region_body(conv, names, bias, patch_store, (out_h, out_w))
+            plain_helpers, plain_how = frozenset(), "each pool cell's nonzero inputs multiplied into its four windows"
+        else:
+            plain, plain_weights, plain_helpers = plain_patch_body(conv, names, bias, patch_store, (ph, pw),
+                                                                   (out_h, out_w))
+            plain_how = "the nonzero inputs of each window, one dot product over them per output channel"
         helpers = frozenset({"patch_word"}) | plain_helpers
         if not region_eligible(conv, (ph, pw)):
             helpers |= {"patch_dot_2x2" if pw % 2 == 0 and ph * pw > 1 else "patch_dot_2x1"}
@@ -451,8 +506,7 @@ def qlinear_conv(graph: GraphIndex, node, values: dict[str, Value], names: Layer
         body.lines(plain)
         body.directive("#endif")
         return Kernel([node.input[0]], [out_name],
-                      f"{description}{fused}; with a DSP extension {how}, without one the nonzero inputs of "
-                      "each window, one dot product over them per output channel", body.text(),
+                      f"{description}{fused}; with a DSP extension {how}, without one {plain_how}", body.text(),
                       [*(Constant(k.name, k.values, k.comment, "HAVE_DSP") for k in dsp_weights),
                        *(Constant(k.name, k.values, k.comment, "!HAVE_DSP") for k in plain_weights), *constants],
                       macs=conv.taps.size * y.shape[2] * y.shape[3], helpers=helpers)

@@ -68,6 +68,8 @@ static inline int32_t requantize(int32_t acc, float scale, int32_t lo, int32_t h
   const int exponent = (int)(s.u >> 23 & 0xff);
   if (exponent == 0 || exponent == 0xff)
     return quantize((float)acc * scale, (float)lo, (float)hi, zero_point);
+  if (acc <= 0 && lo == 0 && !(s.u >> 31))  /* after a ReLU: a negative product clamps to the zero point */
+    return zero_point;
   int32_t rounded = 0;
   if (acc != 0) {
     uint32_t a = acc < 0 ? 0u - (uint32_t)acc : (uint32_t)acc;
