@@ -376,7 +376,7 @@ def qlinear_binary(graph: GraphIndex, node, values: dict[str, Value], names: Lay
 
 def float_binary(graph: GraphIndex, node, values: dict[str, Value], names: LayerNames) -> Kernel:
     out = values[node.output[0]]
-    a, b, inputs, constants = _binary_inputs(graph, node, values, out, (0, 1), names, distinct=False)
+    a, b, inputs, constants = _binary_inputs(graph, node, values, out, (0, 1), names, distinct=True)
     op = {"Add": "+", "Sub": "-", "Mul": "*", "Div": "/"}[node.op_type]
     body = _broadcast_loops(out, f"{a.expression} {op} {b.expression}")
     for constant in constants:

@@ -28,8 +28,12 @@ static inline int32_t quantize(float v, float lo, float hi, int32_t zero_point)
 #endif
 
 /* One function per layer, kept out of line so that each layer's instructions can be counted apart (the
-   calls cost a few instructions per inference). */
-#if defined(__GNUC__)
+   calls cost a few instructions per inference). GCC also gets no interprocedural optimisation of them:
+   GCC 12.2 at -O2 computed a wrong max pool (the --auto rewrite's 1x4 one) once it had cloned the layer for
+   its constant arena pointers and vectorised the clone; -O0, -O1, -Os and clang were right. */
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 8
+#define NOINLINE __attribute__((noipa))
+#elif defined(__GNUC__)
 #define NOINLINE __attribute__((noinline))
 #else
 #define NOINLINE
