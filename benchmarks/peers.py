@@ -43,10 +43,11 @@ pooled median can hide rounds that disagree.
 The limit: achieved GOP/s = 2 x the multiply-accumulates of the fp32 model's Conv and Gemm layers
 (416,520 MACs per image for LeNet-5; what the int8 graphs execute beyond that is not credited) x batch
 / median call time, against this CPU's fp32 peak (fp32 rows) or int8 peak (int8 rows), as headline.py
-counts them (peak.py): cores x 2 FMA units (an assumption) x SIMD lanes x 2 x the nominal clock. The
-int8 peak is VNNI's; on a CPU without VNNI (AVX2 only, like the AMD EPYC this was written on) it is
-VPMADDUBSW's, 32 MACs per instruction at 2 per cycle, 4x the fp32 peak: an assumption and an upper
-bound (the int16 pair sums still need widening into int32 on the same ports). At batch 1 every row is
+counts them (lenet_edge.runtime.peak): cores x 2 FMA units (an assumption) x SIMD lanes x 2 x the nominal clock. The
+int8 peak is VNNI's; on a CPU without VNNI (AVX2 only, like the AMD EPYC this was written on) it is 32
+MACs per cycle per core, twice the fp32 peak: 32 products take a VPMADDUBSW and a VPMADDWD, and both issue
+to the same two vector integer-multiply pipes (lenet_edge.runtime.peak gives the sources; counting
+VPMADDUBSW alone at two per cycle, as this script did, gave 64 and halved every int8 share). At batch 1 every row is
 far from either peak: the layers are too small to fill the vector units, and the call overhead of each
 runtime's Python binding is part of what is timed.
 """
@@ -559,7 +560,7 @@ def limit_table(built, median, args) -> list[str]:
     """Achieved GOP/s of each row and its share of this CPU's fp32 or int8 peak."""
     macs = count_macs(args.onnx)
     executed = count_macs(args.int8) if any(r.key == "lenet-edge-int8" for r in built) else None
-    peaks = {t: cpu_peak(t, avx2_int8=True) for t in args.threads}
+    peaks = {t: cpu_peak(t) for t in args.threads}
     cols = [(t, b) for t in args.threads for b in args.batch_sizes]
     lines = ["", f"the limit: achieved GOP/s (% of peak); work = 2 x {macs:,} useful MACs per image (the fp32 "
              "model's Conv/Gemm)" + (f"; lenet-edge int8 executes {executed:,}, zeros included, not credited"

@@ -149,3 +149,54 @@ def test_cpuinfo_lists_the_emulated_cpus_hwcaps():
     assert len(blocks) == 2 and blocks[1].startswith("processor\t: 1\n")
     assert "Features\t: fp asimd asimddp i8mm\n" in blocks[0] and "CPU part\t: 0xd0b\n" in blocks[0]
     assert check.main(["cpuinfo", "cortex-a99"]) == 2
+
+
+def _layers(out: Path, values: dict[str, np.ndarray], layers: dict[str, str]) -> None:
+    order = [[name, layers[name]] for name in values]
+    np.savez_compressed(out / check.LAYERS_FILE, order=np.array(json.dumps(order)),
+                        **{f"v{i}": v for i, v in enumerate(values.values())})
+
+
+def test_differing_int8_logits_name_the_first_layer_that_differs(results):
+    host, device = results
+    rng = np.random.default_rng(1)
+    values = {"conv_out": rng.integers(0, 256, (40, 6, 14, 14)).astype(np.uint8),
+              "fc_out": rng.integers(0, 256, (40, 10)).astype(np.uint8),
+              "logits": np.load(host / "int8.logits.npy")}
+    layers = {"conv_out": "C1", "fc_out": "F6", "logits": "output"}
+    _layers(host, values, layers)
+    _flip_one_bit(device)  # image 3's logits, and in the device's values: F6 on image 3 and later ones
+    with pytest.raises(check.Mismatch, match=rf"on 1 of 40 images .*; no {check.LAYERS_FILE} from both sides"):
+        check.check_device(host, device)
+    spoiled = {name: v.copy() for name, v in values.items()}
+    spoiled["fc_out"][3, [2, 7]] += np.uint8(3)
+    spoiled["fc_out"][5:] += np.uint8(1)
+    spoiled["logits"] = np.load(device / "int8.logits.npy")
+    _layers(device, spoiled, layers)
+    with pytest.raises(check.Mismatch, match=r"int8 logits of 40 test images: logits differ bit-wise on 1 of 40 "
+                                             r"images .*; first layer that differs on image 3: F6 \(value fc_out\), "
+                                             r"2 of 10 uint8 values, by up to 3$"):
+        check.check_device(host, device)
+
+
+def test_probe_and_layers_give_every_value_of_the_int8_graph(tmp_path):
+    """The real steps: the probe made on the host, run by onnxruntime alone; its layers named as the graph's."""
+    from click.testing import CliRunner
+
+    from lenet_edge.cli import cli
+    from tests.idx_files import write_mnist_dir
+    from tests.quantize_models import tiny_lenet
+
+    data = write_mnist_dir(tmp_path / "mnist", train=100, test=12)
+    fp32 = tiny_lenet(tmp_path / "tiny.onnx")
+    result = CliRunner().invoke(cli, ["quantize", str(fp32), "--data-dir", str(data), "--calibration-count", "50",
+                                      "--max-accuracy-drop", "100"])
+    assert result.exit_code == 0, result.output
+    assert check.main(["probe", str(tmp_path / "tiny.int8.onnx"), str(tmp_path / "probe.onnx")]) == 0
+    assert check.main(["layers", str(tmp_path / "probe.onnx"), "--data-dir", str(data), "--images", "5",
+                       str(tmp_path / "layers.npz")]) == 0
+    with np.load(tmp_path / "layers.npz") as saved:
+        order = json.loads(str(saved["order"]))
+        assert [layer for _, layer in order][-1] == "logits_DequantizeLinear" and order[-1][0] == "logits"
+        assert saved[f"v{len(order) - 1}"].shape == (5, 10)
+        assert all(len(saved[f"v{i}"]) == 5 for i in range(len(order)))

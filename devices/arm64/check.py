@@ -3,10 +3,14 @@
     check.py pngs --data-dir DIR OUT       write test digits as PNG files, as a camera or scanner would give them
     check.py cpuinfo                       print /proc/cpuinfo for the emulated CPU (runs under the emulator)
     check.py compare HOST DEVICE...        fail on any difference between the host's results and each device's
+    check.py probe INT8 OUT                the int8 model's onnxruntime graph with every value an output (host)
+    check.py layers PROBE --data-dir DIR OUT   every value of PROBE on the first test images (host and device)
 
 A results directory (written by `lenet-edge` commands in run.sh) holds, for MODEL in fp32 and int8:
 MODEL.eval.json (evaluate --json), MODEL.logits.npy (evaluate --logits), MODEL.labels.csv (run on the
-PNG files); bench.json (bench); a device's also compare.json (compare -o of the host's and its bench.json).
+PNG files); bench.json (bench); a device's also compare.json (compare -o of the host's and its bench.json);
+int8.layers.npz (layers: every value of the int8 graph on the first test images), with which a difference
+in the int8 logits is traced to the first layer that differs.
 
 `cpuinfo` imports nothing beyond the standard library: it runs before onnxruntime can be imported.
 """
@@ -23,6 +27,9 @@ from pathlib import Path
 MODELS = ("fp32", "int8")
 FP32_TOLERANCE = 1e-4  # max |logit difference| between two CPUs' float kernels (summation order, FMA)
 PNG_COUNT = 24
+LAYERS_FILE = "int8.layers.npz"  # `layers` output in a results directory: names the first layer that differs
+LAYER_IMAGES = 1000  # images `layers` keeps every value of (a mismatch past them is reported as such)
+LAYERS_KEY = "lenet_edge.layers"  # probe metadata: [[value, layer], ...] in graph order
 
 
 class Mismatch(Exception):
@@ -77,7 +84,8 @@ def check_device(host: Path, device: Path) -> dict:
             else:
                 result = require_close(expected, found, FP32_TOLERANCE, what)
         except ValidationError as exc:
-            raise Mismatch(str(exc)) from exc
+            where = f"; {first_differing_layer(host, device, expected, found)}" if model == "int8" else ""
+            raise Mismatch(f"{exc}{where}") from exc
         want_labels, got_labels = _labels(host / f"{model}.labels.csv"), _labels(device / f"{model}.labels.csv")
         if not want_labels or want_labels != got_labels:
             differ = [w for w, g in zip(want_labels, got_labels, strict=False) if w != g]
@@ -107,6 +115,33 @@ def check_device(host: Path, device: Path) -> dict:
     return {"models": figures, "execution": execution, "cpu": env.get("cpu", {}).get("model")}
 
 
+def first_differing_layer(host: Path, device: Path, expected, found) -> str:
+    """The first layer (in the order onnxruntime runs them) whose value differs between the host's and the
+    device's LAYERS_FILE, on the first image whose int8 logits differ, and by how much."""
+    import numpy as np
+
+    from lenet_edge.compile.locate import first_differing_image, value_difference
+
+    image = first_differing_image(expected, found)
+    if not (host / LAYERS_FILE).is_file() or not (device / LAYERS_FILE).is_file():
+        return f"no {LAYERS_FILE} from both sides to name the layer that differs"
+    with np.load(host / LAYERS_FILE) as want, np.load(device / LAYERS_FILE) as got:
+        order = json.loads(str(want["order"]))
+        if json.loads(str(got["order"])) != order:
+            return f"{LAYERS_FILE}: the host's and the device's hold different values (not the same probe model)"
+        count = len(want["v0"]) if order else 0
+        if image >= count:
+            return f"image {image} is past the {count} images of {LAYERS_FILE}"
+        for i, (value, layer) in enumerate(order):
+            a, b = want[f"v{i}"][image], got[f"v{i}"][image]
+            differing, gap = value_difference(a, b)
+            if differing:
+                by = f"{gap:.3g}" if a.dtype == np.float32 else f"{gap:.0f}"
+                return (f"first layer that differs on image {image}: {layer} (value {value}), {differing:,} of "
+                        f"{a.size:,} {a.dtype.name} values, by up to {by}")
+    return f"no value of {LAYERS_FILE} differs on image {image}"
+
+
 def compare_command(host: Path, devices: list[Path]) -> int:
     failures = 0
     for device in devices:
@@ -123,6 +158,46 @@ def compare_command(host: Path, devices: list[Path]) -> int:
                   f"bit-identical, {f['png_labels']} PNG labels identical")
         print(f"{device.name}: detected as {found['execution']['kind']} ({'; '.join(found['execution']['evidence'])})")
     return 1 if failures else 0
+
+
+# ----------------------------------------------------------------------------- per-layer values
+
+def probe_command(model: Path, out: Path) -> int:
+    """The graph onnxruntime runs for `model` with every value a graph output, and which layer computes each
+    (the host makes it: it needs onnx; the device runs it with onnxruntime alone)."""
+    import onnx
+
+    from lenet_edge.compile.layers import node_layers
+    from lenet_edge.compile.runtime_graph import optimized_model, probe_model
+    from lenet_edge.graph import GraphIndex
+
+    graph_model = optimized_model(model.read_bytes(), model)
+    graph = GraphIndex(graph_model)
+    layer_of = node_layers(graph, onnx.load(str(model)))
+    order = [[name, layer_of[node.name]] for node in graph.nodes for name in node.output if name]
+    probe = probe_model(graph_model)
+    probe.metadata_props.add(key=LAYERS_KEY, value=json.dumps(order))
+    onnx.save(probe, str(out))
+    return 0
+
+
+def layers_command(probe: Path, data_dir: Path, out: Path, images: int = LAYER_IMAGES) -> int:
+    """Every value of the probe model on the first `images` test images, as onnxruntime computes them here
+    (numpy and onnxruntime only: this runs on the device)."""
+    import numpy as np
+
+    from lenet_edge.contract import INPUT_NAME, ModelContract
+    from lenet_edge.data import load_mnist
+    from lenet_edge.sessions import open_session, session_options
+
+    session = open_session(probe, probe, session_options(threads=1, optimization="none"))  # already optimised
+    metadata = session.get_modelmeta().custom_metadata_map
+    order = json.loads(metadata[LAYERS_KEY])
+    digits = load_mnist(data_dir, "test")[0][:images]
+    inputs = ModelContract.from_metadata(metadata, str(probe)).preprocessing(digits)
+    values = session.run([name for name, _ in order], {INPUT_NAME: inputs})
+    np.savez_compressed(out, order=np.array(json.dumps(order)), **{f"v{i}": v for i, v in enumerate(values)})
+    return 0
 
 
 # ----------------------------------------------------------------------------- PNG digits
@@ -194,9 +269,21 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("compare")
     p.add_argument("host", type=Path)
     p.add_argument("devices", type=Path, nargs="+")
+    p = sub.add_parser("probe")
+    p.add_argument("model", type=Path)
+    p.add_argument("out", type=Path)
+    p = sub.add_parser("layers")
+    p.add_argument("probe", type=Path)
+    p.add_argument("--data-dir", type=Path, required=True)
+    p.add_argument("--images", type=int, default=LAYER_IMAGES)
+    p.add_argument("out", type=Path)
     args = parser.parse_args(argv)
     if args.command == "pngs":
         return pngs_command(args.data_dir, args.out)
+    if args.command == "probe":
+        return probe_command(args.model, args.out)
+    if args.command == "layers":
+        return layers_command(args.probe, args.data_dir, args.out, args.images)
     if args.command == "cpuinfo":
         return cpuinfo_command(args.cpu, args.cores)
     return compare_command(args.host, args.devices)

@@ -71,6 +71,7 @@ mkdir -p "$MODELS"
 "$VENV/bin/lenet-edge" export "$MODELS/lenet.safetensors" -o "$MODELS/fp32.onnx" --data-dir "$DATA" --force
 "$VENV/bin/lenet-edge" quantize "$MODELS/fp32.onnx" -o "$MODELS/int8.onnx" --auto --data-dir "$DATA" --force
 "$HOST_PY" "$CHECK" pngs --data-dir "$DATA" "$WORK/pngs"
+"$HOST_PY" "$CHECK" probe "$MODELS/int8.onnx" "$MODELS/int8.probe.onnx"  # to name a differing layer
 
 # results OUT DEVICE_LABEL LENET_EDGE...: the commands whose outputs check.py compares.
 results() {
@@ -90,6 +91,7 @@ results() {
 
 step "host: evaluate, run, bench"
 results "$WORK/host" host "$VENV/bin/lenet-edge"
+"$HOST_PY" "$CHECK" layers "$MODELS/int8.probe.onnx" --data-dir "$DATA" "$WORK/host/int8.layers.npz"
 
 # device CPU: the same commands in the arm64 userland, then compare of the host's report with its own.
 device() {
@@ -100,6 +102,7 @@ device() {
     "${emulate[@]}" "$CHECK" cpuinfo "$cpu" --cores "$(nproc)" >"$WORK/cpuinfo-$cpu"
     mkdir -p "$prefix/proc" && mv "$WORK/cpuinfo-$cpu" "$prefix/proc/cpuinfo"
     results "$WORK/$cpu" "qemu-$cpu" "${emulate[@]}" "$prefix/opt/site/bin/lenet-edge"
+    "${emulate[@]}" "$CHECK" layers "$MODELS/int8.probe.onnx" --data-dir "$DATA" "$WORK/$cpu/int8.layers.npz"
     "${emulate[@]}" "$prefix/opt/site/bin/lenet-edge" compare "$WORK/host/bench.json" "$WORK/$cpu/bench.json" \
         -o "$WORK/$cpu/compare.md" >/dev/null
 }

@@ -10,12 +10,14 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import ValidationError
 from ..parity import require_bit_identical, require_close
 from . import toolchain
 from .emulate import EmulatedCore
 from .generate import Program
 
 COUNTED_IMAGES = 20  # instructions are counted on this many images (a block hook makes a run ~5x slower)
+CALLS = "calls"  # the entry function's own instructions: the calls from one layer to the next
 
 
 def reference_logits(model: Path, images: np.ndarray) -> np.ndarray:
@@ -45,6 +47,19 @@ def require_match(expected: np.ndarray, found: np.ndarray, program: Program, wha
     return require_close(expected, found, float("inf"), what).to_record()
 
 
+def require_match_or_locate(expected: np.ndarray, found: np.ndarray, program: Program, what: str,
+                            where: tuple[Path, Path, np.ndarray, str | None]) -> dict:
+    """require_match; on a mismatch, the one-line error also names the first layer that differs and by how
+    much (`where`: workdir, model, images, target or None for the host)."""
+    from .locate import locate
+
+    try:
+        return require_match(expected, found, program, what)
+    except ValidationError as exc:
+        workdir, model, images, target = where
+        raise ValidationError(f"{exc}; {locate(program, workdir, model, images, expected, found, target)}") from exc
+
+
 def check_program(program: Program, source: Path, workdir: Path, model: Path, images: np.ndarray,
                   targets: list[str], step: Callable[[str], None] = lambda message: None,
                   expected: np.ndarray | None = None) -> dict:
@@ -56,22 +71,24 @@ def check_program(program: Program, source: Path, workdir: Path, model: Path, im
     side = int(round(images[0].size ** 0.5))
     step(f"host: {' '.join(toolchain.host_compiler()[:1])} {toolchain.OPTIMISATION}, {len(images)} images")
     checks = [{"target": "host", "where": f"native {platform.machine()}",
-               **require_match(expected, host_logits(source, workdir, program, images, expected.shape[1]), program,
-                               f"{program.name}.c on the host vs onnxruntime")}]
+               **require_match_or_locate(expected, host_logits(source, workdir, program, images, expected.shape[1]),
+                                         program, f"{program.name}.c on the host vs onnxruntime",
+                                         (workdir, model, images, None))}]
     footprints = []
     for name in targets:
         target = toolchain.TARGETS[name]
         elf = toolchain.build_elf(source, workdir / f"{program.name}.{name}.elf", target, f"{program.name}_infer")
-        core = EmulatedCore(elf, target, side * side, expected.shape[1])
+        core = EmulatedCore(elf, target, side * side, expected.shape[1], layer_regions(elf, program))
         step(f"{name}: emulated, {len(images)} images")
         found = core.run(images)
         checks.append({"target": name, "where": "emulated (unicorn)",
-                       **require_match(expected, found, program, f"{program.name}.c on an emulated {name} vs "
-                                                                 f"onnxruntime")})
+                       **require_match_or_locate(expected, found, program, f"{program.name}.c on an emulated {name} "
+                                                 "vs onnxruntime", (workdir, model, images, name))})
         last = checks[-1]
         step(f"{name}: {last['images'] - last['bit_mismatches']} of {last['images']} bit-identical, "
              f"{last['images'] - last['argmax_mismatches']} same argmax, max abs difference {last['max_abs_diff']:.3g}")
-        counts = [core.count_instructions(image) for image in images[:COUNTED_IMAGES]]
+        per_image = [core.count_by_region(image) for image in images[:COUNTED_IMAGES]]
+        counts = [sum(c.values()) for c in per_image]
         sizes = toolchain.footprint(elf)
         stack = max(core.stack_high_water(image) for image in images[:COUNTED_IMAGES])
         footprints.append({
@@ -81,10 +98,42 @@ def check_program(program: Program, source: Path, workdir: Path, model: Path, im
             "arena_bytes": sizes.bss_bytes, "data_bytes": sizes.data_bytes, "stack_bytes": stack,
             "instructions_per_inference": {"images": len(counts), "min": min(counts), "max": max(counts),
                                            "mean": round(float(np.mean(counts)))},
+            "instructions_per_layer": mean_per_layer(per_image, [layer.function for layer in program.layers]),
         })
     return {"variant": program.variant, "bit_exact_required": program.exact, "arena_bytes": program.arena_bytes,
             "constant_bytes": program.constant_bytes, "multiply_accumulates": program.macs,
+            "entry_function": f"{program.name}_infer",
+            "layers": [{"function": layer.function, "layer": layer.layer, "description": layer.description,
+                        "multiply_accumulates": layer.macs} for layer in program.layers],
             "checks": checks, "footprint": footprints}
+
+
+def layer_regions(elf: Path, program: Program) -> dict[str, tuple[int, int]]:
+    """Each layer's function and the entry function (labelled CALLS) -> its addresses in the ELF."""
+    ranges = toolchain.symbol_ranges(elf)
+    wanted = {layer.function: layer.function for layer in program.layers} | {f"{program.name}_infer": CALLS}
+    missing = [symbol for symbol in wanted if symbol not in ranges]
+    if missing:
+        raise ValidationError(f"{elf.name}: no symbol for {', '.join(missing)} (expected one function per layer, "
+                              "not inlined, to count its instructions)")
+    return {label: ranges[symbol] for symbol, label in wanted.items()}
+
+
+def mean_per_layer(per_image: list[dict[str, int]], functions: list[str]) -> dict[str, int]:
+    """Mean instructions per layer function and CALLS over the images, rounded so that they add up to the
+    rounded mean total (largest remainders): the per-layer table sums to the figure beside it."""
+    labels = [*functions, CALLS]
+    unknown = {label for counts in per_image for label in counts} - set(labels)
+    if unknown:  # a block before the entry function's first: cannot happen when the ELF's entry is the model's
+        raise ValidationError(f"instructions outside the model's functions: {sorted(unknown)}")
+    sums = {label: sum(counts.get(label, 0) for counts in per_image) for label in labels}
+    n = len(per_image)
+    total = round(sum(sums.values()) / n)
+    means = {label: sums[label] // n for label in labels}
+    by_remainder = sorted(labels, key=lambda label: -(sums[label] % n))
+    for label in by_remainder[:total - sum(means.values())]:
+        means[label] += 1
+    return means
 
 
 def render_markdown(record: dict) -> str:
@@ -104,8 +153,31 @@ def render_markdown(record: dict) -> str:
     for c in record["checks"]:
         lines.append(f"| {c['target']} ({c['where']}) | {c['images']:,} | {c['images'] - c['bit_mismatches']:,} | "
                      f"{c['images'] - c['argmax_mismatches']:,} | {c['max_abs_diff']:.3g} |")
+    lines += ["", *layer_table(record)]
     lines += ["", f"{record['multiply_accumulates']:,} multiply-accumulates per inference. Instructions are counted "
               "by the emulator (deterministic), not cycles: on a real core a load, a multiply-accumulate and a "
               "float division take different numbers of cycles, and flash wait states come on top."]
     return "\n".join(lines) + "\n"
 
+
+
+def layer_table(record: dict) -> list[str]:
+    """Instructions per layer on each emulated core (Markdown), with the calls between layers as a row: the
+    rows add up to the total. Helpers a layer calls (soft float, dot products) count for that layer."""
+    footprints = [f for f in record["footprint"] if "instructions_per_layer" in f]
+    if not footprints:
+        return []
+    head = "| layer | function | multiply-accumulates | " + " | ".join(
+        f"{f['target']} instructions (share)" for f in footprints) + " |"
+    lines = [head, "| --- | --- | ---: |" + " ---: |" * len(footprints)]
+    rows = [(layer["layer"], layer["function"], layer["function"], f"{layer['multiply_accumulates']:,}")
+            for layer in record["layers"]]
+    for label, function, key, macs in [*rows, (CALLS, record["entry_function"], CALLS, "")]:
+        cells = []
+        for f in footprints:
+            n, total = f["instructions_per_layer"][key], f["instructions_per_inference"]["mean"]
+            cells.append(f"{n:,} ({100 * n / total:.1f} %)")
+        lines.append(f"| {label} | {function} | {macs} | " + " | ".join(cells) + " |")
+    lines.append(f"| total | | {record['multiply_accumulates']:,} | " + " | ".join(
+        f"{f['instructions_per_inference']['mean']:,}" for f in footprints) + " |")
+    return lines

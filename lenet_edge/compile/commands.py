@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
+from ..defaults import DEFAULT_CHECK_IMAGES, MAX_CHECK_IMAGES
 from ..options import data_dir_option, force_option
-from .stage import DEFAULT_CHECK_IMAGES, TEST_IMAGES  # no onnx: --help stays light
 from .toolchain import TARGETS  # standard library only
 
 
@@ -18,7 +18,8 @@ from .toolchain import TARGETS  # standard library only
 @click.option("--name", default="lenet", show_default=True, help="File names and C prefix (NAME_infer, NAME_H).")
 @click.option("--target", "targets", type=click.Choice(tuple(TARGETS)), multiple=True,
               help="Emulated core to build, check and measure on (repeatable) [default: both].")
-@click.option("--check-images", type=click.IntRange(1, TEST_IMAGES), default=DEFAULT_CHECK_IMAGES, show_default=True,
+@click.option("--check-images", type=click.IntRange(1, MAX_CHECK_IMAGES), default=DEFAULT_CHECK_IMAGES,
+              show_default=True,
               help="MNIST test images every build must reproduce bit for bit.")
 @click.option("--keep-elf", is_flag=True, help="Also write the checked ELF of each target.")
 @data_dir_option

@@ -5,7 +5,9 @@ harness puts the pixels and the logits in a region of its own, points SP at a pa
 R0/R1 and a return address in LR, and starts at the entry function with the thumb bit set.
 
 Instructions are counted with a block hook: each translated block's instructions are counted once
-(16- and 32-bit Thumb encodings), then summed per execution. Deterministic; a per-instruction hook
+(16- and 32-bit Thumb encodings), then summed per execution, per region: a block inside one of the
+regions given (the layers' functions, the entry function) counts for it, a block anywhere else (a
+helper such as compiler-rt's soft float) for the region that called it. Deterministic; a per-instruction hook
 would be 30x slower and miss the instructions skipped inside IT blocks, which a real core still
 issues. Instructions are not cycles: a Cortex-M4 multiply-accumulate, a load and a float divide
 differ by up to 14 cycles, and flash wait states come on top.
@@ -13,6 +15,8 @@ differ by up to 14 cycles, and flash wait states come on top.
 
 from __future__ import annotations
 
+import bisect
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +38,10 @@ def _page(n: int) -> int:
 
 
 class EmulatedCore:
-    def __init__(self, elf_path: Path, target: Target, pixels: int, classes: int):
+    def __init__(self, elf_path: Path, target: Target, pixels: int, classes: int,
+                 regions: dict[str, tuple[int, int]] | None = None):
+        """`regions`: label -> [start, end) of the code whose instructions count_instructions reports apart;
+        before the first block inside one, blocks count for "" (none)."""
         unicorn = require("unicorn", "mcu")
         elffile = require("elftools.elf.elffile", "mcu")
         from unicorn import arm_const
@@ -63,8 +70,11 @@ class EmulatedCore:
         if IO_BASE + pixels > LOGITS or LOGITS + 4 * classes > IO_BASE + IO_BYTES:
             raise ValidationError(f"{pixels} pixels and {classes} logits do not fit the emulator's I/O region")
         self._enable_fpu()
-        self._block_sizes: dict[tuple[int, int], int] = {}
-        self.instructions = 0
+        self._regions = sorted((start, end, label) for label, (start, end) in (regions or {}).items())
+        self._starts = [start for start, _, _ in self._regions]
+        self._blocks: dict[tuple[int, int], tuple[int, str | None]] = {}
+        self._counts: Counter[str] = Counter()
+        self._current = ""
 
     def _enable_fpu(self) -> None:
         if self.target.hard_float:  # CPACR: full access to CP10 and CP11, as a startup file does
@@ -85,6 +95,10 @@ class EmulatedCore:
         if self.uc.reg_read(self.arm.UC_ARM_REG_PC) != RETURN:
             raise ValidationError(f"{self.target.name}: the model did not return within {TIMEOUT_US // 10**6} s")
         return np.frombuffer(bytes(self.uc.mem_read(LOGITS, 4 * self.classes)), np.float32).copy()
+
+    def read(self, address: int, nbytes: int) -> bytes:
+        """The core's memory: what the model left there (a check build's trace of each layer's output)."""
+        return bytes(self.uc.mem_read(address, nbytes))
 
     def run(self, images: np.ndarray, on_image=None) -> np.ndarray:
         """Logits (N, classes) of images (N, side, side) uint8."""
@@ -107,22 +121,35 @@ class EmulatedCore:
 
     def count_instructions(self, image: np.ndarray) -> int:
         """Instructions executed by one inference (block hook; deterministic for a given image)."""
+        return sum(self.count_by_region(image).values())
+
+    def count_by_region(self, image: np.ndarray) -> dict[str, int]:
+        """Instructions executed by one inference, per region label (see __init__); they sum to the total."""
         unicorn = require("unicorn", "mcu")
-        self.instructions = 0
+        self._counts, self._current = Counter(), ""
         hook = self.uc.hook_add(unicorn.UC_HOOK_BLOCK, self._on_block)
         self.uc.ctl_flush_tb()  # blocks translated before the hook existed would not call it
         try:
             self.infer(image.reshape(-1))
         finally:
             self.uc.hook_del(hook)
-        return self.instructions
+        return dict(self._counts)
+
+    def _region(self, address: int) -> str | None:
+        i = bisect.bisect_right(self._starts, address) - 1
+        if i >= 0 and address < self._regions[i][1]:
+            return self._regions[i][2]
+        return None
 
     def _on_block(self, uc, address: int, size: int, user_data) -> None:
         key = (address, size)
-        count = self._block_sizes.get(key)
-        if count is None:
-            count = self._block_sizes[key] = _thumb_instructions(bytes(uc.mem_read(address, size)))
-        self.instructions += count
+        block = self._blocks.get(key)
+        if block is None:
+            block = self._blocks[key] = (_thumb_instructions(bytes(uc.mem_read(address, size))), self._region(address))
+        count, region = block
+        if region is not None:
+            self._current = region
+        self._counts[self._current] += count
 
 
 def _thumb_instructions(code: bytes) -> int:

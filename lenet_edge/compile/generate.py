@@ -16,23 +16,57 @@ import numpy as np
 from ..contract import INPUT_NAME, OUTPUT_NAME, ModelContract
 from ..errors import ModelError
 from ..graph import GraphIndex, attributes
+from . import conv, kernels
+from .csource import CWriter, template
 from .kernels import (
     ALIASES,
-    KERNELS,
+    ELEMENTWISE,
     Constant,
     Kernel,
+    LayerNames,
     c_float,
     c_type,
-    fusable_pool,
     fuse_elementwise,
-    qlinear_conv,
     quantize_like_onnxruntime,
+    shape_text,
     unsupported,
 )
+from .layers import INPUT_LAYER, kernel_layer, node_layers
 from .runtime_graph import Value, optimized_model, value_shapes
 
 PIXELS = "pixels"  # the entry's input: raw pixels, not an ONNX value
 ALIGN = 4  # every arena buffer starts on a word: float and int32 buffers need it
+KERNELS = {  # operator -> kernel builder (graph, node, values, names) -> Kernel
+    "QLinearConv": conv.qlinear_conv,
+    "MaxPool": conv.max_pool,
+    "QGemm": kernels.qgemm,
+    "QLinearMatMul": lambda graph, node, values, names: kernels.qgemm(graph, node, values, names, matmul=True),
+    "QuantizeLinear": kernels.quantize_linear,
+    "DequantizeLinear": kernels.dequantize_linear,
+    "Transpose": kernels.transpose,
+    "QLinearMul": kernels.qlinear_binary,
+    "QLinearAdd": kernels.qlinear_binary,
+    "QLinearAveragePool": kernels.average_pool,
+    "AveragePool": kernels.average_pool,
+    "Add": kernels.float_binary,
+    "Sub": kernels.float_binary,
+    "Mul": kernels.float_binary,
+    "Div": kernels.float_binary,
+    "Tanh": kernels.tanh,
+    "QLinearSigmoid": kernels.qlinear_sigmoid,
+    "ReduceSum": kernels.reduce_sum,
+}
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One generated function: the model's layers it computes (C1+S2), what it is, and the value it writes."""
+    function: str  # layer1
+    layer: str  # C1+S2, as the model names its layers (lenet_edge.compile.layers)
+    description: str
+    macs: int
+    output: str  # the ONNX value of onnxruntime's graph it writes (a fused pool's output)
+    trace_offset: int  # where the check build copies that output in NAME_trace
 
 
 @dataclass
@@ -45,11 +79,15 @@ class Program:
     constant_bytes: int
     macs: int
     exact: bool  # every kernel reproduces onnxruntime bit for bit
-    layers: list[str] = field(default_factory=list)
+    layers: list[Layer] = field(default_factory=list)
+    trace_source: str = ""  # the .c of a check build: each layer's output kept in NAME_trace (check.py)
+    trace_bytes: int = 0
 
 
 def compile_model(path: Path, name: str = "lenet") -> Program:
     """Generate the C for the int8 model at `path`; ModelError naming the node for what cannot be compiled."""
+    import onnx
+
     from ..runtime.model_file import read_model_bytes
 
     path = Path(path)
@@ -57,17 +95,18 @@ def compile_model(path: Path, name: str = "lenet") -> Program:
     model = optimized_model(data, path)
     contract = ModelContract.from_metadata({p.key: p.value for p in model.metadata_props}, str(path))
     graph = GraphIndex(model)
+    layer_of = node_layers(graph, onnx.load_from_string(data))
     if graph.inputs != [INPUT_NAME] or graph.outputs != [OUTPUT_NAME]:
         raise ModelError(f"{path}: inputs {graph.inputs} and outputs {graph.outputs} "
                          f"(expected [{INPUT_NAME!r}] and [{OUTPUT_NAME!r}], as lenet-edge export writes them)")
     side = contract.preprocessing.input_size - 2 * contract.preprocessing.pad
     values = value_shapes(model, INPUT_NAME, contract.preprocessing(np.zeros((1, side, side), np.uint8)))
-    kernels = []
-    input_kernel, skipped = _input_kernel(graph, values, contract, side)
-    kernels.append(input_kernel)
+    layer_names = [LayerNames("layer0")]
+    input_kernel, skipped = _input_kernel(graph, values, contract, side, layer_names[0])
+    layers = [input_kernel]
     alias, fused = {}, set()
     for node in graph.nodes:
-        if node.op_type == "Constant" or node is skipped:
+        if node.op_type == "Constant" or node is skipped or id(node) in fused:
             continue
         if node.op_type in ALIASES:
             alias[node.output[0]] = alias.get(node.input[0], node.input[0])
@@ -76,31 +115,38 @@ def compile_model(path: Path, name: str = "lenet") -> Program:
             raise unsupported(node, "no C kernel for this operator of onnxruntime's optimised graph (expected an "
                               "int8 model from lenet-edge quantize; kernels for "
                               f"{', '.join(sorted(KERNELS))}, and {', '.join(ALIASES)})")
+        previous = layers[-1]
+        # an element-wise node right after another joins its loop (and its layer's names)
+        joins = (node.op_type in ELEMENTWISE and previous.element is not None
+                 and [alias.get(node.input[0], node.input[0])] == previous.outputs
+                 and len(graph.consumers[node.input[0]]) == 1 and node.input[0] not in graph.outputs)
+        names = layer_names[-1] if joins else LayerNames(f"layer{len(layers)}")
         consumers = graph.consumers[node.output[0]]
         pool = consumers[0] if node.op_type == "QLinearConv" and len(consumers) == 1 else None
-        if pool is not None and fusable_pool(pool, attributes(pool)) and node.output[0] not in graph.outputs:
-            kernel = qlinear_conv(graph, node, values, pool)
+        if pool is not None and conv.fusable_pool(pool, attributes(pool)) and node.output[0] not in graph.outputs:
+            kernel = conv.qlinear_conv(graph, node, values, names, pool)
+            kernel.nodes = [node.name, pool.name]
             fused.add(id(pool))
-        elif id(node) in fused:
-            continue
         else:
-            kernel = KERNELS[node.op_type](graph, node, values)
+            kernel = KERNELS[node.op_type](graph, node, values, names)
+            kernel.nodes = [node.name]
         kernel.inputs = [alias.get(n, n) for n in kernel.inputs]
-        previous = kernels[-1]
-        if (kernel.element and previous.element and kernel.inputs == previous.outputs
-                and len(graph.consumers[node.input[0]]) == 1 and node.input[0] not in graph.outputs):
-            kernels[-1] = fuse_elementwise(previous, kernel, values[node.input[0]].size)
-            continue
-        kernels.append(kernel)
+        if joins:
+            layers[-1] = fuse_elementwise(previous, kernel, values[node.input[0]].size)
+        else:
+            layers.append(kernel)
+            layer_names.append(names)
     output = alias.get(OUTPUT_NAME, OUTPUT_NAME)
     if values[OUTPUT_NAME] != Value(np.dtype(np.float32), (1, len(contract.class_labels))):
         raise ModelError(f"{path}: output {OUTPUT_NAME} is {values[OUTPUT_NAME]} "
                          f"(expected float32 (1, {len(contract.class_labels)}))")
-    offsets, arena_bytes = _plan_arena(kernels, values, output)
-    return _render(name, path, data, contract, kernels, values, offsets, arena_bytes, output, side)
+    offsets, arena_bytes = _plan_arena(layers, values, output)
+    return _render(Plan(name, path.name, hashlib.sha256(data).hexdigest(), contract, side, layers, values, offsets,
+                        arena_bytes, output, layer_of))
 
 
-def _input_kernel(graph: GraphIndex, values: dict[str, Value], contract: ModelContract, side: int):
+def _input_kernel(graph: GraphIndex, values: dict[str, Value], contract: ModelContract, side: int,
+                  names: LayerNames):
     """Pixels -> the model's first quantized tensor through a 256-entry table (and the padding's value).
 
     Returns the kernel and the QuantizeLinear node it replaces (None if the first layer takes floats).
@@ -120,25 +166,18 @@ def _input_kernel(graph: GraphIndex, values: dict[str, Value], contract: ModelCo
         target = quantizer.output[0]
     out = values[target]
     size = pre.input_size
-    body = (f"for (int y = 0; y < {size}; y++) {{\n"
-            f"  for (int x = 0; x < {size}; x++) {{\n"
-            f"    const int py = y - {pre.pad}, px = x - {pre.pad};\n"
-            f"    const int inside = py >= 0 && py < {side} && px >= 0 && px < {side};\n"
-            f"    out0[y * {size} + x] = inside ? table[in0[py * {side} + px]] : "
-            f"{c_float(pad_value) if out.dtype == np.float32 else int(pad_value)};\n"
-            f"  }}\n"
-            f"}}")
+    table_name = names.array("table")
+    c = CWriter()
+    with c.block(f"for (int y = 0; y < {size}; y++)"), c.block(f"for (int x = 0; x < {size}; x++)"):
+        c.line(f"const int py = y - {pre.pad}, px = x - {pre.pad};")
+        c.line(f"const int inside = py >= 0 && py < {side} && px >= 0 && px < {side};")
+        c.line(f"out0[y * {size} + x] = inside ? {table_name}[in0[py * {side} + px]] : "
+               f"{c_float(pad_value) if out.dtype == np.float32 else int(pad_value)};")
     how = "preprocessing and the first QuantizeLinear" if quantizer is not None else "preprocessing"
-    kernel = Kernel([PIXELS], [target], f"input: u8 {side}x{side} pixels -> {_shape(out)}, {how} as one table "
-                    f"(pad {pre.pad}, mean {pre.mean}, std {pre.std})", body,
-                    [Constant("table", np.asarray(table).astype(out.dtype), "pixel value -> model input")])
+    kernel = Kernel([PIXELS], [target], f"input: u8 {side}x{side} pixels -> {shape_text(out)}, {how} as one table "
+                    f"(pad {pre.pad}, mean {pre.mean}, std {pre.std})", c.text(),
+                    [Constant(table_name, np.asarray(table).astype(out.dtype), "pixel value -> model input")])
     return kernel, quantizer
-
-
-def _shape(value: Value) -> str:
-    from .kernels import shape_text
-
-    return shape_text(value)
 
 
 def _plan_arena(kernels: list[Kernel], values: dict[str, Value], output: str) -> tuple[dict[str, int], int]:
@@ -166,7 +205,7 @@ def _plan_arena(kernels: list[Kernel], values: dict[str, Value], output: str) ->
     return offsets, max((end for _, end, _, _ in placed), default=0)
 
 
-def _format_array(c_name: str, constant: Constant) -> tuple[str, int]:
+def _format_array(constant: Constant) -> tuple[str, int]:
     values = np.asarray(constant.values).reshape(-1)
     ctype = c_type(values.dtype)
     if values.dtype == np.float32:
@@ -175,164 +214,104 @@ def _format_array(c_name: str, constant: Constant) -> tuple[str, int]:
         items, per_line = [str(int(v)) for v in values], 16
     lines = [", ".join(items[i:i + per_line]) for i in range(0, len(items), per_line)]
     comment = f"  /* {constant.comment} */" if constant.comment else ""
-    text = f"static const {ctype} {c_name}[{len(values)}] = {{{comment}\n  " + ",\n  ".join(lines) + "\n};\n"
+    text = f"static const {ctype} {constant.name}[{len(values)}] = {{{comment}\n  " + ",\n  ".join(lines) + "\n};\n"
+    if constant.condition:
+        text = f"#if {constant.condition}\n{text}#endif\n"
     return text, values.nbytes
 
 
-TANH = """
-/* mlas's tanh (onnxruntime's CPU kernel): clamp to [-9, 9], then a rational approximation (Eigen's
-   coefficients, spelled as in mlas), each step a fused multiply-add as onnxruntime computes it on x86
-   with FMA3 and on ARM64. */
-#if defined(__ARM_FEATURE_FMA) && defined(__thumb__)
-/* Cortex-M4F/M7: VFMA.F32 rounds once (clang would call a software fmaf here, ~40x slower) */
-static inline float muladd(float a, float b, float c)
-{
-  __asm__("vfma.f32 %0, %1, %2" : "+t"(c) : "t"(a), "t"(b));
-  return c;
-}
-#elif defined(__thumb__) && !defined(__ARM_FP)
-/* no FPU (Cortex-M0+/M3): a software fused multiply-add costs ~3,000 instructions, 10^8 per image here;
-   two roundings instead, so the logits may differ from onnxruntime's in the last bits */
-static inline float muladd(float a, float b, float c) { return a * b + c; }
-#else
-static inline float muladd(float a, float b, float c) { return __builtin_fmaf(a, b, c); }
-#endif
-static float tanh_mlas(float x)
-{
-  x = x < -9.0f ? -9.0f : x;
-  x = x > 9.0f ? 9.0f : x;
-  const float x2 = x * x;
-  float p = muladd(x2, -2.76076847742355e-16f, 2.00018790482477e-13f);
-  p = muladd(p, x2, -8.60467152213735e-11f);
-  p = muladd(p, x2, 5.12229709037114e-08f);
-  p = muladd(p, x2, 1.48572235717979e-05f);
-  p = muladd(p, x2, 6.37261928875436e-04f);
-  p = muladd(p, x2, 4.89352455891786e-03f);
-  p = p * x;
-  float q = muladd(x2, 1.19825839466702e-06f, 1.18534705686654e-04f);
-  q = muladd(q, x2, 2.26843463243900e-03f);
-  q = muladd(q, x2, 4.89352518554385e-03f);
-  return p / q;
-}
-"""
+@dataclass(frozen=True)
+class Plan:
+    """Everything the C is written from, decided before a line of it is: the layers with their names, the
+    arena's offsets, the file's identity."""
+    name: str  # file names and C prefix
+    model_name: str  # the ONNX file's name
+    digest: str  # its sha256
+    contract: ModelContract
+    side: int  # input pixels per side
+    layers: list[Kernel]
+    values: dict[str, Value]
+    offsets: dict[str, int]  # arena offset of each intermediate value
+    arena_bytes: int
+    output: str  # the value written to the logits
+    layer_of: dict[str, str]  # node name -> the model's layer (C1, S2, ...)
+
+    @property
+    def exact(self) -> bool:
+        return all(k.exact for k in self.layers)
 
 
-def _dot_helpers(body: str) -> str:
-    """The dot products the kernels call (dot_u8_i8: uint8 activations, int8 weights; dot_i8_i8), each once."""
-    kinds = [k for k in ("u8", "i8") if f"dot_{k}_i8(" in body]
+def _dot_helpers(used: set[str]) -> str:
+    """The dot products the layers call (dot_u8_i8: uint8 activations, int8 weights; dot_i8_i8), each once."""
+    kinds = [k for k in ("u8", "i8") if f"dot_{k}_i8" in used]
     if not kinds:
         return ""
     ctype = {"u8": "uint8_t", "i8": "int8_t"}
     widen = {"u8": "__uxtb16", "i8": "__sxtb16"}
-    dsp = "".join(
-        f"static inline int32_t dot_{k}_i8(const {ctype[k]} *x, const int8_t *w, int n, int32_t acc)\n{{\n"
-        f"  for (; n >= 4; n -= 4, x += 4, w += 4) {{\n"
-        f"    const uint32_t xs = *(const unaligned_word *)x, ws = *(const unaligned_word *)w;\n"
-        f"    acc = __smlad((int32_t){widen[k]}(xs), (int32_t)__sxtb16(ws), acc);  /* taps 0 and 2 */\n"
-        f"    acc = __smlad((int32_t){widen[k]}(__ror(xs, 8)), (int32_t)__sxtb16(__ror(ws, 8)), acc);  /* 1 and 3 */\n"
-        f"  }}\n"
-        f"  for (; n > 0; n--) acc += *x++ * *w++;\n"
-        f"  return acc;\n}}\n" for k in kinds)
-    plain = "".join(
-        f"static inline int32_t dot_{k}_i8(const {ctype[k]} *x, const int8_t *w, int n, int32_t acc)\n{{\n"
-        f"  for (int i = 0; i < n; i++) acc += x[i] * w[i];\n"
-        f"  return acc;\n}}\n" for k in kinds)
-    return ("\n#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP\n"
-            "/* Cortex-M4/M7/M33: SMLAD multiplies two pairs of 16-bit halves and adds both products to the\n"
-            "   accumulator; UXTB16/SXTB16 widen bytes 0 and 2 (or 1 and 3 after a rotation) of a word into such\n"
-            "   pairs. Exact integer arithmetic: the same sum, in another order. */\n"
-            "#include <arm_acle.h>\n"
-            "typedef uint32_t __attribute__((aligned(1), may_alias)) unaligned_word;  /* loads at any address */\n"
-            + dsp + "#else\n" + plain + "#endif\n")
+    return template("dot.c", dsp="".join(template("dot_dsp.c", kind=k, ctype=ctype[k], widen=widen[k]) for k in kinds),
+                    plain="".join(template("dot_plain.c", kind=k, ctype=ctype[k]) for k in kinds))
 
 
-FP_CONTRACT = """\
-/* GCC contracts a * b + c into one fused multiply-add by default (-ffp-contract=fast): not here. */
-#if defined(__clang__)
-#pragma STDC FP_CONTRACT OFF
-#elif defined(__GNUC__)
-#pragma GCC optimize("fp-contract=off")
-#endif
-
-"""
-
-HELPERS = """\
-/* Round half to even with the float adder itself (onnxruntime's cvtps2dq does the same);
-   exact for |v| <= 2^22, and every caller clamps first. */
-static inline float round_half_even(float v) { return (v + 12582912.0f) - 12582912.0f; }
-
-/* onnxruntime's QuantizeLinear and requantisation: clamp to the type's range around the zero point,
-   round half to even, add the zero point. */
-static inline int32_t quantize(float v, float lo, float hi, int32_t zero_point)
-{
-  v = v < lo ? lo : v;
-  v = v > hi ? hi : v;
-  return (int32_t)round_half_even(v) + zero_point;
-}
-"""
+def _layer_function(plan: Plan, index: int, kernel: Kernel) -> tuple[str, str, str]:
+    """(the layer's C function, its call in the entry function, the pointer to its output there)."""
+    params, args = [], []
+    for i, value_name in enumerate(kernel.inputs):
+        ctype = "uint8_t" if value_name == PIXELS else c_type(plan.values[value_name].dtype)
+        params.append(f"const {ctype} *in{i}")
+        args.append(PIXELS if value_name == PIXELS else f"(const {ctype} *)(arena + {plan.offsets[value_name]})")
+    for i, value_name in enumerate(kernel.outputs):
+        ctype = c_type(plan.values[value_name].dtype)
+        params.append(f"{ctype} *out{i}")
+        args.append("logits" if value_name == plan.output else f"({ctype} *)(arena + {plan.offsets[value_name]})")
+    c = CWriter()
+    with c.function(f"static NOINLINE void layer{index}({', '.join(params)})"):
+        c.lines(kernel.body)
+    return c.text() + "\n", f"  layer{index}({', '.join(args)});", args[-1]
 
 
-def _render(name, path, data, contract, kernels, values, offsets, arena_bytes, output, side) -> Program:
-    upper = name.upper()
-    digest = hashlib.sha256(data).hexdigest()
-    exact = all(k.exact for k in kernels)
-    promise = ("Its logits are bit-identical to onnxruntime's CPU execution of that file." if exact else
+def _render(plan: Plan) -> Program:
+    name, upper = plan.name, plan.name.upper()
+    promise = ("Its logits are bit-identical to onnxruntime's CPU execution of that file." if plan.exact else
                "It predicts as onnxruntime's CPU execution of that file does (float layers: last bits may differ).")
-    banner = (f"/* {name}: {contract.variant} int8, generated by lenet-edge compile from {Path(path).name}\n"
-              f"   (sha256 {digest}).\n   {promise}\n"
-              f"   Never build it with -ffast-math: the float steps must round as onnxruntime's do. */\n")
-    parts, calls, constant_bytes, macs, layers = [banner, f'#include "{name}.h"\n\n', FP_CONTRACT, HELPERS,
-                                                   _dot_helpers("".join(k.body for k in kernels))], [], 0, 0, []
-    if any("tanh_mlas(" in k.body for k in kernels):
-        parts.append(TANH)
-    for index, kernel in enumerate(kernels):
-        fn = f"layer{index}"
-        parts.append(f"\n/* {fn}: {kernel.description} */\n")
+    helpers = set().union(*(k.helpers for k in plan.layers))
+    parts = [template("banner.c", name=name, variant=plan.contract.variant, model=plan.model_name,
+                      digest=plan.digest, promise=promise), template("arithmetic.c"), _dot_helpers(helpers)]
+    if "patch_word" in helpers:  # the halfword-patch kernels (conv.py), only those the layers call
+        parts.append(template("patch.c", functions="".join(
+            template(f"{function}.c") for function in ("patch_dot_2x2", "patch_dot_2x1") if function in helpers)))
+    nonzero = [kind for kind in ("u8", "i8") if f"dot_nonzero_{kind}" in helpers]
+    if nonzero:
+        ctype = {"u8": "uint8_t", "i8": "int8_t"}
+        parts.append(template("nonzero.c", functions="".join(template("dot_nonzero.c", kind=kind, ctype=ctype[kind])
+                                                             for kind in nonzero)))
+    if "tanh_mlas" in helpers:
+        parts.append("\n" + template("tanh.c"))
+    calls, traced, constant_bytes, trace_offsets = [], [], 0, []
+    for index, kernel in enumerate(plan.layers):
+        parts.append(f"\n/* layer{index}: {kernel.description} */\n")
+        by_condition: dict[str, int] = {}
         for constant in kernel.constants:
-            text, nbytes = _format_array(f"{fn}_{constant.name}", constant)
+            text, nbytes = _format_array(constant)
             parts.append(text)
-            constant_bytes += nbytes
-        params, args = [], []
-        for i, value_name in enumerate(kernel.inputs):
-            ctype = "uint8_t" if value_name == PIXELS else c_type(values[value_name].dtype)
-            params.append(f"const {ctype} *in{i}")
-            args.append(PIXELS if value_name == PIXELS else f"(const {ctype} *)(arena + {offsets[value_name]})")
-        for i, value_name in enumerate(kernel.outputs):
-            ctype = c_type(values[value_name].dtype)
-            params.append(f"{ctype} *out{i}")
-            args.append("logits" if value_name == output else f"({ctype} *)(arena + {offsets[value_name]})")
-        body = kernel.body
-        for constant in kernel.constants:  # constants are named after their layer
-            body = _rename(body, constant.name, f"{fn}_{constant.name}")
-        parts.append(f"static void {fn}({', '.join(params)})\n{{\n" + _indent(body) + "\n}\n")
-        calls.append(f"  {fn}({', '.join(args)});")
-        macs += kernel.macs
-        layers.append(kernel.description)
-    parts.append(f"\n/* The one activation buffer: {arena_bytes} bytes, word-aligned; layers reuse it by lifetime. */\n"
-                 f"static uint32_t arena_words[{upper}_ARENA_BYTES / 4];\n\n"
-                 f"void {name}_infer(const uint8_t {PIXELS}[{upper}_PIXELS], float logits[{upper}_CLASSES])\n{{\n"
-                 f"  uint8_t *arena = (uint8_t *)arena_words;\n" + "\n".join(calls) + "\n}\n")
-    classes = len(contract.class_labels)
-    header = (f"/* {name}: {contract.variant} int8 as C99, generated by lenet-edge compile from {Path(path).name}\n"
-              f"   (sha256 {digest}). No heap, no libc; the weights are const (flash). */\n"
-              f"#ifndef {upper}_H\n#define {upper}_H\n\n#include <stdint.h>\n\n"
-              f"#define {upper}_PIXEL_SIDE {side}  /* input: {side}x{side} uint8, row-major, light digit on dark */\n"
-              f"#define {upper}_PIXELS {side * side}\n"
-              f"#define {upper}_CLASSES {classes}  /* output: float logits, class i is the digit i */\n"
-              f"#define {upper}_ARENA_BYTES {max(arena_bytes, ALIGN)}  /* the static activation buffer */\n"
-              f"#define {upper}_CONSTANT_BYTES {constant_bytes}  /* weights, biases, scales, table */\n\n"
-              f"#ifdef __cplusplus\nextern \"C\" {{\n#endif\n\n"
-              f"/* Classify one digit: {PIXELS} -> logits. Not reentrant (one static arena). */\n"
-              f"void {name}_infer(const uint8_t {PIXELS}[{upper}_PIXELS], float logits[{upper}_CLASSES]);\n\n"
-              f"#ifdef __cplusplus\n}}\n#endif\n\n#endif\n")
-    return Program(name, "".join(parts), header, contract.variant, arena_bytes, constant_bytes, macs, exact, layers)
-
-
-def _rename(body: str, old: str, new: str) -> str:
-    import re
-
-    return re.sub(rf"\b{re.escape(old)}\b", new, body)
-
-
-def _indent(text: str) -> str:
-    return "\n".join("  " + line if line else line for line in text.splitlines())
+            by_condition[constant.condition] = by_condition.get(constant.condition, 0) + nbytes
+        # one variant of a layer's arrays is built: count the larger
+        constant_bytes += by_condition.pop("", 0) + max(by_condition.values(), default=0)
+        function, call, output = _layer_function(plan, index, kernel)
+        parts.append(function)
+        calls.append(call)
+        nbytes = plan.values[kernel.outputs[0]].nbytes
+        trace_offsets.append(sum(plan.values[k.outputs[0]].nbytes for k in plan.layers[:index]))
+        traced += [call, f"  trace({trace_offsets[-1]}, {output}, {nbytes});"]
+    entry = {"arena_bytes": plan.arena_bytes, "upper": upper, "name": name}
+    trace_bytes = sum(plan.values[k.outputs[0]].nbytes for k in plan.layers)
+    trace_source = "".join([*parts, template("trace.c", name=name, trace_bytes=trace_bytes),
+                            template("entry.c", **entry, calls="\n".join(traced))])
+    parts.append(template("entry.c", **entry, calls="\n".join(calls)))
+    header = template("header.h", name=name, upper=upper, variant=plan.contract.variant, model=plan.model_name,
+                      digest=plan.digest, side=plan.side, pixels=plan.side * plan.side,
+                      classes=len(plan.contract.class_labels), arena_bytes=max(plan.arena_bytes, ALIGN),
+                      constant_bytes=constant_bytes)
+    layers = [Layer(f"layer{i}", kernel_layer(k.nodes, plan.layer_of) if k.nodes else INPUT_LAYER, k.description,
+                    k.macs, k.outputs[0], trace_offsets[i]) for i, k in enumerate(plan.layers)]
+    return Program(name, "".join(parts), header, plan.contract.variant, plan.arena_bytes, constant_bytes,
+                   sum(k.macs for k in plan.layers), plan.exact, layers, trace_source, trace_bytes)

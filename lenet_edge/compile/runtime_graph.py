@@ -42,6 +42,14 @@ def value_shapes(model, input_name: str, example: np.ndarray) -> dict[str, Value
     The contrib operators onnxruntime fuses into (QGemm, ...) have no onnx shape inference;
     one real run gives exact shapes for any operator onnxruntime can execute.
     """
+    values = {name: Value(np.dtype(r.dtype), tuple(r.shape)) for name, r in value_arrays(model, input_name,
+                                                                                          example).items()}
+    values[input_name] = Value(np.dtype(example.dtype), tuple(example.shape))
+    return values
+
+
+def probe_model(model):
+    """The optimised graph with every value a node computes as a graph output (an onnx.ModelProto)."""
     import onnx
 
     probe = onnx.ModelProto()
@@ -53,9 +61,13 @@ def value_shapes(model, input_name: str, example: np.ndarray) -> dict[str, Value
             if name and name not in known and name not in initializers:
                 probe.graph.output.append(onnx.ValueInfoProto(name=name))
                 known.add(name)
-    session = open_session(probe.SerializeToString(), "the optimised graph", session_options(optimization="none"))
+    return probe
+
+
+def value_arrays(model, input_name: str, inputs: np.ndarray) -> dict[str, np.ndarray]:
+    """Every value of the optimised graph `model` computed by onnxruntime for `inputs`, each as it runs in
+    the graph (optimisations off: the graph is already the optimised one)."""
+    session = open_session(probe_model(model).SerializeToString(), "the optimised graph",
+                           session_options(optimization="none"))
     names = [o.name for o in session.get_outputs()]
-    results = session.run(names, {input_name: example})
-    values = {name: Value(np.dtype(r.dtype), tuple(r.shape)) for name, r in zip(names, results, strict=True)}
-    values[input_name] = Value(np.dtype(example.dtype), tuple(example.shape))
-    return values
+    return dict(zip(names, session.run(names, {input_name: inputs}), strict=True))

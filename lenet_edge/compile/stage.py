@@ -11,6 +11,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from ..defaults import DEFAULT_CHECK_IMAGES, MAX_CHECK_IMAGES
 from ..errors import DataError, OutputError
 from ..fileio import check_name, check_writable, ensure_directory, write_bytes, write_json, write_text
 from ..scratch import scratch_directory
@@ -26,8 +27,6 @@ DEFAULT_TARGETS = tuple(toolchain.TARGETS)
 PIPELINE_RULE = ("the build with the lowest worst-case ratio of instructions per inference to the shipped model's "
                  "build over the emulated cores; within 2% of the best, the shipped model")
 TIE = 0.02
-DEFAULT_CHECK_IMAGES = 1000
-TEST_IMAGES = 10_000
 
 
 def output_paths(out: Path, name: str) -> dict[str, Path]:
@@ -45,8 +44,8 @@ def check_compile_request(out: Path, *, name: str, targets: tuple[str, ...], che
     out = Path(out)
     if not re.fullmatch(r"[a-z_][a-z0-9_]{0,30}", name):
         raise DataError(f"--name {name!r} (expected a C identifier in lower case, e.g. lenet)")
-    if isinstance(check_images, bool) or not isinstance(check_images, int) or not 1 <= check_images <= TEST_IMAGES:
-        raise DataError(f"check images {check_images} (expected 1 to {TEST_IMAGES})")
+    if isinstance(check_images, bool) or not isinstance(check_images, int) or not 1 <= check_images <= MAX_CHECK_IMAGES:
+        raise DataError(f"check images {check_images} (expected 1 to {MAX_CHECK_IMAGES})")
     unknown = [t for t in targets if t not in toolchain.TARGETS]
     if unknown:
         raise DataError(f"targets {unknown} (expected some of {', '.join(toolchain.TARGETS)})")

@@ -157,6 +157,20 @@ def footprint(elf_path: Path) -> Footprint:
     return Footprint(sizes["code"], sizes["const"], sizes["data"], sizes["bss"])
 
 
+def symbol_ranges(elf_path: Path, kind: str = "STT_FUNC") -> dict[str, tuple[int, int]]:
+    """Each symbol of `kind` (functions; STT_OBJECT: variables) in the ELF -> its [start, end) addresses
+    (a function's Thumb bit cleared)."""
+    elffile = require("elftools.elf.elffile", "mcu")
+    ranges = {}
+    with open(elf_path, "rb") as f:
+        symbols = elffile.ELFFile(f).get_section_by_name(".symtab")
+        for symbol in symbols.iter_symbols() if symbols else ():
+            if symbol["st_info"]["type"] == kind and symbol["st_size"]:
+                start = symbol["st_value"] & ~1
+                ranges[symbol.name] = (start, start + symbol["st_size"])
+    return ranges
+
+
 def check_toolchain() -> str | None:
     """None if the microcontroller toolchain is installed, else a one-line reason."""
     try:
