@@ -91,6 +91,33 @@ def set_ints(node, name: str, values: list[int]) -> None:
     node.attribute.append(helper.make_attribute(name, values))
 
 
+def single_consumer(graph, node, op_types: tuple[str, ...]):
+    """The one node that reads `node`'s first output, if it is one of `op_types`; else None."""
+    users = consumers(graph, node.output[0])
+    return users[0] if len(users) == 1 and users[0].op_type in op_types else None
+
+
+def is_plain_pool(node, size: int = 2) -> bool:
+    """A `size`x`size` window of stride `size`: no padding, dilation or ceil mode, one output."""
+    return (attribute(node, "kernel_shape") == [size, size] and attribute(node, "strides") == [size, size]
+            and not any(attribute(node, "pads", [])) and not attribute(node, "ceil_mode", 0)
+            and all(d == 1 for d in attribute(node, "dilations", [1, 1])) and len(node.output) == 1)
+
+
+def is_plain_gemm(node) -> bool:
+    """A Gemm that is A B' + C or A B + C: alpha and beta 1, A not transposed."""
+    return (node.op_type == "Gemm" and attribute(node, "alpha", 1.0) == 1.0 and attribute(node, "beta", 1.0) == 1.0
+            and not attribute(node, "transA", 0))
+
+
+def bypass(graph, node, source: str | None = None) -> None:
+    """Remove `node`; its readers read `source` (default: its first input) instead of its first output."""
+    source = node.input[0] if source is None else source
+    for user in consumers(graph, node.output[0]):
+        user.input[:] = [source if name == node.output[0] else name for name in user.input]
+    graph.node.remove(node)
+
+
 def replace_nodes(graph, old: list, new: list) -> None:
     """Remove `old` and put `new` where the first of them stood (graph order stays topological)."""
     nodes = list(graph.node)
@@ -149,12 +176,14 @@ def static_shape(model, name: str) -> list | None:
 
 
 def metadata(model) -> dict[str, str]:
-    """The model's metadata_props as a dict."""
+    """The model's metadata_props as a dict: the one reader of an ONNX file's metadata on the host (a device,
+    without onnx, reads the same keys through onnxruntime's custom_metadata_map)."""
     return {p.key: p.value for p in model.metadata_props}
 
 
 def set_metadata(model, props: dict[str, str]) -> None:
-    """Merge `props` into the model's metadata_props (given keys win, others stay)."""
+    """The one writer: merge `props` into the model's metadata_props. Given keys win and the others stay,
+    so what onnxruntime's tools recorded (onnx.quant.pre_process, onnx.infer) travels with the model."""
     merged = metadata(model) | props
     del model.metadata_props[:]
     helper.set_model_props(model, merged)

@@ -5,8 +5,9 @@ Why this statistic, on a noisy machine. Every figure starts from each round's me
 p50): at batch 1 a call takes ~0.07 ms and a few calls stalled by a thread woken late move a round's
 mean by several per cent, not its median. Models timed in one run take turns round by round, so a burst
 of load or a change of clock hits both in the same round: the ratio of the two medians *in each round*
-cancels it, and the median of those per-round ratios keeps one disturbed round out of the result. Rows from different runs (`compare` across devices) have
-no common rounds to pair, so there the ratio is of the medians of their round medians.
+cancels it, and the median of those per-round ratios keeps one disturbed round out of the result. Rows
+from different runs (`compare` across devices) have no common rounds to pair, so there the ratio is of the
+medians of their round medians.
 """
 
 from __future__ import annotations
