@@ -110,6 +110,15 @@ def is_plain_gemm(node) -> bool:
             and not attribute(node, "transA", 0))
 
 
+def is_plain_conv(node) -> bool:
+    """Stride 1, no padding or dilation, one group."""
+    auto_pad = attribute(node, "auto_pad", b"NOTSET")
+    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
+    return (attribute(node, "group", 1) == 1 and all(s == 1 for s in attribute(node, "strides", [1, 1]))
+            and all(d == 1 for d in attribute(node, "dilations", [1, 1])) and not any(attribute(node, "pads", []))
+            and auto_pad in ("NOTSET", "VALID"))
+
+
 def bypass(graph, node, source: str | None = None) -> None:
     """Remove `node`; its readers read `source` (default: its first input) instead of its first output."""
     source = node.input[0] if source is None else source
@@ -126,6 +135,36 @@ def replace_nodes(graph, old: list, new: list) -> None:
     kept[at:at] = new
     del graph.node[:]
     graph.node.extend(kept)
+
+
+# ---------------------------------------------------------------- peepholes
+def merge_reshapes(g) -> None:
+    """Reshape -> Transpose to NCHW -> Transpose to NHWC -> Reshape is one Reshape: the transposes cancel
+    and two views of the same memory are one view."""
+    for second in [n for n in g.node if n.op_type == "Reshape"]:
+        to_nhwc = producer(g, second.input[0])
+        to_nchw = producer(g, to_nhwc.input[0]) if is_transpose(to_nhwc, [0, 2, 3, 1]) else None
+        first = producer(g, to_nchw.input[0]) if is_transpose(to_nchw, [0, 3, 1, 2]) else None
+        chain = (first, to_nchw, to_nhwc)
+        if first is None or first.op_type != "Reshape" or any(len(consumers(g, n.output[0])) != 1 for n in chain):
+            continue
+        second.input[0] = first.input[0]
+        for n in chain:
+            g.node.remove(n)
+
+
+def drop_identity_reshapes(m) -> None:
+    """A Reshape whose input already has its shape is a node that only costs: its readers take its input."""
+    g = m.graph
+    for node in [n for n in g.node if n.op_type == "Reshape"]:
+        shape_in, shape_out = static_shape(m, node.input[0]), static_shape(m, node.output[0])
+        if shape_in is None or shape_in != shape_out or any(o.name == node.output[0] for o in g.output):
+            continue
+        bypass(g, node)
+
+
+def is_transpose(node, perm: list[int]) -> bool:
+    return node is not None and node.op_type == "Transpose" and attribute(node, "perm") == perm
 
 
 # ---------------------------------------------------------------- initializers
@@ -150,6 +189,16 @@ def set_initializer(graph, name: str, value: np.ndarray) -> None:
 def add_initializer(graph, name: str, value: np.ndarray) -> str:
     graph.initializer.append(numpy_helper.from_array(value, name))
     return name
+
+
+def constant_operand(g, node) -> tuple[int, np.ndarray] | None:
+    """(index of the other input, its value) for a Mul/Add of one tensor and one float constant."""
+    for i in (0, 1):
+        other = node.input[1 - i]
+        if initializer(g, other) is not None and initializer(g, node.input[i]) is None:
+            value = initializer_array(g, other)
+            return (i, value) if value.dtype == np.float32 else None
+    return None
 
 
 def is_private_initializer(graph, name: str) -> bool:

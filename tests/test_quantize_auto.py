@@ -440,7 +440,7 @@ def test_auto_report_and_output_list_every_candidate_with_its_figures(modern_aut
 @pytest.mark.integration
 def test_classic_lenet5_takes_the_rewrite_after_its_scales_are_folded(classic_onnx, mnist_dir, tmp_path):
     """The paper's network: its squashing constants, weighted subsampling and RBF output are folded into
-    plain layers (affine.py), then rewritten like lenet5-tanh, proven exact on the whole test set."""
+    plain layers (rewrite.fold_affine), then rewritten like lenet5-tanh, proven exact on the whole test set."""
     steps = []
     result = auto_quantize(classic_onnx, tmp_path / "classic.int8.onnx", data_dir=mnist_dir, plan=QUICK,
                            progress=lambda done, total, what: steps.append((done, total, what)))

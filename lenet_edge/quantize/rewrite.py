@@ -67,13 +67,17 @@ from ..graph import (
     add_initializer,
     attribute,
     bypass,
+    constant_operand,
     consumers,
+    drop_identity_reshapes,
     drop_unused_initializers,
     initializer,
     initializer_array,
+    is_plain_conv,
     is_plain_gemm,
     is_plain_pool,
     is_private_initializer,
+    merge_reshapes,
     producer,
     replace_nodes,
     set_initializer,
@@ -115,8 +119,8 @@ def kernel_friendly(model: onnx.ModelProto, source: str = "model") -> tuple[onnx
     applied.append(fold_column_pairs(m, c3, a3, source=source))
     _, _, (c5, a5) = lenet_convs(m, source)
     applied.append(last_conv_as_nhwc_gemm(m, c5, a5, source=source))
-    _merge_reshapes(m.graph)
-    _drop_identity_reshapes(m)
+    merge_reshapes(m.graph)  # at batch 1 a call costs ~0.04 ms, so one node less is worth having
+    drop_identity_reshapes(m)
     drop_unused_initializers(m.graph)  # e.g. the shape of the Reshape that flattened C5's output
     del m.graph.value_info[:]
     try:
@@ -371,37 +375,6 @@ def last_conv_as_nhwc_gemm(m: onnx.ModelProto, conv, act, *, source: str) -> str
     return "c5-as-nhwc-gemm"
 
 
-def _merge_reshapes(g) -> None:
-    """Reshape -> Transpose to NCHW -> Transpose to NHWC -> Reshape, as between C1's pool and C3, is one
-    Reshape: the transposes cancel and two views of the same memory are one view. At batch 1 a call
-    costs ~0.04 ms, so one node less is worth having."""
-    for second in [n for n in g.node if n.op_type == "Reshape"]:
-        to_nhwc = producer(g, second.input[0])
-        to_nchw = producer(g, to_nhwc.input[0]) if _is_transpose(to_nhwc, [0, 2, 3, 1]) else None
-        first = producer(g, to_nchw.input[0]) if _is_transpose(to_nchw, [0, 3, 1, 2]) else None
-        chain = (first, to_nchw, to_nhwc)
-        if first is None or first.op_type != "Reshape" or any(len(consumers(g, n.output[0])) != 1 for n in chain):
-            continue
-        second.input[0] = first.input[0]
-        for n in chain:
-            g.node.remove(n)
-
-
-def _drop_identity_reshapes(m: onnx.ModelProto) -> None:
-    """A Reshape whose input already has its shape (as where an averaging conv's output meets C3's
-    column pairs) is a node that only costs: its readers take its input instead."""
-    g = m.graph
-    for node in [n for n in g.node if n.op_type == "Reshape"]:
-        shape_in, shape_out = static_shape(m, node.input[0]), static_shape(m, node.output[0])
-        if shape_in is None or shape_in != shape_out or any(o.name == node.output[0] for o in g.output):
-            continue
-        bypass(g, node)
-
-
-def _is_transpose(node, perm: list[int]) -> bool:
-    return node is not None and node.op_type == "Transpose" and attribute(node, "perm") == perm
-
-
 # ---------------------------------------------------------------- the classic LeNet-5's folds
 def fold_affine(m: onnx.ModelProto) -> list[str]:
     """Apply the classic LeNet-5's folds (module docstring) until none applies; the ids of those that did."""
@@ -417,16 +390,6 @@ def fold_affine(m: onnx.ModelProto) -> list[str]:
     if _rbf_as_gemm(g):
         applied.append("rbf-as-gemm")
     return applied
-
-
-def _constant(g, node) -> tuple[int, np.ndarray] | None:
-    """(index of the other input, its value) for a Mul/Add of one tensor and one float constant."""
-    for i in (0, 1):
-        other = node.input[1 - i]
-        if initializer(g, other) is not None and initializer(g, node.input[i]) is None:
-            value = initializer_array(g, other)
-            return (i, value) if value.dtype == np.float32 else None
-    return None
 
 
 def _per_channel(value: np.ndarray, channels: int, layer) -> np.ndarray | None:
@@ -456,7 +419,7 @@ def _layer_weights(g, layer) -> tuple[np.ndarray, np.ndarray] | None:
 
 def _fold_one_scale_or_shift(g) -> bool:
     for node in g.node:
-        if node.op_type not in ("Mul", "Add") or (found := _constant(g, node)) is None:
+        if node.op_type not in ("Mul", "Add") or (found := constant_operand(g, node)) is None:
             continue
         index, c = found
         x = node.input[index]
@@ -519,7 +482,7 @@ def _subsampling_as_depthwise_convs(m: onnx.ModelProto) -> int:
     for pool in [n for n in g.node if n.op_type == "AveragePool"]:
         users = consumers(g, pool.output[0])
         shape = static_shape(m, pool.input[0])  # (N, C, H, W)
-        if (len(users) != 1 or users[0].op_type not in ("Mul", "Add") or _constant(g, users[0]) is None
+        if (len(users) != 1 or users[0].op_type not in ("Mul", "Add") or constant_operand(g, users[0]) is None
                 or not is_plain_pool(pool) or shape is None or len(shape) != 4 or shape[1] is None):
             continue
         channels = shape[1]
@@ -535,10 +498,10 @@ def _subsampling_as_depthwise_convs(m: onnx.ModelProto) -> int:
 def _rbf_as_gemm(g) -> bool:
     """(ReduceSum(x*x) - MatMul(k*x, P) + c) / d, x = A*t, as Gemm(t, -k A P / d, c / d) + (A^2 / d) sum t^2."""
     out = producer(g, g.output[0].name)
-    if out is None or out.op_type != "Div" or (divisor := _constant(g, out)) is None or divisor[0] != 0:
+    if out is None or out.op_type != "Div" or (divisor := constant_operand(g, out)) is None or divisor[0] != 0:
         return False
     add = producer(g, out.input[0])
-    found = _constant(g, add) if add is not None and add.op_type == "Add" else None
+    found = constant_operand(g, add) if add is not None and add.op_type == "Add" else None
     sub = producer(g, add.input[found[0]]) if found else None
     if sub is None or sub.op_type != "Sub":
         return False
@@ -547,7 +510,7 @@ def _rbf_as_gemm(g) -> bool:
             or initializer(g, matmul.input[1]) is None):
         return False
     square, scaled = producer(g, square_sum.input[0]), producer(g, matmul.input[0])
-    scale = _constant(g, scaled) if scaled is not None and scaled.op_type == "Mul" else None
+    scale = constant_operand(g, scaled) if scaled is not None and scaled.op_type == "Mul" else None
     if (square is None or square.op_type != "Mul" or square.input[0] != square.input[1] or scale is None
             or scaled.input[scale[0]] != square.input[0] or scale[1].size != 1
             or list(initializer_array(g, square_sum.input[1])) not in ([1], [-1])):
@@ -555,7 +518,7 @@ def _rbf_as_gemm(g) -> bool:
     x, k, d = square.input[0], float(scale[1].item()), float(divisor[1].item())
     t, a = x, 1.0
     squash = producer(g, x)
-    if squash is not None and squash.op_type == "Mul" and (amp := _constant(g, squash)) and amp[1].size == 1:
+    if squash is not None and squash.op_type == "Mul" and (amp := constant_operand(g, squash)) and amp[1].size == 1:
         t, a = squash.input[amp[0]], float(amp[1].item())  # x = A t: A goes into the weights
     p = initializer_array(g, matmul.input[1])  # (84, 10)
     tag = "rbf"
@@ -634,7 +597,7 @@ def _plain_pool(g, act, layer: str, source: str):
 
 
 def _is_pool_conv(g, node) -> bool:
-    """A depthwise 2x2 stride-2 conv of its own weights: the classic LeNet-5's subsampling (affine.py)."""
+    """A depthwise 2x2 stride-2 conv of its own weights: the classic LeNet-5's subsampling (fold_affine)."""
     if node.op_type != "Conv" or initializer(g, node.input[1]) is None or len(node.input) != 3:
         return False
     w = initializer_array(g, node.input[1])
@@ -663,12 +626,8 @@ def _short(node) -> str:
 
 
 def _check_plain_conv(conv, source: str) -> None:
-    """Stride 1, no padding or dilation, one group: the convs whose columns can be regrouped."""
-    auto_pad = attribute(conv, "auto_pad", b"NOTSET")
-    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
-    if (attribute(conv, "group", 1) != 1 or any(s != 1 for s in attribute(conv, "strides", [1, 1]))
-            or any(d != 1 for d in attribute(conv, "dilations", [1, 1])) or any(attribute(conv, "pads", []))
-            or auto_pad not in ("NOTSET", "VALID")):
+    """The convs whose columns can be regrouped."""
+    if not is_plain_conv(conv):
         raise NotRewritable(f"{source}: conv {conv.name} is strided, padded, dilated or grouped "
                             f"(expected stride 1, no padding, one group)")
 

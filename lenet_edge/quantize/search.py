@@ -32,6 +32,7 @@ from .. import graph
 from ..contract import ModelContract
 from ..errors import DataError, ModelError, ValidationError, require
 from ..fileio import write_bytes, write_json
+from ..progress import Progress
 from ..runtime.bench import time_interleaved
 from ..runtime.environment import cpu_info, load_average
 from ..runtime.ratio import latency_ratio
@@ -39,7 +40,7 @@ from ..runtime.session import LoadedModel, load_model
 from .build import FloatModel, preprocess
 from .rewrite import kernel_friendly, verify_rewrite
 from .settings import AUTO_MAX_ACCURACY_DROP, ChosenRecipe, QuantRecipe, QuantSettings, candidate_recipes
-from .stage import Inputs, Judged, Progress, Quantized, Steps, build, checked_arguments, judge, open_inputs, shipped
+from .stage import Inputs, Judged, Quantized, Steps, build, checked_arguments, judge, open_inputs, shipped
 from .stage import workdir as new_workdir
 
 onnx = require("onnx", "quantize")

@@ -15,7 +15,6 @@ the model once, in memory, and keeps the bytes to ship.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from ..contract import PREFIX, ModelContract
 from ..data import load_mnist
 from ..errors import DataError, ModelError, require
 from ..fileio import check_writable, write_bytes, write_json
+from ..progress import Progress
 from ..runtime.session import LoadedModel, load_model
 from .build import (
     CALIBRATION_SPLIT,
@@ -51,8 +51,6 @@ from .settings import DEFAULT_MAX_ACCURACY_DROP, STANDARD, ChosenRecipe, Quantiz
 
 onnx = require("onnx", "quantize")
 import onnxruntime as ort  # noqa: E402
-
-Progress = Callable[[int, int, str], None]  # (steps done, total steps, what runs now), as lenet_edge.progress's
 
 
 @dataclass(frozen=True)
