@@ -27,6 +27,7 @@ from ..errors import DataError, ModelError, require
 from ..fileio import check_writable, write_bytes, write_json
 from ..progress import Progress
 from ..runtime.session import LoadedModel, load_model
+from . import checks
 from .build import (
     CALIBRATION_SPLIT,
     Candidate,
@@ -36,16 +37,6 @@ from .build import (
     preprocess,
     read_calibration_file,
     training_images,
-)
-from .checks import (
-    SAMPLE,
-    accuracy_gate,
-    check_max_drop,
-    check_metadata,
-    check_model_file,
-    check_structure,
-    compare_with_reference,
-    measure,
 )
 from .settings import DEFAULT_MAX_ACCURACY_DROP, STANDARD, ChosenRecipe, QuantizationRecord, QuantRecipe, QuantSettings
 
@@ -141,14 +132,14 @@ def quantize_model(model: Path, out: Path, *, data_dir: Path, settings: QuantSet
               f"on {len(inputs.test_labels)} test images")
         judged = judge(inputs, build(inputs, recipe, float_model, out.name), None, out.name)
         result = shipped(judged, inputs, model, out, max_accuracy_drop, report, steps)
-        accuracy_gate(judged.quantization.validation, max_accuracy_drop, out.name, report)
+        checks.accuracy_gate(judged.quantization.validation, max_accuracy_drop, out.name, report)
         write_bytes(out, judged.data)
     return result
 
 
 # ---------------------------------------------------------------- the shared steps
 def checked_arguments(model, out, report, max_accuracy_drop) -> tuple[Path, Path, Path | None, float]:
-    return Path(model), Path(out), None if report is None else Path(report), check_max_drop(max_accuracy_drop)
+    return Path(model), Path(out), None if report is None else Path(report), checks.check_max_drop(max_accuracy_drop)
 
 
 def open_inputs(model: Path, out: Path, report: Path | None, force: bool, data_dir: Path,
@@ -200,11 +191,11 @@ def judge(inputs: Inputs, candidate: Candidate, recipe: ChosenRecipe | None, sou
     """Everything that judges a candidate against its fp32 model, raising ValidationError on a failed
     check (the accuracy budget is the caller's): kernels and int8 layer counts, accuracy of both on the
     test set, the reference implementation, then the final file. `threads`: the judging session's."""
-    structure = check_structure(candidate, source)
+    structure = checks.check_structure(candidate, source)
     int8 = load_model(candidate.path, threads, contract=inputs.fp32.contract)
-    accuracy = measure(inputs.fp32, int8, inputs.test_inputs, inputs.test_labels)
-    sample = inputs.test_inputs[:SAMPLE]
-    reference = compare_with_reference(candidate.model, sample, int8.predict(sample), source)
+    accuracy = checks.measure(inputs.fp32, int8, inputs.test_inputs, inputs.test_labels)
+    sample = inputs.test_inputs[:checks.SAMPLE]
+    reference = checks.compare_with_reference(candidate.model, sample, int8.predict(sample), source)
     quantization = QuantizationRecord(candidate.settings, candidate.excluded_nodes, ort.__version__,
                                       candidate.calibration_source, accuracy, recipe)
     data = final_bytes(candidate.model, inputs.fp32_props, quantization, source)
@@ -219,8 +210,8 @@ def final_bytes(model: onnx.ModelProto, fp32_props: dict[str, str], quantization
                        test_accuracy=quantization.validation.int8_accuracy)  # the int8 model's own figure
     props = contract.to_metadata()
     graph.set_metadata(model, {**fp32_props, **props})
-    check_model_file(model, source)
-    check_metadata(fp32_props, graph.metadata(model), props[PREFIX + "quantization"], source)
+    checks.check_model_file(model, source)
+    checks.check_metadata(fp32_props, graph.metadata(model), props[PREFIX + "quantization"], source)
     return model.SerializeToString()
 
 
