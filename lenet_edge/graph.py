@@ -138,29 +138,28 @@ def replace_nodes(graph, old: list, new: list) -> None:
 
 
 # ---------------------------------------------------------------- peepholes
-def merge_reshapes(g) -> None:
+def merge_reshapes(graph) -> None:
     """Reshape -> Transpose to NCHW -> Transpose to NHWC -> Reshape is one Reshape: the transposes cancel
     and two views of the same memory are one view."""
-    for second in [n for n in g.node if n.op_type == "Reshape"]:
-        to_nhwc = producer(g, second.input[0])
-        to_nchw = producer(g, to_nhwc.input[0]) if is_transpose(to_nhwc, [0, 2, 3, 1]) else None
-        first = producer(g, to_nchw.input[0]) if is_transpose(to_nchw, [0, 3, 1, 2]) else None
+    for second in [n for n in graph.node if n.op_type == "Reshape"]:
+        to_nhwc = producer(graph, second.input[0])
+        to_nchw = producer(graph, to_nhwc.input[0]) if is_transpose(to_nhwc, [0, 2, 3, 1]) else None
+        first = producer(graph, to_nchw.input[0]) if is_transpose(to_nchw, [0, 3, 1, 2]) else None
         chain = (first, to_nchw, to_nhwc)
-        if first is None or first.op_type != "Reshape" or any(len(consumers(g, n.output[0])) != 1 for n in chain):
+        if first is None or first.op_type != "Reshape" or any(len(consumers(graph, n.output[0])) != 1 for n in chain):
             continue
         second.input[0] = first.input[0]
         for n in chain:
-            g.node.remove(n)
+            graph.node.remove(n)
 
 
-def drop_identity_reshapes(m) -> None:
+def drop_identity_reshapes(model) -> None:
     """A Reshape whose input already has its shape is a node that only costs: its readers take its input."""
-    g = m.graph
-    for node in [n for n in g.node if n.op_type == "Reshape"]:
-        shape_in, shape_out = static_shape(m, node.input[0]), static_shape(m, node.output[0])
-        if shape_in is None or shape_in != shape_out or any(o.name == node.output[0] for o in g.output):
+    for node in [n for n in model.graph.node if n.op_type == "Reshape"]:
+        shape_in, shape_out = static_shape(model, node.input[0]), static_shape(model, node.output[0])
+        if shape_in is None or shape_in != shape_out or any(o.name == node.output[0] for o in model.graph.output):
             continue
-        bypass(g, node)
+        bypass(model.graph, node)
 
 
 def is_transpose(node, perm: list[int]) -> bool:
@@ -191,12 +190,12 @@ def add_initializer(graph, name: str, value: np.ndarray) -> str:
     return name
 
 
-def constant_operand(g, node) -> tuple[int, np.ndarray] | None:
+def constant_operand(graph, node) -> tuple[int, np.ndarray] | None:
     """(index of the other input, its value) for a Mul/Add of one tensor and one float constant."""
     for i in (0, 1):
         other = node.input[1 - i]
-        if initializer(g, other) is not None and initializer(g, node.input[i]) is None:
-            value = initializer_array(g, other)
+        if initializer(graph, other) is not None and initializer(graph, node.input[i]) is None:
+            value = initializer_array(graph, other)
             return (i, value) if value.dtype == np.float32 else None
     return None
 
