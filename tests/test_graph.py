@@ -115,7 +115,8 @@ def test_reshape_peepholes_keep_the_function_and_drop_the_nodes_that_only_cost(t
              helper.make_node("Reshape", ["c", "s2"], ["d"]),  # (2, 24)
              helper.make_node("Reshape", ["d", "s3"], ["y"])]  # (2, 24) again
     model = helper.make_model(helper.make_graph(
-        nodes, "views", [helper.make_tensor_value_info("x", 1, [2, 4, 6])], [helper.make_tensor_value_info("y", 1, None)],
+        nodes, "views", [helper.make_tensor_value_info("x", 1, [2, 4, 6])],
+        [helper.make_tensor_value_info("y", 1, None)],
         [shape("s1", [2, 4, 3, 2]), shape("s2", [2, 24]), shape("s3", [2, 24])]),
         opset_imports=[helper.make_opsetid("", 20)], ir_version=9)
     graph.merge_reshapes(model.graph)

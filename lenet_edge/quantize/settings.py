@@ -1,10 +1,10 @@
 """What decides an int8 model and what its record says: settings, recipes, the quantization record.
 
-Settings are one frozen object per candidate. The activation/weight types follow the guidance
-in onnxruntime's `quantize_static` docstring ("Choosing parameters for CPU inference"): on x86-64 uint8 activations with
-int8 weights, full range on CPUs with VNNI and 7-bit weights (reduce_range) without it;
-on ARM int8 for both. The target CPU is the host (runtime.environment.cpu_info) unless the
-user names another one.
+Settings are one frozen object per candidate. The activation/weight types follow the guidance in
+onnxruntime's `quantize_static` docstring ("Choosing parameters for CPU inference"): on x86-64 uint8
+activations with int8 weights, full range on CPUs with VNNI and 7-bit weights (reduce_range) without
+it; on ARM int8 for both. The target CPU is the host (runtime.environment.cpu_info) unless the user
+names another one.
 
 A recipe is settings plus three choices the builder (build.py) follows: quantize the fp32 graph or
 its kernel-friendly rewrite (rewrite.py), which op types to quantize, and whether the int8 graph
