@@ -40,8 +40,7 @@ from ..runtime.session import LoadedModel, load_model
 from .build import FloatModel, preprocess
 from .rewrite import kernel_friendly, verify_rewrite
 from .settings import AUTO_MAX_ACCURACY_DROP, ChosenRecipe, QuantRecipe, QuantSettings, candidate_recipes
-from .stage import Inputs, Judged, Quantized, Steps, build, checked_arguments, judge, open_inputs, shipped
-from .stage import workdir as new_workdir
+from .stage import Inputs, Judged, Quantized, Steps, build, checked_arguments, judge, new_workdir, open_inputs, shipped
 
 onnx = require("onnx", "quantize")
 
@@ -198,7 +197,6 @@ def auto_quantize(model: Path, out: Path, *, data_dir: Path, base: QuantSettings
             result = replace(result, also_written=write_also(also_write, judged, trials, choice.winner,
                                                              max_accuracy_drop))
     return result
-
 
 
 def write_also(paths: dict[str, Path], judged: dict[str, Judged], trials: list[Trial], winner: str,

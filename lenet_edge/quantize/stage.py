@@ -125,7 +125,7 @@ def quantize_model(model: Path, out: Path, *, data_dir: Path, settings: QuantSet
     inputs = open_inputs(model, out, report, force, data_dir, settings or QuantSettings(), calibration_images)
     with tempfile.TemporaryDirectory(prefix="lenet-edge-quantize-") as tmp:
         steps = Steps(progress, 1 + (report is not None))
-        float_model = preprocess(model, workdir(Path(tmp), STANDARD))
+        float_model = preprocess(model, new_workdir(Path(tmp), STANDARD))
         recipe = QuantRecipe(STANDARD, inputs.settings, what="the given settings")
         s = inputs.settings
         steps(f"quantizing ({f'{s.mode}, {s.format}, {s.method}' if s.is_static else s.mode}) and validating "
@@ -175,7 +175,7 @@ def open_inputs(model: Path, out: Path, report: Path | None, force: bool, data_d
                   prep(test_images), test_labels)
 
 
-def workdir(parent: Path, name: str) -> Path:
+def new_workdir(parent: Path, name: str) -> Path:
     path = parent / name
     path.mkdir()
     return path
