@@ -95,7 +95,7 @@ def prepare(args, work: Path) -> tuple[Path | None, Path, Path]:
         int8 = work / "model.int8.onnx"
         print("quantize --auto ...", flush=True)
         result = auto_quantize(fp32, int8, data_dir=data)
-        print(format_search(result["search"]), flush=True)
+        print(format_search(result.search), flush=True)
     return checkpoint, Path(fp32), Path(int8)
 
 

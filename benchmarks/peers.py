@@ -119,7 +119,7 @@ class Context:
     def calibration(self) -> np.ndarray:
         """(1000, 1, 32, 32) float32: the training images lenet-edge's own static quantization calibrates on."""
         if self._calibration is None:
-            from lenet_edge.quantize.calibration import training_images
+            from lenet_edge.quantize.build import training_images
             from lenet_edge.quantize.settings import QuantSettings
 
             defaults = QuantSettings()  # plain `lenet-edge quantize`: its count and seed pick the images
@@ -412,7 +412,7 @@ def prepare_models(args, work: Path) -> None:
         print("lenet-edge quantize --auto ...", flush=True)
         auto_quantize(args.onnx, args.int8, data_dir=args.data_dir)
     if args.int8_standard is None:
-        from lenet_edge.quantize.quantizer import quantize_model
+        from lenet_edge.quantize.stage import quantize_model
 
         args.int8_standard = work / "model.standard.int8.onnx"
         print("lenet-edge quantize (the standard static recipe) ...", flush=True)

@@ -1,6 +1,6 @@
 """The preprocessing contract that travels inside every ONNX model's metadata_props.
 
-Export writes it, quantize carries it over (adding its settings), and the runtime reads
+Export writes it, quantize carries it over (adding its quantization record), and the runtime reads
 it back, so a device needs nothing but the .onnx file to prepare inputs correctly.
 Pure Python: imported on the device side.
 """
@@ -31,7 +31,7 @@ class ModelContract:
     checkpoint_sha256: str = ""
     versions: dict = field(default_factory=dict)
     test_accuracy: float | None = None  # measured on the official MNIST test set
-    quantization: dict | None = None  # settings, when the model is quantized
+    quantization: dict | None = None  # an int8 model's record, as quantize.settings.QuantizationRecord.to_json
 
     def to_metadata(self) -> dict[str, str]:
         """Flat string key/values, as ONNX metadata_props hold them."""

@@ -91,6 +91,42 @@ def set_ints(node, name: str, values: list[int]) -> None:
     node.attribute.append(helper.make_attribute(name, values))
 
 
+def single_consumer(graph, node, op_types: tuple[str, ...]):
+    """The one node that reads `node`'s first output, if it is one of `op_types`; else None."""
+    users = consumers(graph, node.output[0])
+    return users[0] if len(users) == 1 and users[0].op_type in op_types else None
+
+
+def is_plain_pool(node, size: int = 2) -> bool:
+    """A `size`x`size` window of stride `size`: no padding, dilation or ceil mode, one output."""
+    return (attribute(node, "kernel_shape") == [size, size] and attribute(node, "strides") == [size, size]
+            and not any(attribute(node, "pads", [])) and not attribute(node, "ceil_mode", 0)
+            and all(d == 1 for d in attribute(node, "dilations", [1, 1])) and len(node.output) == 1)
+
+
+def is_plain_gemm(node) -> bool:
+    """A Gemm that is A B' + C or A B + C: alpha and beta 1, A not transposed."""
+    return (node.op_type == "Gemm" and attribute(node, "alpha", 1.0) == 1.0 and attribute(node, "beta", 1.0) == 1.0
+            and not attribute(node, "transA", 0))
+
+
+def is_plain_conv(node) -> bool:
+    """Stride 1, no padding or dilation, one group."""
+    auto_pad = attribute(node, "auto_pad", b"NOTSET")
+    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
+    return (attribute(node, "group", 1) == 1 and all(s == 1 for s in attribute(node, "strides", [1, 1]))
+            and all(d == 1 for d in attribute(node, "dilations", [1, 1])) and not any(attribute(node, "pads", []))
+            and auto_pad in ("NOTSET", "VALID"))
+
+
+def bypass(graph, node, source: str | None = None) -> None:
+    """Remove `node`; its readers read `source` (default: its first input) instead of its first output."""
+    source = node.input[0] if source is None else source
+    for user in consumers(graph, node.output[0]):
+        user.input[:] = [source if name == node.output[0] else name for name in user.input]
+    graph.node.remove(node)
+
+
 def replace_nodes(graph, old: list, new: list) -> None:
     """Remove `old` and put `new` where the first of them stood (graph order stays topological)."""
     nodes = list(graph.node)
@@ -99,6 +135,35 @@ def replace_nodes(graph, old: list, new: list) -> None:
     kept[at:at] = new
     del graph.node[:]
     graph.node.extend(kept)
+
+
+# ---------------------------------------------------------------- peepholes
+def merge_reshapes(graph) -> None:
+    """Reshape -> Transpose to NCHW -> Transpose to NHWC -> Reshape is one Reshape: the transposes cancel
+    and two views of the same memory are one view."""
+    for second in [n for n in graph.node if n.op_type == "Reshape"]:
+        to_nhwc = producer(graph, second.input[0])
+        to_nchw = producer(graph, to_nhwc.input[0]) if is_transpose(to_nhwc, [0, 2, 3, 1]) else None
+        first = producer(graph, to_nchw.input[0]) if is_transpose(to_nchw, [0, 3, 1, 2]) else None
+        chain = (first, to_nchw, to_nhwc)
+        if first is None or first.op_type != "Reshape" or any(len(consumers(graph, n.output[0])) != 1 for n in chain):
+            continue
+        second.input[0] = first.input[0]
+        for n in chain:
+            graph.node.remove(n)
+
+
+def drop_identity_reshapes(model) -> None:
+    """A Reshape whose input already has its shape is a node that only costs: its readers take its input."""
+    for node in [n for n in model.graph.node if n.op_type == "Reshape"]:
+        shape_in, shape_out = static_shape(model, node.input[0]), static_shape(model, node.output[0])
+        if shape_in is None or shape_in != shape_out or any(o.name == node.output[0] for o in model.graph.output):
+            continue
+        bypass(model.graph, node)
+
+
+def is_transpose(node, perm: list[int]) -> bool:
+    return node is not None and node.op_type == "Transpose" and attribute(node, "perm") == perm
 
 
 # ---------------------------------------------------------------- initializers
@@ -125,6 +190,16 @@ def add_initializer(graph, name: str, value: np.ndarray) -> str:
     return name
 
 
+def constant_operand(graph, node) -> tuple[int, np.ndarray] | None:
+    """(index of the other input, its value) for a Mul/Add of one tensor and one float constant."""
+    for i in (0, 1):
+        other = node.input[1 - i]
+        if initializer(graph, other) is not None and initializer(graph, node.input[i]) is None:
+            value = initializer_array(graph, other)
+            return (i, value) if value.dtype == np.float32 else None
+    return None
+
+
 def is_private_initializer(graph, name: str) -> bool:
     """A constant read by exactly one node: it can be rewritten without changing any other node."""
     return initializer(graph, name) is not None and len(consumers(graph, name)) == 1
@@ -149,12 +224,14 @@ def static_shape(model, name: str) -> list | None:
 
 
 def metadata(model) -> dict[str, str]:
-    """The model's metadata_props as a dict."""
+    """The model's metadata_props as a dict: the one reader of an ONNX file's metadata on the host (a device,
+    without onnx, reads the same keys through onnxruntime's custom_metadata_map)."""
     return {p.key: p.value for p in model.metadata_props}
 
 
 def set_metadata(model, props: dict[str, str]) -> None:
-    """Merge `props` into the model's metadata_props (given keys win, others stay)."""
+    """The one writer: merge `props` into the model's metadata_props. Given keys win and the others stay,
+    so what onnxruntime's tools recorded (onnx.quant.pre_process, onnx.infer) travels with the model."""
     merged = metadata(model) | props
     del model.metadata_props[:]
     helper.set_model_props(model, merged)

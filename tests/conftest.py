@@ -123,7 +123,7 @@ def tanh_onnx(tmp_path_factory, tanh_checkpoint, mnist_dir) -> Path:
 @pytest.fixture(scope="session")
 def modern_int8_onnx(modern_onnx, mnist_dir) -> Path:
     """modern_onnx quantized to int8 with the quantize stage's default settings."""
-    from lenet_edge.quantize.quantizer import quantize_model
+    from lenet_edge.quantize.stage import quantize_model
 
     out = modern_onnx.with_name("lenet5-modern.int8.onnx")
     quantize_model(modern_onnx, out, data_dir=mnist_dir)
@@ -133,7 +133,7 @@ def modern_int8_onnx(modern_onnx, mnist_dir) -> Path:
 @pytest.fixture(scope="session")
 def classic_int8_onnx(classic_onnx, mnist_dir) -> Path:
     """classic_onnx quantized to int8 with the quantize stage's default settings."""
-    from lenet_edge.quantize.quantizer import quantize_model
+    from lenet_edge.quantize.stage import quantize_model
 
     out = classic_onnx.with_name("lenet5.int8.onnx")
     quantize_model(classic_onnx, out, data_dir=mnist_dir)
@@ -143,7 +143,7 @@ def classic_int8_onnx(classic_onnx, mnist_dir) -> Path:
 @pytest.fixture(scope="session")
 def tanh_int8_onnx(tanh_onnx, mnist_dir) -> Path:
     """tanh_onnx quantized to int8 with the quantize stage's default settings."""
-    from lenet_edge.quantize.quantizer import quantize_model
+    from lenet_edge.quantize.stage import quantize_model
 
     out = tanh_onnx.with_name("lenet5-tanh.int8.onnx")
     quantize_model(tanh_onnx, out, data_dir=mnist_dir)

@@ -73,3 +73,57 @@ def test_static_shape_ignores_stale_annotations(model):
     g.value_info.append(helper.make_tensor_value_info("pool_out", 1, [7, 7]))  # wrong, as after a rewrite
     assert graph.static_shape(model, "pool_out") == [None, 4, 14, 14]
     assert numpy_helper.to_array(graph.initializer(g, "conv.bias")).shape == (4,)
+
+
+def test_pattern_helpers_accept_the_plain_forms_and_refuse_the_others(model):
+    g = model.graph
+    conv, pool, gemm = (graph.first_node(g, op) for op in ("Conv", "MaxPool", "Gemm"))
+    assert graph.single_consumer(g, conv, ("Relu",)).name == "relu"
+    assert graph.single_consumer(g, conv, ("Tanh", "Sigmoid")) is None  # read by a Relu only
+    g.node.append(helper.make_node("Identity", ["conv_out"], ["spare"], name="spare"))
+    assert graph.single_consumer(g, conv, ("Relu",)) is None  # read twice
+    assert graph.is_plain_pool(pool) and graph.is_plain_conv(conv) and graph.is_plain_gemm(gemm)
+    assert not graph.is_plain_pool(pool, size=3)
+    for name, value in (("pads", [0, 0, 1, 1]), ("ceil_mode", 1), ("dilations", [2, 2])):
+        bent = helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2], strides=[2, 2], **{name: value})
+        assert not graph.is_plain_pool(bent), name
+    for name, value in (("strides", [2, 2]), ("pads", [1, 1, 1, 1]), ("group", 2), ("auto_pad", "SAME_UPPER")):
+        assert not graph.is_plain_conv(helper.make_node("Conv", ["x", "w"], ["y"], **{name: value})), name
+    for name, value in (("alpha", 2.0), ("beta", 0.5), ("transA", 1)):
+        assert not graph.is_plain_gemm(helper.make_node("Gemm", ["a", "b"], ["y"], **{name: value})), name
+    assert not graph.is_plain_gemm(conv)
+
+
+def test_bypass_and_constant_operands(model):
+    g = model.graph
+    graph.bypass(g, graph.first_node(g, "Relu"))
+    assert graph.first_node(g, "MaxPool").input[0] == "conv_out" and graph.first_node(g, "Relu") is None
+    mul = helper.make_node("Mul", ["pool_out", "conv.bias"], ["scaled"])
+    assert graph.constant_operand(g, mul)[0] == 0 and graph.constant_operand(g, mul)[1].shape == (4,)
+    assert graph.constant_operand(g, helper.make_node("Mul", ["pool_out", "flat"], ["y"])) is None  # no constant
+    assert graph.constant_operand(g, helper.make_node("Mul", ["conv.bias", "fc.bias"], ["y"])) is None  # two
+
+
+def test_reshape_peepholes_keep_the_function_and_drop_the_nodes_that_only_cost(tmp_path):
+    """Reshape -> NHWC-to-NCHW -> NCHW-to-NHWC -> Reshape is one Reshape; a Reshape to its own shape goes."""
+    def shape(name, dims):
+        return numpy_helper.from_array(np.array(dims, np.int64), name)
+
+    nodes = [helper.make_node("Reshape", ["x", "s1"], ["a"]),  # (2, 4, 3, 2)
+             helper.make_node("Transpose", ["a"], ["b"], perm=[0, 3, 1, 2]),
+             helper.make_node("Transpose", ["b"], ["c"], perm=[0, 2, 3, 1]),
+             helper.make_node("Reshape", ["c", "s2"], ["d"]),  # (2, 24)
+             helper.make_node("Reshape", ["d", "s3"], ["y"])]  # (2, 24) again
+    model = helper.make_model(helper.make_graph(
+        nodes, "views", [helper.make_tensor_value_info("x", 1, [2, 4, 6])],
+        [helper.make_tensor_value_info("y", 1, None)],
+        [shape("s1", [2, 4, 3, 2]), shape("s2", [2, 24]), shape("s3", [2, 24])]),
+        opset_imports=[helper.make_opsetid("", 20)], ir_version=9)
+    graph.merge_reshapes(model.graph)
+    assert [n.op_type for n in model.graph.node] == ["Reshape", "Reshape"]  # the transposes and one view gone
+    graph.drop_identity_reshapes(model)  # the last Reshape writes the graph output: it stays
+    assert [n.output[0] for n in model.graph.node] == ["d", "y"]
+    model.graph.node[1].output[0] = "z"
+    model.graph.node.append(helper.make_node("Relu", ["z"], ["y"]))
+    graph.drop_identity_reshapes(model)
+    assert [n.op_type for n in model.graph.node] == ["Reshape", "Relu"] and model.graph.node[1].input[0] == "d"

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 import pytest
 
 from lenet_edge.cli import cli
 from lenet_edge.pipeline import report
+from lenet_edge.quantize.settings import Accuracy, ChosenRecipe, QuantizationRecord, QuantSettings
+from lenet_edge.quantize.stage import Quantized, Sizes
 from lenet_edge.runtime.bench import bench
 from tests.idx_files import write_mnist_dir
 from tests.runtime_models import band_model, random_model
@@ -46,14 +49,13 @@ def _figures(tmp_path) -> dict:
                      "test_accuracy": 0.9912},
         "export": {"opset": 20, "tolerance": 1e-4, "parity": [{"batch_size": 1, "max_abs_diff": 2.4e-6}],
                    "accuracy": {"onnxruntime": 0.9912, "pytorch": 0.9912}},
-        "quantize": {
-            "validation": {"fp32_accuracy": 0.9912, "int8_accuracy": 0.9907, "accuracy_drop_points": 0.05,
-                           "top1_agreement": 0.9981, "fp32_bytes": 250_823, "int8_bytes": 81_460},
-            "settings": {"recipe": {"name": "standard"}, "mode": "static", "format": "qdq", "method": "minmax",
-                         "activation_type": "QInt8", "weight_type": "QInt8", "excluded_nodes": []},
-            "search": {"why": "fastest within the accuracy gate"},
-            "layers": {"worst_activation": {"sqnr_db": 21.5, "tensor": "c3", "op": "Conv"}},
-        },
+        "quantize": Quantized(
+            Path("model.int8.onnx"), Path("model.onnx"),
+            QuantizationRecord(QuantSettings(target="x86-vnni").resolve(), (), "1.22.0", "MNIST train split",
+                               Accuracy(10_000, 0.9912, 0.9907, 0.05, 0.9981),
+                               ChosenRecipe("standard", (), None, False, ("standard",), "the rule")),
+            Sizes(250_823, 81_460), {}, {}, 0.1, search={"why": "fastest within the accuracy gate"},
+            layers={"worst_activation": {"sqnr_db": 21.5, "tensor": "c3", "op": "Conv"}}),
         "evaluate": {"fp32": {"accuracy": 0.9912, "images": 10_000, "correct": 9912},
                      "int8": {"accuracy": 0.9907, "images": 10_000, "correct": 9907}},
         "bench": timings,

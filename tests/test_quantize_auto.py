@@ -24,13 +24,18 @@ from lenet_edge.data import MODERN_PREPROCESSING, load_mnist
 from lenet_edge.errors import DataError, ValidationError
 from lenet_edge.graph import load, metadata
 from lenet_edge.quantize import search
-from lenet_edge.quantize.build import build_candidate, preprocess
-from lenet_edge.quantize.calibration import model_inputs
-from lenet_edge.quantize.recipes import candidate_recipes, float_logits
-from lenet_edge.quantize.rewrite import EXACT_ATOL, EXACT_RTOL, NotRewritable, kernel_friendly, verify_rewrite
+from lenet_edge.quantize.build import build_candidate, model_inputs, preprocess
+from lenet_edge.quantize.checks import check_structure, optimized_op_counts
+from lenet_edge.quantize.rewrite import (
+    EXACT_ATOL,
+    EXACT_RTOL,
+    NotRewritable,
+    float_logits,
+    kernel_friendly,
+    verify_rewrite,
+)
 from lenet_edge.quantize.search import TimingPlan, Trial, auto_quantize, choose, side_by_side
-from lenet_edge.quantize.settings import QuantSettings
-from lenet_edge.quantize.structure import check_structure, optimized_op_counts
+from lenet_edge.quantize.settings import QuantizationRecord, QuantSettings, candidate_recipes
 from lenet_edge.runtime.session import load_model
 
 from .idx_files import write_mnist_dir
@@ -305,14 +310,14 @@ def test_search_on_a_hand_built_lenet_ships_the_winner_with_its_record(tmp_path)
     steps = []
     result = auto_quantize(model, tmp_path / "out.onnx", data_dir=data, base=QuantSettings(calibration_count=100),
                            max_accuracy_drop=100, plan=QUICK, progress=lambda *step: steps.append(step))
-    s = result["search"]
+    s = result.search
     assert [r["name"] for r in s["candidates"]] == CANDIDATES and all(r["status"] == "ok" for r in s["candidates"])
     assert [done for done, _, _ in steps] == list(range(10)) and {total for _, total, _ in steps} == {9}
     assert steps[-1][2] == "done" and steps[5][2].startswith("timing 5 candidate(s) against fp32")
-    record = json.loads(metadata(load(tmp_path / "out.onnx"))[PREFIX + "quantization"])
-    assert record == result["settings"] and record["recipe"]["name"] == s["winner"]
-    assert record["search"]["chosen_from"] == CANDIDATES and record["validation"]["test_images"] == 100
-    assert result["validation"]["int8_bytes"] == (tmp_path / "out.onnx").stat().st_size
+    record = QuantizationRecord.from_json(json.loads(metadata(load(tmp_path / "out.onnx"))[PREFIX + "quantization"]))
+    assert record == result.quantization and record.recipe.name == s["winner"]
+    assert list(record.recipe.chosen_from) == CANDIDATES and record.validation.test_images == 100
+    assert result.size.int8_bytes == (tmp_path / "out.onnx").stat().st_size
     assert s["kernel_friendly_rewrite"]["applies"] and s["kernel_friendly_rewrite"]["verification"]["images"] == 100
 
 
@@ -393,15 +398,15 @@ def test_auto_winner_follows_the_rule_and_records_its_recipe(modern_auto):
     winner is the row marked so, within the budget and >= 3x smaller, its record names it, and every
     layer it meant to quantize runs as an int8 kernel."""
     stdout, out, report = modern_auto
-    settings, s = report["settings"], report["search"]
+    record, s = report["quantization"], report["search"]
     winner = next(r for r in s["candidates"] if r["name"] == s["winner"])
-    assert winner["verdict"] == "winner" and settings["recipe"]["name"] == s["winner"]
-    assert json.loads(metadata(load(out))[PREFIX + "quantization"]) == settings  # metadata written once, final
-    assert settings["search"]["chosen_from"] == CANDIDATES
-    v = report["validation"]
+    assert winner["verdict"] == "winner" and record["recipe"]["name"] == s["winner"]
+    assert json.loads(metadata(load(out))[PREFIX + "quantization"]) == record  # metadata written once, final
+    assert record["recipe"]["chosen_from"] == CANDIDATES
+    v, size = record["validation"], report["size"]
     assert report["max_accuracy_drop"] == 0.1 and "limit 0.1)" in stdout
-    assert v["accuracy_drop_points"] <= 0.1 and v["times_smaller"] >= 3 and v["int8_bytes"] == out.stat().st_size
-    assert v["int8_bytes"] == winner["bytes"] and v["int8_accuracy"] == winner["accuracy"]
+    assert v["accuracy_drop_points"] <= 0.1 and size["times_smaller"] >= 3 and size["int8_bytes"] == out.stat().st_size
+    assert size["int8_bytes"] == winner["bytes"] and v["int8_accuracy"] == winner["accuracy"]
     assert report["structure"]["int8"] == report["structure"]["expected_int8"]
     eligible = [r for r in s["candidates"] if r["status"] == "ok" and r["accuracy_drop_points"] <= 0.1
                 and r["times_smaller"] >= 3]
@@ -435,11 +440,11 @@ def test_auto_report_and_output_list_every_candidate_with_its_figures(modern_aut
 @pytest.mark.integration
 def test_classic_lenet5_takes_the_rewrite_after_its_scales_are_folded(classic_onnx, mnist_dir, tmp_path):
     """The paper's network: its squashing constants, weighted subsampling and RBF output are folded into
-    plain layers (affine.py), then rewritten like lenet5-tanh, proven exact on the whole test set."""
+    plain layers (rewrite.fold_affine), then rewritten like lenet5-tanh, proven exact on the whole test set."""
     steps = []
     result = auto_quantize(classic_onnx, tmp_path / "classic.int8.onnx", data_dir=mnist_dir, plan=QUICK,
                            progress=lambda done, total, what: steps.append((done, total, what)))
-    s = result["search"]
+    s = result.search
     rewrite = s["kernel_friendly_rewrite"]
     assert rewrite["applies"] and rewrite["rewrites"] == [
         "subsampling-as-depthwise-conv", "constant-scales-and-shifts-into-layers", "rbf-as-gemm", "tanh-as-sigmoid",
@@ -449,9 +454,9 @@ def test_classic_lenet5_takes_the_rewrite_after_its_scales_are_folded(classic_on
     assert [done for done, _, _ in steps] == list(range(10)) and {total for _, total, _ in steps} == {9}
     assert [r["name"] for r in s["candidates"]] == CANDIDATES
     assert all(r["status"] == "ok" for r in s["candidates"]), s["candidates"]
-    assert result["max_accuracy_drop"] == 0.1 and result["validation"]["accuracy_drop_points"] <= 0.1
+    assert result.max_accuracy_drop == 0.1 and result.quantization.validation.accuracy_drop_points <= 0.1
     if s["winner"].startswith("kernel-friendly"):
-        assert result["settings"]["recipe"]["graph_rewrite"] == rewrite["rewrites"]
+        assert list(result.quantization.recipe.graph_rewrite) == rewrite["rewrites"]
     assert (tmp_path / "classic.int8.onnx").is_file()
 
 

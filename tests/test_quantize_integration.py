@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import tempfile
 from collections import Counter
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -18,14 +19,10 @@ from lenet_edge.cli import cli
 from lenet_edge.contract import PREFIX, ModelContract
 from lenet_edge.data import load_mnist
 from lenet_edge.graph import load, metadata
-from lenet_edge.quantize.build import build_candidate, preprocess
-from lenet_edge.quantize.calibration import model_inputs, training_images
-from lenet_edge.quantize.quantizer import quantize_model
-from lenet_edge.quantize.recipes import QuantRecipe
-from lenet_edge.quantize.reference import reference_evaluator
-from lenet_edge.quantize.settings import QuantSettings
-from lenet_edge.quantize.structure import optimized_op_counts
-from lenet_edge.quantize.validation import measure
+from lenet_edge.quantize.build import build_candidate, model_inputs, preprocess, training_images
+from lenet_edge.quantize.checks import measure, optimized_op_counts, reference_evaluator
+from lenet_edge.quantize.settings import QuantRecipe, QuantSettings
+from lenet_edge.quantize.stage import quantize_model
 from lenet_edge.runtime.session import load_model
 
 pytestmark = pytest.mark.integration
@@ -97,9 +94,9 @@ def test_qoperator_format(modern_onnx, mnist_dir, tmp_path):
     raw = ops(out)
     assert raw["QLinearConv"] == 3 and raw["QGemm"] == 2 and raw["Conv"] == raw["Gemm"] == 0
     assert raw["QuantizeLinear"] == 1 and raw["DequantizeLinear"] == 1  # only at the model's input and output
-    assert result["structure"]["int8"] == {"conv": 3, "fc": 2}
-    assert result["validation"]["accuracy_drop_points"] <= 0.2
-    assert result["reference"]["top1_agreement"] >= 0.99  # QGemm in the reference implementation too
+    assert result.structure["int8"] == {"conv": 3, "fc": 2}
+    assert result.quantization.validation.accuracy_drop_points <= 0.2
+    assert result.reference["top1_agreement"] >= 0.99  # QGemm in the reference implementation too
     assert ModelContract.from_metadata(read_metadata(out)).quantization["format"] == "qoperator"
 
 
@@ -113,8 +110,8 @@ def test_calibration_methods_and_weight_granularity(modern_onnx, mnist_dir):
     x = prep(images)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        float_path = preprocess(modern_onnx, work)
-        built = {name: build_candidate(QuantRecipe(name, settings), float_path, work, calibration=calibration)
+        float_model = preprocess(modern_onnx, work)
+        built = {name: build_candidate(QuantRecipe(name, settings), float_model, work, calibration=calibration)
                  for name, settings in (("minmax", QuantSettings()),
                                         ("entropy", QuantSettings(method="entropy")),
                                         ("percentile", QuantSettings(method="percentile")),
@@ -131,7 +128,7 @@ def test_calibration_methods_and_weight_granularity(modern_onnx, mnist_dir):
         assert sorted(weight_scales["minmax"]) == [6, 10, 16, 84, 120]  # one scale per output channel
         assert weight_scales["per-tensor"] == [1] * 5
         for name, candidate in built.items():
-            result = measure(fp32, load_model(candidate.path, contract=fp32.contract), x, labels).to_record()
+            result = asdict(measure(fp32, load_model(candidate.path, contract=fp32.contract), x, labels))
             # A broken quantization loses tens of points; whether a method also passes the default
             # 0.2-point gate depends on the trained weights (entropy lost 0.22 on one run), and the
             # gate itself is tested on its own.
@@ -144,12 +141,12 @@ def test_exclusions_keep_layers_float(modern_onnx, mnist_dir, tmp_path):
     settings = QuantSettings(exclude_nodes=(first_conv,), exclude_op_types=("Gemm",))
     out = tmp_path / "m.int8.onnx"
     result = quantize_model(modern_onnx, out, data_dir=mnist_dir, settings=settings)
-    assert result["structure"]["expected_int8"] == {"conv": 2, "fc": 0}
-    assert result["structure"]["int8"] == {"conv": 2, "fc": 0}
-    assert result["structure"]["float"] == {"conv": 1, "fc": 2}
-    excluded = result["settings"]["excluded_nodes"]
+    assert result.structure["expected_int8"] == {"conv": 2, "fc": 0}
+    assert result.structure["int8"] == {"conv": 2, "fc": 0}
+    assert result.structure["float"] == {"conv": 1, "fc": 2}
+    excluded = result.quantization.excluded_nodes
     assert excluded[0] == first_conv and len(excluded) == 3  # the named conv and both Gemm nodes
-    assert result["validation"]["accuracy_drop_points"] <= 0.2
+    assert result.quantization.validation.accuracy_drop_points <= 0.2
 
 
 def test_dynamic_quantization(runner, modern_onnx, mnist_dir, tmp_path):
@@ -177,17 +174,17 @@ def test_accuracy_gate_refuses_and_writes_no_model(runner, modern_onnx, mnist_di
     assert f"per-layer errors in {report}" in result.stderr
     assert not out.exists()
     written = json.loads(report.read_text())  # the report that explains the refusal is there
-    assert written["validation"]["accuracy_drop_points"] > 0.2
-    assert written["settings"]["calibration_source"] == "blank.npy"
+    assert written["quantization"]["validation"]["accuracy_drop_points"] > 0.2
+    assert written["quantization"]["calibration_source"] == "blank.npy"
     assert written["layers"]["worst_activation"]["sqnr_db"] < 20
 
 
 def test_classic_lenet5_quantizes_within_the_gate(classic_onnx, mnist_dir, tmp_path):
     out = tmp_path / "lenet5.int8.onnx"
     result = quantize_model(classic_onnx, out, data_dir=mnist_dir)
-    assert result["structure"]["int8"] == result["structure"]["expected_int8"] == {"conv": 3, "fc": 2}
-    assert result["validation"]["accuracy_drop_points"] <= 0.2
-    assert result["reference"]["top1_agreement"] >= 0.99
+    assert result.structure["int8"] == result.structure["expected_int8"] == {"conv": 3, "fc": 2}
+    assert result.quantization.validation.accuracy_drop_points <= 0.2
+    assert result.reference["top1_agreement"] >= 0.99
     assert ModelContract.from_metadata(read_metadata(out)).variant == "lenet5"
 
 
@@ -196,9 +193,9 @@ def test_textbook_tanh_lenet5_quantizes_within_the_gate(tanh_onnx, mnist_dir, tm
     and matrix products, and the model must still pass the gate and the reference agreement."""
     out = tmp_path / "lenet5-tanh.int8.onnx"
     result = quantize_model(tanh_onnx, out, data_dir=mnist_dir)
-    assert result["structure"]["int8"] == result["structure"]["expected_int8"] == {"conv": 3, "fc": 2}
-    assert result["validation"]["accuracy_drop_points"] <= 0.2
-    assert result["reference"]["top1_agreement"] >= 0.99
+    assert result.structure["int8"] == result.structure["expected_int8"] == {"conv": 3, "fc": 2}
+    assert result.quantization.validation.accuracy_drop_points <= 0.2
+    assert result.reference["top1_agreement"] >= 0.99
     assert ops(out)["Tanh"] == 4 and ops(out)["AveragePool"] == 2
     assert out.stat().st_size < 0.35 * tanh_onnx.stat().st_size
     assert ModelContract.from_metadata(read_metadata(out)).variant == "lenet5-tanh"

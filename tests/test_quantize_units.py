@@ -16,20 +16,33 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from lenet_edge import sessions
 from lenet_edge.cli import cli
 from lenet_edge.contract import PREFIX, ModelContract
 from lenet_edge.data import MODERN_PREPROCESSING, load_mnist
-from lenet_edge.errors import DataError, ValidationError
+from lenet_edge.errors import DataError, ModelError, ValidationError
 from lenet_edge.graph import load
-from lenet_edge.quantize import build
-from lenet_edge.quantize.calibration import BatchReader, model_inputs, read_calibration_file, training_images
-from lenet_edge.quantize.quantizer import quantize_model
-from lenet_edge.quantize.recipes import QuantRecipe
-from lenet_edge.quantize.reference import MIN_AGREEMENT, QGemm, QLinearSigmoid, compare_with_reference
-from lenet_edge.quantize.settings import TARGETS, QuantSettings, cpu_target, recommended_types
-from lenet_edge.quantize.steps import final_bytes
-from lenet_edge.quantize.structure import check_metadata
-from lenet_edge.quantize.validation import Accuracy, accuracy_gate, check_max_drop
+from lenet_edge.quantize import build, checks
+from lenet_edge.quantize.build import BatchReader, model_inputs, read_calibration_file, training_images
+from lenet_edge.quantize.checks import (
+    MIN_AGREEMENT,
+    QGemm,
+    QLinearSigmoid,
+    accuracy_gate,
+    check_max_drop,
+    check_metadata,
+    compare_with_reference,
+)
+from lenet_edge.quantize.settings import (
+    TARGETS,
+    Accuracy,
+    QuantizationRecord,
+    QuantRecipe,
+    QuantSettings,
+    cpu_target,
+    recommended_types,
+)
+from lenet_edge.quantize.stage import final_bytes, quantize_model
 from lenet_edge.runtime.environment import cpu_info
 from lenet_edge.runtime.session import load_model
 
@@ -97,7 +110,7 @@ def test_recommended_types_refuses_an_unknown_target():
 
 
 def test_record_of_dynamic_settings_leaves_out_calibration():
-    record = QuantSettings(mode="dynamic", exclude_op_types=["Conv"]).resolve(VNNI).to_record()
+    record = QuantSettings(mode="dynamic", exclude_op_types=["Conv"]).resolve(VNNI).to_json()
     assert "method" not in record and "calibration_count" not in record and "format" not in record
     assert record["exclude_op_types"] == ["Conv"]
     json.dumps(record)  # JSON types only: it goes into the model's metadata
@@ -229,7 +242,7 @@ def test_conv_integer_without_kernel_is_explained():
     exc = ort.capi.onnxruntime_pybind11_state.NotImplemented(
         "[ONNXRuntimeError] : 9 : NOT_IMPLEMENTED : Could not find an implementation for ConvInteger(10) "
         "node with name '/C1/C1.0/Conv_quant'")
-    error = build.missing_kernel_error(Path("m.int8.onnx"), exc, QuantSettings(mode="dynamic").resolve(VNNI))
+    error = checks.missing_kernel_error(Path("m.int8.onnx"), exc, QuantSettings(mode="dynamic").resolve(VNNI))
     message = str(error)
     assert isinstance(error, ValidationError) and "\n" not in message
     assert "no ConvInteger kernel for uint8 activations with int8 weights" in message
@@ -244,26 +257,40 @@ def test_a_real_missing_kernel_is_reported_in_one_line(tmp_path):
     path = tmp_path / "tan.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
     with pytest.raises(ValidationError, match=r"tan.onnx: onnxruntime .*'s CPU provider has no kernel for Tan") as info:
-        build.check_kernels(path, QuantSettings().resolve(VNNI))
+        checks.kernel_counts(path, QuantSettings().resolve(VNNI))
     assert "\n" not in str(info.value)
 
 
 # --- metadata and the gate ------------------------------------------------------------------
 
+def quantization_record(**settings) -> QuantizationRecord:
+    """A record of the real type, as the stage makes it."""
+    return QuantizationRecord(QuantSettings(**settings).resolve(VNNI), (), ort.__version__, "MNIST train split",
+                              Accuracy(100, 0.6, 0.5, 10.0, 0.9))
+
+
 def test_metadata_is_carried_over_with_the_record(tmp_path):
     model = load(tiny_lenet(tmp_path / "tiny.onnx"))
     fp32 = {p.key: p.value for p in model.metadata_props}
-    record = {"mode": "static"}
-    shipped = onnx.load_from_string(final_bytes(model, fp32, record, 0.5, "m"))
+    record = quantization_record()
+    shipped = onnx.load_from_string(final_bytes(model, fp32, record, "m"))
     int8 = {p.key: p.value for p in shipped.metadata_props}
     ours = (PREFIX + "quantization", PREFIX + "test_accuracy")
     assert {k: v for k, v in int8.items() if k not in ours} == {k: v for k, v in fp32.items() if k not in ours}
-    assert ModelContract.from_metadata(int8).quantization == record and int8[PREFIX + "test_accuracy"] == "0.5"
-    check_metadata(fp32, int8, record, "m")
+    found = ModelContract.from_metadata(int8).quantization
+    assert found == record.to_json() and QuantizationRecord.from_json(found) == record
+    assert int8[PREFIX + "test_accuracy"] == "0.5"
+    check_metadata(fp32, int8, int8[PREFIX + "quantization"], "m")
     with pytest.raises(ValidationError, match="metadata producer.note is None"):
-        check_metadata(fp32, {k: v for k, v in int8.items() if k != "producer.note"}, record, "m")
+        check_metadata(fp32, {k: v for k, v in int8.items() if k != "producer.note"}, found, "m")
+    other = json.dumps(quantization_record(mode="dynamic").to_json(), sort_keys=True)
     with pytest.raises(ValidationError, match="metadata lenet_edge.quantization"):
-        check_metadata(fp32, int8, {"mode": "dynamic"}, "m")
+        check_metadata(fp32, int8, other, "m")
+
+
+def test_quantization_record_refuses_a_record_of_another_shape():
+    with pytest.raises(ModelError, match=r"quantization record \['mode'\] \(expected the keys"):
+        QuantizationRecord.from_json({"mode": "static"})
 
 
 def test_accuracy_gate():
@@ -306,7 +333,7 @@ def test_quantize_refuses_a_model_that_loses_more_than_the_budget(tmp_path):
         quantize_model(model, out, data_dir=data, settings=settings, max_accuracy_drop=5, report=report)
     assert not out.exists() and report.is_file()  # the report is there to say why
     result = quantize_model(model, out, data_dir=data, settings=settings, max_accuracy_drop=100, force=True)
-    assert result["validation"]["accuracy_drop_points"] > 5 and out.is_file()
+    assert result.quantization.validation.accuracy_drop_points > 5 and out.is_file()
 
 
 # --- the command on a tiny model ----------------------------------------------------------------
@@ -331,7 +358,7 @@ def test_quantize_tiny_model_end_to_end(runner, tiny, tmp_path):
     out = tmp_path / "tiny.int8.onnx"  # the default output name
     assert "int8 kernels after onnxruntime's optimisation: 1/1 convolutions, 1/1 fully connected" in result.stdout
     assert "SQNR fp32 vs int8" in result.stdout
-    assert "quantizing (static, qdq, minmax) and validating on 100 test images ..." in result.stderr
+    assert "quantize: 0/2 quantizing (static, qdq, minmax) and validating on 100 test images" in result.stderr
     assert re.search(r"size: [\d,]+ -> [\d,]+ bytes \(\d\.\d\d× smaller\)", result.stdout)
     props = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
     assert props["producer.note"] == "kept as it is"
@@ -395,13 +422,17 @@ def test_static_only_options_are_refused_for_dynamic(runner, tiny):
 
 def test_dynamic_without_conv_integer_kernel_writes_nothing(runner, tiny, tmp_path, monkeypatch):
     """An onnxruntime whose CPU provider lacks ConvInteger: one clear line, exit 5, no model."""
-    def no_conv_integer(path):
-        if any(n.op_type == "ConvInteger" for n in onnx.load(str(path)).graph.node):
+    real = sessions.new_session
+
+    def no_conv_integer(model, options=None):
+        proto = onnx.load_from_string(model) if isinstance(model, bytes) else onnx.load(str(model))
+        if any(n.op_type == "ConvInteger" for n in proto.graph.node):
             raise ort.capi.onnxruntime_pybind11_state.NotImplemented(
                 "[ONNXRuntimeError] : 9 : NOT_IMPLEMENTED : Could not find an implementation for ConvInteger(10) "
                 "node with name 'conv_quant'")
+        return real(model, options)
 
-    monkeypatch.setattr(build, "_open", no_conv_integer)
+    monkeypatch.setattr(sessions, "new_session", no_conv_integer)
     model, data = tiny
     result = runner.invoke(cli, ["quantize", str(model), "--data-dir", str(data), "--mode", "dynamic"])
     assert result.exit_code == 5, result.output
@@ -435,8 +466,8 @@ def test_missing_model_and_data(runner, tiny, tmp_path):
 
 def test_settings_error_when_calibration_inputs_are_missing(tmp_path):
     with pytest.raises(DataError, match="static quantization needs calibration inputs"):
-        build.build_candidate(QuantRecipe("x", QuantSettings().resolve(VNNI)), tmp_path / "x.onnx", tmp_path,
-                              calibration=None)
+        build.build_candidate(QuantRecipe("x", QuantSettings().resolve(VNNI)),
+                              build.FloatModel(tmp_path / "x.onnx", onnx.ModelProto()), tmp_path, calibration=None)
 
 
 def test_weight_sqnr_of_uint8_constants_is_measured_correctly(tmp_path):
@@ -448,9 +479,9 @@ def test_weight_sqnr_of_uint8_constants_is_measured_correctly(tmp_path):
     model = tiny_lenet(tmp_path / "tiny.onnx", bias_add=True)
     data = write_mnist_dir(tmp_path / "mnist", train=100, test=50)
     x = model_inputs(load_mnist(data, "train")[0], MODERN_PREPROCESSING, "train")
-    float_path = preprocess(model, tmp_path)
+    float_model = preprocess(model, tmp_path)
     candidate = build.build_candidate(QuantRecipe("x", QuantSettings(calibration_count=100).resolve(VNNI)),
-                                      float_path, tmp_path, calibration=x)
+                                      float_model, tmp_path, calibration=x)
     quantized = {t.name: t.data_type for t in onnx.load(str(candidate.path)).graph.initializer}
     assert quantized["map.bias_quantized"] == TensorProto.UINT8
     report = layer_errors(candidate, x[:50], tmp_path)
@@ -482,9 +513,8 @@ def test_structure_check_catches_a_layer_left_in_float(tmp_path):
     int8_path = tmp_path / "int8.onnx"
     onnx.save(helper.make_model(helper.make_graph(nodes, "q", [image], [y], consts), opset_imports=opsets,
                                 ir_version=9), str(int8_path))
-    from lenet_edge.quantize.structure import check_structure
-
     settings = QuantSettings().resolve(VNNI)
-    candidate = build.Candidate(QuantRecipe("x", settings), settings, int8_path, float_path, (), {})
+    candidate = build.Candidate(QuantRecipe("x", settings), settings, int8_path, load(int8_path),
+                                build.FloatModel(float_path, load(float_path)), (), None)
     with pytest.raises(ValidationError, match=r"0 convolutions run as int8 kernels .*\(expected 1: conv;"):
-        check_structure(candidate, "int8.onnx")
+        checks.check_structure(candidate, "int8.onnx")

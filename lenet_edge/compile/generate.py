@@ -15,7 +15,7 @@ import numpy as np
 
 from ..contract import INPUT_NAME, OUTPUT_NAME, ModelContract
 from ..errors import ModelError
-from ..graph import GraphIndex, attributes
+from ..graph import GraphIndex, attributes, metadata
 from . import conv, kernels
 from .csource import CWriter, template
 from .kernels import (
@@ -93,7 +93,7 @@ def compile_model(path: Path, name: str = "lenet") -> Program:
     path = Path(path)
     data = read_model_bytes(path)
     model = optimized_model(data, path)
-    contract = ModelContract.from_metadata({p.key: p.value for p in model.metadata_props}, str(path))
+    contract = ModelContract.from_metadata(metadata(model), str(path))
     graph = GraphIndex(model)
     layer_of = node_layers(graph, onnx.load_from_string(data))
     if graph.inputs != [INPUT_NAME] or graph.outputs != [OUTPUT_NAME]:

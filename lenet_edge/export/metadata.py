@@ -33,10 +33,11 @@ def build_contract(meta: dict, checkpoint_sha256: str, test_accuracy: float | No
 
 
 def attach_contract(proto, contract: ModelContract) -> None:
-    """Replace the model's metadata_props with the contract's (the exporter adds none of its own)."""
-    del proto.metadata_props[:]
-    for key, value in contract.to_metadata().items():
-        proto.metadata_props.add(key=key, value=value)
+    """Write the contract into the model's metadata_props (graph.set_metadata, the one writer: the exporter
+    adds no props of its own, so the file holds the contract's and nothing else)."""
+    from ..graph import set_metadata
+
+    set_metadata(proto, contract.to_metadata())
     size = contract.preprocessing.input_size
     proto.doc_string = (f"LeNet-5 ({contract.variant}) exported by lenet-edge; input (N, 1, {size}, {size}) "
                         "preprocessed as its lenet_edge.preprocessing metadata says")
@@ -44,11 +45,11 @@ def attach_contract(proto, contract: ModelContract) -> None:
 
 def read_contract(path: str | Path) -> ModelContract:
     """The contract stored in an ONNX file, read with onnx (host side; devices use the runtime)."""
-    import onnx
+    from ..graph import load, metadata
 
     path = Path(path)
     try:
-        proto = onnx.load_model(str(path), load_external_data=False)
+        proto = load(path)
     except Exception as exc:  # onnx raises DecodeError, OSError, ...
         raise ModelError(f"{path}: not a readable ONNX model ({type(exc).__name__})") from exc
-    return ModelContract.from_metadata({p.key: p.value for p in proto.metadata_props}, str(path))
+    return ModelContract.from_metadata(metadata(proto), str(path))

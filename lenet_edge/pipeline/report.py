@@ -41,21 +41,21 @@ def export_section(summary: dict) -> list[str]:
 
 
 def quantization_section(summary: dict) -> list[str]:
-    quantized = summary["quantize"]
-    validation, settings = quantized["validation"], quantized["settings"]
-    excluded = settings.get("excluded_nodes")
+    quantized = summary["quantize"]  # a quantize.stage.Quantized
+    record, size = quantized.quantization, quantized.size
+    settings, validation, excluded = record.settings, record.validation, record.excluded_nodes
     lines = [
         "## Quantization (`model.int8.onnx`)",
-        f"- recipe {settings['recipe']['name']}, chosen by quantize --auto: {quantized['search']['why']}",
-        f"- {settings['mode']} {settings.get('format', '')} {settings.get('method', '')}, "
-        f"{settings['activation_type']} activations, {settings['weight_type']} weights"
+        f"- recipe {record.recipe.name}, chosen by quantize --auto: {quantized.search['why']}",
+        f"- {settings.mode} {settings.format if settings.is_static else ''} "
+        f"{settings.method if settings.is_static else ''}, "
+        f"{settings.activation_type} activations, {settings.weight_type} weights"
         + (f", kept in float: {', '.join(excluded)}" if excluded else ""),
-        f"- accuracy fp32 {validation['fp32_accuracy']:.2%}, int8 {validation['int8_accuracy']:.2%} "
-        f"(drop {validation['accuracy_drop_points']:.2f} points); top-1 agreement {validation['top1_agreement']:.2%}",
-        f"- size {validation['fp32_bytes']:,} → {validation['int8_bytes']:,} bytes "
-        f"({validation['fp32_bytes'] / validation['int8_bytes']:.2f}× smaller)",
+        f"- accuracy fp32 {validation.fp32_accuracy:.2%}, int8 {validation.int8_accuracy:.2%} "
+        f"(drop {validation.accuracy_drop_points:.2f} points); top-1 agreement {validation.top1_agreement:.2%}",
+        f"- size {size.fp32_bytes:,} → {size.int8_bytes:,} bytes ({size.times_smaller:.2f}× smaller)",
     ]
-    worst = quantized["layers"]["worst_activation"]
+    worst = quantized.layers["worst_activation"]
     if worst is not None:
         lines.append(f"- worst per-layer SQNR: {worst['sqnr_db']:.1f} dB at `{worst['tensor']}` ({worst['op']}); "
                      "every layer in `quantize.json`")

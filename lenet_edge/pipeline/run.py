@@ -48,8 +48,8 @@ def run_pipeline(data_dir: Path, out: Path, *, variant: str = "lenet5-modern", f
     from ..errors import DependencyError
     from ..export.exporter import export_checkpoint
     from ..fileio import ensure_directory, staged_directory, write_json, write_text
-    from ..quantize.recipes import STANDARD
     from ..quantize.search import auto_quantize
+    from ..quantize.settings import STANDARD
     from ..runtime.bench import bench
     from ..runtime.evaluate import evaluate
     from ..runtime.plots import plot_confusion
@@ -104,8 +104,8 @@ def run_pipeline(data_dir: Path, out: Path, *, variant: str = "lenet5-modern", f
             web = build_site(staging / INT8, staging / "web", staging / FP32, labels=("int8", "fp32"))
         except DependencyError as exc:  # no runtime files on this machine: the rest of the pipeline runs
             web = {"skipped": str(exc)}
-        int8_models = {quantized["search"]["winner"]: staging / INT8,
-                       **{name: Path(path) for name, path in quantized["also_written"].items()}}
+        int8_models = {quantized.search["winner"]: staging / INT8,
+                       **{name: Path(path) for name, path in quantized.also_written.items()}}
         mcu = compile_for_pipeline(int8_models, staging / "mcu", data_dir=data_dir, check_images=check_images,
                                    step=step)
         summary = {"variant": variant, "training": trained, "export": exported, "quantize": quantized,

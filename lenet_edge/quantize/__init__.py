@@ -1,10 +1,13 @@
 """Quantization stage: fp32 ONNX -> int8 ONNX with onnxruntime's quantization tooling, validated.
 
-Read in this order: settings.py (what decides an int8 model), calibration.py (the images its
-ranges come from), recipes.py (settings + graph choice + op types + a step after), rewrite.py
-(the kernel-friendly rewrite of a ReLU/max-pool LeNet-5), build.py (one builder for every
-recipe), structure.py / validation.py / reference.py (the checks), steps.py (inputs, judging,
-the final file), search.py (the stage: one recipe untimed, or `--auto`'s timed search),
-quantizer.py (a plain `quantize`), layer_report.py, commands.py (the CLI).
-Modules here import onnx at import time: import them inside functions (see commands.py).
+Two entry points: `stage.quantize_model` (one recipe, the user's settings) and `search.auto_quantize`
+(`--auto`: candidates, timed side by side, a stated rule); they share stage.py's steps.
+
+Read in this order: settings.py (what decides an int8 model: settings, recipes, the quantization
+record), build.py (calibration inputs and one builder for every recipe), rewrite.py (the exact
+graph rewrites: the kernel-friendly LeNet-5, the classic network's folds, float logits), checks.py
+(every check of a candidate), stage.py (`quantize_model` and the shared steps: inputs, judging,
+the shipped file), search.py (`auto_quantize`: candidates, timing, the rule, its table),
+layer_report.py (per-layer error), commands.py (the CLI).
+Modules here but settings.py import onnx at import time: import them inside functions (see commands.py).
 """

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
-import sys
 from pathlib import Path
 
 import click
 
 from ..options import FiniteFloatRange, data_dir_option, force_option
+from ..progress import ProgressDisplay
 from .settings import (  # pure Python, light
     AUTO_MAX_ACCURACY_DROP,
     DEFAULT_CALIBRATION_COUNT,
@@ -70,8 +69,8 @@ def quantize(model, out, mode, quant_format, per_channel, method, calibration_co
     from ..errors import require
 
     require("onnx", "quantize")
-    from .quantizer import quantize_model
     from .settings import QuantSettings
+    from .stage import quantize_model
 
     static_only = {"--format": quant_format, "--method": method, "--calibration-count": calibration_count,
                    "--calibration-images": calibration_images}
@@ -92,7 +91,7 @@ def quantize(model, out, mode, quant_format, per_channel, method, calibration_co
     if auto:
         _quantize_auto(model, out, settings, max_accuracy_drop, report, force, calibration_images, data_dir)
         return
-    with _progress() as progress:
+    with ProgressDisplay("quantize") as progress:
         result = quantize_model(model, out, data_dir=data_dir, settings=settings, max_accuracy_drop=max_accuracy_drop,
                                 report=report, force=force, calibration_images=calibration_images, progress=progress)
     click.echo(format_summary(result))
@@ -112,54 +111,38 @@ def _quantize_auto(model, out, settings, max_accuracy_drop, report, force, calib
     if given:
         raise click.UsageError(f"{', '.join(given)} cannot be combined with --auto (the search chooses them; "
                                f"--target, --calibration-count and --calibration-images apply to every candidate)")
-    with _progress() as progress:
+    with ProgressDisplay("quantize") as progress:
         result = auto_quantize(model, out, data_dir=data_dir, base=settings, max_accuracy_drop=max_accuracy_drop,
                                report=report, force=force, calibration_images=calibration_images, progress=progress)
     click.echo(format_summary(result))
-    click.echo(format_search(result["search"]))
+    click.echo(format_search(result.search))
 
 
-@contextlib.contextmanager
-def _progress():
-    """The stage's progress callback: a bar with an ETA on a terminal, one line per step otherwise (stderr)."""
-    if not sys.stderr.isatty():
-        def line(done: int, total: int, what: str) -> None:
-            if done < total:
-                click.echo(f"{what} ...", err=True)
+def format_summary(result) -> str:
+    """What `quantize` prints of a stage.Quantized."""
+    from .layer_report import format_table
 
-        yield line
-        return
-    with click.progressbar(length=1, label="quantize", file=sys.stderr, show_eta=True,
-                           item_show_func=lambda what: what) as bar:
-        def show(done: int, total: int, what: str) -> None:
-            bar.length = total
-            bar.update(done - bar.pos, what)
-
-        yield show
-
-
-def format_summary(result: dict) -> str:
-    s, v, st, ref = result["settings"], result["validation"], result["structure"], result["reference"]
-    if s["mode"] == "static":
-        how = (f"static {s['format']}, {s['method']} calibration on {s['calibration_count']} images "
-               f"({s['calibration_source']})")
+    q, size, st, ref = result.quantization, result.size, result.structure, result.reference
+    s, v = q.settings, q.validation
+    if s.is_static:
+        how = f"static {s.format}, {s.method} calibration on {s.calibration_count} images ({q.calibration_source})"
     else:
         how = "dynamic"
-    excluded = f"; kept in float: {', '.join(s['excluded_nodes'])}" if s["excluded_nodes"] else ""
+    excluded = f"; kept in float: {', '.join(q.excluded_nodes)}" if q.excluded_nodes else ""
     lines = [
-        f"{result['model']}: {how}",
-        f"types: {s['activation_type']} activations, {s['weight_type']} weights "
-        f"{'per channel' if s['per_channel'] else 'per tensor'}{', reduce_range' if s['reduce_range'] else ''}"
-        f"{excluded}; why: {s['type_reason']}",
-        f"accuracy on {v['test_images']} test images: fp32 {v['fp32_accuracy']:.2%}, int8 {v['int8_accuracy']:.2%} "
-        f"(drop {v['accuracy_drop_points']:.2f} points, limit {result['max_accuracy_drop']:g}); "
-        f"top-1 agreement {v['top1_agreement']:.2%}",
-        f"size: {v['fp32_bytes']:,} -> {v['int8_bytes']:,} bytes ({v['times_smaller']:.2f}× smaller)",
+        f"{result.model}: {how}",
+        f"types: {s.activation_type} activations, {s.weight_type} weights "
+        f"{'per channel' if s.per_channel else 'per tensor'}{', reduce_range' if s.reduce_range else ''}"
+        f"{excluded}; why: {s.type_reason}",
+        f"accuracy on {v.test_images} test images: fp32 {v.fp32_accuracy:.2%}, int8 {v.int8_accuracy:.2%} "
+        f"(drop {v.accuracy_drop_points:.2f} points, limit {result.max_accuracy_drop:g}); "
+        f"top-1 agreement {v.top1_agreement:.2%}",
+        f"size: {size.fp32_bytes:,} -> {size.int8_bytes:,} bytes ({size.times_smaller:.2f}× smaller)",
         f"int8 kernels after onnxruntime's optimisation: {st['int8']['conv']}/{st['expected_int8']['conv']} "
         f"convolutions, {st['int8']['fc']}/{st['expected_int8']['fc']} fully connected layers",
         f"ONNX reference implementation: {ref['top1_agreement']:.1%} top-1 agreement with onnxruntime on "
         f"{ref['images']} images (max logit difference {ref['max_abs_logit_diff']:.3g})",
     ]
-    if "layer_table" in result:
-        lines += [result["layer_table"], f"report: {result['report']}"]
+    if result.layers is not None:
+        lines += [format_table(result.layers), f"report: {result.report}"]
     return "\n".join(lines)

@@ -26,8 +26,7 @@ import numpy as np
 from .. import graph
 from ..contract import INPUT_NAME
 from ..errors import require
-from .build import Candidate, build_candidate, quiet
-from .calibration import BatchReader
+from .build import BatchReader, Candidate, build_candidate, quiet
 
 require("onnx", "quantize")
 from onnxruntime.quantization import qdq_loss_debug as qdq  # noqa: E402
@@ -45,19 +44,19 @@ def layer_errors(candidate: Candidate, inputs: np.ndarray, workdir: Path, *,
     measured, note = candidate, "the int8 model itself"
     if candidate.settings.is_static and candidate.settings.format == "qoperator":
         twin = replace(candidate.recipe, name="qdq-twin", settings=replace(candidate.settings, format="qdq"))
-        measured = build_candidate(twin, candidate.float_path, workdir, calibration=calibration)  # same ranges:
+        measured = build_candidate(twin, candidate.float_model, workdir, calibration=calibration)  # same ranges:
         # the calibration cache is shared
         note = "the QDQ model of the same settings and calibration ranges (QOperator models hold no QDQ pairs)"
     with tempfile.TemporaryDirectory(prefix="lenet-edge-debug-", dir=workdir) as tmp:
-        float_acts = _activations(candidate.float_path, inputs, Path(tmp) / "float.onnx")
+        float_acts = _activations(candidate.float_model.path, inputs, Path(tmp) / "float.onnx")
         int8_acts = _activations(measured.path, inputs, Path(tmp) / "int8.onnx")
-    order, producers = _graph_positions(candidate.float_path)
+    order, producers = _graph_positions(candidate.float_model.proto)
     if candidate.settings.is_static:
         matched = qdq.create_activation_matching(int8_acts, float_acts)
         errors = qdq.compute_activation_error({name: m for name, m in matched.items() if "float" in m}, _sqnr)
         rows = [{"tensor": name, "op": producers.get(name, "input"), "sqnr_db": _db(e["xmodel_err"])}
                 for name, e in errors.items()]
-        weights = qdq.compute_weight_error(_weight_matching(candidate.float_path, measured.path), _sqnr)
+        weights = qdq.compute_weight_error(_weight_matching(candidate.float_model.proto, measured.model), _sqnr)
     else:
         shared = [name for name in float_acts if name in int8_acts and name != INPUT_NAME]
         rows = [{"tensor": name, "op": producers.get(name, "input"), "sqnr_db": _db(
@@ -76,12 +75,12 @@ def _worst(rows: list[dict]) -> dict | None:
     return min(scored, key=lambda r: r["sqnr_db"]) if scored else None
 
 
-def _weight_matching(float_path: Path, int8_path: Path) -> dict:
+def _weight_matching(float_model, int8_model) -> dict:
     """{weight: {"float", "dequantized"}} for every constant a DequantizeLinear reads, dequantized in
     float: (q - zero_point) * scale, per channel along the node's axis. (onnxruntime's
     create_weight_matching subtracts in the quantized dtype, which wraps around for uint8
     constants, 60 - 123 = 193, and turns an accurate quantization into a negative SQNR.)"""
-    fp32, int8 = graph.load(float_path).graph, graph.load(int8_path).graph
+    fp32, int8 = float_model.graph, int8_model.graph
     matched = {}
     for node in (n for n in int8.node if n.op_type == "DequantizeLinear"):
         name = node.input[0].removesuffix(QUANTIZED_SUFFIX)
@@ -105,11 +104,11 @@ def _activations(model: Path, inputs: np.ndarray, augmented: Path) -> dict[str, 
         return qdq.collect_activations(str(augmented), BatchReader(inputs, INPUT_NAME))
 
 
-def _graph_positions(float_path: Path) -> tuple[dict[str, int], dict[str, str]]:
+def _graph_positions(float_model) -> tuple[dict[str, int], dict[str, str]]:
     """Tensor name -> position of its first use in the fp32 graph, and -> the op type producing it."""
     order: dict[str, int] = {}
     producers: dict[str, str] = {}
-    for i, node in enumerate(graph.load(float_path).graph.node):
+    for i, node in enumerate(float_model.graph.node):
         for name in node.input:
             order.setdefault(name, 2 * i)  # a node's inputs before its outputs
         for name in node.output:

@@ -32,10 +32,28 @@ proves it on real inputs before it is used.
 Transposes are written around each Reshape so that onnxruntime's NHWC layout pass (graph
 optimisation level ORT_ENABLE_ALL, the default) cancels them all; views that meet are merged
 into one Reshape and a Reshape that keeps its shape is dropped (at batch 1 every node costs).
-The classic LeNet-5 is first brought to this form by affine.py (its constant scales folded into
-the layers, each trainable subsampling a depthwise 2x2 conv, which C1's and C3's folds take in
-place of the average pool, its weights per map instead of 1/4). The rewrites match by structure,
-not by node names; a model of another structure raises NotRewritable naming what differs.
+The rewrites match by structure, not by node names; a model of another structure raises
+NotRewritable naming what differs.
+
+The classic LeNet-5 is first brought to this form by exact folds of its constants into the layers
+next to them. Its squashing function 1.7159 tanh(2a/3) exports as Mul -> Tanh -> Mul, each
+subsampling layer as AveragePool -> Mul(4) -> Mul(coefficient) -> Add(bias), and its RBF output as
+Mul, ReduceSum, Mul, MatMul, Sub, Add, Div: ~38 small nodes, each an int8 node with its own rounding
+when quantized as they stand (onnxruntime's standard int8 model was 1.6x slower than fp32 at batch 1,
+AVX2, 1 thread). Folded, it is conv -> tanh -> pool-conv -> tanh -> ... -> Gemm -> tanh -> RBF:
+
+    scale or shift after a layer    Conv/Gemm -> Mul(c) or Add(c), c a scalar or per output channel:
+                                    W, b -> c W, c b, or b -> b + c
+    scale before a layer            Mul(x, c) -> pools/reshapes -> Conv/Gemm, c a scalar: W -> c W
+    weighted subsampling            AveragePool 2x2 -> Mul/Add per map: a depthwise 2x2 stride-2 conv
+                                    of weights 1/4, which C1's and C3's folds take in place of the
+                                    average pool (its weights per map instead of 1/4)
+    RBF output                      (sum x^2 - k x.P + c) / d as Gemm(x, -k P / d, c / d) + sum x^2 / d,
+                                    the squashing's 1.7159 folded into both (x = 1.7159 t)
+
+After quantization the kernel-friendly recipes take one more step on the int8 graph, `lean_file`:
+the logits' output quantization is dropped (float logits out of the last QGemm) with the shape
+annotations, which keeps the file >= 3x smaller than fp32.
 """
 
 from __future__ import annotations
@@ -48,20 +66,27 @@ from ..errors import ModelError, ValidationError, first_line, require
 from ..graph import (
     add_initializer,
     attribute,
+    bypass,
+    constant_operand,
     consumers,
+    drop_identity_reshapes,
     drop_unused_initializers,
     initializer,
     initializer_array,
+    is_plain_conv,
+    is_plain_gemm,
+    is_plain_pool,
     is_private_initializer,
+    merge_reshapes,
     producer,
     replace_nodes,
     set_initializer,
     set_ints,
+    single_consumer,
     static_shape,
 )
 from ..parity import require_close
 from ..runtime.session import load_model
-from .affine import fold_affine
 
 onnx = require("onnx", "quantize")
 from onnx import helper  # noqa: E402
@@ -71,6 +96,8 @@ EXACT_RTOL = 1e-6  # this much of the largest |logit|: float32 sums in another o
 PAD_MAPS_TO = 8  # C1's maps padded to a multiple of this before a max-pool: 8-byte NHWC pixels run 2x faster there
 ACTIVATIONS = ("Relu", "Sigmoid")  # elementwise, with fast int8 kernels; Tanh is turned into Sigmoid first
 POOLS = ("MaxPool", "AveragePool")
+LAYERS = ("Conv", "Gemm")
+THROUGH = ("AveragePool", "Reshape", "Flatten")  # linear in their input: a scale passes through them
 AVERAGING_CONVS = ("fold.c1.pool", "fold.c3.pool")  # the convs that stand for average pools, not layers
 
 
@@ -83,7 +110,7 @@ def kernel_friendly(model: onnx.ModelProto, source: str = "model") -> tuple[onnx
     with the rewrites of the module docstring applied, and the ids of those applied, in order."""
     m = onnx.ModelProto()
     m.CopyFrom(model)
-    applied = fold_affine(m)  # the classic LeNet-5's scales, subsampling and RBF; nothing to do for the others
+    applied = fold_affine(m)  # the classic LeNet-5's scales, subsampling and RBF; nothing for the others
     applied += ["tanh-as-sigmoid"] if tanh_as_sigmoid(m, source) else []
     # look the convs up again after each rewrite: rebuilding the node list copies the protos
     (c1, a1), (c3, _), _ = lenet_convs(m, source)
@@ -92,8 +119,8 @@ def kernel_friendly(model: onnx.ModelProto, source: str = "model") -> tuple[onnx
     applied.append(fold_column_pairs(m, c3, a3, source=source))
     _, _, (c5, a5) = lenet_convs(m, source)
     applied.append(last_conv_as_nhwc_gemm(m, c5, a5, source=source))
-    _merge_reshapes(m.graph)
-    _drop_identity_reshapes(m)
+    merge_reshapes(m.graph)  # at batch 1 a call costs ~0.04 ms, so one node less is worth having
+    drop_identity_reshapes(m)
     drop_unused_initializers(m.graph)  # e.g. the shape of the Reshape that flattened C5's output
     del m.graph.value_info[:]
     try:
@@ -165,8 +192,7 @@ def _next_linear_layer(g, tanh, source: str):
         if node.op_type not in ("MaxPool", "AveragePool", "Reshape", "Flatten") or any(attribute(node, "pads", [])):
             raise NotRewritable(f"{source}: Tanh {tanh.name} reaches {node.op_type} {node.name} "
                                 f"(expected only unpadded pools and reshapes before the next Conv or Gemm)")
-    plain = (node.op_type == "Gemm" and attribute(node, "alpha", 1.0) == 1.0 and attribute(node, "beta", 1.0) == 1.0
-             and not attribute(node, "transA", 0)) or (node.op_type == "Conv" and not any(attribute(node, "pads", [])))
+    plain = is_plain_gemm(node) or (node.op_type == "Conv" and not any(attribute(node, "pads", [])))
     if not plain or len(node.input) != 3:
         raise NotRewritable(f"{source}: {node.op_type} {node.name} after Tanh {tanh.name} is padded, scaled or "
                             f"has no bias (expected a plain layer to take the sigmoid's affine)")
@@ -349,37 +375,195 @@ def last_conv_as_nhwc_gemm(m: onnx.ModelProto, conv, act, *, source: str) -> str
     return "c5-as-nhwc-gemm"
 
 
-def _merge_reshapes(g) -> None:
-    """Reshape -> Transpose to NCHW -> Transpose to NHWC -> Reshape, as between C1's pool and C3, is one
-    Reshape: the transposes cancel and two views of the same memory are one view. At batch 1 a call
-    costs ~0.04 ms, so one node less is worth having."""
-    for second in [n for n in g.node if n.op_type == "Reshape"]:
-        to_nhwc = producer(g, second.input[0])
-        to_nchw = producer(g, to_nhwc.input[0]) if _is_transpose(to_nhwc, [0, 2, 3, 1]) else None
-        first = producer(g, to_nchw.input[0]) if _is_transpose(to_nchw, [0, 3, 1, 2]) else None
-        chain = (first, to_nchw, to_nhwc)
-        if first is None or first.op_type != "Reshape" or any(len(consumers(g, n.output[0])) != 1 for n in chain):
-            continue
-        second.input[0] = first.input[0]
-        for n in chain:
-            g.node.remove(n)
-
-
-def _drop_identity_reshapes(m: onnx.ModelProto) -> None:
-    """A Reshape whose input already has its shape (as where an averaging conv's output meets C3's
-    column pairs) is a node that only costs: its readers take its input instead."""
+# ---------------------------------------------------------------- the classic LeNet-5's folds
+def fold_affine(m: onnx.ModelProto) -> list[str]:
+    """Apply the classic LeNet-5's folds (module docstring) until none applies; the ids of those that did."""
     g = m.graph
-    for node in [n for n in g.node if n.op_type == "Reshape"]:
-        shape_in, shape_out = static_shape(m, node.input[0]), static_shape(m, node.output[0])
-        if shape_in is None or shape_in != shape_out or any(o.name == node.output[0] for o in g.output):
+    applied = []
+    if _subsampling_as_depthwise_convs(m):
+        applied.append("subsampling-as-depthwise-conv")
+    folded = 0
+    while _fold_one_scale_or_shift(g):
+        folded += 1
+    if folded:
+        applied.append("constant-scales-and-shifts-into-layers")
+    if _rbf_as_gemm(g):
+        applied.append("rbf-as-gemm")
+    return applied
+
+
+def _per_channel(value: np.ndarray, channels: int, layer) -> np.ndarray | None:
+    """`value` as one number per output channel of `layer`, or None when it is not broadcast that way."""
+    if value.size == 1:
+        return np.full(channels, value.item(), np.float32)
+    squeezed = value.reshape(-1) if value.size == channels else None
+    conv_shaped = value.ndim >= 3 and value.shape[-2:] == (1, 1) and value.shape[-3] == channels
+    gemm_shaped = layer.op_type == "Gemm" and value.ndim == 1
+    return squeezed if squeezed is not None and (conv_shaped or gemm_shaped) else None
+
+
+def _layer_weights(g, layer) -> tuple[np.ndarray, np.ndarray] | None:
+    """(W, b) of a Conv/Gemm whose weight and bias are its own constants (a missing bias made zero), else None."""
+    if layer.op_type == "Gemm" and not is_plain_gemm(layer):
+        return None
+    if not is_private_initializer(g, layer.input[1]):
+        return None
+    w = initializer_array(g, layer.input[1])
+    out = w.shape[0] if layer.op_type == "Conv" or attribute(layer, "transB", 0) else w.shape[1]
+    if len(layer.input) < 3:
+        layer.input.append(add_initializer(g, f"{layer.name}.bias", np.zeros(out, np.float32)))
+    elif not is_private_initializer(g, layer.input[2]):
+        return None
+    return w, initializer_array(g, layer.input[2])
+
+
+def _fold_one_scale_or_shift(g) -> bool:
+    for node in g.node:
+        if node.op_type not in ("Mul", "Add") or (found := constant_operand(g, node)) is None:
             continue
-        for user in consumers(g, node.output[0]):
-            user.input[:] = [node.input[0] if name == node.output[0] else name for name in user.input]
-        g.node.remove(node)
+        index, c = found
+        x = node.input[index]
+        before = producer(g, x)
+        if before is not None and before.op_type in LAYERS and len(consumers(g, x)) == 1:
+            if _fold_after(g, before, node, c):
+                return True
+        if node.op_type == "Mul" and c.size == 1 and _fold_before(g, node, x, float(c.item())):
+            return True
+    return False
 
 
-def _is_transpose(node, perm: list[int]) -> bool:
-    return node is not None and node.op_type == "Transpose" and attribute(node, "perm") == perm
+def _fold_after(g, layer, node, c: np.ndarray) -> bool:
+    """layer -> Mul(c)/Add(c): into the layer's weight and bias."""
+    weights = _layer_weights(g, layer)
+    if weights is None:
+        return False
+    w, b = weights
+    per_channel = _per_channel(c, len(b), layer)
+    if per_channel is None:
+        return False
+    if node.op_type == "Mul":
+        scale = per_channel.reshape(-1, *([1] * (w.ndim - 1))) if layer.op_type == "Conv" or \
+            attribute(layer, "transB", 0) else per_channel  # per output: rows of (out, ...) or columns of (in, out)
+        set_initializer(g, layer.input[1], w * scale)
+        set_initializer(g, layer.input[2], b * per_channel)
+    else:
+        set_initializer(g, layer.input[2], b + per_channel)
+    layer.output[0] = node.output[0]
+    g.node.remove(node)
+    return True
+
+
+def _fold_before(g, node, x: str, c: float) -> bool:
+    """Mul(x, c) -> pools/reshapes -> one Conv/Gemm: c into that layer's weight."""
+    path, tensor = [], node.output[0]
+    while True:
+        users = consumers(g, tensor)
+        if len(users) != 1:
+            return False
+        nxt = users[0]
+        if nxt.op_type in LAYERS and nxt.input[0] == tensor:
+            break
+        if nxt.op_type not in THROUGH + (("MaxPool",) if c > 0 else ()):
+            return False
+        path.append(nxt)
+        tensor = nxt.output[0]
+    if _layer_weights(g, nxt) is None:
+        return False
+    set_initializer(g, nxt.input[1], c * initializer_array(g, nxt.input[1]))
+    bypass(g, node, x)
+    return True
+
+
+def _subsampling_as_depthwise_convs(m: onnx.ModelProto) -> int:
+    """Each unpadded 2x2 stride-2 AveragePool that feeds a Mul or Add of constants: a depthwise conv of
+    weights 1/4 and zero bias, so that the scale and shift after it can be folded in."""
+    g = m.graph
+    count = 0
+    for pool in [n for n in g.node if n.op_type == "AveragePool"]:
+        users = consumers(g, pool.output[0])
+        shape = static_shape(m, pool.input[0])  # (N, C, H, W)
+        if (len(users) != 1 or users[0].op_type not in ("Mul", "Add") or constant_operand(g, users[0]) is None
+                or not is_plain_pool(pool) or shape is None or len(shape) != 4 or shape[1] is None):
+            continue
+        channels = shape[1]
+        w = add_initializer(g, f"{pool.name}.weight", np.full((channels, 1, 2, 2), 0.25, np.float32))
+        b = add_initializer(g, f"{pool.name}.bias", np.zeros(channels, np.float32))
+        conv = helper.make_node("Conv", [pool.input[0], w, b], list(pool.output), name=pool.name,
+                                group=channels, kernel_shape=[2, 2], strides=[2, 2])
+        replace_nodes(g, [pool], [conv])
+        count += 1
+    return count
+
+
+def _rbf_as_gemm(g) -> bool:
+    """(ReduceSum(x*x) - MatMul(k*x, P) + c) / d, x = A*t, as Gemm(t, -k A P / d, c / d) + (A^2 / d) sum t^2."""
+    out = producer(g, g.output[0].name)
+    if out is None or out.op_type != "Div" or (divisor := constant_operand(g, out)) is None or divisor[0] != 0:
+        return False
+    add = producer(g, out.input[0])
+    found = constant_operand(g, add) if add is not None and add.op_type == "Add" else None
+    sub = producer(g, add.input[found[0]]) if found else None
+    if sub is None or sub.op_type != "Sub":
+        return False
+    square_sum, matmul = producer(g, sub.input[0]), producer(g, sub.input[1])
+    if (square_sum is None or square_sum.op_type != "ReduceSum" or matmul is None or matmul.op_type != "MatMul"
+            or initializer(g, matmul.input[1]) is None):
+        return False
+    square, scaled = producer(g, square_sum.input[0]), producer(g, matmul.input[0])
+    scale = constant_operand(g, scaled) if scaled is not None and scaled.op_type == "Mul" else None
+    if (square is None or square.op_type != "Mul" or square.input[0] != square.input[1] or scale is None
+            or scaled.input[scale[0]] != square.input[0] or scale[1].size != 1
+            or list(initializer_array(g, square_sum.input[1])) not in ([1], [-1])):
+        return False
+    x, k, d = square.input[0], float(scale[1].item()), float(divisor[1].item())
+    t, a = x, 1.0
+    squash = producer(g, x)
+    if squash is not None and squash.op_type == "Mul" and (amp := constant_operand(g, squash)) and amp[1].size == 1:
+        t, a = squash.input[amp[0]], float(amp[1].item())  # x = A t: A goes into the weights
+    p = initializer_array(g, matmul.input[1])  # (84, 10)
+    tag = "rbf"
+    w = add_initializer(g, f"{tag}.weight", (-k * a / d * p).astype(np.float32))
+    b = add_initializer(g, f"{tag}.bias", (found[1].reshape(-1) / d).astype(np.float32))
+    q = add_initializer(g, f"{tag}.square_scale", np.array(a * a / d, np.float32))
+    axes = add_initializer(g, f"{tag}.axes", np.array([1], np.int64))
+    new = [  # ReduceSum of a Mul, not ReduceSumSquare: onnxruntime's quantization shape inference fails on that
+        helper.make_node("Gemm", [t, w, b], [f"{tag}.linear"], name=f"{tag}.gemm"),  # (N, 10)
+        helper.make_node("Mul", [t, t], [f"{tag}.square"], name=f"{tag}.square"),  # (N, 84)
+        helper.make_node("ReduceSum", [f"{tag}.square", axes], [f"{tag}.square_sum"], name=f"{tag}.square_sum",
+                         keepdims=1),  # (N, 1)
+        helper.make_node("Mul", [f"{tag}.square_sum", q], [f"{tag}.square_term"], name=f"{tag}.square_term"),
+        helper.make_node("Add", [f"{tag}.linear", f"{tag}.square_term"], [out.output[0]], name=f"{tag}.logits"),
+    ]
+    old = [n for n in (squash if t != x else None, square, square_sum, scaled, matmul, sub, add, out) if n is not None]
+    replace_nodes(g, old, new)
+    return True
+
+
+# ---------------------------------------------------------------- after quantization
+def float_logits(model: onnx.ModelProto) -> bool:
+    """Graph output DQ(Q(Gemm)) -> Gemm: the logits are not rounded to 8 bits, and onnxruntime fuses
+    the last layer into one QGemm with float output (one node less). Returns whether it applied."""
+    g = model.graph
+    applied = False
+    for output in g.output:
+        dq = producer(g, output.name)
+        q = producer(g, dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+        src = producer(g, q.input[0]) if q is not None and q.op_type == "QuantizeLinear" else None
+        if src is None or src.op_type != "Gemm" or len(consumers(g, q.input[0])) != 1:
+            continue
+        src.output[list(src.output).index(q.input[0])] = output.name
+        g.node.remove(q)
+        g.node.remove(dq)
+        applied = True
+    drop_unused_initializers(g)
+    return applied
+
+
+def lean_file(model: onnx.ModelProto) -> None:
+    """The kernel-friendly recipes' step on the int8 graph: float logits and no shape annotations
+    (onnxruntime infers them again), so the file stays >= 3x smaller than fp32."""
+    float_logits(model)
+    del model.graph.value_info[:]
 
 
 # ---------------------------------------------------------------- proof
@@ -393,13 +577,12 @@ def verify_rewrite(original: Path, rewritten: Path, inputs: np.ndarray, source: 
 
 
 # ---------------------------------------------------------------- LeNet-specific checks and pieces
-def _single_consumer(g, node, op_types, source: str):
-    op_types = (op_types,) if isinstance(op_types, str) else op_types
-    users = consumers(g, node.output[0])
-    if len(users) != 1 or users[0].op_type not in op_types:
-        found = ", ".join(u.op_type for u in users) or "nothing"
+def _single_consumer(g, node, op_types: tuple[str, ...], source: str):
+    user = single_consumer(g, node, op_types)
+    if user is None:
+        found = ", ".join(u.op_type for u in consumers(g, node.output[0])) or "nothing"
         raise NotRewritable(f"{source}: {node.name} feeds {found} (expected a single {' or '.join(op_types)})")
-    return users[0]
+    return user
 
 
 def _plain_pool(g, act, layer: str, source: str):
@@ -408,16 +591,13 @@ def _plain_pool(g, act, layer: str, source: str):
     if pool.op_type == "Conv" and not _is_pool_conv(g, pool):
         raise NotRewritable(f"{source}: {pool.name} is a conv, not a 2x2 stride-2 depthwise pool (expected a pool "
                             f"after {layer})")
-    if (attribute(pool, "kernel_shape") != [2, 2] or attribute(pool, "strides") != [2, 2]
-            or any(attribute(pool, "pads", []))
-            or attribute(pool, "ceil_mode", 0) or any(d != 1 for d in attribute(pool, "dilations", [1, 1]))
-            or len(pool.output) != 1):
+    if not is_plain_pool(pool):
         raise NotRewritable(f"{source}: {pool.name} is not a plain 2x2 stride-2 pool (expected one after {layer})")
     return pool
 
 
 def _is_pool_conv(g, node) -> bool:
-    """A depthwise 2x2 stride-2 conv of its own weights: the classic LeNet-5's subsampling (affine.py)."""
+    """A depthwise 2x2 stride-2 conv of its own weights: the classic LeNet-5's subsampling (fold_affine)."""
     if node.op_type != "Conv" or initializer(g, node.input[1]) is None or len(node.input) != 3:
         return False
     w = initializer_array(g, node.input[1])
@@ -446,12 +626,8 @@ def _short(node) -> str:
 
 
 def _check_plain_conv(conv, source: str) -> None:
-    """Stride 1, no padding or dilation, one group: the convs whose columns can be regrouped."""
-    auto_pad = attribute(conv, "auto_pad", b"NOTSET")
-    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
-    if (attribute(conv, "group", 1) != 1 or any(s != 1 for s in attribute(conv, "strides", [1, 1]))
-            or any(d != 1 for d in attribute(conv, "dilations", [1, 1])) or any(attribute(conv, "pads", []))
-            or auto_pad not in ("NOTSET", "VALID")):
+    """The convs whose columns can be regrouped."""
+    if not is_plain_conv(conv):
         raise NotRewritable(f"{source}: conv {conv.name} is strided, padded, dilated or grouped "
                             f"(expected stride 1, no padding, one group)")
 

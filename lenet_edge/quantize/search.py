@@ -1,22 +1,22 @@
-"""The quantization stage as a search: build candidate int8 models, judge each, time them against the
-fp32 model side by side, and ship the one a stated rule picks. A plain `quantize` is this search
-over one recipe, untimed, where a failed check is the error itself.
+"""`quantize --auto`: build candidate int8 models, judge each as `quantize` judges one, time them
+against the fp32 model side by side, and ship the one a stated rule picks.
 
-Why a search (`quantize --auto`). On x86 no quantizer setting alone makes this LeNet-5's int8
-model faster than fp32 (C1's single input channel sends its int8 conv down a slow path); an
-exact rewrite of the fp32 graph (rewrite.py) does. The rewrite fits the ReLU/max-pool and the
-tanh/average-pool LeNet-5 (not the classic one), and whether int8 wins depends on the CPU, so the
-stage measures instead of assuming:
+Why a search. On x86 no quantizer setting alone makes this LeNet-5's int8 model faster than fp32
+(C1's single input channel sends its int8 conv down a slow path); an exact rewrite of the fp32
+graph (rewrite.py) does. Every trained variant takes the rewrite (the classic network after its
+constants are folded into plain layers), but whether int8 wins depends on the CPU, so the stage
+measures instead of assuming:
 
-1. candidates (recipes.py): the standard recipe, standard with C1 in float, and, where the
-   kernel-friendly rewrite applies and is proven exact on the test set, the rewrite in QDQ
-   per-tensor, per-channel and QOperator form;
-2. each is judged exactly as `quantize` judges one model (steps.judge) and sized;
-3. all are timed against fp32 in one process with runtime.bench's interleaved timer, batch 1
-   and 64, 1 and 2 threads: per round the median call of each model, the ratio to fp32's,
-   and the median of those ratios over rounds, so a burst of load hits one round, not the result;
+1. candidates (settings.candidate_recipes): the standard recipe, standard with C1 in float, and,
+   where the kernel-friendly rewrite applies and is proven exact on the test set, the rewrite in
+   QDQ per-tensor, per-channel and QOperator form;
+2. each is judged exactly as `quantize` judges one model (stage.judge) and sized;
+3. all are timed against fp32 in one process with runtime.bench's interleaved timer, batch 1 and
+   64, 1 and 2 threads; each cell's ratio is runtime.ratio's paired latency ratio (per round the
+   median call of each model, the median over rounds of their ratio), so a burst of load hits one
+   round, not the result;
 4. RULE picks the winner. The table of every candidate and why the winner won goes into the
-   returned result, the printed summary and the report; the winner's metadata records its recipe.
+   result, the printed summary and the report; the winner's metadata records its recipe.
 """
 
 from __future__ import annotations
@@ -31,20 +31,19 @@ from .. import graph
 from ..contract import ModelContract
 from ..errors import DataError, ModelError, ValidationError, require
 from ..fileio import write_bytes, write_json
+from ..progress import Progress
 from ..runtime.bench import time_interleaved
 from ..runtime.environment import cpu_info, load_average
-from ..runtime.session import load_model
+from ..runtime.ratio import latency_ratio
+from ..runtime.session import LoadedModel, load_model
 from ..scratch import scratch_directory
-from .build import build_candidate, preprocess
-from .recipes import STANDARD, QuantRecipe, candidate_recipes
+from .build import FloatModel, preprocess
 from .rewrite import kernel_friendly, verify_rewrite
-from .settings import AUTO_MAX_ACCURACY_DROP, DEFAULT_MAX_ACCURACY_DROP, QuantSettings
-from .steps import Inputs, Judged, judge, open_inputs, with_layer_report
-from .validation import accuracy_gate, check_max_drop
+from .settings import AUTO_MAX_ACCURACY_DROP, ChosenRecipe, QuantRecipe, QuantSettings, candidate_recipes
+from .stage import Inputs, Judged, Quantized, Steps, build, checked_arguments, judge, new_workdir, open_inputs, shipped
 
 onnx = require("onnx", "quantize")
 
-Progress = Callable[[int, int, str], None]  # (steps done, total steps, what runs now), as runtime.bench's
 BASELINE = "fp32"
 MIN_TIMES_SMALLER = 3.0  # the int8 file must be at least this many times smaller than the fp32 file
 TIE = 0.05  # worst-case latency ratios within 5% of the best count as tied (timing noise on a shared machine)
@@ -103,11 +102,12 @@ class Trial:
 
     @classmethod
     def of(cls, recipe: QuantRecipe, status: str, detail: str = "", judged: Judged | None = None) -> Trial:
+        v = judged and judged.quantization.validation
         figures = {} if judged is None else {
-            "accuracy": judged.accuracy.int8_accuracy, "accuracy_drop_points": judged.accuracy.accuracy_drop_points,
-            "top1_agreement": judged.accuracy.top1_agreement, "bytes": len(judged.data),
-            "times_smaller": round(judged.times_smaller, 4)}
-        return cls(recipe.name, recipe.what, status, detail, recipe.settings.to_record(), recipe.kernel_friendly,
+            "accuracy": v.int8_accuracy, "accuracy_drop_points": v.accuracy_drop_points,
+            "top1_agreement": v.top1_agreement, "bytes": judged.size.int8_bytes,
+            "times_smaller": judged.size.times_smaller}
+        return cls(recipe.name, recipe.what, status, detail, recipe.settings.to_json(), recipe.kernel_friendly,
                    **figures)
 
     @property
@@ -133,103 +133,77 @@ class Choice:
 def auto_quantize(model: Path, out: Path, *, data_dir: Path, base: QuantSettings | None = None,
                   max_accuracy_drop: float = AUTO_MAX_ACCURACY_DROP, report: Path | None = None,
                   force: bool = False, calibration_images: Path | None = None, plan: TimingPlan | None = None,
-                  progress: Progress | None = None, also_write: dict[str, Path] | None = None) -> dict:
-    """Search the candidates for `model`, write the winner to `out`, validated; return its report.
+                  progress: Progress | None = None, also_write: dict[str, Path] | None = None) -> Quantized:
+    """Search the candidates for `model`, write the winner to `out`, validated; return its result.
 
     `base` gives every candidate its target CPU, calibration count and seed (static mode; the
     search varies format, weight granularity, exclusions and the kernel-friendly rewrite). `plan`
-    sets the timing (default DEFAULT_PLAN). Returns what quantizer.quantize_model returns for the
-    winner, plus "search" (see `search_record`). Raises ValidationError, and writes no model,
-    when no candidate is within the accuracy budget. `also_write` (candidate name -> path) writes those
-    candidates too, with their metadata, where they pass every check within the accuracy budget and did
-    not win; the result's "also_written" says which were.
+    sets the timing (default DEFAULT_PLAN). The result is stage.quantize_model's for the winner,
+    with `search` (see `search_record`). Raises ValidationError, and writes no model, when no
+    candidate is within the accuracy budget. `also_write` (candidate name -> path) writes those
+    candidates too, with their metadata, where they pass every check within the accuracy budget and
+    did not win; the result's `also_written` says which were.
     """
     base = base or QuantSettings()
     if not base.is_static:
         raise DataError("quantize --auto searches static quantization recipes (found mode 'dynamic')")
-    return run(model, out, base, plan or DEFAULT_PLAN, data_dir=data_dir, max_accuracy_drop=max_accuracy_drop,
-               report=report, force=force, calibration_images=calibration_images, progress=progress,
-               also_write=also_write)
-
-
-def run(model: Path, out: Path, settings: QuantSettings, plan: TimingPlan | None, *, data_dir: Path,
-        max_accuracy_drop: float = DEFAULT_MAX_ACCURACY_DROP, report: Path | None = None, force: bool = False,
-        calibration_images: Path | None = None, progress: Progress | None = None,
-        also_write: dict[str, Path] | None = None) -> dict:
-    """The stage. Without a `plan`: the one recipe of `settings`, untimed; any failed check is raised and
-    the accuracy gate refuses after the report is written. With one: the candidates of recipes.py, timed
-    by `plan`, the winner by RULE."""
-    model, out = Path(model), Path(out)
-    report = Path(report) if report is not None else None
-    max_accuracy_drop = check_max_drop(max_accuracy_drop)
-    inputs = open_inputs(model, out, report, force, data_dir, settings, calibration_images)
+    plan = plan or DEFAULT_PLAN
+    model, out, report, max_accuracy_drop = checked_arguments(model, out, report, max_accuracy_drop)
+    inputs = open_inputs(model, out, report, force, data_dir, base, calibration_images)
     load_start = load_average()
-    with scratch_directory("quantize") as work:
-        float_paths = {False: preprocess(model, _mkdir(work / "standard"))}
-        if plan is None:
-            recipes, rewrite = [QuantRecipe(STANDARD, inputs.settings, what="the given settings")], None
-        else:
-            float_paths[True], rewrite = prepare_rewrite(model, _mkdir(work / "kernel-friendly"), inputs, out.name)
-            first_conv = graph.first_node(graph.load(float_paths[False]).graph, "Conv")
-            recipes = candidate_recipes(inputs.settings, first_conv and first_conv.name)
-        buildable = sum(float_paths.get(r.kernel_friendly) is not None for r in recipes)
-        steps = _Steps(progress, buildable + (len(plan.cells()) if plan else 0) + (report is not None))
-        search = {"chosen_from": [r.name for r in recipes], "rule": RULE_IN_METADATA}
+    with scratch_directory("quantize") as tmp:  # a killed run's is removed by the next
+        standard = preprocess(model, new_workdir(tmp, "standard"))
+        friendly, rewrite = prepare_rewrite(model, new_workdir(tmp, "kernel-friendly"), inputs, out.name)
+        first_conv = graph.first_node(standard.proto.graph, "Conv")
+        recipes = candidate_recipes(inputs.settings, first_conv and first_conv.name)
+        float_models = {False: standard, True: friendly}
+        buildable = sum(float_models[r.kernel_friendly] is not None for r in recipes)
+        steps = Steps(progress, buildable + len(plan.cells()) + (report is not None))
         trials, judged = [], {}
         for recipe in recipes:
-            float_path = float_paths.get(recipe.kernel_friendly)
-            if float_path is None:
+            float_model = float_models[recipe.kernel_friendly]
+            if float_model is None:
                 trials.append(Trial.of(recipe, "not applicable", rewrite["reason"]))
                 continue
-            steps(f"candidate {recipe.name}: quantizing and validating" if plan else
-                  f"quantizing ({_how(recipe.settings)}) and validating on {len(inputs.test_labels)} test images")
+            steps(f"candidate {recipe.name}: quantizing and validating")
+            chosen = ChosenRecipe(recipe.name, tuple(rewrite["rewrites"]) if recipe.kernel_friendly else (),
+                                  recipe.op_types, recipe.float_logits, tuple(r.name for r in recipes),
+                                  RULE_IN_METADATA)
             try:
-                candidate = build_candidate(recipe, float_path, float_path.parent, calibration=inputs.calibration,
-                                            calibration_source=inputs.calibration_source, source=out.name)
-                rewrites = rewrite["rewrites"] if recipe.kernel_friendly else []
-                extra = {"recipe": recipe.to_record(rewrites), "search": search} if plan else {}
-                judged[recipe.name] = judge(inputs, candidate, extra, out.name)
+                candidate = build(inputs, recipe, float_model, out.name)
+                judged[recipe.name] = judge(inputs, candidate, chosen, out.name, threads=plan.threads[0])
             except ValidationError as exc:
-                if plan is None:
-                    raise
                 trials.append(Trial.of(recipe, "failed", str(exc)))
                 continue
             trials.append(Trial.of(recipe, "ok", judged=judged[recipe.name]))
 
-        result = {"model": str(out), "fp32_model": str(model)}
-        if plan is not None:
-            timings = side_by_side({BASELINE: model, **{n: j.candidate.path for n, j in judged.items()}},
-                                   inputs.fp32.contract, inputs.test_inputs, plan, steps)
-            trials = [replace(t, latency_ratio={c: round(timings[c][t.name]["ratio"], 4) for c in timings},
-                              latency_ms={c: timings[c][t.name]["median_ms"] for c in timings})
-                      if t.name in judged else t for t in trials]
-            choice = choose(trials, max_accuracy_drop)
-            load = {"start": load_start, "end": load_average()}
-            result["search"] = search_record(trials, choice, rewrite, plan, inputs, timings, max_accuracy_drop, load)
-            if choice.winner is None:
-                if report is not None:
-                    write_json(report, {**result, "model": None}, replace=force)
-                raise ValidationError(f"{out.name}: {choice.why}; no model written"
-                                      + (f"; every candidate in {report}" if report is not None else ""))
-        winner_name = choice.winner if plan else STANDARD
-        winner = judged[winner_name]
-        result = {**result, **winner.to_record(), "max_accuracy_drop": max_accuracy_drop}
-        if report is not None:
-            steps("measuring per-layer error")
-            result = with_layer_report(result, winner, inputs, report, force)
-        steps.done_all()
-        if plan is None:
-            accuracy_gate(winner.accuracy, max_accuracy_drop, out.name, report)
-        write_bytes(out, winner.data, replace=force)
+        timings = side_by_side({BASELINE: model, **{n: j.candidate.path for n, j in judged.items()}},
+                               inputs.fp32.contract, inputs.test_inputs, plan, steps,
+                               opened={n: j.int8 for n, j in judged.items()})
+        trials = [replace(t, latency_ratio={c: round(timings[c][t.name]["ratio"], 4) for c in timings},
+                          latency_ms={c: timings[c][t.name]["median_ms"] for c in timings})
+                  if t.name in judged else t for t in trials]
+        choice = choose(trials, max_accuracy_drop)
+        load = {"start": load_start, "end": load_average()}
+        search = search_record(trials, choice, rewrite, plan, inputs, timings, max_accuracy_drop, load)
+        if choice.winner is None:
+            if report is not None:
+                write_json(report, {"model": None, "fp32_model": str(model), "search": search}, replace=force)
+            raise ValidationError(f"{out.name}: {choice.why}; no model written"
+                                  + (f"; every candidate in {report}" if report is not None else ""))
+        result = shipped(judged[choice.winner], inputs, model, out, max_accuracy_drop, report, steps, search)
+        write_bytes(out, judged[choice.winner].data, replace=force)
         if also_write:
-            result["also_written"] = write_also(also_write, judged, trials, winner_name, max_accuracy_drop, force)
+            result = replace(result, also_written=write_also(also_write, judged, trials, choice.winner,
+                                                             max_accuracy_drop, force))
     return result
 
 
 def write_also(paths: dict[str, Path], judged: dict[str, Judged], trials: list[Trial], winner: str,
                max_accuracy_drop: float, force: bool = False) -> dict[str, str]:
     """Write the candidates named in `paths` that pass every check within the accuracy budget, the winner
-    excepted (it is the stage's output already); {name: path} of those written."""
+    excepted (it is the stage's output already); {name: path} of those written (replacing files only with
+    `force`)."""
     passed = {t.name for t in within_budget(trials, max_accuracy_drop)}
     written = {}
     for name, path in paths.items():
@@ -239,57 +213,35 @@ def write_also(paths: dict[str, Path], judged: dict[str, Judged], trials: list[T
     return written
 
 
-class _Steps:
-    """Calls `progress(done, total, what)` before each step, and once more when all are done."""
-
-    def __init__(self, progress: Progress | None, total: int):
-        self.progress, self.total, self.done = progress, total, 0
-
-    def __call__(self, what: str) -> None:
-        if self.progress:
-            self.progress(self.done, self.total, what)
-        self.done += 1
-
-    def done_all(self) -> None:
-        if self.progress:
-            self.progress(self.total, self.total, "done")
-
-
-def _how(settings: QuantSettings) -> str:
-    return f"{settings.mode}, {settings.format}, {settings.method}" if settings.is_static else settings.mode
-
-
-def _mkdir(path: Path) -> Path:
-    path.mkdir()
-    return path
-
-
-def prepare_rewrite(model: Path, workdir: Path, inputs: Inputs, source: str) -> tuple[Path | None, dict]:
+def prepare_rewrite(model: Path, workdir: Path, inputs: Inputs, source: str) -> tuple[FloatModel | None, dict]:
     """The kernel-friendly fp32 graph, pre-processed and proven exact on the test set, and a record of
     it; (None, {"applies": False, "reason"}) when the model does not fit or the proof fails."""
     try:
         rewritten = workdir / "rewritten.onnx"
         friendly, rewrites = kernel_friendly(onnx.load(str(model)), model.name)
         onnx.save(friendly, str(rewritten))
-        float_path = preprocess(rewritten, workdir)
-        verification = verify_rewrite(model, float_path, inputs.test_inputs, source)  # what gets quantized
+        float_model = preprocess(rewritten, workdir)
+        verification = verify_rewrite(model, float_model.path, inputs.test_inputs, source)  # what gets quantized
     except (ModelError, ValidationError) as exc:  # NotRewritable is a ModelError
         return None, {"applies": False, "reason": str(exc)}
-    return float_path, {"applies": True, "rewrites": rewrites, "verification": verification}
+    return float_model, {"applies": True, "rewrites": rewrites, "verification": verification}
 
 
 def side_by_side(models: dict[str, Path], contract: ModelContract, inputs: np.ndarray, plan: TimingPlan,
-                 on_cell: Callable[[str], None] = lambda cell: None) -> dict[str, dict[str, dict]]:
+                 on_cell: Callable[[str], None] = lambda cell: None,
+                 opened: dict[str, LoadedModel] | None = None) -> dict[str, dict[str, dict]]:
     """{cell: {label: {"ratio", "median_ms", "round_ratios"}}} for every cell of `plan`, ratios to the
     first model; `inputs` are preprocessed test images (N >= max batch, 1, 32, 32), and every model
-    runs with the same SessionOptions (runtime's: default graph optimisation, intra-op threads)."""
+    runs with the same SessionOptions (runtime's: default graph optimisation, intra-op threads).
+    `opened`: sessions of some of the models with the plan's first thread count, used for it."""
     if len(inputs) < max(plan.batch_sizes):
         raise DataError(f"{len(inputs)} timing inputs for batch size {max(plan.batch_sizes)} "
                         f"(expected at least as many)")
     baseline = next(iter(models))
     cells, result = iter(plan.cells()), {}
     for threads in plan.threads:
-        loaded = {label: load_model(path, threads, contract) for label, path in models.items()}
+        reuse = opened if threads == plan.threads[0] and opened else {}
+        loaded = {label: reuse.get(label) or load_model(path, threads, contract) for label, path in models.items()}
         for batch in plan.batch_sizes:
             cell = next(cells)
             on_cell(f"timing {len(models) - 1} candidate(s) against fp32: {threads} thread(s), batch {batch}")
@@ -298,7 +250,8 @@ def side_by_side(models: dict[str, Path], contract: ModelContract, inputs: np.nd
             per_round = time_interleaved(runs, [plan.min_calls] * plan.rounds, plan.warmup,
                                          plan.seconds_per_turn * 1e3)
             medians = {label: np.array([np.median(r) for r in rounds]) for label, rounds in per_round.items()}  # ms
-            result[cell] = {label: {"ratio": float(np.median(m / medians[baseline])), "median_ms": float(np.median(m)),
+            result[cell] = {label: {"ratio": latency_ratio(m, medians[baseline], paired=True),
+                                    "median_ms": float(np.median(m)),
                                     "round_ratios": [round(float(r), 4) for r in m / medians[baseline]]}
                             for label, m in medians.items()}
     return result

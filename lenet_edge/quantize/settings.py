@@ -1,17 +1,28 @@
-"""Quantization settings (one frozen object per candidate) and the choice of int8 types.
+"""What decides an int8 model and what its record says: settings, recipes, the quantization record.
 
-The activation/weight types follow the guidance in onnxruntime's `quantize_static`
-docstring ("Choosing parameters for CPU inference"): on x86-64 uint8 activations with
-int8 weights, full range on CPUs with VNNI and 7-bit weights (reduce_range) without it;
-on ARM int8 for both. The target CPU is the host (runtime.environment.cpu_info) unless the
-user names another one. No onnx import, so settings can be built and compared cheaply.
+Settings are one frozen object per candidate. The activation/weight types follow the guidance in
+onnxruntime's `quantize_static` docstring ("Choosing parameters for CPU inference"): on x86-64 uint8
+activations with int8 weights, full range on CPUs with VNNI and 7-bit weights (reduce_range) without
+it; on ARM int8 for both. The target CPU is the host (runtime.environment.cpu_info) unless the user
+names another one.
+
+A recipe is settings plus three choices the builder (build.py) follows: quantize the fp32 graph or
+its kernel-friendly rewrite (rewrite.py), which op types to quantize, and whether the int8 graph
+gets float logits afterwards. A plain `quantize` is one recipe of the user's settings; the order
+of `candidate_recipes` is `--auto`'s preference: when candidates tie on speed the earlier one wins
+(the standard recipe needs no rewrite; among the kernel-friendly ones QDQ per-tensor before
+per-channel, QDQ before QOperator, whose com.microsoft operators only onnxruntime runs natively).
+
+The quantization record is what the int8 model's metadata says of how it was made and how it did:
+one QuantizationRecord from where the stage makes it to the metadata key lenet_edge.quantization
+and the `quantization` of quantize.json. No onnx import: all of this is built and compared cheaply.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 
-from ..errors import DataError
+from ..errors import DataError, ModelError
 from ..runtime.environment import cpu_info
 
 MODES = ("static", "dynamic")
@@ -24,6 +35,11 @@ DEFAULT_MAX_ACCURACY_DROP = 0.2  # percentage points of test accuracy: 20 of the
 AUTO_MAX_ACCURACY_DROP = 0.1  # --auto ships a model chosen for speed; it is held to the tighter budget
 
 GUIDANCE = "onnxruntime's CPU guidance for quantize_static"
+STATIC_ONLY = ("format", "method", "calibration_count", "calibration_seed")  # no meaning without calibration
+STANDARD = "standard"
+# The kernel-friendly recipes quantize these only: onnxruntime's QDQ propagation still runs the
+# Reshape/Transpose/Flatten in between on uint8, and the file holds no Q/DQ pairs for them.
+KERNEL_FRIENDLY_OP_TYPES = ("Conv", "Gemm", "Relu", "Sigmoid", "MaxPool")
 
 
 @dataclass(frozen=True)
@@ -96,15 +112,19 @@ class QuantSettings:
         return replace(self, target=target, activation_type=chosen[0], weight_type=chosen[1],
                        reduce_range=chosen[2], type_reason=reason)
 
-    def to_record(self) -> dict:
+    def to_json(self) -> dict:
         """The settings as they go into the int8 model's metadata (JSON types only)."""
         record = asdict(self)
         record["exclude_nodes"] = list(self.exclude_nodes)
         record["exclude_op_types"] = list(self.exclude_op_types)
         if not self.is_static:  # these have no meaning without calibration
-            for key in ("format", "method", "calibration_count", "calibration_seed"):
+            for key in STATIC_ONLY:
                 record.pop(key)
         return record
+
+    @classmethod
+    def from_json(cls, record: dict) -> QuantSettings:
+        return cls(**{f.name: record[f.name] for f in fields(cls) if f.name in record})
 
 
 def cpu_target(cpu: dict) -> str:
@@ -125,3 +145,101 @@ def recommended_types(target: str) -> tuple[str, str, bool, str]:
         return "uint8", "int8", True, (f"x86-64 without VNNI, so uint8 activations and int8 weights reduced to "
                                        f"7 bits against saturation by {GUIDANCE}")
     raise DataError(f"unknown target CPU {target!r} (expected one of {', '.join(TARGETS[1:])})")
+
+
+@dataclass(frozen=True)
+class QuantRecipe:
+    name: str
+    settings: QuantSettings
+    kernel_friendly: bool = False  # quantize the kernel-friendly rewrite of the fp32 graph, not the graph itself
+    what: str = ""  # what this candidate tests, one line
+    op_types: tuple[str, ...] | None = None  # op types to quantize; None: every type onnxruntime quantizes
+    float_logits: bool = False  # rewrite.lean_file on the int8 graph: float logits, no shape annotations
+
+
+def candidate_recipes(base: QuantSettings, first_conv: str | None) -> list[QuantRecipe]:
+    """`--auto`'s candidates, built on `base` (the user's target and calibration); `first_conv` is C1's
+    node name in the pre-processed fp32 graph (None: no such candidate)."""
+    per_tensor = replace(base, per_channel=False)
+    recipes = [QuantRecipe(STANDARD, base, what="the stage's default: QDQ, per-channel weights, MinMax")]
+    if first_conv is not None:
+        recipes.append(QuantRecipe("standard+c1-float", replace(base, exclude_nodes=(first_conv,)),
+                                   what="C1 (one input channel, a slow int8 conv) kept in float"))
+    friendly = {"kernel_friendly": True, "op_types": KERNEL_FRIENDLY_OP_TYPES, "float_logits": True}
+    return recipes + [
+        QuantRecipe("kernel-friendly", per_tensor, **friendly,
+                    what="exact rewrite (C1+pool as a 4->64-channel conv, C3 over column pairs, C5 as Gemm), "
+                         "QDQ per-tensor weights, float logits"),
+        QuantRecipe("kernel-friendly+per-channel", base, **friendly, what="the rewrite with per-channel weights"),
+        QuantRecipe("kernel-friendly+qoperator", replace(per_tensor, format="qoperator"), **friendly,
+                    what="the rewrite in QOperator format"),
+    ]
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    """Both models on the same test images (the official MNIST test set)."""
+
+    test_images: int
+    fp32_accuracy: float
+    int8_accuracy: float
+    accuracy_drop_points: float  # (fp32 - int8) in percentage points, rounded to 4 decimals
+    top1_agreement: float
+
+
+@dataclass(frozen=True)
+class ChosenRecipe:
+    """Which of `--auto`'s candidates the model is, how it was built, and by what rule it was chosen
+    (compact: the metadata counts in the file's size)."""
+
+    name: str
+    graph_rewrite: tuple[str, ...]  # ids of the kernel-friendly rewrites applied to the fp32 graph
+    op_types_to_quantize: tuple[str, ...] | None  # None: every type onnxruntime quantizes
+    float_logits: bool
+    chosen_from: tuple[str, ...]
+    rule: str
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "graph_rewrite": list(self.graph_rewrite),
+                "op_types_to_quantize": list(self.op_types_to_quantize) if self.op_types_to_quantize else "all",
+                "float_logits": self.float_logits, "chosen_from": list(self.chosen_from), "rule": self.rule}
+
+    @classmethod
+    def from_json(cls, record: dict) -> ChosenRecipe:
+        op_types = record["op_types_to_quantize"]
+        return cls(record["name"], tuple(record["graph_rewrite"]), None if op_types == "all" else tuple(op_types),
+                   record["float_logits"], tuple(record["chosen_from"]), record["rule"])
+
+
+@dataclass(frozen=True)
+class QuantizationRecord:
+    """How an int8 model was made and how it did against its fp32 model: the metadata's
+    lenet_edge.quantization, written once into the model the stage ships."""
+
+    settings: QuantSettings  # resolved: types decided, calibration_count what calibration held
+    excluded_nodes: tuple[str, ...]  # node names kept in float, op-type exclusions expanded
+    onnxruntime: str  # the version that quantized it
+    calibration_source: str | None  # static only: where the calibration images came from
+    validation: Accuracy
+    recipe: ChosenRecipe | None = None  # `--auto` only
+
+    def to_json(self) -> dict:
+        """JSON types only, settings at the top level (as a device reads `mode`)."""
+        record = {**self.settings.to_json(), "excluded_nodes": list(self.excluded_nodes),
+                  "onnxruntime": self.onnxruntime}
+        if self.settings.is_static:
+            record["calibration_source"] = self.calibration_source
+        if self.recipe is not None:
+            record["recipe"] = self.recipe.to_json()
+        return {**record, "validation": asdict(self.validation)}
+
+    @classmethod
+    def from_json(cls, record: dict) -> QuantizationRecord:
+        """The record of a model's metadata (as ModelContract.quantization holds it) as this type."""
+        try:
+            return cls(QuantSettings.from_json(record), tuple(record["excluded_nodes"]), record["onnxruntime"],
+                       record.get("calibration_source"), Accuracy(**record["validation"]),
+                       ChosenRecipe.from_json(record["recipe"]) if "recipe" in record else None)
+        except (KeyError, TypeError) as exc:
+            raise ModelError(f"quantization record {sorted(record)} (expected the keys QuantizationRecord.to_json "
+                            f"writes; {type(exc).__name__}: {exc})") from exc

@@ -1,0 +1,248 @@
+"""The quantization stage for one recipe, and the steps `--auto` (search.py) shares with it.
+
+`quantize_model`: fp32 model.onnx -> validated int8 model.onnx (+ an optional per-layer report).
+Order of work: check the inputs (outputs writable, contract, calibration images) before any
+quantizing; build the candidate; check its kernels and structure, its accuracy on the test set
+against the fp32 model, its agreement with the ONNX reference implementation and the final file;
+write the per-layer report (also when the accuracy gate then refuses the model, since that is
+when it is needed); write the model only when everything passed.
+
+A candidate's file holds no lenet-edge metadata while it is judged (it runs with the fp32 model's
+contract, given to the session); `judge` writes the contract and the quantization record into
+the model once, in memory, and keeps the bytes to ship.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from .. import graph
+from ..contract import PREFIX, ModelContract
+from ..data import load_mnist
+from ..errors import DataError, ModelError, require
+from ..fileio import check_writable, write_bytes, write_json
+from ..progress import Progress
+from ..runtime.session import LoadedModel, load_model
+from ..scratch import scratch_directory
+from . import checks
+from .build import (
+    CALIBRATION_SPLIT,
+    Candidate,
+    FloatModel,
+    build_candidate,
+    model_inputs,
+    preprocess,
+    read_calibration_file,
+    training_images,
+)
+from .settings import DEFAULT_MAX_ACCURACY_DROP, STANDARD, ChosenRecipe, QuantizationRecord, QuantRecipe, QuantSettings
+
+onnx = require("onnx", "quantize")
+import onnxruntime as ort  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What every quantization reads and checks before building anything."""
+
+    fp32: LoadedModel
+    fp32_props: dict[str, str]  # the fp32 model's metadata_props, carried over
+    fp32_bytes: int
+    settings: QuantSettings  # resolved; calibration_count is what the calibration inputs hold
+    calibration: np.ndarray | None  # (N, 1, 32, 32) model inputs; None for dynamic quantization
+    calibration_source: str | None
+    test_inputs: np.ndarray  # (10000, 1, 32, 32) the official test set by the model's contract
+    test_labels: np.ndarray  # (10000,)
+    force: bool  # the stage's outputs may replace existing files (--force)
+
+
+@dataclass(frozen=True)
+class Sizes:
+    fp32_bytes: int
+    int8_bytes: int  # the shipped file, metadata included
+
+    @property
+    def times_smaller(self) -> float:  # fp32 / int8
+        return round(self.fp32_bytes / self.int8_bytes, 4)
+
+    def to_json(self) -> dict:
+        return {"fp32_bytes": self.fp32_bytes, "int8_bytes": self.int8_bytes,
+                "size_ratio": round(self.int8_bytes / self.fp32_bytes, 4), "times_smaller": self.times_smaller}
+
+
+@dataclass(frozen=True)
+class Judged:
+    """A candidate that passed every check, with the file it would ship as."""
+
+    candidate: Candidate
+    int8: LoadedModel  # the session that judged it (the search times it too)
+    quantization: QuantizationRecord  # what its metadata holds
+    size: Sizes
+    structure: dict  # int8 and float layer counts after onnxruntime's optimisation
+    reference: dict  # agreement with the ONNX reference implementation
+    data: bytes  # the int8 model file, metadata included
+
+
+@dataclass(frozen=True)
+class Quantized:
+    """What the stage returns and `--report` writes (quantize.json): the shipped model's record and figures."""
+
+    model: Path
+    fp32_model: Path
+    quantization: QuantizationRecord
+    size: Sizes
+    structure: dict  # {"expected_int8", "int8", "float": {"conv", "fc"}, "optimized_op_counts"}
+    reference: dict  # {"images", "top1_agreement", "max_abs_logit_diff"}
+    max_accuracy_drop: float
+    search: dict | None = None  # --auto: every candidate and why the winner won (search.search_record)
+    layers: dict | None = None  # with a report: per-layer errors (layer_report.layer_errors)
+    report: Path | None = None
+    also_written: dict[str, str] = field(default_factory=dict)  # --auto: losing candidates written too
+
+    def to_json(self) -> dict:
+        record = {"model": str(self.model), "fp32_model": str(self.fp32_model),
+                  "quantization": self.quantization.to_json(), "size": self.size.to_json(),
+                  "structure": self.structure, "reference": self.reference, "max_accuracy_drop": self.max_accuracy_drop}
+        optional = {"search": self.search, "layers": self.layers, "also_written": self.also_written or None}
+        return {**record, **{key: value for key, value in optional.items() if value is not None}}
+
+
+def quantize_model(model: Path, out: Path, *, data_dir: Path, settings: QuantSettings | None = None,
+                   max_accuracy_drop: float = DEFAULT_MAX_ACCURACY_DROP, report: Path | None = None,
+                   force: bool = False, calibration_images: Path | None = None,
+                   progress: Progress | None = None) -> Quantized:
+    """Quantize `model` to int8 at `out` by one recipe, `settings`, validated.
+
+    `data_dir` holds MNIST (the command line resolves --data-dir, $LENET_EDGE_DATA or the download
+    cache into it); calibration uses its training split, or `calibration_images` (any input file
+    `run` reads) if given. `report` receives the per-layer error report (JSON). Raises
+    ValidationError, and writes no model, when a check fails or the int8 model loses more than
+    `max_accuracy_drop` points of test accuracy.
+    """
+    model, out, report, max_accuracy_drop = checked_arguments(model, out, report, max_accuracy_drop)
+    inputs = open_inputs(model, out, report, force, data_dir, settings or QuantSettings(), calibration_images)
+    with scratch_directory("quantize") as tmp:  # a killed run's is removed by the next
+        steps = Steps(progress, 1 + (report is not None))
+        float_model = preprocess(model, new_workdir(tmp, STANDARD))
+        recipe = QuantRecipe(STANDARD, inputs.settings, what="the given settings")
+        s = inputs.settings
+        steps(f"quantizing ({f'{s.mode}, {s.format}, {s.method}' if s.is_static else s.mode}) and validating "
+              f"on {len(inputs.test_labels)} test images")
+        judged = judge(inputs, build(inputs, recipe, float_model, out.name), None, out.name)
+        result = shipped(judged, inputs, model, out, max_accuracy_drop, report, steps)
+        checks.accuracy_gate(judged.quantization.validation, max_accuracy_drop, out.name, report)
+        write_bytes(out, judged.data, replace=force)
+    return result
+
+
+# ---------------------------------------------------------------- the shared steps
+def checked_arguments(model, out, report, max_accuracy_drop) -> tuple[Path, Path, Path | None, float]:
+    return Path(model), Path(out), None if report is None else Path(report), checks.check_max_drop(max_accuracy_drop)
+
+
+def open_inputs(model: Path, out: Path, report: Path | None, force: bool, data_dir: Path,
+                settings: QuantSettings, calibration_images: Path | None) -> Inputs:
+    """Refuse unusable outputs first, then load the fp32 model, the test set and the calibration inputs."""
+    if out.resolve() == model.resolve():
+        raise DataError(f"{out}: the output is the fp32 model itself (expected a new path for the int8 model)")
+    check_writable(out, force)
+    if report is not None:
+        check_writable(report, force)
+    fp32 = load_model(model)
+    if fp32.contract.quantization is not None:
+        raise ModelError(f"{model}: already quantized ({fp32.contract.quantization.get('mode')} int8; "
+                         f"expected the fp32 model from lenet-edge export)")
+    prep = fp32.contract.preprocessing
+    data = Path(data_dir)
+    settings = settings.resolve()
+    calibration, source = None, None
+    if not settings.is_static and calibration_images is not None:
+        raise DataError(f"{calibration_images}: calibration images given for dynamic quantization "
+                        f"(expected static mode; dynamic quantization has no calibration)")
+    if settings.is_static and calibration_images is not None:
+        calibration = read_calibration_file(calibration_images, prep, settings.calibration_count)
+        source = Path(calibration_images).name
+    elif settings.is_static:
+        source = f"MNIST {CALIBRATION_SPLIT} split"
+        raw = training_images(data, settings.calibration_count, settings.calibration_seed)  # (N, 28, 28)
+        calibration = model_inputs(raw, prep, source)
+    if calibration is not None:
+        settings = replace(settings, calibration_count=len(calibration))  # a file may hold fewer
+    test_images, test_labels = load_mnist(data, "test")
+    return Inputs(fp32, graph.metadata(graph.load(model)), model.stat().st_size, settings, calibration, source,
+                  prep(test_images), test_labels, force)
+
+
+def new_workdir(parent: Path, name: str) -> Path:
+    path = parent / name
+    path.mkdir()
+    return path
+
+
+def build(inputs: Inputs, recipe: QuantRecipe, float_model: FloatModel, source: str) -> Candidate:
+    return build_candidate(recipe, float_model, float_model.path.parent, calibration=inputs.calibration,
+                           calibration_source=inputs.calibration_source, source=source)
+
+
+def judge(inputs: Inputs, candidate: Candidate, recipe: ChosenRecipe | None, source: str,
+          threads: int | None = None) -> Judged:
+    """Everything that judges a candidate against its fp32 model, raising ValidationError on a failed
+    check (the accuracy budget is the caller's): kernels and int8 layer counts, accuracy of both on the
+    test set, the reference implementation, then the final file. `threads`: the judging session's."""
+    structure = checks.check_structure(candidate, source)
+    int8 = load_model(candidate.path, threads, contract=inputs.fp32.contract)
+    accuracy = checks.measure(inputs.fp32, int8, inputs.test_inputs, inputs.test_labels)
+    sample = inputs.test_inputs[:checks.SAMPLE]
+    reference = checks.compare_with_reference(candidate.model, sample, int8.predict(sample), source)
+    quantization = QuantizationRecord(candidate.settings, candidate.excluded_nodes, ort.__version__,
+                                      candidate.calibration_source, accuracy, recipe)
+    data = final_bytes(candidate.model, inputs.fp32_props, quantization, source)
+    return Judged(candidate, int8, quantization, Sizes(inputs.fp32_bytes, len(data)), structure, reference, data)
+
+
+def final_bytes(model: onnx.ModelProto, fp32_props: dict[str, str], quantization: QuantizationRecord,
+                source: str) -> bytes:
+    """The int8 model with the fp32 model's metadata, the quantization record and its own test accuracy,
+    checked by onnx.checker, serialised."""
+    contract = replace(ModelContract.from_metadata(fp32_props, source), quantization=quantization.to_json(),
+                       test_accuracy=quantization.validation.int8_accuracy)  # the int8 model's own figure
+    props = contract.to_metadata()
+    graph.set_metadata(model, {**fp32_props, **props})
+    checks.check_model_file(model, source)
+    checks.check_metadata(fp32_props, graph.metadata(model), props[PREFIX + "quantization"], source)
+    return model.SerializeToString()
+
+
+def shipped(judged: Judged, inputs: Inputs, model: Path, out: Path, max_accuracy_drop: float, report: Path | None,
+            steps: Steps, search: dict | None = None) -> Quantized:
+    """The stage's result for the candidate it ships, its per-layer report written if asked for."""
+    result = Quantized(out, model, judged.quantization, judged.size, judged.structure, judged.reference,
+                       max_accuracy_drop, search)
+    if report is not None:
+        from .layer_report import layer_errors
+
+        steps("measuring per-layer error")
+        result = replace(result, report=report, layers=layer_errors(
+            judged.candidate, inputs.test_inputs, judged.candidate.path.parent, calibration=inputs.calibration))
+        write_json(report, result.to_json(), replace=inputs.force)
+    steps.done_all()
+    return result
+
+
+class Steps:
+    """Calls `progress(done, total, what)` before each step, and once more when all are done."""
+
+    def __init__(self, progress: Progress | None, total: int):
+        self.progress, self.total, self.done = progress, total, 0
+
+    def __call__(self, what: str) -> None:
+        if self.progress:
+            self.progress(self.done, self.total, what)
+        self.done += 1
+
+    def done_all(self) -> None:
+        if self.progress:
+            self.progress(self.total, self.total, "done")
