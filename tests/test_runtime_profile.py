@@ -32,7 +32,7 @@ def lenet(tmp_path_factory) -> dict[str, Path]:
     import torch
 
     from lenet_edge.export.exporter import export_checkpoint
-    from lenet_edge.quantize.quantizer import quantize_model
+    from lenet_edge.quantize.stage import quantize_model
     from lenet_edge.quantize.rewrite import kernel_friendly
     from lenet_edge.quantize.settings import QuantSettings
     from lenet_edge.train.checkpoint import save_checkpoint
