@@ -1,13 +1,17 @@
 """Shared fixtures. Integration fixtures use the real MNIST files named by LENET_EDGE_DATA
-and train real models once per test session (the default recipes, as a user would)."""
+and train real models once per test run (the default recipes, as a user would): under pytest-xdist
+the first worker to ask builds each one and the others wait for it (build_once)."""
 
 from __future__ import annotations
 
 import os
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from filelock import FileLock
 from hypothesis import configuration as hypothesis_configuration
 
 from lenet_edge.cli import cli
@@ -69,11 +73,34 @@ def mnist_dir() -> Path:
     return resolve_data_dir(None)
 
 
+def shared_directory(tmp_path_factory, name: str) -> Path:
+    """A directory of this test run that every pytest-xdist worker sees (each worker's own temporary
+    directory lies inside the run's)."""
+    root = tmp_path_factory.getbasetemp()
+    return (root.parent if "PYTEST_XDIST_WORKER" in os.environ else root) / "shared" / name
+
+
+def build_once(tmp_path_factory, name: str, build: Callable[[Path], None]) -> Path:
+    """shared_directory `name`, filled by `build(directory)` once per test run: the first worker to ask
+    builds it under a file lock, the others wait and reuse it. Tests only read what is in it."""
+    directory = shared_directory(tmp_path_factory, name)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(directory) + ".lock"):
+        if not (directory.parent / f"{name}.built").exists():
+            shutil.rmtree(directory, ignore_errors=True)  # what a failed build left
+            directory.mkdir()
+            build(directory)
+            (directory.parent / f"{name}.built").touch()
+    return directory
+
+
 def _train(tmp_path_factory, mnist_dir: Path, variant: str) -> Path:
-    out = tmp_path_factory.mktemp(variant) / f"{variant}.safetensors"
-    result = CliRunner().invoke(cli, ["train", "--variant", variant, "--data-dir", str(mnist_dir), "-o", str(out)])
-    assert result.exit_code == 0, result.output
-    return out
+    def train(directory: Path) -> None:
+        result = CliRunner().invoke(cli, ["train", "--variant", variant, "--data-dir", str(mnist_dir), "-o",
+                                          str(directory / f"{variant}.safetensors")])
+        assert result.exit_code == 0, result.output
+
+    return build_once(tmp_path_factory, variant, train) / f"{variant}.safetensors"
 
 
 @pytest.fixture(scope="session")
@@ -97,9 +124,19 @@ def tanh_checkpoint(tmp_path_factory, mnist_dir) -> Path:
 def _export(tmp_path_factory, checkpoint: Path, mnist_dir: Path) -> Path:
     from lenet_edge.export.exporter import export_checkpoint
 
-    out = tmp_path_factory.mktemp("onnx") / checkpoint.with_suffix(".onnx").name
-    export_checkpoint(checkpoint, out, data_dir=mnist_dir)
-    return out
+    name = checkpoint.with_suffix(".onnx").name
+    return build_once(tmp_path_factory, f"onnx-{checkpoint.stem}",
+                      lambda directory: export_checkpoint(checkpoint, directory / name, data_dir=mnist_dir)) / name
+
+
+def _quantize(tmp_path_factory, onnx_model: Path, mnist_dir: Path) -> Path:
+    """The int8 model of the quantize stage's default settings, in a directory of its own (a test may watch
+    the fp32 model's directory while another worker quantizes)."""
+    from lenet_edge.quantize.stage import quantize_model
+
+    name = onnx_model.stem + ".int8.onnx"
+    return build_once(tmp_path_factory, f"int8-{onnx_model.stem}",
+                      lambda directory: quantize_model(onnx_model, directory / name, data_dir=mnist_dir)) / name
 
 
 @pytest.fixture(scope="session")
@@ -121,30 +158,18 @@ def tanh_onnx(tmp_path_factory, tanh_checkpoint, mnist_dir) -> Path:
 
 
 @pytest.fixture(scope="session")
-def modern_int8_onnx(modern_onnx, mnist_dir) -> Path:
+def modern_int8_onnx(tmp_path_factory, modern_onnx, mnist_dir) -> Path:
     """modern_onnx quantized to int8 with the quantize stage's default settings."""
-    from lenet_edge.quantize.stage import quantize_model
-
-    out = modern_onnx.with_name("lenet5-modern.int8.onnx")
-    quantize_model(modern_onnx, out, data_dir=mnist_dir)
-    return out
+    return _quantize(tmp_path_factory, modern_onnx, mnist_dir)
 
 
 @pytest.fixture(scope="session")
-def classic_int8_onnx(classic_onnx, mnist_dir) -> Path:
+def classic_int8_onnx(tmp_path_factory, classic_onnx, mnist_dir) -> Path:
     """classic_onnx quantized to int8 with the quantize stage's default settings."""
-    from lenet_edge.quantize.stage import quantize_model
-
-    out = classic_onnx.with_name("lenet5.int8.onnx")
-    quantize_model(classic_onnx, out, data_dir=mnist_dir)
-    return out
+    return _quantize(tmp_path_factory, classic_onnx, mnist_dir)
 
 
 @pytest.fixture(scope="session")
-def tanh_int8_onnx(tanh_onnx, mnist_dir) -> Path:
+def tanh_int8_onnx(tmp_path_factory, tanh_onnx, mnist_dir) -> Path:
     """tanh_onnx quantized to int8 with the quantize stage's default settings."""
-    from lenet_edge.quantize.stage import quantize_model
-
-    out = tanh_onnx.with_name("lenet5-tanh.int8.onnx")
-    quantize_model(tanh_onnx, out, data_dir=mnist_dir)
-    return out
+    return _quantize(tmp_path_factory, tanh_onnx, mnist_dir)
