@@ -4,7 +4,7 @@ It prints figures; it is not a test.
 
     python benchmarks/call_path.py model.onnx model.int8.onnx [--batch 1] [--threads 1]
 
-Call paths, each timed by lenet_edge.runtime.bench.time_interleaved (all paths and models take
+Call paths, each timed by lenet_edge.bench.timing.time_interleaved (all paths and models take
 turns in rounds, per-call medians of the rounds, then the median over rounds):
 - `run`: session.run([output], {input: x}) - names looked up, an output list built, the logits copied out;
 - `run_with_ort_values`: the input wrapped as an OrtValue once, outputs returned as OrtValues;
@@ -29,11 +29,11 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from lenet_edge.bench.environment import environment
+from lenet_edge.bench.markdown import describe_environment
+from lenet_edge.bench.timing import time_interleaved
 from lenet_edge.contract import INPUT_NAME, OUTPUT_NAME, ModelContract
-from lenet_edge.data import MODERN_PREPROCESSING
-from lenet_edge.runtime.bench import time_interleaved
-from lenet_edge.runtime.environment import environment
-from lenet_edge.runtime.report import describe_environment
+from lenet_edge.mnist import MODERN_PREPROCESSING
 from lenet_edge.runtime.session import load_model, session_options
 
 

@@ -5,9 +5,9 @@ against this CPU's peak. It prints ratios; it is not a test.
     python benchmarks/headline.py                      # train (default recipe), export, quantize --auto, bench
     python benchmarks/headline.py --checkpoint C.safetensors [--onnx M.onnx] [--int8 M.int8.onnx]
 
-Timing is lenet_edge.runtime.bench.bench: the three models take turns in interleaved rounds
+Timing is lenet_edge.bench.timing.bench: the three models take turns in interleaved rounds
 on the same test images with the same onnxruntime SessionOptions (default graph
-optimisation), and it records the machine. Ratios are bench's (lenet_edge/runtime/ratio.py: the
+optimisation), and it records the machine. Ratios are bench's (lenet_edge/bench/ratio.py: the
 median over rounds of the per-round ratio of median calls). For int8/fp32 it also prints the range
 of the round-by-round ratios and in how many rounds int8 was the faster: at batch 1 a call takes
 ~0.05 ms, and a claim of "no slower" should hold round after round, not only in the pooled median.
@@ -33,11 +33,11 @@ from pathlib import Path
 import numpy as np
 from peak import count_macs, cpu_peak, format_peak  # the work and peak counting, shared with peers.py
 
-from lenet_edge.datasource import resolve_data_dir
+from lenet_edge.bench.markdown import describe_environment
+from lenet_edge.bench.records import BenchReport, RowKey
+from lenet_edge.bench.timing import TORCH_LABEL, bench
 from lenet_edge.errors import LenetEdgeError
-from lenet_edge.runtime.bench import TORCH_LABEL, bench
-from lenet_edge.runtime.bench_report import BenchReport, RowKey
-from lenet_edge.runtime.report import describe_environment
+from lenet_edge.mnist_download import resolve_data_dir
 
 BATCH_SIZES = (1, 64)
 THREADS = (1, 2)

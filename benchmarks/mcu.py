@@ -70,10 +70,10 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="also write the records here")
     args = parser.parse_args()
 
-    from lenet_edge.data import load_mnist
-    from lenet_edge.datasource import resolve_data_dir
+    from lenet_edge.bench.environment import environment
     from lenet_edge.errors import LenetEdgeError
-    from lenet_edge.runtime.environment import environment
+    from lenet_edge.mnist import load_mnist
+    from lenet_edge.mnist_download import resolve_data_dir
 
     if not 1 <= args.images <= 10_000:
         sys.exit(f"error: --images {args.images} (expected 1 to 10000)")

@@ -53,7 +53,7 @@ def peak_rss(argv: list[str], work: Path) -> tuple[float, float]:
 
 def write_inputs(data_dir: Path, count: int, work: Path) -> dict[str, Path]:
     """The test images tiled to `count` records: uint8 .npy, raw IDX and float32 .npy."""
-    from lenet_edge.data import load_mnist
+    from lenet_edge.mnist import load_mnist
 
     images, _ = load_mnist(data_dir, "test")
     tiled = np.resize(images, (count, *images.shape[1:]))  # (count, 28, 28) uint8, the set repeated

@@ -1,5 +1,5 @@
 """The work a LeNet-5 inference does, for the benchmarks' "achieved GFLOP/s (% of peak)" figures
-(headline.py, peers.py); the peak itself is lenet_edge.runtime.peak's, the one the per-layer report uses.
+(headline.py, peers.py); the peak itself is lenet_edge.bench.peak's, the one the per-layer report uses.
 
 Work: the multiply-accumulates of an fp32 (or QDQ) ONNX model's Conv and Gemm layers for one
 image; pooling and activations are left out.
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lenet_edge.runtime.peak import cpu_peak  # noqa: F401  (re-exported: the benchmarks import it from here)
+from lenet_edge.bench.peak import cpu_peak  # noqa: F401  (re-exported: the benchmarks import it from here)
 
 
 def count_macs(path: Path) -> int | None:

@@ -30,9 +30,9 @@ Every int8 peer calibrates on the training images `lenet-edge quantize` calibrat
 1,000), preprocessed by the model's contract, never on test images.
 
 Method. Inputs: the official MNIST test set (--data-dir or $LENET_EDGE_DATA), preprocessed once by the
-ONNX model's contract (lenet_edge.data.Preprocessing), the same array for every runtime; rows time the
+ONNX model's contract (lenet_edge.mnist.Preprocessing), the same array for every runtime; rows time the
 first `batch` test images. Accuracy: each runtime on all 10,000 test images, with its model of the
-largest batch size (the last batch padded; padding is not scored). Timing: lenet_edge.runtime.bench's
+largest batch size (the last batch padded; padding is not scored). Timing: lenet_edge.bench.timing's
 timer (time_interleaved) with the same thread count for all, rows of (threads, batch size): the runtimes
 take turns in interleaved rounds in a rotated order, each turn at least 50 ms, one call per timing
 (time.perf_counter_ns), after a warm-up. Figures are per-call medians over all timed calls (µs per call,
@@ -43,10 +43,10 @@ pooled median can hide rounds that disagree.
 The limit: achieved GOP/s = 2 x the multiply-accumulates of the fp32 model's Conv and Gemm layers
 (416,520 MACs per image for LeNet-5; what the int8 graphs execute beyond that is not credited) x batch
 / median call time, against this CPU's fp32 peak (fp32 rows) or int8 peak (int8 rows), as headline.py
-counts them (lenet_edge.runtime.peak): cores x 2 FMA units (an assumption) x SIMD lanes x 2 x the nominal clock. The
+counts them (lenet_edge.bench.peak): cores x 2 FMA units (an assumption) x SIMD lanes x 2 x the nominal clock. The
 int8 peak is VNNI's; on a CPU without VNNI (AVX2 only, like the AMD EPYC this was written on) it is 32
 MACs per cycle per core, twice the fp32 peak: 32 products take a VPMADDUBSW and a VPMADDWD, and both issue
-to the same two vector integer-multiply pipes (lenet_edge.runtime.peak gives the sources; counting
+to the same two vector integer-multiply pipes (lenet_edge.bench.peak gives the sources; counting
 VPMADDUBSW alone at two per cycle, as this script did, gave 64 and halved every int8 share). At batch 1 every row is
 far from either peak: the layers are too small to fill the vector units, and the call overhead of each
 runtime's Python binding is part of what is timed.
@@ -71,14 +71,14 @@ from pathlib import Path
 import numpy as np
 from peak import count_macs, cpu_peak, format_peak
 
+from lenet_edge.bench.environment import environment, load_average
+from lenet_edge.bench.markdown import describe_environment, describe_execution
+from lenet_edge.bench.timing import time_interleaved
 from lenet_edge.contract import INPUT_NAME, OUTPUT_NAME
-from lenet_edge.data import load_mnist
-from lenet_edge.datasource import resolve_data_dir
 from lenet_edge.defaults import DEFAULT_MIN_TURN_MS, DEFAULT_WARMUP
 from lenet_edge.errors import DataError, LenetEdgeError, first_line
-from lenet_edge.runtime.bench import time_interleaved
-from lenet_edge.runtime.environment import environment, load_average
-from lenet_edge.runtime.report import describe_environment, describe_execution
+from lenet_edge.mnist import load_mnist
+from lenet_edge.mnist_download import resolve_data_dir
 from lenet_edge.runtime.session import load_model
 
 BASELINE = "ort-fp32"

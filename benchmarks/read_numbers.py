@@ -35,9 +35,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter
 
-from lenet_edge.data import load_mnist
-from lenet_edge.datasource import resolve_data_dir
-from lenet_edge.runtime.environment import cpu_info
+from lenet_edge.bench.environment import cpu_info
+from lenet_edge.mnist import load_mnist
+from lenet_edge.mnist_download import resolve_data_dir
 from lenet_edge.runtime.predict import classify
 from lenet_edge.runtime.session import load_model, softmax
 

@@ -25,8 +25,8 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from lenet_edge.datasource import resolve_data_dir
 from lenet_edge.errors import LenetEdgeError
+from lenet_edge.mnist_download import resolve_data_dir
 from lenet_edge.train.recipes import ACCURACY_TARGETS, default_recipe
 from lenet_edge.train.trainer import Recipe, train
 

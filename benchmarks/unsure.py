@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lenet_edge.data import load_mnist
-from lenet_edge.datasource import resolve_data_dir
+from lenet_edge.mnist import load_mnist
+from lenet_edge.mnist_download import resolve_data_dir
 from lenet_edge.runtime.predict import UNSURE_BELOW
 from lenet_edge.runtime.session import load_model, softmax
 

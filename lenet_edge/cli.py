@@ -13,13 +13,13 @@ import sys
 
 import click
 
+from .bench.commands import bench, compare, profile
 from .compile.commands import compile_command
 from .errors import LenetEdgeError
 from .export.commands import export
 from .pipeline.commands import pipeline
 from .quantize.commands import quantize
-from .runtime.commands import bench, compare, evaluate, run
-from .runtime.profile_commands import profile
+from .runtime.commands import evaluate, run
 from .train.commands import summary, train
 from .web.commands import web
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from .data import CLASS_LABELS, Preprocessing
 from .errors import DataError, ModelError
+from .mnist import CLASS_LABELS, Preprocessing
 from .text import has_non_printing
 
 INPUT_NAME = "image"  # (N, 1, 32, 32) float32, preprocessed

@@ -16,7 +16,7 @@ MAX_BATCH = 65_536  # 256 MiB of (1, 32, 32) float32 inputs per session.run; mor
 INVERT_CHOICES = ("auto", "yes", "no")  # make a digit light-on-dark when its border is lighter, always, never
 PREDICTION_FORMATS = ("table", "json", "csv")
 
-# bench and profile: interleaved rounds (lenet_edge/runtime/bench.py says why).
+# bench and profile: interleaved rounds (lenet_edge/bench/timing.py says why).
 BENCH_BATCH_SIZES = (1, 32, 256)
 PROFILE_BATCH_SIZES = (1, 64)
 DEFAULT_RUNS = 200

@@ -80,6 +80,12 @@ def read(manifest: Path, error: type[LenetEdgeError]) -> dict[str, str]:
     return parse(data.decode("utf-8", "surrogateescape"), manifest, error)  # names as the file system has them
 
 
+def verify_models(paths) -> None:
+    """--verify: each model file must match its entry in the MANIFEST.sha256 beside it."""
+    for path in paths:
+        verify(path)
+
+
 def verify(path: str | Path) -> str:
     """Check a model file against the manifest beside it; returns its sha256.
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from lenet_edge.data import BENCH_DIGITS, load_mnist, split_paths
-from lenet_edge.datasource import MD5
 from lenet_edge.errors import DataError
+from lenet_edge.mnist import BENCH_DIGITS, load_mnist, split_paths
+from lenet_edge.mnist_download import MD5
 
 COUNT = 512
 OUT = Path(__file__).resolve().parents[1] / "lenet_edge" / BENCH_DIGITS

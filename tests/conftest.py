@@ -15,7 +15,7 @@ from filelock import FileLock
 from hypothesis import configuration as hypothesis_configuration
 
 from lenet_edge.cli import cli
-from lenet_edge.datasource import resolve_data_dir
+from lenet_edge.mnist_download import resolve_data_dir
 
 # Hypothesis keeps its example database (the failing examples it replays first on the next run)
 # in ./.hypothesis; tests never write into the working directory, so it lives in the user's cache.

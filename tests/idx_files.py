@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lenet_edge.data import IDX_DTYPES
+from lenet_edge.mnist import IDX_DTYPES
 
 TYPE_CODES = {dtype: code for code, dtype in IDX_DTYPES.items()}
 

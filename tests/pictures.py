@@ -33,8 +33,9 @@ def number_photo(digits: np.ndarray, rng: np.random.Generator, scale: int = 4, g
 
 
 def one_digit(grey: np.ndarray, invert: str = "auto", path: str = "image") -> np.ndarray:
-    """The (28, 28) float32 digit `run` makes of a picture that holds one digit (lenet_edge.inputs.picture_digits)."""
-    from lenet_edge.inputs import picture_digits
+    """The (28, 28) float32 digit `run` makes of a picture that holds one digit
+    (lenet_edge.runtime.inputs.picture_digits)."""
+    from lenet_edge.runtime.inputs import picture_digits
 
     digits, _ = picture_digits(np.asarray(grey, np.float32), invert, path=path)
     assert len(digits) == 1, f"{len(digits)} digits found in a picture of one"
@@ -43,13 +44,13 @@ def one_digit(grey: np.ndarray, invert: str = "auto", path: str = "image") -> np
 
 def image_digit(path, invert: str = "auto") -> np.ndarray:
     """one_digit of an image file, decoded as `run` decodes it."""
-    from lenet_edge.inputs import decode_image
+    from lenet_edge.runtime.inputs import decode_image
 
     return one_digit(decode_image(path), invert, path=str(path))
 
 
 def ink(grey: np.ndarray, invert: str = "auto") -> np.ndarray:
     """A picture's ink as segmentation sees it: light on dark, background 0, brightest pixel 255."""
-    from lenet_edge.inputs import light_on_dark, remove_background
+    from lenet_edge.runtime.inputs import light_on_dark, remove_background
 
     return remove_background(light_on_dark(grey, invert))

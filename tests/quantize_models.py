@@ -9,7 +9,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from lenet_edge.contract import INPUT_NAME, OUTPUT_NAME, ModelContract
-from lenet_edge.data import MODERN_PREPROCESSING
+from lenet_edge.mnist import MODERN_PREPROCESSING
 
 
 def tiny_lenet(path: Path, seed: int = 0, opset: int = 20, contract: bool = True, bias_add: bool = False,

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from lenet_edge.contract import INPUT_NAME, OUTPUT_NAME, ModelContract
-from lenet_edge.data import MODERN_PREPROCESSING, Preprocessing
+from lenet_edge.mnist import MODERN_PREPROCESSING, Preprocessing
 
 
 def band_weights(prep: Preprocessing) -> np.ndarray:

@@ -20,8 +20,8 @@ from lenet_edge.compile import kernels, toolchain
 from lenet_edge.compile.check import check_program, reference_logits, require_match, require_match_or_locate
 from lenet_edge.compile.emulate import EmulatedCore
 from lenet_edge.compile.generate import compile_model
-from lenet_edge.data import load_mnist
 from lenet_edge.errors import ValidationError
+from lenet_edge.mnist import load_mnist
 
 from .idx_files import write_mnist_dir
 from .quantize_models import tiny_lenet

@@ -11,15 +11,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lenet_edge import data
-from lenet_edge.data import (
+from lenet_edge import mnist as data
+from lenet_edge.errors import DataError
+from lenet_edge.mnist import (
     CLASSIC_PREPROCESSING,
     MODERN_PREPROCESSING,
     Preprocessing,
     load_mnist,
     read_idx,
 )
-from lenet_edge.errors import DataError
 from tests.idx_files import idx_bytes, synthetic_digits, write_idx, write_mnist_dir
 
 
@@ -413,7 +413,7 @@ def test_data_module_stays_free_of_torch_and_onnx():
     import subprocess
     import sys
 
-    code = ("import sys, lenet_edge.data, lenet_edge.datasource, lenet_edge.contract; "
+    code = ("import sys, lenet_edge.mnist, lenet_edge.mnist_download, lenet_edge.contract; "
             "bad = [m for m in ('torch', 'onnx', 'onnxruntime.quantization') if m in sys.modules]; "
             "print(bad); sys.exit(1 if bad else 0)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

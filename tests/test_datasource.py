@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lenet_edge import datasource
+from lenet_edge import mnist_download as datasource
 from lenet_edge.cli import cli
-from lenet_edge.data import load_mnist
 from lenet_edge.errors import DataError
+from lenet_edge.mnist import load_mnist
 from tests.idx_files import synthetic_digits, write_mnist_dir
 
 PROXY_VARS = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY")

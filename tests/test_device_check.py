@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lenet_edge.runtime.bench_report import BenchReport
-from lenet_edge.runtime.compare import compare
+from lenet_edge.bench.compare import compare
+from lenet_edge.bench.records import BenchReport
 from tests.test_runtime_bench import _report, _row
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -74,12 +74,13 @@ def test_base_dependencies_are_the_device_set():
     assert names == BASE_DEPENDENCIES
 
 
-DEVICE_MODULES = ("lenet_edge.data", "lenet_edge.datasource", "lenet_edge.inputs", "lenet_edge.runtime.commands",
-                  *(f"lenet_edge.runtime.{p.stem}" for p in (ROOT / "lenet_edge" / "runtime").glob("*.py")))
+DEVICE_MODULES = ("lenet_edge.mnist", "lenet_edge.mnist_download", "lenet_edge.sessions", "lenet_edge.charts",
+                  *(f"lenet_edge.{package}.{p.stem}" for package in ("runtime", "bench")
+                    for p in (ROOT / "lenet_edge" / package).glob("*.py")))
 # The ways from the device side to a host-only module: bench --checkpoint's PyTorch rows, behind
 # errors.require() (exit 7 without torch; the integration test below runs it); and sessions.optimized_graph,
 # the one reader of onnxruntime's optimised graph, which only quantize and compile (host stages) call.
-HOST_ONLY_EDGES = {("lenet_edge.runtime.bench", "lenet_edge.train.checkpoint"), ("lenet_edge.sessions", "onnx")}
+HOST_ONLY_EDGES = {("lenet_edge.bench.timing", "lenet_edge.train.checkpoint"), ("lenet_edge.sessions", "onnx")}
 
 
 def _module_file(name: str) -> Path | None:
@@ -161,7 +162,7 @@ def test_the_blocker_blocks(device):
 def test_device_commands_without_host_modules(device, modern_onnx, modern_int8_onnx, mnist_dir, tmp_path):
     from PIL import Image
 
-    from lenet_edge.data import load_mnist
+    from lenet_edge.mnist import load_mnist
 
     run, log = device
     images, labels = load_mnist(mnist_dir, "test")
@@ -211,7 +212,7 @@ def test_device_run_reads_numbers_and_keeps_going(device, precision, modern_onnx
     """Numbers, error rows, the unsure count and --annotate, with the host-only modules blocked."""
     from PIL import Image
 
-    from lenet_edge.data import load_mnist
+    from lenet_edge.mnist import load_mnist
     from tests.pictures import number_photo
 
     run, log = device

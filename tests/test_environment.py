@@ -7,9 +7,9 @@ import platform
 
 import pytest
 
-from lenet_edge.runtime import environment
-from lenet_edge.runtime.bench_report import EXECUTION_KINDS
-from lenet_edge.runtime.environment import board_model, execution
+from lenet_edge.bench import environment
+from lenet_edge.bench.environment import board_model, execution
+from lenet_edge.bench.records import EXECUTION_KINDS
 
 
 def _tree(root, files: dict[str, str]):

@@ -24,8 +24,8 @@ from lenet_edge.contract import INPUT_NAME, OUTPUT_NAME, ModelContract
 from lenet_edge.errors import ModelError, OutputError, ValidationError
 from lenet_edge.export import exporter
 from lenet_edge.export.exporter import DEFAULT_OPSET, export_checkpoint
-from lenet_edge.export.graph import to_onnx
 from lenet_edge.export.metadata import read_contract
+from lenet_edge.export.tracing import to_onnx
 from lenet_edge.export.validate import PARITY_ATOL, PARITY_BATCH_SIZES, torch_logits
 from lenet_edge.fileio import sha256_file
 from lenet_edge.graph import op_counts

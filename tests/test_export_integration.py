@@ -16,10 +16,10 @@ from onnx.reference import ReferenceEvaluator
 
 from lenet_edge.cli import cli
 from lenet_edge.contract import INPUT_NAME, OUTPUT_NAME
-from lenet_edge.data import load_mnist
 from lenet_edge.export.metadata import read_contract
 from lenet_edge.export.validate import PARITY_ATOL, PARITY_BATCH_SIZES, torch_logits
 from lenet_edge.fileio import sha256_file
+from lenet_edge.mnist import load_mnist
 from lenet_edge.runtime.session import load_model
 from lenet_edge.train.checkpoint import load_checkpoint
 

@@ -21,9 +21,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from lenet_edge.data import MODERN_PREPROCESSING
 from lenet_edge.errors import LenetEdgeError
-from lenet_edge.inputs import open_input
+from lenet_edge.mnist import MODERN_PREPROCESSING
+from lenet_edge.runtime.inputs import open_input
 from lenet_edge.runtime.session import load_model
 from tests.idx_files import idx_bytes, synthetic_digits
 

@@ -12,10 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageDraw
 
-from lenet_edge import inputs
-from lenet_edge.data import MODERN_PREPROCESSING
 from lenet_edge.errors import DataError
-from lenet_edge.inputs import (
+from lenet_edge.mnist import MODERN_PREPROCESSING
+from lenet_edge.runtime import inputs
+from lenet_edge.runtime.inputs import (
     INK_THRESHOLD,
     iter_batches,
     open_input,
@@ -277,7 +277,7 @@ def test_npy_shapes_and_dtypes(tmp_path):
 
 def test_npy_is_read_one_chunk_at_a_time(tmp_path):
     """Records come from the file per slice (a memory map would keep every page it touched resident)."""
-    from lenet_edge.inputs import NpyRecords
+    from lenet_edge.runtime.inputs import NpyRecords
 
     array = np.arange(10 * 28 * 28, dtype=">u2").reshape(10, 28, 28) % 256
     np.save(tmp_path / "a.npy", array)

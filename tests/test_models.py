@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from lenet_edge.cli import cli
-from lenet_edge.data import CLASSIC_PREPROCESSING, MODERN_PREPROCESSING
 from lenet_edge.errors import ModelError
+from lenet_edge.mnist import CLASSIC_PREPROCESSING, MODERN_PREPROCESSING
 from lenet_edge.train.models import LAYERS, build_model, squash
 from lenet_edge.train.summary import format_summary, summarize
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from lenet_edge.bench.timing import bench
 from lenet_edge.cli import cli
 from lenet_edge.pipeline import report
 from lenet_edge.quantize.settings import Accuracy, ChosenRecipe, QuantizationRecord, QuantSettings
 from lenet_edge.quantize.stage import Quantized, Sizes
-from lenet_edge.runtime.bench import bench
 from tests.idx_files import write_mnist_dir
 from tests.runtime_models import band_model, random_model
 

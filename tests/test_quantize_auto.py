@@ -20,9 +20,9 @@ from onnx import TensorProto, helper, numpy_helper
 
 from lenet_edge.cli import cli
 from lenet_edge.contract import INPUT_NAME, OUTPUT_NAME, PREFIX, ModelContract
-from lenet_edge.data import MODERN_PREPROCESSING, load_mnist
 from lenet_edge.errors import DataError, ValidationError
 from lenet_edge.graph import load, metadata
+from lenet_edge.mnist import MODERN_PREPROCESSING, load_mnist
 from lenet_edge.quantize import search
 from lenet_edge.quantize.build import build_candidate, model_inputs, preprocess
 from lenet_edge.quantize.checks import check_structure, optimized_op_counts
@@ -163,9 +163,9 @@ def test_classic_lenet5_is_folded_into_plain_layers_then_rewritten_exactly(tmp_p
     kernel-friendly rewrites follow, and the whole is the same function."""
     import torch
 
-    from lenet_edge.data import CLASSIC_PREPROCESSING
     from lenet_edge.export.exporter import DEFAULT_OPSET
-    from lenet_edge.export.graph import to_onnx
+    from lenet_edge.export.tracing import to_onnx
+    from lenet_edge.mnist import CLASSIC_PREPROCESSING
     from lenet_edge.train.models import build_model
 
     torch.manual_seed(0)

@@ -17,11 +17,12 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from lenet_edge import sessions
+from lenet_edge.bench.environment import cpu_info
 from lenet_edge.cli import cli
 from lenet_edge.contract import PREFIX, ModelContract
-from lenet_edge.data import MODERN_PREPROCESSING, load_mnist
 from lenet_edge.errors import DataError, ModelError, ValidationError
 from lenet_edge.graph import load
+from lenet_edge.mnist import MODERN_PREPROCESSING, load_mnist
 from lenet_edge.quantize import build, checks
 from lenet_edge.quantize.build import BatchReader, model_inputs, read_calibration_file, training_images
 from lenet_edge.quantize.checks import (
@@ -43,7 +44,6 @@ from lenet_edge.quantize.settings import (
     recommended_types,
 )
 from lenet_edge.quantize.stage import final_bytes, quantize_model
-from lenet_edge.runtime.environment import cpu_info
 from lenet_edge.runtime.session import load_model
 
 from .idx_files import write_idx, write_mnist_dir
@@ -119,7 +119,7 @@ def test_record_of_dynamic_settings_leaves_out_calibration():
 # --- calibration images -------------------------------------------------------------------------
 
 def test_calibration_files_are_read_by_the_rules_of_run(tmp_path):
-    """Calibration digits come through lenet_edge.inputs: the same checks and messages as `run`'s inputs."""
+    """Calibration digits come through lenet_edge.runtime.inputs: the same checks and messages as `run`'s inputs."""
     np.save(tmp_path / "ok.npy", np.full((5, 28, 28), 255, np.uint8))
     x = read_calibration_file(tmp_path / "ok.npy", MODERN_PREPROCESSING, 3)
     assert x.shape == (3, 1, 32, 32) and x.dtype == np.float32  # the first 3, as model inputs

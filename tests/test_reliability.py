@@ -25,7 +25,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from lenet_edge.cli import cli
-from lenet_edge.data import read_idx
+from lenet_edge.mnist import read_idx
 from lenet_edge.runtime.model_file import MAX_MODEL_BYTES
 from tests.idx_files import write_idx
 
@@ -471,7 +471,7 @@ def test_bad_input(name, kit, modern_onnx, modern_checkpoint):
 
 
 def _convertible(digit: np.ndarray) -> dict[str, Callable[[Path], Path]]:
-    """The digit saved in the modes and sizes the documented rules convert (lenet_edge.inputs)."""
+    """The digit saved in the modes and sizes the documented rules convert (lenet_edge.runtime.inputs)."""
     paper = 255 - digit  # dark ink on light paper
 
     def save(name, image, **params):

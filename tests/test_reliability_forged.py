@@ -20,8 +20,8 @@ from click.testing import CliRunner
 
 from lenet_edge.cli import cli
 from lenet_edge.contract import PREFIX
-from lenet_edge.data import MODERN_PREPROCESSING
 from lenet_edge.fileio import sha256_file
+from lenet_edge.mnist import MODERN_PREPROCESSING
 from lenet_edge.train.checkpoint import meta_path, resume_path
 from tests.idx_files import synthetic_digits, write_mnist_dir
 from tests.runtime_models import band_model

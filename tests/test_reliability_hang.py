@@ -22,7 +22,7 @@ import tomllib
 from onnx import TensorProto, helper, numpy_helper
 
 from lenet_edge.contract import ModelContract
-from lenet_edge.data import MODERN_PREPROCESSING
+from lenet_edge.mnist import MODERN_PREPROCESSING
 from tests.idx_files import synthetic_digits
 from tests.runtime_models import slow_model
 

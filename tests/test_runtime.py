@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from lenet_edge.cli import cli
-from lenet_edge.data import CLASSIC_PREPROCESSING, MODERN_PREPROCESSING
 from lenet_edge.errors import DataError, ModelError
+from lenet_edge.mnist import CLASSIC_PREPROCESSING, MODERN_PREPROCESSING
 from lenet_edge.runtime.evaluate import evaluate, format_evaluation
 from lenet_edge.runtime.predict import classify, write_predictions
 from lenet_edge.runtime.session import MAX_BATCH, check_batch_size, load_model, session_options, softmax

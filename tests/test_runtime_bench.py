@@ -10,16 +10,16 @@ import sys
 import numpy as np
 import pytest
 
+from lenet_edge.bench import timing as bench_module
+from lenet_edge.bench.compare import compare as compare_reports
+from lenet_edge.bench.compare import format_compare_markdown, load_report
+from lenet_edge.bench.markdown import format_markdown as format_report
+from lenet_edge.bench.markdown import write_bench_outputs
+from lenet_edge.bench.ratio import beyond_spread, latency_ratio
+from lenet_edge.bench.records import BenchReport
+from lenet_edge.bench.timing import bench
 from lenet_edge.cli import cli
 from lenet_edge.errors import DataError, DependencyError
-from lenet_edge.runtime import bench as bench_module
-from lenet_edge.runtime.bench import bench
-from lenet_edge.runtime.bench_report import BenchReport
-from lenet_edge.runtime.compare import compare as compare_reports
-from lenet_edge.runtime.compare import format_compare_markdown, load_report
-from lenet_edge.runtime.ratio import beyond_spread, latency_ratio
-from lenet_edge.runtime.report import format_markdown as format_report
-from lenet_edge.runtime.report import write_bench_outputs
 from tests.idx_files import write_mnist_dir
 from tests.runtime_models import band_model, random_model
 
@@ -99,7 +99,7 @@ def test_bench_repeats_images_for_a_batch_larger_than_the_test_set(models, data_
 
 
 def test_bench_uses_each_models_own_preprocessing(tmp_path, data_dir):
-    from lenet_edge.data import CLASSIC_PREPROCESSING
+    from lenet_edge.mnist import CLASSIC_PREPROCESSING
 
     models = {"modern": band_model(tmp_path / "m.onnx"),
               "classic": band_model(tmp_path / "c.onnx", CLASSIC_PREPROCESSING, variant="lenet5")}
@@ -499,7 +499,7 @@ def test_bench_without_data_uses_the_packaged_test_digits_and_no_network(models,
 
 
 def test_packaged_digits_are_the_official_test_images():
-    from lenet_edge.data import load_bench_digits
+    from lenet_edge.mnist import load_bench_digits
 
     images, labels, _ = load_bench_digits()
     assert images.shape == (512, 28, 28) and images.dtype == np.uint8

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from lenet_edge.cli import cli
-from lenet_edge.data import load_mnist
+from lenet_edge.mnist import load_mnist
 from lenet_edge.runtime.evaluate import evaluate
 from lenet_edge.runtime.session import load_model
 from tests.pictures import number_photo

@@ -1,10 +1,10 @@
-"""The CPU peak the benchmarks and the per-layer report hold achieved rates against (lenet_edge.runtime.peak)."""
+"""The CPU peak the benchmarks and the per-layer report hold achieved rates against (lenet_edge.bench.peak)."""
 
 from __future__ import annotations
 
 import pytest
 
-from lenet_edge.runtime.peak import AVX2_INT8_MACS_PER_CYCLE, Peak, cpu_peak, int8_macs_per_cycle
+from lenet_edge.bench.peak import AVX2_INT8_MACS_PER_CYCLE, Peak, cpu_peak, int8_macs_per_cycle
 
 
 @pytest.mark.parametrize("flags, macs", [

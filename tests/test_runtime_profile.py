@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lenet_edge.bench.graph_layers import layer_map, named_layer
+from lenet_edge.bench.profile import profile, summarise
+from lenet_edge.bench.profile_report import OVERHEAD, ProfileReport, format_markdown
+from lenet_edge.bench.trace import NodeEvent, TraceRun, read_trace
 from lenet_edge.cli import cli
 from lenet_edge.contract import LAYERS
 from lenet_edge.errors import DataError, ModelError, ValidationError
-from lenet_edge.runtime.graph_layers import layer_map, named_layer
-from lenet_edge.runtime.profile import profile, summarise
-from lenet_edge.runtime.profile_report import OVERHEAD, ProfileReport, format_markdown
-from lenet_edge.runtime.trace import NodeEvent, TraceRun, read_trace
 from tests.idx_files import write_mnist_dir
 from tests.runtime_models import band_model
 
@@ -32,9 +32,9 @@ def lenet(tmp_path_factory) -> dict[str, Path]:
     import torch
 
     from lenet_edge.export.exporter import export_checkpoint
-    from lenet_edge.quantize.stage import quantize_model
     from lenet_edge.quantize.rewrite import kernel_friendly
     from lenet_edge.quantize.settings import QuantSettings
+    from lenet_edge.quantize.stage import quantize_model
     from lenet_edge.train.checkpoint import save_checkpoint
     from lenet_edge.train.models import build_model
 

@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageDraw
 
-from lenet_edge.data import MODERN_PREPROCESSING
-from lenet_edge.inputs import INK_THRESHOLD, decode_image, open_input
-from lenet_edge.segment import find_digits, label_components
+from lenet_edge.mnist import MODERN_PREPROCESSING
+from lenet_edge.runtime.inputs import INK_THRESHOLD, decode_image, open_input
+from lenet_edge.runtime.segment import find_digits, label_components
 from tests.pictures import ink, one_digit
 
 THRESHOLD = INK_THRESHOLD * 255.0

@@ -16,9 +16,9 @@ import pytest
 import torch
 
 from lenet_edge.cli import cli
-from lenet_edge.data import read_idx
-from lenet_edge.datasource import MD5
 from lenet_edge.fileio import sha256_file
+from lenet_edge.mnist import read_idx
+from lenet_edge.mnist_download import MD5
 from lenet_edge.train.checkpoint import load_checkpoint, meta_path, resume_path
 from lenet_edge.train.models import build_model
 from tests.idx_files import write_mnist_dir
@@ -283,7 +283,7 @@ def test_debug_shows_the_traceback_instead(tiny_data, tmp_path):
 def _independent_test_accuracy(weights: Path, mnist_dir: Path) -> tuple[float, int]:
     """Accuracy on the official test set, computed here from the raw IDX files (not through
     load_mnist or the trainer), with the preprocessing the checkpoint records."""
-    from lenet_edge.data import Preprocessing
+    from lenet_edge.mnist import Preprocessing
 
     image_file, label_file = mnist_dir / "t10k-images-idx3-ubyte.gz", mnist_dir / "t10k-labels-idx1-ubyte.gz"
     for path in (image_file, label_file):  # byte-identical to the published official files

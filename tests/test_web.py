@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lenet_edge import inputs, segment
 from lenet_edge.cli import cli
-from lenet_edge.data import load_bench_digits
 from lenet_edge.errors import DataError, OutputError
+from lenet_edge.mnist import load_bench_digits
+from lenet_edge.runtime import inputs, segment
 from lenet_edge.runtime.predict import UNSURE_BELOW
 from lenet_edge.runtime.session import load_model
 from lenet_edge.web.runtime_files import ENV_VAR, RUNTIME_FILES, find_runtime

@@ -15,10 +15,10 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from lenet_edge.bench.compare import compare, load_report
 from lenet_edge.cli import cli
-from lenet_edge.data import load_bench_digits
-from lenet_edge.inputs import MAX_IMAGE_FILE_BYTES
-from lenet_edge.runtime.compare import compare, load_report
+from lenet_edge.mnist import load_bench_digits
+from lenet_edge.runtime.inputs import MAX_IMAGE_FILE_BYTES
 from lenet_edge.web.serve import start_server
 from lenet_edge.web.site import build_site
 

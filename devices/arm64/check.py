@@ -187,7 +187,7 @@ def layers_command(probe: Path, data_dir: Path, out: Path, images: int = LAYER_I
     import numpy as np
 
     from lenet_edge.contract import INPUT_NAME, ModelContract
-    from lenet_edge.data import load_mnist
+    from lenet_edge.mnist import load_mnist
     from lenet_edge.sessions import open_session, session_options
 
     session = open_session(probe, probe, session_options(threads=1, optimization="none"))  # already optimised
@@ -207,7 +207,7 @@ def pngs_command(data_dir: Path, out: Path) -> int:
     alpha, so `run` exercises Pillow's decoding and resampling on the device as on the host."""
     from PIL import Image
 
-    from lenet_edge.data import load_mnist
+    from lenet_edge.mnist import load_mnist
 
     images, _ = load_mnist(data_dir, "test")
     out.mkdir(parents=True, exist_ok=True)

@@ -34,8 +34,8 @@ def compile_command(model, out, name, targets, check_images, keep_elf, data_dir,
     cannot be reproduced exactly, such as the classic lenet5: the same prediction on every
     image, the largest logit difference reported).
     """
-    from ..datasource import resolve_data_dir
     from ..errors import require_extra
+    from ..mnist_download import resolve_data_dir
 
     require_extra("mcu", "onnx", "ziglang", "unicorn", "elftools")
     from .stage import DEFAULT_TARGETS, check_compile_request, compile_model_to_c

@@ -66,8 +66,8 @@ def compile_model_to_c(model: Path, out: Path, *, name: str = "lenet", targets: 
     """Compile `model` into `out`/NAME.c and NAME.h, checked on the host and each target on the first
     `check_images` MNIST test images of `data_dir` (a directory of MNIST IDX files, resolved by the
     caller); returns the record written to NAME.footprint.json."""
-    from ..data import load_mnist
     from ..fileio import sha256_file
+    from ..mnist import load_mnist
     from .check import check_program, render_markdown
     from .generate import compile_model
 

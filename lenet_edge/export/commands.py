@@ -28,8 +28,8 @@ def export(checkpoint: Path, out: Path | None, data_dir: Path | None, opset: int
     Nothing is written unless onnx.checker passes and the logits match PyTorch's within
     1e-4 with identical argmax at batch sizes 1, 2, 7, 64 and 1000.
     """
-    from ..datasource import resolve_data_dir
     from ..errors import require_extra
+    from ..mnist_download import resolve_data_dir
 
     require_extra("export", "torch", "safetensors", "onnx", "onnxscript")
     from .exporter import export_checkpoint

@@ -5,15 +5,15 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from ..data import Preprocessing, load_mnist
 from ..errors import ModelError, OutputError, ValidationError
 from ..fileio import check_writable, uninterrupted, write_bytes, write_text
 from ..graph import op_counts
+from ..mnist import Preprocessing, load_mnist
 from ..scratch import scratch_directory
-from .graph import to_onnx
 from .metadata import attach_contract, build_contract
 from .opsets import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 from .ort_format import convert_to_ort, ort_paths
+from .tracing import to_onnx
 from .validate import PARITY_ATOL, check_graph, check_ort, check_parity, check_reference
 
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..contract import ModelContract
-from ..data import CLASS_LABELS, Preprocessing
 from ..errors import ModelError
+from ..mnist import CLASS_LABELS, Preprocessing
 
 
 def export_versions(checkpoint_versions: dict) -> dict:
     """The checkpoint's training versions (python, torch, numpy) plus the export toolchain's."""
     import torch
 
-    from ..runtime.environment import library_versions
+    from ..bench.environment import library_versions
 
     toolchain = library_versions(modules=("onnx", "onnxscript"))
     return {**checkpoint_versions, "export_torch": torch.__version__,

@@ -28,8 +28,8 @@ def pipeline(data_dir, out, variant, bench_runs, check_images, force) -> None:
     quantize.json, evaluate.{fp32,int8}.json, confusion PNGs, bench.json/.md/.png and
     report.md. Nothing is moved into DIR until every stage has passed.
     """
-    from ..datasource import resolve_data_dir
     from ..errors import require_extra
+    from ..mnist_download import resolve_data_dir
 
     require_extra("all", "torch", "safetensors", "matplotlib", "onnx", "onnxscript")
     from ..progress import ProgressDisplay

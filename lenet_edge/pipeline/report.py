@@ -75,7 +75,7 @@ def evaluation_section(summary: dict) -> list[str]:
 
 
 def bench_section(summary: dict) -> list[str]:
-    from ..runtime.report import bench_section as bench_lines
+    from ..bench.markdown import bench_section as bench_lines
 
     return ["## Bench", "", *bench_lines(summary["bench"], baseline="fp32"),
             *_image(summary, "bench", "p50 latency per call, each batch size on a log axis")]

@@ -44,16 +44,16 @@ def run_pipeline(data_dir: Path, out: Path, *, variant: str = "lenet5-modern", f
     `step` hears what each stage starts; `progress(label)` gives the long steps (epochs, evaluation,
     bench rows) a display to report to, e.g. lenet_edge.progress.ProgressDisplay.
     """
+    from ..bench.markdown import write_bench_outputs
+    from ..bench.timing import bench
+    from ..charts import plot_confusion
     from ..compile.stage import compile_for_pipeline
     from ..errors import DependencyError
     from ..export.exporter import export_checkpoint
     from ..fileio import ensure_directory, staged_directory, write_json, write_text
     from ..quantize.search import auto_quantize
     from ..quantize.settings import STANDARD
-    from ..runtime.bench import bench
     from ..runtime.evaluate import evaluate
-    from ..runtime.plots import plot_confusion
-    from ..runtime.report import write_bench_outputs
     from ..train.curves import plot_curves
     from ..train.recipes import default_recipe
     from ..train.trainer import train

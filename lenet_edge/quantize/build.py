@@ -7,7 +7,7 @@ are training images only, checked before any quantization starts: static quantiz
 the fp32 model on them to learn each activation's range, so a wrong input (none, NaN/Inf, the
 wrong shape) must stop the run here with a clear message rather than surface later as an
 onnxruntime error or a silently bad int8 model. A file of calibration digits is read by
-lenet_edge.inputs, by the same rules as `run`'s inputs.
+lenet_edge.runtime.inputs, by the same rules as `run`'s inputs.
 
 Candidates are written into a work directory and read back once, into the proto the checks
 and the shipped file use; only the stage writes metadata, once, into the model it ships.
@@ -26,9 +26,9 @@ import numpy as np
 
 from .. import graph
 from ..contract import INPUT_NAME
-from ..data import Preprocessing, load_mnist
 from ..errors import DataError, ModelError, ValidationError, first_line, require
-from ..inputs import iter_batches, open_input
+from ..mnist import Preprocessing, load_mnist
+from ..runtime.inputs import iter_batches, open_input
 from .rewrite import lean_file
 from .settings import QuantRecipe, QuantSettings
 

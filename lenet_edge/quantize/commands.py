@@ -65,8 +65,8 @@ def quantize(model, out, mode, quant_format, per_channel, method, calibration_co
     within --max-accuracy-drop of the fp32 model, its convolutions and fully connected
     layers running as int8 kernels, and agreement with the ONNX reference implementation.
     """
-    from ..datasource import resolve_data_dir
     from ..errors import require
+    from ..mnist_download import resolve_data_dir
 
     require("onnx", "quantize")
     from .settings import QuantSettings

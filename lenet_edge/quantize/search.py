@@ -28,13 +28,13 @@ from pathlib import Path
 import numpy as np
 
 from .. import graph
+from ..bench.environment import cpu_info, load_average
+from ..bench.ratio import latency_ratio
+from ..bench.timing import time_interleaved
 from ..contract import ModelContract
 from ..errors import DataError, ModelError, ValidationError, require
 from ..fileio import write_bytes, write_json
 from ..progress import Progress
-from ..runtime.bench import time_interleaved
-from ..runtime.environment import cpu_info, load_average
-from ..runtime.ratio import latency_ratio
 from ..runtime.session import LoadedModel, load_model
 from ..scratch import scratch_directory
 from .build import FloatModel, preprocess

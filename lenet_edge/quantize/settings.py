@@ -22,8 +22,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
 
+from ..bench.environment import cpu_info
 from ..errors import DataError, ModelError
-from ..runtime.environment import cpu_info
 
 MODES = ("static", "dynamic")
 FORMATS = ("qdq", "qoperator")

@@ -21,9 +21,9 @@ import numpy as np
 
 from .. import graph
 from ..contract import PREFIX, ModelContract
-from ..data import load_mnist
 from ..errors import DataError, ModelError, require
 from ..fileio import check_writable, write_bytes, write_json
+from ..mnist import load_mnist
 from ..progress import Progress
 from ..runtime.session import LoadedModel, load_model
 from ..scratch import scratch_directory

@@ -1,7 +1,7 @@
 """--annotate: each picture with its digits' boxes and labels drawn on it, as a PNG.
 
 pillow only (the device side). The picture is drawn in the grey levels `run` read it
-with (lenet_edge.inputs.decode_image), so what the user sees is what was classified;
+with (lenet_edge.runtime.inputs.decode_image), so what the user sees is what was classified;
 pictures smaller than MIN_SIDE pixels are enlarged (nearest neighbour) so that labels
 stay legible on a 28x28 scan.
 """
@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import OutputError
 from ..fileio import check_writable, ensure_directory, write_bytes
-from ..inputs import decode_image
+from .inputs import decode_image
 
 MIN_SIDE = 256  # pixels: a 28x28 digit is drawn 10x
 SURE, UNSURE = (0, 160, 0), (220, 0, 0)  # box colours: green read, red for unsure

@@ -1,4 +1,4 @@
-"""CLI commands of the device side: run, evaluate, bench and compare.
+"""CLI commands of the device side: run and evaluate.
 
 They import numpy, onnxruntime and pillow only (torch only for bench --checkpoint), and
 only inside the command bodies, so `lenet-edge --help` stays instant.
@@ -12,17 +12,15 @@ from pathlib import Path
 import click
 
 from ..defaults import (  # pure Python, light
-    BENCH_BATCH_SIZES,
     INVERT_CHOICES,
     PREDICTION_FORMATS,
 )
+from ..manifest import verify_models
 from ..options import (
     batch_size_option,
     data_dir_option,
     force_option,
     threads_option,
-    timing_options,
-    usable_cores,
     verify_option,
 )
 
@@ -85,7 +83,8 @@ def run(model, inputs, invert, fmt, out, annotate, fail_fast, batch_size, thread
     if out is not None:
         check_writable(out, force)
     targets = annotation_targets(list(inputs), annotate, force) if annotate is not None else {}
-    _verify([model], verify)
+    if verify:
+        verify_models([model])
     records = _reported(classify(model, inputs, invert=invert, batch_size=batch_size, threads=threads,
                                  fail_fast=fail_fast), targets, force)
     if out is None:
@@ -132,16 +131,17 @@ def evaluate(model, data_dir, as_json, png, logits, batch_size, threads, verify,
     """Accuracy, per-class accuracy and confusion matrix on the official MNIST test set."""
     import json
 
-    from ..datasource import resolve_data_dir
+    from ..charts import SKIPPED, plot_confusion
     from ..fileio import check_writable, write_npy
+    from ..mnist_download import resolve_data_dir
     from ..progress import ProgressDisplay
     from .evaluate import evaluate_with_logits, format_evaluation
-    from .plots import SKIPPED, plot_confusion
 
     for path in (png, logits):
         if path is not None:
             check_writable(path, force)
-    _verify([model], verify)
+    if verify:
+        verify_models([model])
     with ProgressDisplay("evaluate") as progress:
         result, test_logits = evaluate_with_logits(model, resolve_data_dir(data_dir), batch_size=batch_size,
                                                    threads=threads, progress=progress)
@@ -151,126 +151,3 @@ def evaluate(model, data_dir, as_json, png, logits, batch_size, threads, verify,
     if png is not None:
         drawn = plot_confusion(result, png, record=False, replace=force)  # the user's file: no manifest beside it
         click.echo(f"confusion matrix: {png}" if drawn else f"chart skipped: {SKIPPED}", err=True)
-
-
-def _verify(models, verify: bool) -> None:
-    """--verify: each model file must match its entry in the MANIFEST.sha256 beside it."""
-    if verify:
-        from ..manifest import verify as verify_model
-
-        for model in models:
-            verify_model(model)
-
-
-@click.command()
-@click.argument("models", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
-@click.option("--checkpoint", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="Also time this checkpoint in PyTorch eager mode (needs torch).")
-@timing_options(BENCH_BATCH_SIZES, "time")
-@click.option("--baseline", default=None, help="Model label the ratios are taken against [default: the first].")
-@click.option("-o", "--out", type=click.Path(path_type=Path, dir_okay=False), default=Path("bench.json"),
-              show_default=True, help="Report JSON; the Markdown (.md) and chart (.png) go beside it.")
-@verify_option
-@force_option
-def bench(models, labels, checkpoint, data_dir, inputs, device, batch_sizes, threads, runs, warmup, rounds,
-          min_turn_ms, baseline, out, verify, force) -> None:
-    """Time ONNX models (and PyTorch eager) side by side on the same MNIST test images.
-
-    Every model runs with the same onnxruntime settings, interleaved per row, for every
-    batch size and thread count: warm-up, then timed runs; the report gives mean, p50,
-    p90, p99 latency, throughput and the run-to-run spread, with the CPU model, its
-    flags (AVX2, AVX-512 VNNI, AMX...), library versions, and whether the CPU was real,
-    emulated or virtualised. Writes OUT (JSON, see docs/bench-report.md), OUT.md (table
-    with ratios against --baseline) and OUT.png. Needs no network: without --inputs or
-    --data-dir it times the official test digits carried in the package.
-    """
-    from ..datasource import named_data_dir
-    from ..errors import require
-    from ..progress import ProgressDisplay
-    from .bench import TORCH_LABEL
-    from .bench import bench as run_bench
-    from .plots import SKIPPED
-    from .report import write_bench_outputs
-
-    names, paths = check_timing_options(models, labels, inputs, data_dir, runs, rounds, out, force, verify)
-    known = names + ([TORCH_LABEL] if checkpoint is not None else [])
-    if baseline is not None and baseline not in known:
-        raise click.BadParameter(f"{baseline!r} is not a model label (expected one of {', '.join(known)})",
-                                 param_hint="--baseline")
-    if checkpoint is not None:
-        require("torch", "train")  # the PyTorch rows need the host extra: say so before any work starts
-    with ProgressDisplay("bench") as progress:
-        report = run_bench(dict(zip(names, models, strict=True)), batch_sizes, threads or sorted({1, usable_cores()}),
-                           runs=runs, warmup=warmup, checkpoint=checkpoint,
-                           data_dir=data_dir if inputs else named_data_dir(data_dir),  # the env var is not for --inputs
-                           progress=progress, rounds=rounds, min_turn_ms=min_turn_ms, inputs=inputs, device=device)
-    written = write_bench_outputs(report, *paths, baseline=baseline, record=False, replace=force)
-    click.echo(written.markdown)
-    click.echo(f"report: {written.json}, table: {written.md}", err=True)
-    click.echo(f"chart: {written.png}" if written.png else f"chart skipped: {SKIPPED}", err=True)
-
-
-@click.command()
-@click.argument("reports", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
-@click.option("-o", "--out", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="Write the Markdown here, and the comparison's JSON (.json) and chart (.png) beside it, instead "
-                   "of printing the Markdown.")
-@force_option
-def compare(reports, out, force) -> None:
-    """Line up bench reports from different runs or devices, with ratios to the first.
-
-    Rows match on model label, batch size and threads; a ratio marked * is beyond the
-    run-to-run spread measured in both reports.
-    """
-    from ..fileio import check_writable, uninterrupted, write_json, write_text
-    from .compare import compare as run_compare
-    from .compare import format_compare_markdown, load_report, run_names
-    from .plots import SKIPPED, plot_compare
-
-    if out is not None:
-        outputs = (out, out.with_suffix(".json"), out.with_suffix(".png"))
-        if len(set(outputs)) != 3:
-            raise click.BadParameter(f"{out} must not end in .json or .png (the comparison's JSON and chart go "
-                                     "beside it)", param_hint="--out")
-        for path in outputs:
-            check_writable(path, force)
-    comparison = run_compare([load_report(p) for p in reports], run_names(list(reports)))
-    markdown = format_compare_markdown(comparison)
-    if out is None:
-        click.echo(markdown)
-        return
-    with uninterrupted():  # the table, its JSON and its chart are written as a set; the user's files: no manifest
-        write_text(out, markdown, record=False, replace=force)
-        write_json(outputs[1], comparison.to_json(), record=False, replace=force)
-        drawn = plot_compare(comparison, outputs[2], record=False, replace=force)
-    click.echo(f"table: {out}, comparison: {outputs[1]}", err=True)
-    click.echo(f"chart: {outputs[2]}" if drawn else f"chart skipped: {SKIPPED}", err=True)
-
-
-def check_timing_options(models, labels, inputs, data_dir, runs: int, rounds: int, out: Path, force: bool,
-                         verify: bool) -> tuple[list[str], tuple[Path, Path, Path]]:
-    """The checks bench and profile share, made before anything runs: the models' labels (each file's stem
-    by default) and the report's JSON, Markdown and chart paths, each writable."""
-    from ..errors import DataError
-    from ..fileio import check_writable
-    from .report import output_paths
-
-    if rounds > runs:
-        raise click.BadParameter(f"{rounds} is more than --runs {runs} (each round needs a run)",
-                                 param_hint="'--rounds'")
-    if inputs is not None and data_dir is not None:
-        raise click.BadParameter("give --inputs or --data-dir, not both", param_hint="--inputs")
-    if labels and len(labels) != len(models):
-        raise click.BadParameter(f"{len(labels)} labels for {len(models)} models (expected one per model)",
-                                 param_hint="--label")
-    names = list(labels) if labels else [p.stem for p in models]
-    if len(set(names)) != len(names):
-        raise DataError(f"model labels {names} repeat (expected distinct names; pass --label for each model)")
-    paths = output_paths(out)
-    if len(set(paths)) != 3:
-        raise click.BadParameter(f"{out} must not end in .md or .png (the table and chart go beside it)",
-                                 param_hint="--out")
-    for path in paths:
-        check_writable(path, force)
-    _verify(models, verify)
-    return names, paths

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import NUM_CLASSES, load_mnist, split_paths
 from ..defaults import DEFAULT_BATCH
 from ..errors import ModelError
+from ..mnist import NUM_CLASSES, load_mnist, split_paths
 from ..progress import Progress
 from .session import check_batch_size, load_model
 

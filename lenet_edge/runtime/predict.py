@@ -5,7 +5,7 @@ the first prediction. A file that cannot be read, or holds no digit, becomes an 
 record in its place and the others are classified; with fail_fast the first such file
 stops everything before any output, as a single bad input always did.
 
-A picture gives one record: its digits read left to right as a number (lenet_edge.segment),
+A picture gives one record: its digits read left to right as a number (lenet_edge.runtime.segment),
 with each digit's box, label and probability. A prediction is `unsure` when its probability
 is below UNSURE_BELOW, or for a picture, when any digit is unsure, wide (probably touching
 digits) or small (probably not a digit).
@@ -22,7 +22,7 @@ from typing import TextIO
 
 from ..defaults import DEFAULT_BATCH, PREDICTION_FORMATS
 from ..errors import DataError
-from ..inputs import InputFile, failed_input, iter_batches, open_input
+from .inputs import InputFile, failed_input, iter_batches, open_input
 from .session import LoadedModel, check_batch_size, load_model, softmax
 
 CSV_FIELDS = ["input", "label", "probability", "unsure", "error"]

@@ -13,9 +13,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
-from ..data import Preprocessing
 from ..errors import DataError, ModelError
 from ..fileio import sha256_file, uninterrupted, write_bytes, write_json
+from ..mnist import Preprocessing
 from ..reading import check_file, read_json
 from .models import build_model
 
@@ -33,7 +33,7 @@ def resume_path(weights: Path) -> Path:
 
 def library_versions() -> dict:
     """The training machine's versions (python, numpy, torch, ...) for the checkpoint's metadata."""
-    from ..runtime.environment import library_versions as gather
+    from ..bench.environment import library_versions as gather
 
     return gather(modules=("torch",))
 

@@ -54,8 +54,8 @@ def train(data_dir, out, variant, epochs, batch_size, lr, momentum, weight_decay
     require_extra("train", "torch", "safetensors", "matplotlib")
     import torch
 
-    from ..datasource import resolve_data_dir
     from ..fileio import check_writable, ensure_directory
+    from ..mnist_download import resolve_data_dir
     from ..progress import ProgressDisplay
     from .checkpoint import checkpoint_paths
     from .curves import plot_curves

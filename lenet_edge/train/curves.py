@@ -1,12 +1,12 @@
 """Training curves (loss and accuracy per epoch, train and validation) as a PNG, drawn as every chart is
-(runtime/plots.py: a Figure and its Agg canvas, no pyplot state)."""
+(charts.py: a Figure and its Agg canvas, no pyplot state)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from ..charts import SKIPPED, new_figure, save_figure
 from ..errors import DependencyError
-from ..runtime.plots import SKIPPED, new_figure, save_figure
 
 
 def plot_curves(history: list[dict], path: Path, title: str, *, replace: bool = False) -> None:

@@ -14,7 +14,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..contract import LAYERS  # noqa: F401  (re-exported: the layer names live with the contract)
-from ..data import CLASSIC_PREPROCESSING, MODERN_PREPROCESSING
+from ..mnist import CLASSIC_PREPROCESSING, MODERN_PREPROCESSING
 
 # C3's connection table (paper, Table I): S2 maps feeding each of the 16 C3 maps.
 C3_TABLE = (

@@ -13,10 +13,10 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from ..data import load_mnist
 from ..defaults import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_MOMENTUM, MAX_SEED, MIN_MOMENTUM
 from ..errors import DataError, ModelError, ValidationError
 from ..fileio import sha256_file
+from ..mnist import load_mnist
 from .checkpoint import load_checkpoint, load_optimizer_state, save_checkpoint
 from .models import build_model
 
@@ -69,7 +69,7 @@ def distort(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 
 def _data_checksums(data_dir: Path) -> dict:
-    from ..data import split_paths
+    from ..mnist import split_paths
 
     return {p.name: sha256_file(p) for split in ("train", "test") for p in split_paths(data_dir, split)}
 

@@ -18,12 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import __version__, inputs, segment
-from ..data import load_bench_digits
+from .. import __version__
+from ..bench.records import SCHEMA, VERSION
 from ..defaults import DEFAULT_MIN_TURN_MS, DEFAULT_RUNS, DEFAULT_WARMUP
 from ..errors import DataError, ModelError, OutputError
 from ..fileio import sha256_file, staged_directory, write_json
-from ..runtime.bench_report import SCHEMA, VERSION
+from ..mnist import load_bench_digits
+from ..runtime import inputs, segment
 from ..runtime.predict import UNSURE_BELOW
 from ..runtime.session import LoadedModel, load_model
 from .runtime_files import OrtWeb, find_runtime
@@ -136,7 +137,7 @@ def _site_record(models: list[SiteModel], runtime: OrtWeb) -> dict:
         "schema": SITE_SCHEMA, "version": SITE_VERSION, "lenet_edge": __version__,
         "onnxruntime_web": runtime.version,
         "models": [asdict(m) for m in models],
-        # the picture rules of lenet_edge.inputs and run's unsure flag, read by picture.js and app.js
+        # the picture rules of lenet_edge.runtime.inputs and run's unsure flag, read by picture.js and app.js
         "rules": {"unsure_below": UNSURE_BELOW, "max_image_file_bytes": inputs.MAX_IMAGE_FILE_BYTES,
                   "max_image_pixels": inputs.MAX_IMAGE_PIXELS, "min_contrast": inputs.MIN_CONTRAST,
                   "ink_threshold": inputs.INK_THRESHOLD, "border_fraction": inputs.BORDER_FRACTION,

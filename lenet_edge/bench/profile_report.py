@@ -5,7 +5,7 @@ JSON ("schema": "lenet-edge-profile", "version": 1):
     schema, version, created (UTC ISO 8601), duration_s
     settings:    batch_sizes, threads, runs, warmup, rounds, min_turn_ms, inputs {kind, source, images,
                  distinct_images}, timer, profiler
-    environment: the record bench writes (lenet_edge.runtime.environment.environment(), load_average)
+    environment: the record bench writes (lenet_edge.bench.environment.environment(), load_average)
     models:      [{label, file, sha256, bytes, variant, precision}]
     rows:        [{model, batch_size, threads, runs, call_median_us, unprofiled_median_us, run_median_us,
                  layers: [{layer, nodes, ops, median_us, share}],
@@ -33,7 +33,7 @@ from pathlib import Path
 from ..contract import LAYERS
 from ..errors import DataError
 from ..fileio import uninterrupted, write_json, write_text
-from .report import describe_environment, describe_execution
+from .markdown import describe_environment, describe_execution
 
 SCHEMA = "lenet-edge-profile"
 VERSION = 1
@@ -283,7 +283,7 @@ def write_profile_outputs(report: ProfileReport, out_json: Path, out_md: Path, o
     """The JSON, the Markdown and (with matplotlib) the chart, each atomically and as a set; with `record`,
     into the directory's MANIFEST.sha256; existing files replaced only with `replace`. Returns the chart's
     path (None when it was skipped) and the Markdown."""
-    from .profile_plot import plot_profile
+    from .profile_chart import plot_profile
 
     markdown = format_markdown(report)
     with uninterrupted():

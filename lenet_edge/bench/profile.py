@@ -23,11 +23,11 @@ from ..contract import LAYERS
 from ..defaults import DEFAULT_MIN_TURN_MS, DEFAULT_ROUNDS, DEFAULT_RUNS, DEFAULT_WARMUP, PROFILE_BATCH_SIZES
 from ..errors import DataError
 from ..progress import Progress
+from ..runtime.model_file import read_model_bytes
+from ..runtime.session import load_model
 from ..scratch import scratch_directory
-from .bench import _check_settings, _inputs, _OrtRunner, time_interleaved
 from .environment import environment, load_average
 from .graph_layers import LayerMap, layer_map
-from .model_file import read_model_bytes
 from .profile_report import (
     OVERHEAD,
     InputsRecord,
@@ -38,7 +38,7 @@ from .profile_report import (
     ProfileRow,
     ProfileSettings,
 )
-from .session import load_model
+from .timing import _check_settings, _inputs, _OrtRunner, time_interleaved
 from .trace import TraceRun, read_trace
 
 PROFILER = ("onnxruntime's profiler (SessionOptions.enable_profiling): per call, the Node events of the graph "

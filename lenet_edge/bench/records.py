@@ -90,7 +90,7 @@ class BenchReport:
     created: str
     duration_s: float
     settings: dict  # as run: batch sizes, threads, runs, warm-up, rounds, turn, inputs, timer, session
-    environment: dict  # runtime/environment.py's record (the browser page writes its own of the same shape)
+    environment: dict  # bench/environment.py's record (the browser page writes its own of the same shape)
     models: list[BenchModel]
     rows: list[BenchRow]
     schema: str = SCHEMA
@@ -114,7 +114,7 @@ class BenchReport:
         return self.execution == "emulated"
 
     def ratio(self, row: BenchRow, baseline: str) -> float | None:
-        """`row`'s latency over `baseline`'s in the same cell, paired round by round (runtime/ratio.py);
+        """`row`'s latency over `baseline`'s in the same cell, paired round by round (bench/ratio.py);
         None where the baseline has no such row or the timings are emulated."""
         base = self.by_key.get(RowKey(baseline, row.batch_size, row.threads))
         if base is None or self.emulated:

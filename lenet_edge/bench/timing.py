@@ -21,7 +21,7 @@ model's pool threads still spinning, cold caches) as much as the model, so there
 more runs than asked. The mean latency of each round gives the run-to-run spread
 (round_cv), which `compare` uses to tell a real difference from noise.
 
-The report is a BenchReport (runtime/bench_report.py; its JSON fields: docs/bench-report.md).
+The report is a BenchReport (bench/records.py; its JSON fields: docs/bench-report.md).
 rows[].runs is the number of calls timed: settings.runs, or more where turns of
 min_turn_ms needed more. Latencies are per call (one batch) in milliseconds; throughput_ips is images per second
 at the mean latency (batch_size * 1000 / mean). Percentiles interpolate linearly between
@@ -43,7 +43,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import MODERN_PREPROCESSING, Preprocessing, load_mnist
 from ..defaults import (
     BENCH_BATCH_SIZES,
     DEFAULT_MIN_TURN_MS,
@@ -55,11 +54,12 @@ from ..defaults import (
 )
 from ..errors import DataError
 from ..fileio import sha256_file
+from ..mnist import MODERN_PREPROCESSING, Preprocessing, load_mnist
 from ..progress import Progress
+from ..runtime.session import check_batch_size, load_model
 from ..sessions import check_threads
-from .bench_report import BenchModel, BenchReport, BenchRow, Latency, ModelCheck, Spread
 from .environment import environment, load_average
-from .session import check_batch_size, load_model
+from .records import BenchModel, BenchReport, BenchRow, Latency, ModelCheck, Spread
 
 CHECK_IMAGES = 1000
 TORCH_LABEL = "pytorch-eager"
@@ -151,10 +151,10 @@ def _inputs(data_dir, inputs, count: int) -> tuple[np.ndarray, np.ndarray | None
     From `inputs` (a user's IDX, .npy or image file of MNIST-style digits), else the official
     test set in `data_dir`, else the test digits carried in the package: bench never downloads,
     so a device without network can run it."""
-    from ..data import load_bench_digits, split_paths
+    from ..mnist import load_bench_digits, split_paths
 
     if inputs is not None:
-        from ..inputs import open_input
+        from ..runtime.inputs import open_input
 
         source = open_input(inputs, MODERN_PREPROCESSING, invert="no")  # 28x28 digits as they are
         if source.kind == "prepared":

@@ -1,6 +1,6 @@
 """A bench report as Markdown (ratios against a baseline model), and writing its artefacts.
 
-Ratios are runtime/ratio.py's latency_ratio; a ratio is marked when it is beyond the run-to-run
+Ratios are bench/ratio.py's latency_ratio; a ratio is marked when it is beyond the run-to-run
 spread of both rows (ratio.beyond_spread). Smaller differences are not told apart from noise.
 """
 
@@ -11,8 +11,8 @@ from pathlib import Path
 
 from ..errors import DataError
 from ..fileio import uninterrupted, write_json, write_text
-from .bench_report import BenchModel, BenchReport
 from .ratio import beyond_spread
+from .records import BenchModel, BenchReport
 
 
 def describe_execution(env: dict) -> str:
@@ -119,7 +119,7 @@ def write_bench_outputs(report: BenchReport, out_json: Path, out_md: Path, out_p
 
     Returns the paths written (png None when the chart was skipped) and the Markdown.
     """
-    from .plots import plot_bench
+    from ..charts import plot_bench
 
     markdown = format_markdown(report, baseline)  # checks the baseline before anything is written
     with uninterrupted():  # the JSON, its table and its chart are written as a set

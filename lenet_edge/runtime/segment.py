@@ -1,6 +1,6 @@
 """The separate digits of a picture, left to right: a number is read digit by digit.
 
-numpy only (the device side). The picture's ink is what the first rules leave (lenet_edge.inputs:
+numpy only (the device side). The picture's ink is what the first rules leave (lenet_edge.runtime.inputs:
 light_on_dark, then remove_background: polarity, background at 0, brightest pixel at 255); then
 
 1. ink pixels are those above the threshold that also bounds one digit's box;

@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..fileio import atomic_path
-from .bench_report import BenchReport, RowKey
+from .bench.records import BenchReport, RowKey
+from .fileio import atomic_path
 
 if TYPE_CHECKING:
-    from .compare import Comparison
+    from .bench.compare import Comparison
 
 SKIPPED = "matplotlib is not installed; install it with pip install 'lenet-edge[plot]'"
 

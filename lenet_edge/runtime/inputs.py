@@ -34,7 +34,7 @@ The model's own contract (its metadata) then pads the 28x28 digit to its input s
 normalises it; the 28 and 20 above scale with that input size (side = input_size - 2 * pad).
 
 A picture of several digits (a number) is split into its digits after rule 3 by
-lenet_edge.segment, and each digit goes through rules 4-6 on its own; a picture in which
+lenet_edge.runtime.segment, and each digit goes through rules 4-6 on its own; a picture in which
 one digit is found goes through rules 4-6 whole, as above.
 
 Arrays (.npy, header checked, read chunk by chunk and never unpickled) and IDX
@@ -60,10 +60,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import Preprocessing, read_idx
-from .defaults import INVERT_CHOICES
-from .errors import DataError, ModelError, first_line
-from .reading import check_file
+from ..defaults import INVERT_CHOICES
+from ..errors import DataError, ModelError, first_line
+from ..mnist import Preprocessing, read_idx
+from ..reading import check_file
 from .segment import Region, find_digits
 
 IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP")
@@ -411,7 +411,7 @@ def open_input(path: str | Path, preprocessing: Preprocessing, invert: str = "au
 def picture_digits(grey: np.ndarray, invert: str, side: int = 28,
                    path: Path | str = "image") -> tuple[np.ndarray, list[Region]]:
     """(H, W) grey levels -> every digit of the picture as (digits, side, side) float32 MNIST-style digits
-    (rules 2-6), left to right, and where each was found (lenet_edge.segment); a picture of one digit is
+    (rules 2-6), left to right, and where each was found (lenet_edge.runtime.segment); a picture of one digit is
     taken whole. The one chain from a picture to digits: `run` reads pictures through it."""
     light = light_on_dark(grey, invert)  # (H, W)
     x = remove_background(light, path)

@@ -2,7 +2,7 @@
 
 A bar is the sum of the row's layer medians per image (us), the call overhead included, so batch 1 and 64
 share an axis; a black mark is the same model's call with the profiler off. Drawn with matplotlib's object
-API as plots.py draws the others; skipped without matplotlib.
+API as charts.py draws the others; skipped without matplotlib.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..charts import new_figure, save_figure
 from ..contract import LAYERS
-from .plots import new_figure, save_figure
 from .profile_report import OVERHEAD, ProfileReport, row_layers
 
 

@@ -2,7 +2,7 @@
 
 Rows match on their RowKey (model label, batch size, threads). The first report is the reference:
 each run's row is shown by the median of its rounds' median calls, and its ratio to the reference's
-row is runtime/ratio.py's latency_ratio for rows of different runs (no common rounds to pair). A
+row is bench/ratio.py's latency_ratio for rows of different runs (no common rounds to pair). A
 ratio is marked when it is beyond the run-to-run spread of both rows (ratio.beyond_spread). Rows
 missing from a run are shown as missing, never filled in.
 
@@ -21,9 +21,9 @@ from pathlib import Path
 
 from ..errors import DataError
 from ..reading import check_file, read_json
-from .bench_report import SCHEMA, BenchReport, RowKey
+from .markdown import describe_execution
 from .ratio import beyond_spread, latency_ratio
-from .report import describe_execution
+from .records import SCHEMA, BenchReport, RowKey
 
 MAX_REPORT_BYTES = 32 << 20
 COMPARE_SCHEMA = "lenet-edge-compare"

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 from ..contract import LAYERS
 from ..errors import ModelError
-from .model_file import ORT_FORMAT_ID, Malformed, fields
+from ..runtime.model_file import ORT_FORMAT_ID, Malformed, fields
 
 SCOPES_KEY = "pkg.torch.onnx.name_scopes"
 # onnx.proto3 field numbers of what is read here
