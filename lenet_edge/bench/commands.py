@@ -34,13 +34,13 @@ def bench(models, labels, checkpoint, data_dir, inputs, device, batch_sizes, thr
     with ratios against --baseline) and OUT.png. Needs no network: without --inputs or
     --data-dir it times the official test digits carried in the package.
     """
-    from ..bench.markdown import write_bench_outputs
-    from ..bench.timing import TORCH_LABEL
-    from ..bench.timing import bench as run_bench
     from ..charts import SKIPPED
     from ..errors import require
     from ..mnist_download import named_data_dir
     from ..progress import ProgressDisplay
+    from .markdown import write_bench_outputs
+    from .timing import TORCH_LABEL
+    from .timing import bench as run_bench
 
     names, paths = check_timing_options(models, labels, inputs, data_dir, runs, rounds, out, force, verify)
     known = names + ([TORCH_LABEL] if checkpoint is not None else [])
@@ -72,10 +72,10 @@ def compare(reports, out, force) -> None:
     Rows match on model label, batch size and threads; a ratio marked * is beyond the
     run-to-run spread measured in both reports.
     """
-    from ..bench.compare import compare as run_compare
-    from ..bench.compare import format_compare_markdown, load_report, run_names
     from ..charts import SKIPPED, plot_compare
     from ..fileio import check_writable, uninterrupted, write_json, write_text
+    from .compare import compare as run_compare
+    from .compare import format_compare_markdown, load_report, run_names
 
     if out is not None:
         outputs = (out, out.with_suffix(".json"), out.with_suffix(".png"))
@@ -101,9 +101,9 @@ def check_timing_options(models, labels, inputs, data_dir, runs: int, rounds: in
                          verify: bool) -> tuple[list[str], tuple[Path, Path, Path]]:
     """The checks bench and profile share, made before anything runs: the models' labels (each file's stem
     by default) and the report's JSON, Markdown and chart paths, each writable."""
-    from ..bench.markdown import output_paths
     from ..errors import DataError
     from ..fileio import check_writable
+    from .markdown import output_paths
 
     if rounds > runs:
         raise click.BadParameter(f"{rounds} is more than --runs {runs} (each round needs a run)",
