@@ -24,8 +24,11 @@ setup: $(BIN)/lenet-edge web/node_modules/onnxruntime-web/package.json
 pipeline: setup
 	$(BIN)/lenet-edge pipeline --data-dir $(DATA) --out $(OUT) --force
 
+# Two workers (this project's machines have 2 cores), each test file on one of them, so that a file's own
+# fixtures are built once; the trained models are shared between the workers (tests/conftest.py).
+JOBS ?= 2
 test: setup
-	LENET_EDGE_DATA=$(DATA) $(BIN)/pytest -q
+	LENET_EDGE_DATA=$(DATA) $(BIN)/pytest -q -n $(JOBS) --dist loadfile
 
 bench: setup
 	LENET_EDGE_DATA=$(DATA) $(BIN)/python benchmarks/headline.py

@@ -65,18 +65,12 @@ def render(entries: dict[str, str]) -> str:
 
 def read(manifest: Path, error: type[LenetEdgeError]) -> dict[str, str]:
     """The entries of a manifest file, {} when there is none."""
-    from .reading import open_file
+    from .reading import read_capped
 
     if not os.path.lexists(manifest):
         return {}
     # a FIFO or device in its place is refused, never read: opening a FIFO blocks until a writer comes
-    with open_file(manifest, error, f"a {MANIFEST_NAME} written by lenet-edge") as f:
-        try:
-            data = f.read(MAX_MANIFEST_BYTES + 1)
-        except OSError as exc:
-            raise error(f"{manifest}: cannot read ({exc.strerror})") from exc
-    if len(data) > MAX_MANIFEST_BYTES:
-        raise error(f"{manifest}: larger than {MAX_MANIFEST_BYTES} bytes (expected a lenet-edge manifest)")
+    data = read_capped(manifest, error, f"a {MANIFEST_NAME} written by lenet-edge", MAX_MANIFEST_BYTES)
     return parse(data.decode("utf-8", "surrogateescape"), manifest, error)  # names as the file system has them
 
 

@@ -65,16 +65,22 @@ def open_file(path: str | Path, error: type[LenetEdgeError], expected: str, miss
     return os.fdopen(fd, "rb")
 
 
+def read_capped(path: str | Path, error: type[LenetEdgeError], expected: str, limit: int) -> bytes:
+    """The bytes of a regular file of at most `limit` bytes; a larger one raises `error` naming the file."""
+    with open_file(path, error, expected) as f:
+        try:
+            data = f.read(limit + 1)
+        except OSError as exc:
+            raise error(f"{path}: cannot read ({exc.strerror})") from exc
+    if len(data) > limit:
+        raise error(f"{path}: larger than {limit} bytes (expected {expected})")
+    return data
+
+
 def read_json(path: str | Path, error: type[LenetEdgeError], expected: str = "a JSON file"):
     """The JSON value in `path`; a file that is not UTF-8 JSON, too large or too deeply nested for
     the parser raises `error` naming the file."""
-    with open_file(path, error, expected) as f:
-        try:
-            data = f.read(MAX_JSON_BYTES + 1)
-        except OSError as exc:
-            raise error(f"{path}: cannot read ({exc.strerror})") from exc
-    if len(data) > MAX_JSON_BYTES:
-        raise error(f"{path}: larger than {MAX_JSON_BYTES} bytes (expected {expected})")
+    data = read_capped(path, error, expected, MAX_JSON_BYTES)
     try:
         return json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
