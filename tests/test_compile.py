@@ -70,6 +70,11 @@ def test_compile_checks_host_and_both_cores_bit_for_bit(tiny_int8, tmp_path):
     assert "| cortex-m4f |" in result.stdout and "not cycles" in result.stdout
     assert re.search(r"\| conv\+pool \| layer1 \| 78,400 \| [\d,]+ \(\d+\.\d %\) \| [\d,]+ \(\d+\.\d %\) \|",
                      result.stdout)
+    from lenet_edge.compile.stage import choose_build
+    from lenet_edge.pipeline.report import microcontroller_section
+
+    section = "\n".join(microcontroller_section({"mcu": {**record, "choice": choose_build({"standard": record})}}))
+    assert "| conv+pool | layer1 | 78,400 |" in section and "| calls | lenet_infer |" in section  # report.md
     # the ELF's float ABI is what the core has
     assert toolchain.arm_attributes(out / "lenet.cortex-m4f.elf")["TAG_FP_ARCH"]
     assert not toolchain.arm_attributes(out / "lenet.cortex-m0plus.elf").get("TAG_FP_ARCH", 0)

@@ -232,7 +232,7 @@ def write_gather(c: CWriter, conv: Conv, patch: str, origin: str, patch_type: st
         c.line(" ".join(f"d[{k}] = r[{k}];" for k in range(conv.kw)))
 
 
-def patch_body(conv: Conv, names: LayerNames, bias: str, scale: str, store, pool: tuple[int, int],
+def patch_body(conv: Conv, names: LayerNames, bias: str, store, pool: tuple[int, int],
                out_hw: tuple[int, int]) -> tuple[str, list[Constant]]:
     """The conv as patches: per output position (per pooled output, its window pairs side by side), each
     window gathered once as halfwords, then two output channels at a time over it (c/patch.c)."""
@@ -487,7 +487,7 @@ def qlinear_conv(graph: GraphIndex, node, values: dict[str, Value], names: Layer
             dsp, dsp_weights = region_body(conv, names, bias, patch_store, (out_h, out_w))
             how = "each pool cell's inputs widened once for its four windows"
         else:
-            dsp, dsp_weights = patch_body(conv, names, bias, scale, patch_store, (ph, pw), (out_h, out_w))
+            dsp, dsp_weights = patch_body(conv, names, bias, patch_store, (ph, pw), (out_h, out_w))
             how = "windows as halfword patches, two output channels at a time"
         if region_eligible(conv, (ph, pw)):
             plain, plain_weights = plain_region_body(conv, names, bias, patch_store, (out_h, out_w))

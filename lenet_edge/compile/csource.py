@@ -34,7 +34,10 @@ class CWriter:
 
     def lines(self, text: str) -> None:
         for line in text.splitlines():
-            self.directive(line) if line.startswith("#") else self.line(line)
+            if line.startswith("#"):  # a preprocessor line stays at the start of its line
+                self.directive(line)
+            else:
+                self.line(line)
 
     @contextlib.contextmanager
     def indented(self) -> Iterator[None]:
