@@ -26,10 +26,16 @@ def test_lenet5_modern_is_bit_identical_on_host_and_both_cores(modern_int8_onnx,
 
 
 # The classic and textbook variants keep float layers (tanh, RBF, average pooling) between the int8 ones:
-# their C must give the same predictions, and the largest logit difference is reported (0 in every build
-# tried here, but mlas picks its float kernels by CPU, so bit-identity is not promised). On the M4F only:
+# their C must give the same predictions, and the largest logit difference is reported (mlas picks its float
+# kernels by CPU, so bit-identity is not promised). Where a float value sits on a rounding boundary of the int8
+# layer after it, that layer's output moves by one step; for the classic RBF output, one step of F6
+# (1.7159 tanh spans 3.43 over 255 levels: 0.0135) moves a logit, -sum (f - w)^2, by at most 2 * 3.43 * 0.0135
+# = 0.093, so MAX_FLOAT_DIFF allows two such steps (0.149 was seen on an AVX-512 Xeon, 0 on AVX2). On the M4F only:
 # the M0+ emulates every float operation in software (the classic lenet5 costs 41.6 M instructions per
 # image there); benchmarks/mcu.py runs them on every core.
+MAX_FLOAT_DIFF = 0.19
+
+
 @pytest.mark.parametrize("fixture, variant", [("classic_int8_onnx", "lenet5"), ("tanh_int8_onnx", "lenet5-tanh")])
 def test_float_layer_variants_give_the_same_predictions(fixture, variant, request, mnist_dir, tmp_path):
     model = request.getfixturevalue(fixture)
@@ -39,4 +45,4 @@ def test_float_layer_variants_give_the_same_predictions(fixture, variant, reques
     assert [c["target"] for c in record["checks"]] == ["host", "cortex-m4f"]
     for check in record["checks"]:
         assert check["images"] == IMAGES and check["argmax_mismatches"] == 0
-        assert check["max_abs_diff"] < 0.05
+        assert check["max_abs_diff"] < MAX_FLOAT_DIFF

@@ -122,7 +122,9 @@ def _previous_run(directory: Path, trained: Path) -> Path:
 def test_ctrl_c_during_training_keeps_the_earlier_checkpoint(tmp_path, data, trained):
     out = _previous_run(tmp_path / "run", trained)
     before = _files(out.parent)
-    code, stderr = interrupt(["train", "--data-dir", str(data), "-o", str(out), "--force", "--epochs", "5",
+    # far more epochs than it takes to see the run start: on a fast idle CPU five epochs of this tiny set were
+    # over before a loaded test runner had read the first line and sent the signal
+    code, stderr = interrupt(["train", "--data-dir", str(data), "-o", str(out), "--force", "--epochs", "100",
                               *SLOW_TRAIN], tmp_path, lambda err: "training lenet5-modern" in err)
     _assert_interrupted(code, stderr)
     assert _files(out.parent) == before
