@@ -21,6 +21,13 @@ FORMAT_VERSION = 1
 # The layers of every LeNet-5 variant, as its modules are named (train/models.py); the exporter keeps the
 # names in each node's scopes, which is how a profile maps onnxruntime's nodes back to them.
 LAYERS = ("C1", "S2", "C3", "S4", "C5", "F6", "OUTPUT")
+# Each layer's useful multiply-accumulates for one image (weights x output positions; pooling, activations and
+# bias adds left out), the work a share of the CPU's peak is credited with. The kernel-friendly int8 rewrites
+# execute zero taps on top of these; they are not credited. lenet5's C3 is the paper's sparse table (60 of
+# the 96 map pairs: 1,500 weights x 100 positions) and its OUTPUT the RBF's 840 squared differences.
+_DENSE_MACS = {"C1": 6 * 28 * 28 * 25, "C3": 16 * 10 * 10 * 6 * 25, "C5": 120 * 16 * 25, "F6": 84 * 120,
+               "OUTPUT": 10 * 84}
+LAYER_MACS = {"lenet5-modern": _DENSE_MACS, "lenet5-tanh": _DENSE_MACS, "lenet5": {**_DENSE_MACS, "C3": 1_500 * 100}}
 
 
 @dataclass(frozen=True)

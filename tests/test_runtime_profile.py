@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from lenet_edge.bench.graph_layers import layer_map, named_layer
+from lenet_edge.bench.peak import cpu_peak
 from lenet_edge.bench.profile import profile, summarise
 from lenet_edge.bench.profile_report import OVERHEAD, ProfileReport, format_markdown
 from lenet_edge.bench.trace import NodeEvent, TraceRun, read_trace
@@ -222,7 +223,24 @@ def test_the_report_round_trips_and_says_what_it_measured(lenet_report, lenet):
     markdown = format_markdown(lenet_report)
     assert "## batch 1, 1 thread" in markdown and "## batch 3, 1 thread" in markdown
     assert "| layer | fp32 us | fp32 share | int8 us | int8 share | auto us | auto share |" in markdown
-    assert "| call overhead |" in markdown and "No share of peak is given" in markdown
+    assert "| call overhead |" in markdown and "A layer's share of the CPU's peak credits" in markdown
+    peak = lenet_report.peak(1)
+    assert peak is not None and peak.basis == cpu_peak(1).basis  # the peak the benchmarks use
+    if peak.fp32:
+        assert "Peak of 1 core(s): fp32" in markdown and "of peak)" in markdown
+
+
+def test_a_layers_share_of_peak_credits_its_useful_macs():
+    from lenet_edge.bench.profile_report import PeakRecord
+    from lenet_edge.contract import LAYER_MACS
+
+    peak = PeakRecord(threads=1, fp32=100.0, int8=400.0, basis="planted")
+    # C1 of a dense LeNet-5: 117,600 MACs per image; 64 images in 1,000 us = 15.05 GFLOP/s, 15.05 % of 100
+    assert LAYER_MACS["lenet5-modern"]["C1"] == 117_600 and LAYER_MACS["lenet5"]["C3"] == 150_000
+    assert peak.share(117_600, 64, 1_000.0, "fp32") == pytest.approx(0.150528)
+    assert peak.share(117_600, 64, 1_000.0, "int8") == pytest.approx(0.150528 / 4)
+    assert PeakRecord(1, None, None, "clock unknown").share(117_600, 64, 1_000.0, "fp32") is None
+    assert peak.share(117_600, 64, 0.0, "fp32") is None
 
 
 def _broken(report: ProfileReport, change) -> dict:
@@ -239,6 +257,8 @@ def _broken(report: ProfileReport, change) -> dict:
     (lambda o: o["rows"][0].update(runs=True), r"rows\[0\].runs: True \(expected an integer\)"),
     (lambda o: o["rows"][0]["nodes"][0].update(median_us=float("nan")), r"median_us: nan \(expected a finite number"),
     (lambda o: o["settings"].pop("profiler"), r"settings: no 'profiler'"),
+    (lambda o: o["peaks"][0].update(fp32="fast"), r"peaks\[0\]\.fp32: 'fast' \(expected a number\)"),
+    (lambda o: o["peaks"][0].pop("basis"), r"peaks\[0\]: no 'basis'"),
 ])
 def test_a_report_that_is_not_what_it_claims_is_refused(lenet_report, change, message):
     with pytest.raises(DataError, match=message):

@@ -28,12 +28,14 @@ from ..runtime.session import load_model
 from ..scratch import scratch_directory
 from .environment import environment, load_average
 from .graph_layers import LayerMap, layer_map
+from .peak import cpu_peak
 from .profile_report import (
     OVERHEAD,
     InputsRecord,
     LayerTime,
     ModelRecord,
     NodeTime,
+    PeakRecord,
     ProfileReport,
     ProfileRow,
     ProfileSettings,
@@ -147,4 +149,9 @@ def profile(models: dict[str, str | Path], batch_sizes=PROFILE_BATCH_SIZES, thre
                          round(time.perf_counter() - started, 3), settings, env,
                          tuple(ModelRecord(**{k: r.info[k] for k in ("label", "file", "sha256", "bytes", "variant",
                                                                      "precision")}) for r in runners),
-                         tuple(rows))
+                         tuple(rows), tuple(_peak(t) for t in threads))
+
+
+def _peak(threads: int) -> PeakRecord:
+    peak = cpu_peak(threads)
+    return PeakRecord(threads, peak.fp32, peak.int8, peak.basis)

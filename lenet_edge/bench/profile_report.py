@@ -30,7 +30,7 @@ import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from ..contract import LAYERS
+from ..contract import LAYER_MACS, LAYERS
 from ..errors import DataError
 from ..fileio import uninterrupted, write_json, write_text
 from .markdown import describe_environment, describe_execution
@@ -176,6 +176,28 @@ class ProfileSettings:
 
 
 @dataclass(frozen=True)
+class PeakRecord:
+    """The CPU's peak at `threads` cores: GFLOP/s fp32 and GOP/s int8 (2 per multiply-accumulate), or None."""
+
+    threads: int
+    fp32: float | None
+    int8: float | None
+    basis: str
+
+    @classmethod
+    def from_json(cls, obj: dict, where: str) -> PeakRecord:
+        rates = [None if obj.get(k) is None else float(_check(obj, k, float, where)) for k in ("fp32", "int8")]
+        return cls(_check(obj, "threads", int, where), *rates, _check(obj, "basis", str, where))
+
+    def share(self, macs: int, batch_size: int, median_us: float, precision: str) -> float | None:
+        """The share of this peak that `macs` per image, `batch_size` images in `median_us`, reach."""
+        peak = self.int8 if precision == "int8" else self.fp32
+        if not peak or not median_us > 0:
+            return None
+        return 2 * macs * batch_size / (median_us * 1e-6) / (peak * 1e9)
+
+
+@dataclass(frozen=True)
 class ProfileReport:
     created: str
     duration_s: float
@@ -183,6 +205,7 @@ class ProfileReport:
     environment: dict  # bench's environment record, as it is
     models: tuple[ModelRecord, ...]
     rows: tuple[ProfileRow, ...]
+    peaks: tuple[PeakRecord, ...] = ()  # the CPU's peak at each thread count (bench/peak.py), as benchmarks use it
 
     def to_json(self) -> dict:
         body = {f.name: asdict(self)[f.name] if f.name != "environment" else self.environment for f in fields(self)}
@@ -207,9 +230,25 @@ class ProfileReport:
         for i, r in enumerate(rows):
             if r.model not in labels:
                 raise DataError(f"{source}: rows[{i}].model {r.model!r} (expected one of {', '.join(labels)})")
+        peaks = tuple(PeakRecord.from_json(p, f"{source}: peaks[{i}]")
+                      for i, p in enumerate(obj.get("peaks") or []))  # absent from the first reports
         return cls(_check(obj, "created", str, source), float(_check(obj, "duration_s", float, source)),
                    ProfileSettings.from_json(_check(obj, "settings", dict, source), f"{source}: settings"),
-                   _check(obj, "environment", dict, source), models, rows)
+                   _check(obj, "environment", dict, source), models, rows, peaks)
+
+    def peak(self, threads: int) -> PeakRecord | None:
+        return next((p for p in self.peaks if p.threads == threads), None)
+
+
+def _of_peak(peak: PeakRecord | None, precision: str, variant: str, layer: str, batch_size: int,
+             median_us: float) -> str:
+    macs = LAYER_MACS.get(variant, {}).get(layer)
+    share = peak.share(macs, batch_size, median_us, precision) if peak and macs else None
+    return "" if share is None else f" ({share:.1%} of peak)"
+
+
+def _rate(value: float | None) -> str:
+    return "unknown" if value is None else f"{value:,.0f}"
 
 
 def _lists(value):
@@ -234,6 +273,8 @@ def format_markdown(report: ProfileReport) -> str:
     s, env = report.settings, report.environment
     load = env.get("load_average") or {}
     labels = [m.label for m in report.models]
+    precision = {m.label: m.precision for m in report.models}
+    variant = {m.label: m.variant for m in report.models}
     lines = [
         "# lenet-edge profile: where the time goes, per layer",
         "",
@@ -248,22 +289,27 @@ def format_markdown(report: ProfileReport) -> str:
         f"- method: {s.profiler}. Per cell: the median us per call over the timed calls, and its share of the sum "
         f"of the column's medians. {OVERHEAD} = the call (time.perf_counter_ns, profiler on) minus the sum of its "
         "nodes. The profiler lengthens every node by a few us and the call by more: compare the call with the "
-        "profiler off, timed in the same rounds. No share of peak is given: it needs each layer's "
-        "multiply-accumulates, which only the host (onnx) counts.",
+        "profiler off, timed in the same rounds. A layer's share of the CPU's peak credits its useful "
+        "multiply-accumulates (contract.LAYER_MACS: zero taps of a rewrite are not counted) at its median time.",
     ]
     for t in s.threads:
         for b in s.batch_sizes:
             rows = [r for label in labels if (r := report.row(label, b, t)) is not None]
             if not rows:
                 continue
+            peak = report.peak(t)
             lines += ["", f"## batch {b}, {t} thread{'s' if t > 1 else ''}", "",
+                      *([f"Peak of {t} core(s): fp32 {_rate(peak.fp32)} GFLOP/s, int8 {_rate(peak.int8)} GOP/s "
+                         f"({peak.basis}); a layer's share of it in brackets.", ""] if peak else []),
                       "| layer | " + " | ".join(f"{r.model} us | {r.model} share" for r in rows) + " |",
                       "|---|" + "---:|---:|" * len(rows)]
             for name in row_layers(rows):
                 cells = []
                 for r in rows:
                     entry = r.layer(name)
-                    cells += ["–", "–"] if entry is None else [f"{entry.median_us:,.1f}", f"{entry.share:.1%}"]
+                    cells += ["–", "–"] if entry is None else [f"{entry.median_us:,.1f}", f"{entry.share:.1%}"
+                                                               + _of_peak(peak, precision[r.model], variant[r.model],
+                                                                          name, b, entry.median_us)]
                 lines.append(f"| {name} | " + " | ".join(cells) + " |")
             lines.append("| **call, profiler on** | " + " | ".join(f"**{r.call_median_us:,.1f}** | {r.runs} calls"
                                                                    for r in rows) + " |")
