@@ -158,13 +158,19 @@ def planted(source: str) -> str:
     return source[:match.start(1)] + changed.hex() + source[match.end(1):]
 
 
+def written(program, directory: Path) -> Path:
+    """The program's lenet.c and lenet.h in `directory`, as compile writes them; the source's path."""
+    source = directory / "lenet.c"
+    source.write_text(program.source)
+    (directory / "lenet.h").write_text(program.header)
+    return source
+
+
 def test_a_planted_mismatch_is_refused_on_host_and_emulated_core(tiny_int8, tmp_path):
     model, _, data = tiny_int8
     program = compile_model(model)
     program.source, program.trace_source = planted(program.source), planted(program.trace_source)
-    source = tmp_path / "lenet.c"
-    source.write_text(program.source)
-    (tmp_path / "lenet.h").write_text(program.header)
+    source = written(program, tmp_path)
     images = load_mnist(data, "test")[0][:20]
     with pytest.raises(ValidationError, match=r"lenet.c on the host vs onnxruntime: logits differ bit-wise on 20 "
                                               r"of 20 images .*argmax differs on 0\)"):
@@ -232,9 +238,7 @@ def test_a_one_ulp_change_in_a_layer_scale_is_named_with_its_layer(tiny_int8, tm
             program = compile_model(model)
             program.source = one_ulp(program.source, "layer1_scale", channel, direction)
             program.trace_source = one_ulp(program.trace_source, "layer1_scale", channel, direction)
-            source = tmp_path / "lenet.c"
-            source.write_text(program.source)
-            (tmp_path / "lenet.h").write_text(program.header)
+            source = written(program, tmp_path)
             images = image[None]
             expected = reference_logits(model, images)
             try:
@@ -274,9 +278,7 @@ def test_a_soft_float_build_for_the_m4f_is_refused(tiny_int8, tmp_path):
 def test_instruction_counts_are_deterministic(tiny_int8, tmp_path):
     model, _, data = tiny_int8
     program = compile_model(model)
-    source = tmp_path / "lenet.c"
-    source.write_text(program.source)
-    (tmp_path / "lenet.h").write_text(program.header)
+    source = written(program, tmp_path)
     target = toolchain.TARGETS["cortex-m4f"]
     elf = toolchain.build_elf(source, tmp_path / "m4.elf", target, "lenet_infer")
     image = load_mnist(data, "test")[0][0]
@@ -489,9 +491,7 @@ def test_a_layer_function_inlined_away_is_refused(tiny_int8, tmp_path):
     model, _, data = tiny_int8
     program = compile_model(model)
     program.source = program.source.replace("#define NOINLINE __attribute__((noinline))", "#define NOINLINE")
-    source = tmp_path / "lenet.c"
-    source.write_text(program.source)
-    (tmp_path / "lenet.h").write_text(program.header)
+    source = written(program, tmp_path)
     images = load_mnist(data, "test")[0][:2]
     with pytest.raises(ValidationError, match=r"lenet.cortex-m4f.elf: no symbol for layer\d(, layer\d)* \(expected one "
                                               r"function per layer, not inlined"):

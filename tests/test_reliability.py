@@ -27,6 +27,7 @@ from PIL import Image
 from lenet_edge.cli import cli
 from lenet_edge.mnist import read_idx
 from lenet_edge.runtime.model_file import MAX_MODEL_BYTES
+from tests.cli_output import one_error_line
 from tests.idx_files import write_idx
 
 pytestmark = pytest.mark.integration
@@ -444,22 +445,13 @@ def _snapshot(*directories: Path) -> dict[Path, bytes]:
     return {p: p.read_bytes() for d in directories for p in sorted(d.rglob("*")) if p.is_file()}
 
 
-def error_line(stderr: str) -> str:
-    """The one `error: ...` line of a failed command: the last line, after any progress label."""
-    lines = stderr.splitlines()
-    errors = [line for line in lines if line.startswith("error: ")]
-    assert len(errors) == 1 and lines[-1] == errors[0], stderr
-    assert "Traceback" not in stderr and "internal error" not in stderr, stderr
-    return errors[0]
-
-
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_bad_input(name, kit, modern_onnx, modern_checkpoint):
     case = CASES[name](kit)
     watched = (kit.tmp, modern_onnx.parent, modern_checkpoint.parent)
     before = _snapshot(*watched)
     result = CliRunner().invoke(cli, case.args)
-    line = error_line(result.stderr)
+    line = one_error_line(result.stderr)
     assert result.exit_code == case.code, line
     assert case.names in line and case.says in line, line
     assert result.stdout == ""

@@ -23,20 +23,12 @@ from lenet_edge.contract import PREFIX
 from lenet_edge.fileio import sha256_file
 from lenet_edge.mnist import MODERN_PREPROCESSING
 from lenet_edge.train.checkpoint import meta_path, resume_path
+from tests.cli_output import one_error_line
 from tests.idx_files import synthetic_digits, write_mnist_dir
 from tests.runtime_models import band_model
 
 USAGE, DATA, MODEL, VALIDATION, DEPENDENCY = 2, 3, 4, 5, 7
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def one_error_line(result) -> str:
-    """The one `error: ...` line (after any progress or announcement lines), never an internal error."""
-    lines = result.stderr.splitlines()
-    errors = [line for line in lines if line.startswith("error: ")]
-    assert len(errors) == 1 and lines[-1] == errors[0], result.stderr
-    assert "Traceback" not in result.stderr and "internal error" not in result.stderr, result.stderr
-    return errors[0]
 
 
 @pytest.fixture
@@ -94,7 +86,7 @@ def test_forged_metadata_is_a_model_error_naming_the_file(tmp_path, digits, prop
     model = forged(tmp_path / "forged.onnx", **props)
     result = CliRunner().invoke(cli, ["run", str(model), str(digits)])
     assert result.exit_code == MODEL, result.stderr
-    line = one_error_line(result)
+    line = one_error_line(result.stderr)
     assert line.startswith(f"error: {model}: ") and says in line, line
     assert result.stdout == ""
 
@@ -146,7 +138,7 @@ def test_compare_checks_every_field_it_reads(tmp_path, report, field, value):
     (tmp_path / "b.json").write_text(json.dumps(_changed(report, field, value)))
     result = CliRunner().invoke(cli, ["compare", str(tmp_path / "a.json"), str(tmp_path / "b.json")])
     assert result.exit_code == DATA, result.stderr
-    line = one_error_line(result)
+    line = one_error_line(result.stderr)
     assert line.startswith(f"error: {tmp_path / 'b.json'}: {field} is {type(value).__name__} (expected "), line
 
 
@@ -156,7 +148,7 @@ def test_compare_refuses_report_text_that_would_reach_the_terminal_raw(tmp_path,
     (tmp_path / "b.json").write_text(json.dumps(_changed(report, field, "EPYC\x1b]0;pwned\x07")))
     result = CliRunner().invoke(cli, ["compare", str(tmp_path / "a.json"), str(tmp_path / "b.json")])
     assert result.exit_code == DATA
-    assert f"{field} 'EPYC\\x1b]0;pwned\\x07' holds control characters" in one_error_line(result)
+    assert f"{field} 'EPYC\\x1b]0;pwned\\x07' holds control characters" in one_error_line(result.stderr)
     assert "\x1b" not in result.stdout + result.stderr
 
 
@@ -165,12 +157,12 @@ def test_a_report_or_checkpoint_json_nested_100000_deep_is_refused(tmp_path, rep
     (tmp_path / "deep.json").write_text("[" * 100_000)
     result = CliRunner().invoke(cli, ["compare", str(tmp_path / "a.json"), str(tmp_path / "deep.json")])
     assert result.exit_code == DATA
-    assert "deep.json: nested too deeply to read" in one_error_line(result)
+    assert "deep.json: nested too deeply to read" in one_error_line(result.stderr)
     (tmp_path / "ckpt.safetensors").write_bytes(b"weights")
     (tmp_path / "ckpt.json").write_text("[" * 100_000)
     result = CliRunner().invoke(cli, ["export", str(tmp_path / "ckpt.safetensors"), "-o", str(tmp_path / "m.onnx")])
     assert result.exit_code == MODEL
-    assert "ckpt.json: nested too deeply to read" in one_error_line(result)
+    assert "ckpt.json: nested too deeply to read" in one_error_line(result.stderr)
 
 
 # ----------------------------------------------------------------------------- the device install
@@ -189,7 +181,7 @@ def test_a_missing_extra_is_named_before_anything_starts(tmp_path, monkeypatch, 
     monkeypatch.setitem(sys.modules, missing, None)  # what an import sees where the package is not installed
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == DEPENDENCY, result.stderr
-    assert one_error_line(result) == (f"error: {missing} is not installed (needed here); install it with "
+    assert one_error_line(result.stderr) == (f"error: {missing} is not installed (needed here); install it with "
                                       f"pip install 'lenet-edge[{extra}]'")
     assert list(tmp_path.iterdir()) == []
 
@@ -210,8 +202,8 @@ def test_a_loss_that_is_not_finite_stops_training_and_keeps_the_last_good_checkp
     diverged = CliRunner().invoke(cli, ["train", "--data-dir", str(tiny), "-o", str(out), "--epochs", "1", *STEPS,
                                         "--lr", "1e30"])
     assert diverged.exit_code == VALIDATION, diverged.stderr
-    assert "training loss became nan at epoch 1" in one_error_line(diverged)
-    assert "nothing was written" in one_error_line(diverged) and list(tmp_path.iterdir()) == []
+    assert "training loss became nan at epoch 1" in one_error_line(diverged.stderr)
+    assert "nothing was written" in one_error_line(diverged.stderr) and list(tmp_path.iterdir()) == []
 
     good = CliRunner().invoke(cli, ["train", "--data-dir", str(tiny), "-o", str(out), "--epochs", "1", *STEPS])
     assert good.exit_code == 0, good.stderr
@@ -219,7 +211,7 @@ def test_a_loss_that_is_not_finite_stops_training_and_keeps_the_last_good_checkp
     resumed = CliRunner().invoke(cli, ["train", "--data-dir", str(tiny), "-o", str(out), "--epochs", "2", *STEPS,
                                        "--lr", "1e30", "--resume"])
     assert resumed.exit_code == VALIDATION, resumed.stderr
-    line = one_error_line(resumed)
+    line = one_error_line(resumed.stderr)
     assert line.startswith("error: training loss became nan at epoch 2, step ") and line.endswith(
         f"(expected a finite loss; try a lower --lr or --momentum); the checkpoint of epoch 1 at {out} is kept")
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == kept
@@ -245,7 +237,8 @@ def test_a_forged_checkpoint_json_is_a_model_error_for_resume_and_export(tiny, t
                  ["export", str(out), "-o", str(tmp_path / "m.onnx"), "--data-dir", str(tiny)]):
         result = CliRunner().invoke(cli, args)
         assert result.exit_code == MODEL, result.stderr
-        assert one_error_line(result) == f"error: {meta_path(out)}: {says}" or says in one_error_line(result)
+        line = one_error_line(result.stderr)
+        assert line == f"error: {meta_path(out)}: {says}" or says in line
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
 
 

@@ -14,6 +14,7 @@ import pytest
 from lenet_edge import manifest
 from lenet_edge.errors import ModelError, OutputError
 from lenet_edge.fileio import atomic_path, uninterrupted, write_bytes, write_text
+from tests.cli_output import one_error_line
 
 
 def _sha(data: bytes) -> str:
@@ -166,13 +167,6 @@ def digits(tmp_path):
     return path
 
 
-def _one_error_line(result) -> str:
-    lines = result.stderr.splitlines()
-    assert [line for line in lines if line.startswith("error: ")] == lines[-1:], result.stderr
-    assert "Traceback" not in result.stderr
-    return lines[-1]
-
-
 def test_run_verify_passes_a_recorded_model_and_refuses_a_changed_one(runner, recorded_model, digits):
     from lenet_edge.cli import cli
 
@@ -185,7 +179,7 @@ def test_run_verify_passes_a_recorded_model_and_refuses_a_changed_one(runner, re
     assert runner.invoke(cli, ["run", str(recorded_model), str(digits)]).exit_code == 0
     refused = runner.invoke(cli, ["run", "--verify", str(recorded_model), str(digits)])
     assert refused.exit_code == 4
-    assert _one_error_line(refused).startswith(f"error: {recorded_model}: sha256 ")
+    assert one_error_line(refused.stderr).startswith(f"error: {recorded_model}: sha256 ")
     assert "does not match" in refused.stderr and refused.stdout == ""
 
 
@@ -198,18 +192,19 @@ def test_evaluate_and_bench_verify_refuse_before_any_work(runner, recorded_model
     unlisted.write_bytes(recorded_model.read_bytes())
     result = runner.invoke(cli, ["evaluate", "--verify", "--data-dir", str(data), str(unlisted)])
     assert result.exit_code == 4
-    assert _one_error_line(result) == (f"error: {unlisted}: not listed in {recorded_model.parent / 'MANIFEST.sha256'} "
-                                       "(expected an entry for copy.onnx)")
+    manifest = recorded_model.parent / "MANIFEST.sha256"
+    assert one_error_line(result.stderr) == (f"error: {unlisted}: not listed in {manifest} "
+                                             "(expected an entry for copy.onnx)")
     out = tmp_path / "bench.json"
     result = runner.invoke(cli, ["bench", "--verify", "--data-dir", str(data), "--runs", "4", "--warmup", "1",
                                  "--rounds", "2", "--batch-sizes", "1", "--threads", "1", "-o", str(out),
                                  str(recorded_model), str(unlisted)])
-    assert result.exit_code == 4 and "copy.onnx: not listed in" in _one_error_line(result)
+    assert result.exit_code == 4 and "copy.onnx: not listed in" in one_error_line(result.stderr)
     assert not out.exists() and not list(tmp_path.glob("bench.*"))
     (recorded_model.parent / "MANIFEST.sha256").unlink()
     result = runner.invoke(cli, ["evaluate", "--verify", "--data-dir", str(data), str(recorded_model)])
     assert result.exit_code == 4
-    assert _one_error_line(result).startswith(f"error: {recorded_model}: no MANIFEST.sha256 beside it")
+    assert one_error_line(result.stderr).startswith(f"error: {recorded_model}: no MANIFEST.sha256 beside it")
 
 
 def test_without_verify_an_unlisted_model_still_runs(runner, recorded_model, digits):

@@ -27,6 +27,7 @@ from lenet_edge.errors import OutputError
 from lenet_edge.fileio import atomic_path, rename_no_replace, staged_directory, write_bytes, write_text
 from lenet_edge.manifest import MANIFEST_NAME
 from lenet_edge.scratch import remove_stale, scratch_directory
+from tests.cli_output import one_error_line
 from tests.idx_files import synthetic_digits, write_mnist_dir
 from tests.runtime_models import band_model, slow_model
 
@@ -46,13 +47,6 @@ def deadline(seconds: float):
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
-
-
-def one_error_line(result) -> str:
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.stderr and "internal error" not in result.stderr, result.stderr
-    return lines[0]
 
 
 def leftovers(directory: Path) -> list[str]:
@@ -185,7 +179,7 @@ def test_run_onto_a_full_disk_exits_6_naming_the_output(full_disk, model, tmp_pa
     np.save(many, np.repeat(synthetic_digits(10)[0], 200, axis=0))  # 2,000 rows: far more than the space left
     result = CliRunner().invoke(cli, ["run", str(model), str(many), "-o", str(full_disk / "p.txt")])
     assert result.exit_code == OUTPUT, result.stderr
-    assert "p.txt: cannot write it (No space left on device)" in one_error_line(result)
+    assert "p.txt: cannot write it (No space left on device)" in one_error_line(result.stderr)
     assert sorted(p.name for p in full_disk.iterdir()) == ["filler"]
 
 
@@ -203,9 +197,9 @@ def test_an_output_name_over_255_bytes_is_an_output_error(model, digits, tmp_pat
     out = tmp_path / ("p" * 300 + ".txt")
     result = CliRunner().invoke(cli, ["run", str(model), str(digits), "-o", str(out)])
     assert result.exit_code == OUTPUT
-    assert "a name of 304 bytes in this path (expected at most 255 bytes" in one_error_line(result)
+    assert "a name of 304 bytes in this path (expected at most 255 bytes" in one_error_line(result.stderr)
     result = CliRunner().invoke(cli, ["pipeline", "--out", str(tmp_path / ("r" * 256))])
-    assert result.exit_code == OUTPUT and "a name of 256 bytes in this path" in one_error_line(result)
+    assert result.exit_code == OUTPUT and "a name of 256 bytes in this path" in one_error_line(result.stderr)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["band.onnx", "digits.npy"]
 
 
@@ -218,9 +212,9 @@ def test_a_name_of_250_bytes_still_gets_its_temporary_file(tmp_path):
 def test_a_model_or_input_name_over_255_bytes_is_refused_as_that_kind(model, digits, tmp_path):
     long = tmp_path / ("m" * 300 + ".onnx")
     result = CliRunner().invoke(cli, ["run", str(long), str(digits)])
-    assert result.exit_code == MODEL and "file name too long" in one_error_line(result)
+    assert result.exit_code == MODEL and "file name too long" in one_error_line(result.stderr)
     result = CliRunner().invoke(cli, ["run", str(model), str(tmp_path / ("d" * 300 + ".npy")), "--fail-fast"])
-    assert result.exit_code == DATA and "file name too long" in one_error_line(result)
+    assert result.exit_code == DATA and "file name too long" in one_error_line(result.stderr)
 
 
 # ----------------------------------------------------------------------------- every output checked first
@@ -233,7 +227,7 @@ def test_train_refuses_any_of_its_outputs_that_exists_before_training(tmp_path, 
     result = CliRunner().invoke(cli, ["train", "--data-dir", str(data), "-o", str(tmp_path / "m.safetensors"),
                                       "--epochs", "1", "--val-count", "50"])
     assert result.exit_code == OUTPUT
-    assert f"{planted}: already exists" in one_error_line(result)  # the one line: training never started
+    assert f"{planted}: already exists" in one_error_line(result.stderr)  # the one line: training never started
     assert (tmp_path / planted).read_bytes() == b"someone's file"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["mnist", planted])
 
@@ -245,7 +239,7 @@ def test_compile_keep_elf_refuses_an_existing_elf_before_anything_runs(model, tm
     result = CliRunner().invoke(cli, ["compile", str(model), "-o", str(out), "--target", "cortex-m4f", "--keep-elf",
                                       "--data-dir", str(tmp_path / "nowhere")])
     assert result.exit_code == OUTPUT
-    assert "lenet.cortex-m4f.elf: already exists" in one_error_line(result)
+    assert "lenet.cortex-m4f.elf: already exists" in one_error_line(result.stderr)
     assert sorted(p.name for p in out.iterdir()) == ["lenet.cortex-m4f.elf"]
 
 
@@ -254,7 +248,7 @@ def test_compile_check_images_0_is_refused_before_any_download(model, tmp_path, 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     result = CliRunner().invoke(cli, ["compile", str(model), "-o", str(tmp_path / "mcu"), "--check-images", "0"])
     assert result.exit_code == USAGE
-    assert one_error_line(result) == ("error: Invalid value for '--check-images': 0 is not in the range "
+    assert one_error_line(result.stderr) == ("error: Invalid value for '--check-images': 0 is not in the range "
                                       "1<=x<=10000.")
     assert not (tmp_path / "cache").exists() and not (tmp_path / "mcu").exists()
 
@@ -274,7 +268,7 @@ def test_verify_with_a_fifo_manifest_is_a_model_error_without_blocking(model, di
     os.mkfifo(tmp_path / MANIFEST_NAME)
     with deadline(20):
         result = CliRunner().invoke(cli, ["run", str(tmp_path / "m.onnx"), str(digits), "--verify"])
-    assert result.exit_code == MODEL and "a FIFO, not a regular file" in one_error_line(result)
+    assert result.exit_code == MODEL and "a FIFO, not a regular file" in one_error_line(result.stderr)
 
 
 def test_a_fifo_or_a_device_given_as_model_or_input_is_not_a_regular_file(model, digits, tmp_path):
@@ -284,9 +278,10 @@ def test_a_fifo_or_a_device_given_as_model_or_input_is_not_a_regular_file(model,
         as_input = CliRunner().invoke(cli, ["run", str(model), str(tmp_path / "pipe"), "--fail-fast"])
         as_report = CliRunner().invoke(cli, ["compare", str(tmp_path / "pipe"), "/dev/zero"])
     assert as_model.exit_code == MODEL
-    assert "/dev/zero: a character device, not a regular file (expected an .onnx file)" in one_error_line(as_model)
-    assert as_input.exit_code == DATA and "pipe: a FIFO, not a regular file" in one_error_line(as_input)
-    assert as_report.exit_code == DATA and "pipe: a FIFO, not a regular file" in one_error_line(as_report)
+    assert "/dev/zero: a character device, not a regular file (expected an .onnx file)" in one_error_line(
+        as_model.stderr)
+    assert as_input.exit_code == DATA and "pipe: a FIFO, not a regular file" in one_error_line(as_input.stderr)
+    assert as_report.exit_code == DATA and "pipe: a FIFO, not a regular file" in one_error_line(as_report.stderr)
 
 
 # ----------------------------------------------------------------------------- scratch of killed runs

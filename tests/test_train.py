@@ -21,6 +21,7 @@ from lenet_edge.mnist import read_idx
 from lenet_edge.mnist_download import MD5
 from lenet_edge.train.checkpoint import load_checkpoint, meta_path, resume_path
 from lenet_edge.train.models import build_model
+from tests.cli_output import one_error_line
 from tests.idx_files import write_mnist_dir
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -32,15 +33,6 @@ TINY = ["--epochs", "1", "--val-count", "50", "--batch-size", "15", "--threads",
 
 def _meta(weights: Path) -> dict:
     return json.loads(meta_path(weights).read_text())
-
-
-def _error_line(result) -> str:
-    """The one `error: ...` line a failed command prints on stderr (after any progress label)."""
-    lines = result.stderr.splitlines()
-    errors = [line for line in lines if line.startswith("error: ")]
-    assert len(errors) == 1 and lines[-1] == errors[0], result.stderr
-    assert "Traceback" not in result.stderr and "internal error" not in result.stderr, result.stderr
-    return errors[0]
 
 
 def _assert_history(history: list[dict], epochs: int) -> None:
@@ -132,7 +124,8 @@ def test_existing_output_is_refused_without_force_and_replaced_with_it(tiny_run,
 
     refused = _invoke(args)
     assert refused.exit_code == 6
-    assert _error_line(refused) == f"error: {out}: already exists (expected a new path); pass --force to replace it"
+    assert one_error_line(refused.stderr) == (f"error: {out}: already exists (expected a new path); "
+                                              "pass --force to replace it")
     assert refused.stdout == ""
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
 
@@ -158,7 +151,7 @@ def test_resume_continues_to_more_epochs(tiny_run, tiny_data, tmp_path):
     _assert_png(out.with_suffix(".curves.png"))
 
     backwards = _invoke(["train", "--data-dir", str(tiny_data), "-o", str(out), *TINY, "--resume"])
-    assert backwards.exit_code == 3 and "already trained for 2 epochs" in _error_line(backwards)
+    assert backwards.exit_code == 3 and "already trained for 2 epochs" in one_error_line(backwards.stderr)
     assert _meta(out) == resumed
 
 
@@ -166,7 +159,8 @@ def test_resume_without_a_checkpoint_is_a_data_error(tiny_data, tmp_path):
     out = tmp_path / "none.safetensors"
     result = _invoke(["train", "--data-dir", str(tiny_data), "-o", str(out), *TINY, "--resume"])
     assert result.exit_code == 3
-    assert _error_line(result) == f"error: {out}: no checkpoint to resume (expected the --out of an earlier run)"
+    assert one_error_line(result.stderr) == (f"error: {out}: no checkpoint to resume "
+                                             "(expected the --out of an earlier run)")
 
 
 def test_resume_of_another_variant_is_a_model_error(tiny_run, tiny_data, tmp_path):
@@ -174,7 +168,7 @@ def test_resume_of_another_variant_is_a_model_error(tiny_run, tiny_data, tmp_pat
     result = _invoke(["train", "--data-dir", str(tiny_data), "-o", str(out), "--variant", "lenet5",
                       *TINY[2:], "--epochs", "2", "--resume"])
     assert result.exit_code == 4
-    assert "lenet5-modern checkpoint cannot resume a lenet5 run" in _error_line(result)
+    assert "lenet5-modern checkpoint cannot resume a lenet5 run" in one_error_line(result.stderr)
     assert _meta(out) == _meta(tiny_run)
 
 
@@ -184,7 +178,7 @@ def test_resume_to_no_more_epochs_than_done_is_a_data_error(tiny_run, tiny_data,
     result = _invoke(["train", "--data-dir", str(tiny_data), "-o", str(out), *TINY[2:], "--epochs", "1",
                       "--resume"])
     assert result.exit_code == 3, result.stderr
-    assert _error_line(result) == (f"error: {out}: already trained for 1 epochs "
+    assert one_error_line(result.stderr) == (f"error: {out}: already trained for 1 epochs "
                                    "(expected --epochs above 1 to resume)")
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
 
@@ -229,7 +223,7 @@ def test_a_validation_split_of_every_image_is_a_data_error(tiny_data, tmp_path):
     out = tmp_path / "m.safetensors"
     result = _invoke(["train", "--data-dir", str(tiny_data), "-o", str(out), *TINY, "--val-count", "200"])
     assert result.exit_code == 3, result.stderr
-    assert _error_line(result) == "error: val_count 200 leaves no training images (found 200)"
+    assert one_error_line(result.stderr) == "error: val_count 200 leaves no training images (found 200)"
     assert not out.exists() and not meta_path(out).exists()
 
 
@@ -260,14 +254,14 @@ def test_missing_or_broken_data_is_a_data_error(tiny_data, tmp_path):
     out = tmp_path / "m.safetensors"
     missing = _invoke(["train", "--data-dir", str(tmp_path / "nowhere"), "-o", str(out), *TINY])
     assert missing.exit_code == 3
-    assert _error_line(missing) == f"error: {tmp_path / 'nowhere'}: not a directory " \
+    assert one_error_line(missing.stderr) == f"error: {tmp_path / 'nowhere'}: not a directory " \
                                    "(expected a directory of MNIST IDX files)"
     broken = shutil.copytree(tiny_data, tmp_path / "broken")
     labels = broken / "train-labels-idx1-ubyte.gz"
     labels.write_bytes(labels.read_bytes()[:-20])
     result = _invoke(["train", "--data-dir", str(broken), "-o", str(out), *TINY])
     assert result.exit_code == 3
-    assert "train-labels-idx1-ubyte.gz" in _error_line(result) and "gzip" in _error_line(result)
+    assert "train-labels-idx1-ubyte.gz" in one_error_line(result.stderr) and "gzip" in one_error_line(result.stderr)
     assert not out.exists()
 
 
