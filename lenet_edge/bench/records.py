@@ -3,7 +3,7 @@ Markdown, the charts and the pipeline's report show. One name for each field fro
 it is shown; the JSON form (schema "lenet-edge-bench", version 1, docs/bench-report.md) is what `to_json`
 writes and `from_json` checks field by field, since reports come from other machines and browsers.
 
-numpy-free and device side.
+Device side: numpy (through ratio.py) and the standard library.
 """
 
 from __future__ import annotations
