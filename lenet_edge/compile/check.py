@@ -93,7 +93,7 @@ def check_program(program: Program, source: Path, workdir: Path, model: Path, im
         stack = max(core.stack_high_water(image) for image in images[:COUNTED_IMAGES])
         footprints.append({
             "target": name, "description": target.description, "where": "emulated (unicorn)",
-            "optimisation": toolchain.OPTIMISATION, "flash_bytes": sizes.flash_bytes, "code_bytes": sizes.code_bytes,
+            "optimisation": target.optimisation, "flash_bytes": sizes.flash_bytes, "code_bytes": sizes.code_bytes,
             "constant_bytes": sizes.constant_bytes, "ram_bytes": sizes.static_ram_bytes + stack,
             "arena_bytes": sizes.bss_bytes, "data_bytes": sizes.data_bytes, "stack_bytes": stack,
             "instructions_per_inference": {"images": len(counts), "min": min(counts), "max": max(counts),

@@ -252,6 +252,15 @@ def _dot_helpers(used: set[str]) -> str:
                     plain="".join(template("dot_plain.c", kind=k, ctype=ctype[k]) for k in kinds))
 
 
+def _is_edge(plan: Plan, index: int) -> bool:
+    """Whether layer `index` comes before the first or after the last layer holding 1 % or more of the
+    multiply-accumulates (the input table, the output layer, the logits): arithmetic.c's FOR_SIZE. A reorder
+    between the convolutions has no multiply-accumulates but a loop that runs 10,000 times: it stays fast."""
+    total = sum(k.macs for k in plan.layers)
+    working = [i for i, k in enumerate(plan.layers) if k.macs * 100 >= total]
+    return bool(working) and not working[0] <= index <= working[-1]
+
+
 def _layer_function(plan: Plan, index: int, kernel: Kernel) -> tuple[str, str, str]:
     """(the layer's C function, its call in the entry function, the pointer to its output there)."""
     params, args = [], []
@@ -263,8 +272,9 @@ def _layer_function(plan: Plan, index: int, kernel: Kernel) -> tuple[str, str, s
         ctype = c_type(plan.values[value_name].dtype)
         params.append(f"{ctype} *out{i}")
         args.append("logits" if value_name == plan.output else f"({ctype} *)(arena + {plan.offsets[value_name]})")
+    for_size = " FOR_SIZE" if _is_edge(plan, index) else ""
     c = CWriter()
-    with c.function(f"static NOINLINE void layer{index}({', '.join(params)})"):
+    with c.function(f"static NOINLINE{for_size} void layer{index}({', '.join(params)})"):
         c.lines(kernel.body)
     return c.text() + "\n", f"  layer{index}({', '.join(args)});", args[-1]
 

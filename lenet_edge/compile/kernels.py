@@ -281,6 +281,8 @@ def dequantize_linear(graph: GraphIndex, node, values: dict[str, Value], names: 
     x, y = values[node.input[0]], values[node.output[0]]
     scale = np.float32(scalar(graph, node, 1, "x_scale"))
     zp = int(scalar(graph, node, 2, "x_zero_point")) if graph.constant(node, 2) is not None else 0
+    if x.dtype.itemsize == 1:  # arithmetic.c's dequantize: integer arithmetic on a core without an FPU
+        return elementwise(node, x, y, lambda v: f"dequantize((int32_t)({v}) - {zp}, {c_float(scale)})")
     return elementwise(node, x, y, lambda v: f"(float)((int32_t)({v}) - {zp}) * {c_float(scale)}")
 
 
