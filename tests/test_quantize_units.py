@@ -23,12 +23,11 @@ from lenet_edge.contract import PREFIX, ModelContract
 from lenet_edge.errors import DataError, ModelError, ValidationError
 from lenet_edge.graph import load
 from lenet_edge.mnist import MODERN_PREPROCESSING, load_mnist
+from lenet_edge.onnx_reference import QGemm, QLinearSigmoid
 from lenet_edge.quantize import build, checks
 from lenet_edge.quantize.build import BatchReader, model_inputs, read_calibration_file, training_images
 from lenet_edge.quantize.checks import (
     MIN_AGREEMENT,
-    QGemm,
-    QLinearSigmoid,
     accuracy_gate,
     check_max_drop,
     check_metadata,
