@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -29,8 +30,10 @@ from ..onnx_reference import reference_evaluator
 from ..parity import compare_logits
 from ..runtime.session import LoadedModel
 from ..sessions import optimized_graph
-from .build import Candidate
 from .settings import Accuracy, QuantSettings
+
+if TYPE_CHECKING:  # stage.py imports this module
+    from .stage import Candidate
 
 onnx = require("onnx", "quantize")
 import onnxruntime as ort  # noqa: E402

@@ -120,8 +120,6 @@ def _quantize_auto(model, out, settings, max_accuracy_drop, report, force, calib
 
 def format_summary(result) -> str:
     """What `quantize` prints of a stage.Quantized."""
-    from .layer_report import format_table
-
     q, size, st, ref = result.quantization, result.size, result.structure, result.reference
     s, v = q.settings, q.validation
     if s.is_static:
@@ -143,6 +141,8 @@ def format_summary(result) -> str:
         f"ONNX reference implementation: {ref['top1_agreement']:.1%} top-1 agreement with onnxruntime on "
         f"{ref['images']} images (max logit difference {ref['max_abs_logit_diff']:.3g})",
     ]
-    if result.layers is not None:
+    if result.layers is not None:  # only with --report: layer_report.py is not imported otherwise
+        from .layer_report import format_table
+
         lines += [format_table(result.layers), f"report: {result.report}"]
     return "\n".join(lines)

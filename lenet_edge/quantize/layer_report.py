@@ -26,7 +26,7 @@ import numpy as np
 from .. import graph
 from ..contract import INPUT_NAME
 from ..errors import require
-from .build import BatchReader, Candidate, build_candidate, quiet
+from .stage import BatchReader, Candidate, build_candidate, quiet
 
 require("onnx", "quantize")
 from onnxruntime.quantization import qdq_loss_debug as qdq  # noqa: E402

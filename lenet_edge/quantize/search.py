@@ -37,10 +37,22 @@ from ..fileio import write_bytes, write_json
 from ..progress import Progress
 from ..runtime.session import LoadedModel, load_model
 from ..scratch import scratch_directory
-from .build import FloatModel, preprocess
 from .rewrite import kernel_friendly, verify_rewrite
 from .settings import AUTO_MAX_ACCURACY_DROP, ChosenRecipe, QuantRecipe, QuantSettings, candidate_recipes
-from .stage import Inputs, Judged, Quantized, Steps, build, checked_arguments, judge, new_workdir, open_inputs, shipped
+from .stage import (
+    FloatModel,
+    Inputs,
+    Judged,
+    Quantized,
+    Steps,
+    build,
+    checked_arguments,
+    judge,
+    new_workdir,
+    open_inputs,
+    preprocess,
+    shipped,
+)
 
 onnx = require("onnx", "quantize")
 
