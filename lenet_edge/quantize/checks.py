@@ -1,17 +1,13 @@
 """Every check of a candidate int8 model, in the order the stage runs them.
 
-1. Kernels and structure. Opening the candidate in onnxruntime's CPU provider is the kernel check
-   (a missing kernel becomes one clear line). A QDQ model only says "quantize here"; whether a layer
-   runs as an int8 kernel is decided by onnxruntime's graph optimiser when it fuses
-   DequantizeLinear -> Conv -> QuantizeLinear into QLinearConv. So the layers are counted in the graph
-   onnxruntime produces at its extended optimisation level (the hardware-specific layout passes of
-   the highest level are left out, so the counts mean the same on every machine).
-2. Accuracy: both models run in onnxruntime through lenet_edge.runtime (what a device runs), on the
-   same preprocessed official test set; the accuracy gate compares in percentage points.
-3. The ONNX reference implementation (lenet_edge/onnx_reference.py: onnx.reference with onnxruntime's
-   quantized contrib operators) computes every operator from its specification in numpy, independently
-   of onnxruntime's kernels and graph fusions, so agreement on a sample says the model means what
-   onnxruntime makes of it.
+1. Kernels and structure: opening the candidate in onnxruntime's CPU provider is the kernel check, and
+   its layers are counted in the graph onnxruntime makes of it at the extended optimisation level (a QDQ
+   model only says "quantize here"; the optimiser decides what runs as an int8 kernel; the highest level
+   adds CPU-specific layout passes, so its counts would differ between machines).
+2. Accuracy of both models in onnxruntime through lenet_edge.runtime (what a device runs) on the
+   preprocessed official test set; the gate compares in percentage points.
+3. The ONNX reference implementation (lenet_edge/onnx_reference.py), independent of onnxruntime's
+   kernels and fusions: agreement on a sample says the model means what onnxruntime makes of it.
 4. The shipped file: onnx.checker, and every fp32 metadata prop carried over beside the record.
 """
 

@@ -1,59 +1,17 @@
 """Exact graph rewrites of a LeNet-5 that let onnxruntime's x86 int8 kernels run fast.
 
-Why. onnxruntime's fast x86 int8 convolution (MLAS's symmetric indirect conv) wants input
-channels in multiples of 4 and many output channels; C1 has ONE input channel and 6 maps, so
-its QLinearConv falls back to a per-image im2col + tiny GEMM and runs ~4x slower than the fp32
-conv, and an int8 NCHW MaxPool is a generic loop. The rewrites below give every layer a shape
-those kernels like, with the same weights rearranged and zeros added: the rewritten fp32 model
-computes the same function (float rounding aside), so nothing is retrained and `verify_rewrite`
-proves it on real inputs before it is used.
-
-    tanh as sigmoid          tanh(x) = 2 sigmoid(2x) - 1: the 2 goes into the layer before, the affine
-                             2y - 1 into the next linear layer (W -> 2W, b -> b - sum W; average and max
-                             pooling commute with it). onnxruntime has an int8 Sigmoid (a 256-entry
-                             table, QLinearSigmoid) and no int8 Tanh: measured on lenet5-tanh at batch 64,
-                             1 thread, AVX2, the float Tanh between int8 layers kept the int8 model at
-                             1.07x the fp32 time.
-    C1 + act + 2x2 pool      image (N,1,32,32) viewed as NHWC (N,32,8,4): 4 neighbouring pixels of a
-                             row are 4 input channels. C1 becomes a (6, 2) conv with row stride 2 and
-                             4 -> 64 channels: channel ((a*2 + s)*2 + q)*8 + c holds map c at row 2i+a,
-                             column 4j+2q+s (maps padded 6 -> 8 with zero filters). A max-pool is then
-                             a (1, 4) MaxPool over the NHWC view (N,98,4,16), whose output *is* the
-                             pooled NHWC map (N,14,14,8); an average pool is a 1x1 conv 64 -> 16 of
-                             weights 1/4 (onnxruntime's int8 AveragePool is a generic loop: 701 us of
-                             the tanh model's 4,449 at batch 64).
-    C3 (+ average pool)      (N,14,14,8) viewed as (N,14,7,16): column pairs as channels; the 5x5 conv
-                             becomes (5, 3) with 16 -> 32 channels; its NHWC output (N,10,5,32) is the
-                             NHWC map (N,10,10,16). An average pool after it is a (2, 1) conv with row
-                             stride 2, 32 -> 16, straight from the column pairs.
-    C5                       its 5x5 kernel covers its 5x5 input: a Gemm over the input flattened in
-                             NHWC order (weights permuted to match).
-
-Transposes are written around each Reshape so that onnxruntime's NHWC layout pass (graph
-optimisation level ORT_ENABLE_ALL, the default) cancels them all; views that meet are merged
-into one Reshape and a Reshape that keeps its shape is dropped (at batch 1 every node costs).
-The rewrites match by structure, not by node names; a model of another structure raises
-NotRewritable naming what differs.
-
-The classic LeNet-5 is first brought to this form by exact folds of its constants into the layers
-next to them. Its squashing function 1.7159 tanh(2a/3) exports as Mul -> Tanh -> Mul, each
-subsampling layer as AveragePool -> Mul(4) -> Mul(coefficient) -> Add(bias), and its RBF output as
-Mul, ReduceSum, Mul, MatMul, Sub, Add, Div: ~38 small nodes, each an int8 node with its own rounding
-when quantized as they stand (onnxruntime's standard int8 model was 1.6x slower than fp32 at batch 1,
-AVX2, 1 thread). Folded, it is conv -> tanh -> pool-conv -> tanh -> ... -> Gemm -> tanh -> RBF:
-
-    scale or shift after a layer    Conv/Gemm -> Mul(c) or Add(c), c a scalar or per output channel:
-                                    W, b -> c W, c b, or b -> b + c
-    scale before a layer            Mul(x, c) -> pools/reshapes -> Conv/Gemm, c a scalar: W -> c W
-    weighted subsampling            AveragePool 2x2 -> Mul/Add per map: a depthwise 2x2 stride-2 conv
-                                    of weights 1/4, which C1's and C3's folds take in place of the
-                                    average pool (its weights per map instead of 1/4)
-    RBF output                      (sum x^2 - k x.P + c) / d as Gemm(x, -k P / d, c / d) + sum x^2 / d,
-                                    the squashing's 1.7159 folded into both (x = 1.7159 t)
-
-After quantization the kernel-friendly recipes take one more step on the int8 graph, `lean_file`:
-the logits' output quantization is dropped (float logits out of the last QGemm) with the shape
-annotations, which keeps the file >= 3x smaller than fp32.
+Why: MLAS's fast int8 convolution wants input channels in multiples of 4 and many output channels;
+C1 has one input channel and 6 maps, so its QLinearConv falls back to a per-image im2col and ran ~4x
+slower than the fp32 conv. The rewrites give every layer a shape those kernels like, with the same
+weights rearranged and zeros added: tanh as 2 sigmoid(2x) - 1 (onnxruntime has an int8 Sigmoid, no
+int8 Tanh), C1 + activation + 2x2 pool over the image viewed as NHWC 4-column groups, C3 over column
+pairs, C5 as a Gemm in NHWC order; the classic LeNet-5 is first folded into plain layers. Transposes
+around each Reshape cancel in onnxruntime's NHWC layout pass. The rewritten fp32 model computes the
+same function (float rounding aside), and `verify_rewrite` proves it on real inputs before it is
+used; the rewrites match by structure, not by node names, and a model of another structure raises
+NotRewritable naming what differs. After quantization `lean_file` gives the kernel-friendly
+recipes float logits. Channel layouts, folds and measurements: docs/quantize.md, "The
+kernel-friendly rewrite".
 """
 
 from __future__ import annotations
@@ -107,7 +65,7 @@ class NotRewritable(ModelError):
 
 def kernel_friendly(model: onnx.ModelProto, source: str = "model") -> tuple[onnx.ModelProto, list[str]]:
     """A copy of a LeNet-5 (Conv -> Relu/Tanh -> max/average pool, twice, then C5, F6 and a linear output)
-    with the rewrites of the module docstring applied, and the ids of those applied, in order."""
+    with the rewrites of docs/quantize.md applied, and the ids of those applied, in order."""
     m = onnx.ModelProto()
     m.CopyFrom(model)
     applied = fold_affine(m)  # the classic LeNet-5's scales, subsampling and RBF; nothing for the others
@@ -153,8 +111,8 @@ def lenet_convs(m: onnx.ModelProto, source: str) -> list[tuple]:
 
 # ---------------------------------------------------------------- tanh as sigmoid
 def tanh_as_sigmoid(m: onnx.ModelProto, source: str) -> int:
-    """Every Tanh after a Conv/Gemm whose output reaches one linear layer as 2 sigmoid(2x) - 1 (see the
-    module docstring); returns how many. The next layer may be reached through pools and reshapes, which
+    """Every Tanh after a Conv/Gemm whose output reaches one linear layer as 2 sigmoid(2x) - 1 (see
+    docs/quantize.md); returns how many. The next layer may be reached through pools and reshapes, which
     commute with 2y - 1; a tanh read by more than one node (the classic LeNet-5's before its RBF output)
     stays a Tanh."""
     g = m.graph
@@ -377,7 +335,7 @@ def last_conv_as_nhwc_gemm(m: onnx.ModelProto, conv, act, *, source: str) -> str
 
 # ---------------------------------------------------------------- the classic LeNet-5's folds
 def fold_affine(m: onnx.ModelProto) -> list[str]:
-    """Apply the classic LeNet-5's folds (module docstring) until none applies; the ids of those that did."""
+    """Apply the classic LeNet-5's folds (docs/quantize.md) until none applies; the ids of those that did."""
     g = m.graph
     applied = []
     if _subsampling_as_depthwise_convs(m):

@@ -1,22 +1,13 @@
 """`quantize --auto`: build candidate int8 models, judge each as `quantize` judges one, time them
 against the fp32 model side by side, and ship the one a stated rule picks.
 
-Why a search. On x86 no quantizer setting alone makes this LeNet-5's int8 model faster than fp32
-(C1's single input channel sends its int8 conv down a slow path); an exact rewrite of the fp32
-graph (rewrite.py) does. Every trained variant takes the rewrite (the classic network after its
-constants are folded into plain layers), but whether int8 wins depends on the CPU, so the stage
-measures instead of assuming:
-
-1. candidates (settings.candidate_recipes): the standard recipe, standard with C1 in float, and,
-   where the kernel-friendly rewrite applies and is proven exact on the test set, the rewrite in
-   QDQ per-tensor, per-channel and QOperator form;
-2. each is judged exactly as `quantize` judges one model (stage.judge) and sized;
-3. all are timed against fp32 in one process with runtime.bench's interleaved timer, batch 1 and
-   64, 1 and 2 threads; each cell's ratio is runtime.ratio's paired latency ratio (per round the
-   median call of each model, the median over rounds of their ratio), so a burst of load hits one
-   round, not the result;
-4. RULE picks the winner. The table of every candidate and why the winner won goes into the
-   result, the printed summary and the report; the winner's metadata records its recipe.
+Why a search: on x86 no quantizer setting alone makes this LeNet-5's int8 model faster than fp32 (C1's
+single input channel sends its int8 conv down a slow path); the exact rewrite of the fp32 graph
+(rewrite.py) does for every trained variant, but whether int8 wins depends on the CPU, so the stage
+measures instead of assuming. The candidates are settings.candidate_recipes; each is judged by
+stage.judge, timed in one process with bench's interleaved timer (batch 1 and 64, 1 and 2 threads;
+per cell the paired latency ratio, so a burst of load hits one round, not the result), and RULE picks
+the winner. The steps in full: docs/quantize.md, "--auto".
 """
 
 from __future__ import annotations
