@@ -37,9 +37,7 @@ from .stage import (
     Quantized,
     Steps,
     build,
-    checked_arguments,
     judge,
-    new_workdir,
     open_inputs,
     preprocess,
     shipped,
@@ -151,12 +149,12 @@ def auto_quantize(model: Path, out: Path, *, data_dir: Path, base: QuantSettings
     if not base.is_static:
         raise DataError("quantize --auto searches static quantization recipes (found mode 'dynamic')")
     plan = plan or DEFAULT_PLAN
-    model, out, report, max_accuracy_drop = checked_arguments(model, out, report, max_accuracy_drop)
-    inputs = open_inputs(model, out, report, force, data_dir, base, calibration_images)
+    inputs = open_inputs(model, out, report, max_accuracy_drop, force, data_dir, base, calibration_images)
+    model, out, report, max_accuracy_drop = inputs.model, inputs.out, inputs.report, inputs.max_accuracy_drop
     load_start = load_average()
     with scratch_directory("quantize") as tmp:  # a killed run's is removed by the next
-        standard = preprocess(model, new_workdir(tmp, "standard"))
-        friendly, rewrite = prepare_rewrite(model, new_workdir(tmp, "kernel-friendly"), inputs, out.name)
+        standard = preprocess(model, tmp / "standard")
+        friendly, rewrite = prepare_rewrite(tmp / "kernel-friendly", inputs)
         first_conv = graph.first_node(standard.proto.graph, "Conv")
         recipes = candidate_recipes(inputs.settings, first_conv and first_conv.name)
         float_models = {False: standard, True: friendly}
@@ -173,8 +171,7 @@ def auto_quantize(model: Path, out: Path, *, data_dir: Path, base: QuantSettings
                                   recipe.op_types, recipe.float_logits, tuple(r.name for r in recipes),
                                   RULE_IN_METADATA)
             try:
-                candidate = build(inputs, recipe, float_model, out.name)
-                judged[recipe.name] = judge(inputs, candidate, chosen, out.name, threads=plan.threads[0])
+                judged[recipe.name] = judge(inputs, build(inputs, recipe, float_model), chosen, plan.threads[0])
             except ValidationError as exc:
                 trials.append(Trial.of(recipe, "failed", str(exc)))
                 continue
@@ -188,13 +185,13 @@ def auto_quantize(model: Path, out: Path, *, data_dir: Path, base: QuantSettings
                   if t.name in judged else t for t in trials]
         choice = choose(trials, max_accuracy_drop)
         load = {"start": load_start, "end": load_average()}
-        search = search_record(trials, choice, rewrite, plan, inputs, timings, max_accuracy_drop, load)
+        search = search_record(trials, choice, rewrite, plan, inputs, timings, load)
         if choice.winner is None:
             if report is not None:
                 write_json(report, {"model": None, "fp32_model": str(model), "search": search}, replace=force)
             raise ValidationError(f"{out.name}: {choice.why}; no model written"
                                   + (f"; every candidate in {report}" if report is not None else ""))
-        result = shipped(judged[choice.winner], inputs, model, out, max_accuracy_drop, report, steps, search)
+        result = shipped(judged[choice.winner], inputs, steps, search)
         write_bytes(out, judged[choice.winner].data, replace=force)
         if also_write:
             result = replace(result, also_written=write_also(also_write, judged, trials, choice.winner,
@@ -216,15 +213,17 @@ def write_also(paths: dict[str, Path], judged: dict[str, Judged], trials: list[T
     return written
 
 
-def prepare_rewrite(model: Path, workdir: Path, inputs: Inputs, source: str) -> tuple[FloatModel | None, dict]:
+def prepare_rewrite(workdir: Path, inputs: Inputs) -> tuple[FloatModel | None, dict]:
     """The kernel-friendly fp32 graph, pre-processed and proven exact on the test set, and a record of
     it; (None, {"applies": False, "reason"}) when the model does not fit or the proof fails."""
+    model = inputs.model
     try:
+        workdir.mkdir()
         rewritten = workdir / "rewritten.onnx"
-        friendly, rewrites = kernel_friendly(onnx.load(str(model)), model.name)
+        friendly, rewrites = kernel_friendly(inputs.fp32_proto, model.name)
         onnx.save(friendly, str(rewritten))
         float_model = preprocess(rewritten, workdir)
-        verification = verify_rewrite(model, float_model.path, inputs.test_inputs, source)  # what gets quantized
+        verification = verify_rewrite(model, float_model.path, inputs.test_inputs, inputs.out.name)  # what is quantized
     except (ModelError, ValidationError) as exc:  # NotRewritable is a ModelError
         return None, {"applies": False, "reason": str(exc)}
     return float_model, {"applies": True, "rewrites": rewrites, "verification": verification}
@@ -300,8 +299,9 @@ def choose(trials: list[Trial], max_accuracy_drop: float) -> Choice:
 
 
 def search_record(trials: list[Trial], choice: Choice, rewrite: dict, plan: TimingPlan, inputs: Inputs,
-                  timings: dict, max_accuracy_drop: float, load: dict) -> dict:
+                  timings: dict, load: dict) -> dict:
     """The search as it goes into the result and the report: every candidate with its figures."""
+    max_accuracy_drop = inputs.max_accuracy_drop
     cpu = cpu_info()
     baseline = {"name": BASELINE, "accuracy": inputs.fp32.contract.test_accuracy, "bytes": inputs.fp32_bytes,
                 "latency_ms": {c: timings[c][BASELINE]["median_ms"] for c in timings}}

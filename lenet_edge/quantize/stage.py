@@ -92,17 +92,21 @@ class Candidate:
 
 @dataclass(frozen=True)
 class Inputs:
-    """What every quantization reads and checks before building anything."""
+    """One quantization's paths and budget, and what it reads and checks before building anything."""
 
+    model: Path  # the fp32 model
+    out: Path  # the int8 model to write
+    report: Path | None  # the per-layer report to write
+    max_accuracy_drop: float
+    force: bool  # the stage's outputs may replace existing files (--force)
     fp32: LoadedModel
-    fp32_props: dict[str, str]  # the fp32 model's metadata_props, carried over
+    fp32_proto: onnx.ModelProto  # read once: its metadata_props are carried over, --auto rewrites it
     fp32_bytes: int
     settings: QuantSettings  # resolved; calibration_count is what the calibration inputs hold
     calibration: np.ndarray | None  # (N, 1, 32, 32) model inputs; None for dynamic quantization
     calibration_source: str | None
     test_inputs: np.ndarray  # (10000, 1, 32, 32) the official test set by the model's contract
     test_labels: np.ndarray  # (10000,)
-    force: bool  # the stage's outputs may replace existing files (--force)
 
 
 @dataclass(frozen=True)
@@ -168,30 +172,28 @@ def quantize_model(model: Path, out: Path, *, data_dir: Path, settings: QuantSet
     ValidationError, and writes no model, when a check fails or the int8 model loses more than
     `max_accuracy_drop` points of test accuracy.
     """
-    model, out, report, max_accuracy_drop = checked_arguments(model, out, report, max_accuracy_drop)
-    inputs = open_inputs(model, out, report, force, data_dir, settings or QuantSettings(), calibration_images)
+    inputs = open_inputs(model, out, report, max_accuracy_drop, force, data_dir, settings or QuantSettings(),
+                         calibration_images)
     with scratch_directory("quantize") as tmp:  # a killed run's is removed by the next
-        steps = Steps(progress, 1 + (report is not None))
-        float_model = preprocess(model, new_workdir(tmp, STANDARD))
-        recipe = QuantRecipe(STANDARD, inputs.settings, what="the given settings")
+        steps = Steps(progress, 1 + (inputs.report is not None))
+        float_model = preprocess(inputs.model, tmp / STANDARD)
         s = inputs.settings
         steps(f"quantizing ({f'{s.mode}, {s.format}, {s.method}' if s.is_static else s.mode}) and validating "
               f"on {len(inputs.test_labels)} test images")
-        judged = judge(inputs, build(inputs, recipe, float_model, out.name), None, out.name)
-        result = shipped(judged, inputs, model, out, max_accuracy_drop, report, steps)
-        checks.accuracy_gate(judged.quantization.validation, max_accuracy_drop, out.name, report)
-        write_bytes(out, judged.data, replace=force)
+        judged = judge(inputs, build(inputs, QuantRecipe(STANDARD, s, what="the given settings"), float_model))
+        result = shipped(judged, inputs, steps)
+        checks.accuracy_gate(judged.quantization.validation, inputs.max_accuracy_drop, inputs.out.name, inputs.report)
+        write_bytes(inputs.out, judged.data, replace=force)
     return result
 
 
 # ---------------------------------------------------------------- the shared steps: inputs
-def checked_arguments(model, out, report, max_accuracy_drop) -> tuple[Path, Path, Path | None, float]:
-    return Path(model), Path(out), None if report is None else Path(report), checks.check_max_drop(max_accuracy_drop)
-
-
-def open_inputs(model: Path, out: Path, report: Path | None, force: bool, data_dir: Path,
+def open_inputs(model: Path, out: Path, report: Path | None, max_accuracy_drop: float, force: bool, data_dir: Path,
                 settings: QuantSettings, calibration_images: Path | None) -> Inputs:
-    """Refuse unusable outputs first, then load the fp32 model, the test set and the calibration inputs."""
+    """Check the arguments and refuse unusable outputs first, then load the fp32 model, the test set and the
+    calibration inputs."""
+    model, out, report = Path(model), Path(out), None if report is None else Path(report)
+    max_accuracy_drop = checks.check_max_drop(max_accuracy_drop)
     if out.resolve() == model.resolve():
         raise DataError(f"{out}: the output is the fp32 model itself (expected a new path for the int8 model)")
     check_writable(out, force)
@@ -218,14 +220,8 @@ def open_inputs(model: Path, out: Path, report: Path | None, force: bool, data_d
     if calibration is not None:
         settings = replace(settings, calibration_count=len(calibration))  # a file may hold fewer
     test_images, test_labels = load_mnist(data, "test")
-    return Inputs(fp32, graph.metadata(graph.load(model)), model.stat().st_size, settings, calibration, source,
-                  prep(test_images), test_labels, force)
-
-
-def new_workdir(parent: Path, name: str) -> Path:
-    path = parent / name
-    path.mkdir()
-    return path
+    return Inputs(model, out, report, max_accuracy_drop, force, fp32, graph.load(model), model.stat().st_size,
+                  settings, calibration, source, prep(test_images), test_labels)
 
 
 def training_images(data_dir: Path, count: int, seed: int) -> np.ndarray:
@@ -294,7 +290,8 @@ def calibrate(float_path: Path, inputs: np.ndarray, method: str, cache: Path) ->
 
 # ---------------------------------------------------------------- building a candidate
 def preprocess(fp32_path: Path, workdir: Path) -> FloatModel:
-    """onnxruntime's pre-processing: symbolic shape inference and graph optimisation."""
+    """onnxruntime's pre-processing (symbolic shape inference and graph optimisation) into `workdir`."""
+    workdir.mkdir(exist_ok=True)
     out = workdir / "float.preprocessed.onnx"
     try:
         with quiet():
@@ -355,17 +352,18 @@ def quiet():
         logger.setLevel(level)
 
 
-def build(inputs: Inputs, recipe: QuantRecipe, float_model: FloatModel, source: str) -> Candidate:
+def build(inputs: Inputs, recipe: QuantRecipe, float_model: FloatModel) -> Candidate:
     return build_candidate(recipe, float_model, float_model.path.parent, calibration=inputs.calibration,
-                           calibration_source=inputs.calibration_source, source=source)
+                           calibration_source=inputs.calibration_source, source=inputs.out.name)
 
 
 # ---------------------------------------------------------------- judging it, shipping it
-def judge(inputs: Inputs, candidate: Candidate, recipe: ChosenRecipe | None, source: str,
-          threads: int | None = None) -> Judged:
+def judge(inputs: Inputs, candidate: Candidate, recipe: ChosenRecipe | None = None, threads: int | None = None
+          ) -> Judged:
     """Everything that judges a candidate against its fp32 model, raising ValidationError on a failed
     check (the accuracy budget is the caller's): kernels and int8 layer counts, accuracy of both on the
     test set, the reference implementation, then the final file. `threads`: the judging session's."""
+    source = inputs.out.name
     structure = checks.check_structure(candidate, source)
     int8 = load_model(candidate.path, threads, contract=inputs.fp32.contract)
     accuracy = checks.measure(inputs.fp32, int8, inputs.test_inputs, inputs.test_labels)
@@ -373,7 +371,7 @@ def judge(inputs: Inputs, candidate: Candidate, recipe: ChosenRecipe | None, sou
     reference = checks.compare_with_reference(candidate.model, sample, int8.predict(sample), source)
     quantization = QuantizationRecord(candidate.settings, candidate.excluded_nodes, ort.__version__,
                                       candidate.calibration_source, accuracy, recipe)
-    data = final_bytes(candidate.model, inputs.fp32_props, quantization, source)
+    data = final_bytes(candidate.model, graph.metadata(inputs.fp32_proto), quantization, source)
     return Judged(candidate, int8, quantization, Sizes(inputs.fp32_bytes, len(data)), structure, reference, data)
 
 
@@ -390,11 +388,11 @@ def final_bytes(model: onnx.ModelProto, fp32_props: dict[str, str], quantization
     return model.SerializeToString()
 
 
-def shipped(judged: Judged, inputs: Inputs, model: Path, out: Path, max_accuracy_drop: float, report: Path | None,
-            steps: Steps, search: dict | None = None) -> Quantized:
+def shipped(judged: Judged, inputs: Inputs, steps: Steps, search: dict | None = None) -> Quantized:
     """The stage's result for the candidate it ships, its per-layer report written if asked for."""
-    result = Quantized(out, model, judged.quantization, judged.size, judged.structure, judged.reference,
-                       max_accuracy_drop, search)
+    report = inputs.report
+    result = Quantized(inputs.out, inputs.model, judged.quantization, judged.size, judged.structure, judged.reference,
+                       inputs.max_accuracy_drop, search)
     if report is not None:
         from .layer_report import layer_errors
 
