@@ -69,6 +69,7 @@ def quantize(model, out, mode, quant_format, per_channel, method, calibration_co
     from ..mnist_download import resolve_data_dir
 
     require("onnx", "quantize")
+    from .search import auto_quantize, format_search
     from .settings import QuantSettings
     from .stage import quantize_model
 
@@ -89,33 +90,28 @@ def quantize(model, out, mode, quant_format, per_channel, method, calibration_co
         max_accuracy_drop = AUTO_MAX_ACCURACY_DROP if auto else DEFAULT_MAX_ACCURACY_DROP
     data_dir = resolve_data_dir(data_dir)
     if auto:
-        _quantize_auto(model, out, settings, max_accuracy_drop, report, force, calibration_images, data_dir)
-        return
+        _refuse_searched_options(click.get_current_context())
+    run = {"data_dir": data_dir, "max_accuracy_drop": max_accuracy_drop, "report": report, "force": force,
+           "calibration_images": calibration_images}
     with ProgressDisplay("quantize") as progress:
-        result = quantize_model(model, out, data_dir=data_dir, settings=settings, max_accuracy_drop=max_accuracy_drop,
-                                report=report, force=force, calibration_images=calibration_images, progress=progress)
+        result = (auto_quantize(model, out, base=settings, progress=progress, **run) if auto else
+                  quantize_model(model, out, settings=settings, progress=progress, **run))
     click.echo(format_summary(result))
+    if auto:
+        click.echo(format_search(result.search))
 
 
 SEARCHED = ("mode", "quant_format", "per_channel", "method", "activation_type", "weight_type", "reduce_range",
             "exclude_nodes", "exclude_op_types")  # options --auto chooses itself
 
 
-def _quantize_auto(model, out, settings, max_accuracy_drop, report, force, calibration_images, data_dir) -> None:
-    from .search import auto_quantize, format_search
-
-    ctx = click.get_current_context()
+def _refuse_searched_options(ctx: click.Context) -> None:
     defaulted = (click.core.ParameterSource.DEFAULT, None)
     given = [p.opts[0] for p in ctx.command.params if p.name in SEARCHED and ctx.get_parameter_source(p.name)
              not in defaulted]
     if given:
         raise click.UsageError(f"{', '.join(given)} cannot be combined with --auto (the search chooses them; "
                                f"--target, --calibration-count and --calibration-images apply to every candidate)")
-    with ProgressDisplay("quantize") as progress:
-        result = auto_quantize(model, out, data_dir=data_dir, base=settings, max_accuracy_drop=max_accuracy_drop,
-                               report=report, force=force, calibration_images=calibration_images, progress=progress)
-    click.echo(format_summary(result))
-    click.echo(format_search(result.search))
 
 
 def format_summary(result) -> str:

@@ -413,7 +413,7 @@ def _fold_after(g, layer, node, c: np.ndarray) -> bool:
 
 def _fold_before(g, node, x: str, c: float) -> bool:
     """Mul(x, c) -> pools/reshapes -> one Conv/Gemm: c into that layer's weight."""
-    path, tensor = [], node.output[0]
+    tensor = node.output[0]
     while True:
         users = consumers(g, tensor)
         if len(users) != 1:
@@ -423,7 +423,6 @@ def _fold_before(g, node, x: str, c: float) -> bool:
             break
         if nxt.op_type not in THROUGH + (("MaxPool",) if c > 0 else ()):
             return False
-        path.append(nxt)
         tensor = nxt.output[0]
     if _layer_weights(g, nxt) is None:
         return False
