@@ -164,11 +164,12 @@ def compare_with_reference(model: onnx.ModelProto, inputs: np.ndarray, ort_logit
 
 
 # ---------------------------------------------------------------- 4. the shipped file
-def check_model_file(model: onnx.ModelProto, source: str) -> None:
+def check_model_file(model: onnx.ModelProto, source: str, refused: str = "onnx.checker refuses the int8 model") -> None:
+    """onnx.checker with shape inference (full_check); ValidationError "{source}: {refused} (why)"."""
     try:
         onnx.checker.check_model(model, full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
-        raise ValidationError(f"{source}: onnx.checker refuses the int8 model ({first_line(exc)})") from exc
+        raise ValidationError(f"{source}: {refused} ({first_line(exc)})") from exc
 
 
 def check_metadata(fp32_props: dict[str, str], int8_props: dict[str, str], quantization: str, source: str) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ModelError, ValidationError, first_line, require
+from ..errors import ModelError, require
 from ..graph import (
     add_initializer,
     attribute,
@@ -45,6 +45,7 @@ from ..graph import (
 )
 from ..parity import require_close
 from ..runtime.session import load_model
+from .checks import check_model_file
 
 onnx = require("onnx", "quantize")
 from onnx import helper  # noqa: E402
@@ -81,11 +82,7 @@ def kernel_friendly(model: onnx.ModelProto, source: str = "model") -> tuple[onnx
     drop_identity_reshapes(m)
     drop_unused_initializers(m.graph)  # e.g. the shape of the Reshape that flattened C5's output
     del m.graph.value_info[:]
-    try:
-        onnx.checker.check_model(m, full_check=True)
-    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
-        raise ValidationError(f"{source}: the kernel-friendly rewrite is not a valid model "
-                              f"({first_line(exc)})") from exc
+    check_model_file(m, source, "the kernel-friendly rewrite is not a valid model")
     return m, applied
 
 

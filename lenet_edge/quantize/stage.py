@@ -2,17 +2,11 @@
 
 `quantize_model`: fp32 model.onnx -> validated int8 model.onnx (+ an optional per-layer report).
 Order of work: check the inputs (outputs writable, contract, calibration images) before any
-quantizing; build the candidate; check it (checks.py: kernels and structure, accuracy against the
-fp32 model, the ONNX reference implementation, the final file); write the per-layer report (also
-when the accuracy gate then refuses the model, since that is when it is needed); write the model
-only when everything passed.
-
-Building is onnxruntime's own tooling: `quant_pre_process`, its calibrators writing a calibration
-cache that `quantize_static` reads (so a search over formats, types and exclusions calibrates once
-per method), and `quantize_dynamic`. Calibration images are training images only, or a file read
-by the rules of `run`'s inputs, checked before any quantizing: a wrong input (none, NaN/Inf, the
-wrong shape) stops the run here with a clear message, not later as an onnxruntime error or a
-silently bad int8 model.
+quantizing, so a wrong input stops the run with a clear message, not as an onnxruntime error or a
+silently bad int8 model; build the candidate with onnxruntime's tooling (quant_pre_process, its
+calibrators writing the cache quantize_static reads, so a search calibrates once per method);
+check it (checks.py); write the per-layer report (also when the accuracy gate then refuses the
+model, since that is when it is needed); write the model only when everything passed.
 
 A candidate is written into a work directory and read back once, into the proto the checks and the
 shipped file use. It holds no lenet-edge metadata while it is judged (it runs with the fp32 model's
