@@ -188,16 +188,10 @@ def fold_first_conv_and_pool(m: onnx.ModelProto, conv, act, *, next_conv, source
         raise NotRewritable(f"{source}: {conv.name} maps {H}x{W} -> {Ho}x{Wo}, which cannot be folded in "
                             f"column groups of {group} (expected an even height and widths divisible by {group})")
     half = group // 2
-    w2 = np.zeros((4 * half * C, group, K + 1, kw), np.float32)  # (64, 4, 6, 2) for LeNet-5
-    for a in range(2):  # row phase inside the pool window
-        for s in range(2):  # column phase inside the pool window
-            for q in range(half):  # which pool window of the column group
-                lo = ((a * 2 + s) * half + q) * C
-                for gi in range(kw):
-                    for bi in range(group):
-                        v = group * gi + bi - (2 * q + s)  # kernel column this input column meets
-                        if 0 <= v < K2:
-                            w2[lo:lo + C, bi, a:a + K, gi] = w[:, 0, :, v]
+    # (64, 4, 6, 2) for LeNet-5: row phase a and column phase s inside the pool window, pool window q of the
+    # column group; the row phase shifts the kernel down one row
+    w2 = np.concatenate([np.pad(_column_groups(w, group, 2 * q + s, kw), ((0, 0), (0, 0), (a, 1 - a), (0, 0)))
+                         for a, s, q in np.ndindex(2, 2, half)])
     set_initializer(g, conv.input[1], w2)
     set_initializer(g, conv.input[2], np.tile(b, 4 * half).astype(np.float32))
     set_ints(conv, "kernel_shape", [K + 1, kw])
@@ -259,13 +253,7 @@ def fold_column_pairs(m: onnx.ModelProto, conv, act, *, source: str, group: int 
     if W % group or Wo % group or W // group - kw + 1 != Wo // group:
         raise NotRewritable(f"{source}: {conv.name} maps width {W} -> {Wo}, which cannot be folded in "
                             f"column groups of {group}")
-    w2 = np.zeros((group * C, group * cin, K, kw), np.float32)  # (32, 16, 5, 3) for LeNet-5
-    for p in range(group):  # output column phase
-        for gi in range(kw):
-            for bi in range(group):
-                v = group * gi + bi - p
-                if 0 <= v < K2:
-                    w2[p * C:(p + 1) * C, bi * cin:(bi + 1) * cin, :, gi] = w[:, :, :, v]
+    w2 = np.concatenate([_column_groups(w, group, p, kw) for p in range(group)])  # (32, 16, 5, 3) for LeNet-5
     set_initializer(g, conv.input[1], w2)
     set_initializer(g, conv.input[2], np.tile(b, group).astype(np.float32))
     set_ints(conv, "kernel_shape", [K, kw])
@@ -577,6 +565,18 @@ def _conv(name: str, x: str, y: str, g, weight: np.ndarray, bias: np.ndarray, st
 def _short(node) -> str:
     return {"Relu": "relu", "Sigmoid": "sigmoid", "MaxPool": "max-pool", "AveragePool": "average-pool",
             "Conv": "subsampling"}[node.op_type]
+
+
+def _column_groups(w: np.ndarray, group: int, phase: int, kw: int) -> np.ndarray:
+    """A conv's weights (C, Cin, K, K2) over its input's columns taken `group` at a time as channels, for
+    output column `phase` of a group: (C, group*Cin, K, kw), where input channel b*Cin + i of column group j
+    meets kernel column group*j + b - phase."""
+    C, cin, K, K2 = w.shape
+    out = np.zeros((C, group * cin, K, kw), np.float32)
+    for j, b in np.ndindex(kw, group):
+        if 0 <= (v := group * j + b - phase) < K2:
+            out[:, b * cin:(b + 1) * cin, :, j] = w[:, :, :, v]
+    return out
 
 
 def _check_plain_conv(conv, source: str) -> None:
