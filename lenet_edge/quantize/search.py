@@ -28,20 +28,9 @@ from ..fileio import write_bytes, write_json
 from ..progress import Progress
 from ..runtime.session import LoadedModel, load_model
 from ..scratch import scratch_directory
+from . import stage
 from .rewrite import kernel_friendly, verify_rewrite
 from .settings import AUTO_MAX_ACCURACY_DROP, ChosenRecipe, QuantRecipe, QuantSettings, candidate_recipes
-from .stage import (
-    FloatModel,
-    Inputs,
-    Judged,
-    Quantized,
-    Steps,
-    build,
-    judge,
-    open_inputs,
-    preprocess,
-    shipped,
-)
 
 onnx = require("onnx", "quantize")
 
@@ -102,7 +91,7 @@ class Trial:
     latency_ms: dict[str, float] = field(default_factory=dict)  # cell -> median call
 
     @classmethod
-    def of(cls, recipe: QuantRecipe, status: str, detail: str = "", judged: Judged | None = None) -> Trial:
+    def of(cls, recipe: QuantRecipe, status: str, detail: str = "", judged: stage.Judged | None = None) -> Trial:
         v = judged and judged.quantization.validation
         figures = {} if judged is None else {
             "accuracy": v.int8_accuracy, "accuracy_drop_points": v.accuracy_drop_points,
@@ -134,7 +123,7 @@ class Choice:
 def auto_quantize(model: Path, out: Path, *, data_dir: Path, base: QuantSettings | None = None,
                   max_accuracy_drop: float = AUTO_MAX_ACCURACY_DROP, report: Path | None = None,
                   force: bool = False, calibration_images: Path | None = None, plan: TimingPlan | None = None,
-                  progress: Progress | None = None, also_write: dict[str, Path] | None = None) -> Quantized:
+                  progress: Progress | None = None, also_write: dict[str, Path] | None = None) -> stage.Quantized:
     """Search the candidates for `model`, write the winner to `out`, validated; return its result.
 
     `base` gives every candidate its target CPU, calibration count and seed (static mode; the
@@ -149,17 +138,17 @@ def auto_quantize(model: Path, out: Path, *, data_dir: Path, base: QuantSettings
     if not base.is_static:
         raise DataError("quantize --auto searches static quantization recipes (found mode 'dynamic')")
     plan = plan or DEFAULT_PLAN
-    inputs = open_inputs(model, out, report, max_accuracy_drop, force, data_dir, base, calibration_images)
+    inputs = stage.open_inputs(model, out, report, max_accuracy_drop, force, data_dir, base, calibration_images)
     model, out, report, max_accuracy_drop = inputs.model, inputs.out, inputs.report, inputs.max_accuracy_drop
     load_start = load_average()
     with scratch_directory("quantize") as tmp:  # a killed run's is removed by the next
-        standard = preprocess(model, tmp / "standard")
+        standard = stage.preprocess(model, tmp / "standard")
         friendly, rewrite = prepare_rewrite(tmp / "kernel-friendly", inputs)
         first_conv = graph.first_node(standard.proto.graph, "Conv")
         recipes = candidate_recipes(inputs.settings, first_conv and first_conv.name)
         float_models = {False: standard, True: friendly}
         buildable = sum(float_models[r.kernel_friendly] is not None for r in recipes)
-        steps = Steps(progress, buildable + len(plan.cells()) + (report is not None))
+        steps = stage.Steps(progress, buildable + len(plan.cells()) + (report is not None))
         trials, judged = [], {}
         for recipe in recipes:
             float_model = float_models[recipe.kernel_friendly]
@@ -171,7 +160,8 @@ def auto_quantize(model: Path, out: Path, *, data_dir: Path, base: QuantSettings
                                   recipe.op_types, recipe.float_logits, tuple(r.name for r in recipes),
                                   RULE_IN_METADATA)
             try:
-                judged[recipe.name] = judge(inputs, build(inputs, recipe, float_model), chosen, plan.threads[0])
+                candidate = stage.build(inputs, recipe, float_model)
+                judged[recipe.name] = stage.judge(inputs, candidate, chosen, plan.threads[0])
             except ValidationError as exc:
                 trials.append(Trial.of(recipe, "failed", str(exc)))
                 continue
@@ -191,7 +181,7 @@ def auto_quantize(model: Path, out: Path, *, data_dir: Path, base: QuantSettings
                 write_json(report, {"model": None, "fp32_model": str(model), "search": search}, replace=force)
             raise ValidationError(f"{out.name}: {choice.why}; no model written"
                                   + (f"; every candidate in {report}" if report is not None else ""))
-        result = shipped(judged[choice.winner], inputs, steps, search)
+        result = stage.shipped(judged[choice.winner], inputs, steps, search)
         write_bytes(out, judged[choice.winner].data, replace=force)
         if also_write:
             result = replace(result, also_written=write_also(also_write, judged, trials, choice.winner,
@@ -199,7 +189,7 @@ def auto_quantize(model: Path, out: Path, *, data_dir: Path, base: QuantSettings
     return result
 
 
-def write_also(paths: dict[str, Path], judged: dict[str, Judged], trials: list[Trial], winner: str,
+def write_also(paths: dict[str, Path], judged: dict[str, stage.Judged], trials: list[Trial], winner: str,
                max_accuracy_drop: float, force: bool = False) -> dict[str, str]:
     """Write the candidates named in `paths` that pass every check within the accuracy budget, the winner
     excepted (it is the stage's output already); {name: path} of those written (replacing files only with
@@ -213,7 +203,7 @@ def write_also(paths: dict[str, Path], judged: dict[str, Judged], trials: list[T
     return written
 
 
-def prepare_rewrite(workdir: Path, inputs: Inputs) -> tuple[FloatModel | None, dict]:
+def prepare_rewrite(workdir: Path, inputs: stage.Inputs) -> tuple[stage.FloatModel | None, dict]:
     """The kernel-friendly fp32 graph, pre-processed and proven exact on the test set, and a record of
     it; (None, {"applies": False, "reason"}) when the model does not fit or the proof fails."""
     model = inputs.model
@@ -222,7 +212,7 @@ def prepare_rewrite(workdir: Path, inputs: Inputs) -> tuple[FloatModel | None, d
         rewritten = workdir / "rewritten.onnx"
         friendly, rewrites = kernel_friendly(inputs.fp32_proto, model.name)
         onnx.save(friendly, str(rewritten))
-        float_model = preprocess(rewritten, workdir)
+        float_model = stage.preprocess(rewritten, workdir)
         verification = verify_rewrite(model, float_model.path, inputs.test_inputs, inputs.out.name)  # what is quantized
     except (ModelError, ValidationError) as exc:  # NotRewritable is a ModelError
         return None, {"applies": False, "reason": str(exc)}
@@ -298,15 +288,14 @@ def choose(trials: list[Trial], max_accuracy_drop: float) -> Choice:
     return Choice(w.name, why, verdicts)
 
 
-def search_record(trials: list[Trial], choice: Choice, rewrite: dict, plan: TimingPlan, inputs: Inputs,
+def search_record(trials: list[Trial], choice: Choice, rewrite: dict, plan: TimingPlan, inputs: stage.Inputs,
                   timings: dict, load: dict) -> dict:
     """The search as it goes into the result and the report: every candidate with its figures."""
-    max_accuracy_drop = inputs.max_accuracy_drop
     cpu = cpu_info()
     baseline = {"name": BASELINE, "accuracy": inputs.fp32.contract.test_accuracy, "bytes": inputs.fp32_bytes,
                 "latency_ms": {c: timings[c][BASELINE]["median_ms"] for c in timings}}
     return {
-        "rule": RULE, "winner": choice.winner, "why": choice.why, "max_accuracy_drop": max_accuracy_drop,
+        "rule": RULE, "winner": choice.winner, "why": choice.why, "max_accuracy_drop": inputs.max_accuracy_drop,
         "min_times_smaller": MIN_TIMES_SMALLER, "kernel_friendly_rewrite": rewrite,
         "timing": {**plan.to_record(), "cells": plan.cells(),
                    "method": "median over interleaved rounds of (candidate / fp32), each turn the median of its calls "
