@@ -64,7 +64,6 @@ METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entr
 METHOD_OPTIONS = {"minmax": {}, "entropy": {"num_bins": 512, "num_quantized_bins": 128}, "percentile": {}}
 
 
-
 @dataclass(frozen=True)
 class FloatModel:
     """A pre-processed fp32 model that candidates are quantized from, read once."""
