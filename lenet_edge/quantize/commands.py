@@ -69,7 +69,6 @@ def quantize(model, out, mode, quant_format, per_channel, method, calibration_co
     from ..mnist_download import resolve_data_dir
 
     require("onnx", "quantize")
-    from .search import auto_quantize, format_search
     from .settings import QuantSettings
     from .stage import quantize_model
 
@@ -94,8 +93,12 @@ def quantize(model, out, mode, quant_format, per_channel, method, calibration_co
     run = {"data_dir": data_dir, "max_accuracy_drop": max_accuracy_drop, "report": report, "force": force,
            "calibration_images": calibration_images}
     with ProgressDisplay("quantize") as progress:
-        result = (auto_quantize(model, out, base=settings, progress=progress, **run) if auto else
-                  quantize_model(model, out, settings=settings, progress=progress, **run))
+        if auto:
+            from .search import auto_quantize, format_search
+
+            result = auto_quantize(model, out, base=settings, progress=progress, **run)
+        else:
+            result = quantize_model(model, out, settings=settings, progress=progress, **run)
     click.echo(format_summary(result))
     if auto:
         click.echo(format_search(result.search))
