@@ -119,8 +119,8 @@ class Context:
     def calibration(self) -> np.ndarray:
         """(1000, 1, 32, 32) float32: the training images lenet-edge's own static quantization calibrates on."""
         if self._calibration is None:
-            from lenet_edge.quantize.build import training_images
             from lenet_edge.quantize.settings import QuantSettings
+            from lenet_edge.quantize.stage import training_images
 
             defaults = QuantSettings()  # plain `lenet-edge quantize`: its count and seed pick the images
             images = training_images(self.args.data_dir, defaults.calibration_count, defaults.calibration_seed)

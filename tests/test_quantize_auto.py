@@ -24,7 +24,6 @@ from lenet_edge.errors import DataError, ValidationError
 from lenet_edge.graph import load, metadata
 from lenet_edge.mnist import MODERN_PREPROCESSING, load_mnist
 from lenet_edge.quantize import search
-from lenet_edge.quantize.build import build_candidate, model_inputs, preprocess
 from lenet_edge.quantize.checks import check_structure, optimized_op_counts
 from lenet_edge.quantize.rewrite import (
     EXACT_ATOL,
@@ -36,6 +35,7 @@ from lenet_edge.quantize.rewrite import (
 )
 from lenet_edge.quantize.search import TimingPlan, Trial, auto_quantize, choose, side_by_side
 from lenet_edge.quantize.settings import QuantizationRecord, QuantSettings, candidate_recipes
+from lenet_edge.quantize.stage import build_candidate, model_inputs, preprocess
 from lenet_edge.runtime.session import load_model
 
 from .idx_files import write_mnist_dir

@@ -19,10 +19,10 @@ from lenet_edge.cli import cli
 from lenet_edge.contract import PREFIX, ModelContract
 from lenet_edge.graph import load, metadata
 from lenet_edge.mnist import load_mnist
-from lenet_edge.quantize.build import build_candidate, model_inputs, preprocess, training_images
-from lenet_edge.quantize.checks import measure, optimized_op_counts, reference_evaluator
+from lenet_edge.onnx_reference import reference_evaluator
+from lenet_edge.quantize.checks import measure, optimized_op_counts
 from lenet_edge.quantize.settings import QuantRecipe, QuantSettings
-from lenet_edge.quantize.stage import quantize_model
+from lenet_edge.quantize.stage import build_candidate, model_inputs, preprocess, quantize_model, training_images
 from lenet_edge.runtime.session import load_model
 
 pytestmark = pytest.mark.integration

@@ -23,12 +23,10 @@ from lenet_edge.contract import PREFIX, ModelContract
 from lenet_edge.errors import DataError, ModelError, ValidationError
 from lenet_edge.graph import load
 from lenet_edge.mnist import MODERN_PREPROCESSING, load_mnist
-from lenet_edge.quantize import build, checks
-from lenet_edge.quantize.build import BatchReader, model_inputs, read_calibration_file, training_images
+from lenet_edge.onnx_reference import QGemm, QLinearSigmoid
+from lenet_edge.quantize import checks, stage
 from lenet_edge.quantize.checks import (
     MIN_AGREEMENT,
-    QGemm,
-    QLinearSigmoid,
     accuracy_gate,
     check_max_drop,
     check_metadata,
@@ -43,7 +41,14 @@ from lenet_edge.quantize.settings import (
     cpu_target,
     recommended_types,
 )
-from lenet_edge.quantize.stage import final_bytes, quantize_model
+from lenet_edge.quantize.stage import (
+    BatchReader,
+    final_bytes,
+    model_inputs,
+    quantize_model,
+    read_calibration_file,
+    training_images,
+)
 from lenet_edge.runtime.session import load_model
 
 from .idx_files import write_idx, write_mnist_dir
@@ -466,21 +471,21 @@ def test_missing_model_and_data(runner, tiny, tmp_path):
 
 def test_settings_error_when_calibration_inputs_are_missing(tmp_path):
     with pytest.raises(DataError, match="static quantization needs calibration inputs"):
-        build.build_candidate(QuantRecipe("x", QuantSettings().resolve(VNNI)),
-                              build.FloatModel(tmp_path / "x.onnx", onnx.ModelProto()), tmp_path, calibration=None)
+        stage.build_candidate(QuantRecipe("x", QuantSettings().resolve(VNNI)),
+                              stage.FloatModel(tmp_path / "x.onnx", onnx.ModelProto()), tmp_path, calibration=None)
 
 
 def test_weight_sqnr_of_uint8_constants_is_measured_correctly(tmp_path):
     """A constant added after a ReLU is quantized to uint8; onnxruntime's weight matching alone
     would wrap (q - zero_point) around in uint8 and report a negative SQNR."""
-    from lenet_edge.quantize.build import preprocess
     from lenet_edge.quantize.layer_report import layer_errors
+    from lenet_edge.quantize.stage import preprocess
 
     model = tiny_lenet(tmp_path / "tiny.onnx", bias_add=True)
     data = write_mnist_dir(tmp_path / "mnist", train=100, test=50)
     x = model_inputs(load_mnist(data, "train")[0], MODERN_PREPROCESSING, "train")
     float_model = preprocess(model, tmp_path)
-    candidate = build.build_candidate(QuantRecipe("x", QuantSettings(calibration_count=100).resolve(VNNI)),
+    candidate = stage.build_candidate(QuantRecipe("x", QuantSettings(calibration_count=100).resolve(VNNI)),
                                       float_model, tmp_path, calibration=x)
     quantized = {t.name: t.data_type for t in onnx.load(str(candidate.path)).graph.initializer}
     assert quantized["map.bias_quantized"] == TensorProto.UINT8
@@ -514,7 +519,7 @@ def test_structure_check_catches_a_layer_left_in_float(tmp_path):
     onnx.save(helper.make_model(helper.make_graph(nodes, "q", [image], [y], consts), opset_imports=opsets,
                                 ir_version=9), str(int8_path))
     settings = QuantSettings().resolve(VNNI)
-    candidate = build.Candidate(QuantRecipe("x", settings), settings, int8_path, load(int8_path),
-                                build.FloatModel(float_path, load(float_path)), (), None)
+    candidate = stage.Candidate(QuantRecipe("x", settings), settings, int8_path, load(int8_path),
+                                stage.FloatModel(float_path, load(float_path)), (), None)
     with pytest.raises(ValidationError, match=r"0 convolutions run as int8 kernels .*\(expected 1: conv;"):
         checks.check_structure(candidate, "int8.onnx")

@@ -1,24 +1,13 @@
 """Every check of a candidate int8 model, in the order the stage runs them.
 
-1. Kernels and structure. Opening the candidate in onnxruntime's CPU provider is the kernel check
-   (a missing kernel becomes one clear line). A QDQ model only says "quantize here"; whether a layer
-   runs as an int8 kernel is decided by onnxruntime's graph optimiser when it fuses
-   DequantizeLinear -> Conv -> QuantizeLinear into QLinearConv. So the layers are counted in the graph
-   onnxruntime produces at its extended optimisation level (the hardware-specific layout passes of
-   the highest level are left out, so the counts mean the same on every machine).
-2. Accuracy: both models run in onnxruntime through lenet_edge.runtime (what a device runs), on the
-   same preprocessed official test set; the accuracy gate compares in percentage points.
-3. The ONNX reference implementation. `onnx.reference` computes every operator from its
-   specification in numpy, independently of onnxruntime's kernels and graph fusions, so agreement on
-   a sample says the model means what onnxruntime makes of it. Two of its gaps are bridged here:
-   - DequantizeLinear has no implementation below opset 19; later opsets only add types (float8,
-     int4) and attributes whose defaults keep the opset-13 meaning, so the newest one stands in for
-     8-bit integers;
-   - QOperator models hold onnxruntime's own quantized operators (com.microsoft): QGemm, for the tanh
-     LeNet-5's kernel-friendly rewrite QLinearSigmoid, and for the classic LeNet-5 QLinearAdd,
-     QLinearMul and QLinearAveragePool. They are not ONNX standard operators; the classes below
-     follow their contrib-op specifications, as dequantize -> the float operator of the reference
-     implementation -> quantize.
+1. Kernels and structure: opening the candidate in onnxruntime's CPU provider is the kernel check, and
+   its layers are counted in the graph onnxruntime makes of it at the extended optimisation level (a QDQ
+   model only says "quantize here"; the optimiser decides what runs as an int8 kernel; the highest level
+   adds CPU-specific layout passes, so its counts would differ between machines).
+2. Accuracy of both models in onnxruntime through lenet_edge.runtime (what a device runs) on the
+   preprocessed official test set; the gate compares in percentage points.
+3. The ONNX reference implementation (lenet_edge/onnx_reference.py), independent of onnxruntime's
+   kernels and fusions: agreement on a sample says the model means what onnxruntime makes of it.
 4. The shipped file: onnx.checker, and every fp32 metadata prop carried over beside the record.
 """
 
@@ -27,23 +16,23 @@ from __future__ import annotations
 import math
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..contract import INPUT_NAME, OUTPUT_NAME, PREFIX
 from ..errors import DataError, ModelError, ValidationError, first_line, require
+from ..onnx_reference import reference_evaluator
 from ..parity import compare_logits
 from ..runtime.session import LoadedModel
 from ..sessions import optimized_graph
-from .build import Candidate
 from .settings import Accuracy, QuantSettings
+
+if TYPE_CHECKING:  # stage.py imports this module
+    from .stage import Candidate
 
 onnx = require("onnx", "quantize")
 import onnxruntime as ort  # noqa: E402
-from onnx.reference import ReferenceEvaluator  # noqa: E402
-from onnx.reference.op_run import OpRun  # noqa: E402
-from onnx.reference.ops.op_average_pool import AveragePool_19  # noqa: E402
-from onnx.reference.ops.op_dequantize_linear import DequantizeLinear_23  # noqa: E402
 
 # op types after onnxruntime's optimisation, by kind of layer
 INT8_CONV = ("QLinearConv", "ConvInteger")
@@ -157,86 +146,6 @@ SAMPLE = 128  # images: the reference MaxPool loops in Python, ~1 s for this man
 MIN_AGREEMENT = 0.99  # top-1; int8 rounding may tip an exact near-tie, nothing more
 
 
-class DequantizeLinear(DequantizeLinear_23):
-    """DequantizeLinear of opsets 13-18 on (u)int8, which the opset-23 definition covers."""
-
-    op_domain = ""
-
-
-class QGemm(OpRun):
-    """com.microsoft QGemm: Y = alpha * a_scale * b_scale * ((A - a_zp)(B - b_zp) + C), requantized
-    to y_scale/y_zero_point when given, else float. C is int32 in the scale a_scale * b_scale."""
-
-    op_domain = "com.microsoft"
-
-    def _run(self, A, a_scale, a_zero_point, B, b_scale, b_zero_point, C=None, y_scale=None, y_zero_point=None,
-             alpha=1.0, transA=0, transB=0):
-        a = A.T if transA else A  # (M, K)
-        b = B.T if transB else B  # (K, N); per-column b_scale/b_zero_point are (N,)
-        a = a.astype(np.int64) - a_zero_point.astype(np.int64)
-        b = b.astype(np.int64) - b_zero_point.astype(np.int64)
-        acc = a @ b  # (M, N) exact integer accumulation
-        if C is not None:
-            acc = acc + C.astype(np.int64)
-        y = (alpha * a_scale * b_scale).astype(np.float32) * acc.astype(np.float32)  # (M, N)
-        return (y.astype(np.float32) if y_scale is None else _quantize(y, y_scale, y_zero_point),)
-
-
-def _dequantize(x, scale, zero_point) -> np.ndarray:
-    zero = 0 if zero_point is None else zero_point.astype(np.float32)
-    return (x.astype(np.float32) - zero) * scale
-
-
-def _quantize(y, scale, zero_point) -> np.ndarray:
-    info = np.iinfo(zero_point.dtype)
-    q = np.rint(y / scale) + zero_point.astype(np.float32)  # round half to even, as QuantizeLinear
-    return np.clip(q, info.min, info.max).astype(zero_point.dtype)
-
-
-class QLinearAdd(OpRun):
-    op_domain = "com.microsoft"
-
-    def _run(self, A, A_scale, A_zero_point, B, B_scale, B_zero_point, C_scale, C_zero_point):
-        return (_quantize(_dequantize(A, A_scale, A_zero_point) + _dequantize(B, B_scale, B_zero_point),
-                          C_scale, C_zero_point),)
-
-
-class QLinearMul(OpRun):
-    op_domain = "com.microsoft"
-
-    def _run(self, A, A_scale, A_zero_point, B, B_scale, B_zero_point, C_scale, C_zero_point):
-        return (_quantize(_dequantize(A, A_scale, A_zero_point) * _dequantize(B, B_scale, B_zero_point),
-                          C_scale, C_zero_point),)
-
-
-class QLinearSigmoid(OpRun):
-    op_domain = "com.microsoft"
-
-    def _run(self, X, X_scale, X_zero_point, Y_scale, Y_zero_point):
-        x = _dequantize(X, X_scale, X_zero_point)
-        return (_quantize(1 / (1 + np.exp(-x)), Y_scale, Y_zero_point),)
-
-
-class QLinearAveragePool(AveragePool_19):
-    op_domain = "com.microsoft"
-
-    def _run(self, X, x_scale, x_zero_point, y_scale, y_zero_point, auto_pad=None, ceil_mode=None,
-             count_include_pad=None, kernel_shape=None, pads=None, strides=None, channels_last=0):
-        if channels_last:
-            raise NotImplementedError("QLinearAveragePool with channels_last=1")
-        (y,) = super()._run(_dequantize(X, x_scale, x_zero_point), auto_pad=auto_pad, ceil_mode=ceil_mode,
-                            kernel_shape=kernel_shape, pads=pads, strides=strides,
-                            count_include_pad=count_include_pad)
-        return (_quantize(y, y_scale, y_zero_point),)
-
-
-def reference_evaluator(model: onnx.ModelProto) -> ReferenceEvaluator:
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
-    new_ops = [QGemm, QLinearAdd, QLinearMul, QLinearSigmoid, QLinearAveragePool]
-    new_ops += [DequantizeLinear] if opset < 19 else []
-    return ReferenceEvaluator(model, new_ops=new_ops)
-
-
 def compare_with_reference(model: onnx.ModelProto, inputs: np.ndarray, ort_logits: np.ndarray, source: str) -> dict:
     """Top-1 agreement and max |difference| of logits, reference vs onnxruntime's `ort_logits` (N, 10), on
     `inputs` (N, 1, 32, 32); ValidationError below MIN_AGREEMENT."""
@@ -255,11 +164,12 @@ def compare_with_reference(model: onnx.ModelProto, inputs: np.ndarray, ort_logit
 
 
 # ---------------------------------------------------------------- 4. the shipped file
-def check_model_file(model: onnx.ModelProto, source: str) -> None:
+def check_model_file(model: onnx.ModelProto, source: str, refused: str = "onnx.checker refuses the int8 model") -> None:
+    """onnx.checker with shape inference (full_check); ValidationError "{source}: {refused} (why)"."""
     try:
         onnx.checker.check_model(model, full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
-        raise ValidationError(f"{source}: onnx.checker refuses the int8 model ({first_line(exc)})") from exc
+        raise ValidationError(f"{source}: {refused} ({first_line(exc)})") from exc
 
 
 def check_metadata(fp32_props: dict[str, str], int8_props: dict[str, str], quantization: str, source: str) -> None:

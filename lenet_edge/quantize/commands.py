@@ -89,39 +89,36 @@ def quantize(model, out, mode, quant_format, per_channel, method, calibration_co
         max_accuracy_drop = AUTO_MAX_ACCURACY_DROP if auto else DEFAULT_MAX_ACCURACY_DROP
     data_dir = resolve_data_dir(data_dir)
     if auto:
-        _quantize_auto(model, out, settings, max_accuracy_drop, report, force, calibration_images, data_dir)
-        return
+        _refuse_searched_options(click.get_current_context())
+    run = {"data_dir": data_dir, "max_accuracy_drop": max_accuracy_drop, "report": report, "force": force,
+           "calibration_images": calibration_images}
     with ProgressDisplay("quantize") as progress:
-        result = quantize_model(model, out, data_dir=data_dir, settings=settings, max_accuracy_drop=max_accuracy_drop,
-                                report=report, force=force, calibration_images=calibration_images, progress=progress)
+        if auto:
+            from .search import auto_quantize, format_search
+
+            result = auto_quantize(model, out, base=settings, progress=progress, **run)
+        else:
+            result = quantize_model(model, out, settings=settings, progress=progress, **run)
     click.echo(format_summary(result))
+    if auto:
+        click.echo(format_search(result.search))
 
 
 SEARCHED = ("mode", "quant_format", "per_channel", "method", "activation_type", "weight_type", "reduce_range",
             "exclude_nodes", "exclude_op_types")  # options --auto chooses itself
 
 
-def _quantize_auto(model, out, settings, max_accuracy_drop, report, force, calibration_images, data_dir) -> None:
-    from .search import auto_quantize, format_search
-
-    ctx = click.get_current_context()
+def _refuse_searched_options(ctx: click.Context) -> None:
     defaulted = (click.core.ParameterSource.DEFAULT, None)
     given = [p.opts[0] for p in ctx.command.params if p.name in SEARCHED and ctx.get_parameter_source(p.name)
              not in defaulted]
     if given:
         raise click.UsageError(f"{', '.join(given)} cannot be combined with --auto (the search chooses them; "
                                f"--target, --calibration-count and --calibration-images apply to every candidate)")
-    with ProgressDisplay("quantize") as progress:
-        result = auto_quantize(model, out, data_dir=data_dir, base=settings, max_accuracy_drop=max_accuracy_drop,
-                               report=report, force=force, calibration_images=calibration_images, progress=progress)
-    click.echo(format_summary(result))
-    click.echo(format_search(result.search))
 
 
 def format_summary(result) -> str:
     """What `quantize` prints of a stage.Quantized."""
-    from .layer_report import format_table
-
     q, size, st, ref = result.quantization, result.size, result.structure, result.reference
     s, v = q.settings, q.validation
     if s.is_static:
@@ -143,6 +140,8 @@ def format_summary(result) -> str:
         f"ONNX reference implementation: {ref['top1_agreement']:.1%} top-1 agreement with onnxruntime on "
         f"{ref['images']} images (max logit difference {ref['max_abs_logit_diff']:.3g})",
     ]
-    if result.layers is not None:
+    if result.layers is not None:  # only with --report: layer_report.py is not imported otherwise
+        from .layer_report import format_table
+
         lines += [format_table(result.layers), f"report: {result.report}"]
     return "\n".join(lines)

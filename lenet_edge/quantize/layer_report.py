@@ -1,17 +1,10 @@
 """Per-layer quantization error: where between input and logits the int8 model loses accuracy.
 
-onnxruntime's `qdq_loss_debug` does the work: it makes every intermediate tensor a model
-output, runs the fp32 and the QDQ model on the same images, pairs each quantized
-activation (a QuantizeLinear/DequantizeLinear pair) with its fp32 twin, and gives the
-signal-to-quantization-noise ratio SQNR = 20 log10(||fp32|| / ||fp32 - int8||) in dB
-(higher is better; ~6 dB per bit): the error accumulated up to that tensor. Weights get
-the same figure, fp32 vs dequantized int8. (qdq_loss_debug's other figure, a tensor before
-vs after its own QDQ pair, is left out: where a ReLU was folded into the pair it compares
-pre-ReLU with post-ReLU values and reads as a huge error that is not one.)
-- QOperator models have no QDQ pairs to pair up; the report is computed on the QDQ model
-  of the same settings and calibration ranges (onnxruntime fuses it into the same kernels).
-- Dynamic models quantize activations inside their kernels; only fp32-vs-int8 SQNR of the
-  tensors both models share (the layer outputs) is measured.
+onnxruntime's `qdq_loss_debug` runs the fp32 and the QDQ model on the same images and pairs each
+quantized activation with its fp32 twin: SQNR = 20 log10(||fp32|| / ||fp32 - int8||) in dB, the error
+accumulated up to that tensor, and the same for weights. A QOperator model is measured on the QDQ model
+of the same settings and ranges; a dynamic one on the tensors both models share. Why these and not
+qdq_loss_debug's other figure: docs/quantize.md, "Per-layer error".
 """
 
 from __future__ import annotations
@@ -26,7 +19,7 @@ import numpy as np
 from .. import graph
 from ..contract import INPUT_NAME
 from ..errors import require
-from .build import BatchReader, Candidate, build_candidate, quiet
+from .stage import BatchReader, Candidate, build_candidate, quiet
 
 require("onnx", "quantize")
 from onnxruntime.quantization import qdq_loss_debug as qdq  # noqa: E402

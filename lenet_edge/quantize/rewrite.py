@@ -1,59 +1,17 @@
 """Exact graph rewrites of a LeNet-5 that let onnxruntime's x86 int8 kernels run fast.
 
-Why. onnxruntime's fast x86 int8 convolution (MLAS's symmetric indirect conv) wants input
-channels in multiples of 4 and many output channels; C1 has ONE input channel and 6 maps, so
-its QLinearConv falls back to a per-image im2col + tiny GEMM and runs ~4x slower than the fp32
-conv, and an int8 NCHW MaxPool is a generic loop. The rewrites below give every layer a shape
-those kernels like, with the same weights rearranged and zeros added: the rewritten fp32 model
-computes the same function (float rounding aside), so nothing is retrained and `verify_rewrite`
-proves it on real inputs before it is used.
-
-    tanh as sigmoid          tanh(x) = 2 sigmoid(2x) - 1: the 2 goes into the layer before, the affine
-                             2y - 1 into the next linear layer (W -> 2W, b -> b - sum W; average and max
-                             pooling commute with it). onnxruntime has an int8 Sigmoid (a 256-entry
-                             table, QLinearSigmoid) and no int8 Tanh: measured on lenet5-tanh at batch 64,
-                             1 thread, AVX2, the float Tanh between int8 layers kept the int8 model at
-                             1.07x the fp32 time.
-    C1 + act + 2x2 pool      image (N,1,32,32) viewed as NHWC (N,32,8,4): 4 neighbouring pixels of a
-                             row are 4 input channels. C1 becomes a (6, 2) conv with row stride 2 and
-                             4 -> 64 channels: channel ((a*2 + s)*2 + q)*8 + c holds map c at row 2i+a,
-                             column 4j+2q+s (maps padded 6 -> 8 with zero filters). A max-pool is then
-                             a (1, 4) MaxPool over the NHWC view (N,98,4,16), whose output *is* the
-                             pooled NHWC map (N,14,14,8); an average pool is a 1x1 conv 64 -> 16 of
-                             weights 1/4 (onnxruntime's int8 AveragePool is a generic loop: 701 us of
-                             the tanh model's 4,449 at batch 64).
-    C3 (+ average pool)      (N,14,14,8) viewed as (N,14,7,16): column pairs as channels; the 5x5 conv
-                             becomes (5, 3) with 16 -> 32 channels; its NHWC output (N,10,5,32) is the
-                             NHWC map (N,10,10,16). An average pool after it is a (2, 1) conv with row
-                             stride 2, 32 -> 16, straight from the column pairs.
-    C5                       its 5x5 kernel covers its 5x5 input: a Gemm over the input flattened in
-                             NHWC order (weights permuted to match).
-
-Transposes are written around each Reshape so that onnxruntime's NHWC layout pass (graph
-optimisation level ORT_ENABLE_ALL, the default) cancels them all; views that meet are merged
-into one Reshape and a Reshape that keeps its shape is dropped (at batch 1 every node costs).
-The rewrites match by structure, not by node names; a model of another structure raises
-NotRewritable naming what differs.
-
-The classic LeNet-5 is first brought to this form by exact folds of its constants into the layers
-next to them. Its squashing function 1.7159 tanh(2a/3) exports as Mul -> Tanh -> Mul, each
-subsampling layer as AveragePool -> Mul(4) -> Mul(coefficient) -> Add(bias), and its RBF output as
-Mul, ReduceSum, Mul, MatMul, Sub, Add, Div: ~38 small nodes, each an int8 node with its own rounding
-when quantized as they stand (onnxruntime's standard int8 model was 1.6x slower than fp32 at batch 1,
-AVX2, 1 thread). Folded, it is conv -> tanh -> pool-conv -> tanh -> ... -> Gemm -> tanh -> RBF:
-
-    scale or shift after a layer    Conv/Gemm -> Mul(c) or Add(c), c a scalar or per output channel:
-                                    W, b -> c W, c b, or b -> b + c
-    scale before a layer            Mul(x, c) -> pools/reshapes -> Conv/Gemm, c a scalar: W -> c W
-    weighted subsampling            AveragePool 2x2 -> Mul/Add per map: a depthwise 2x2 stride-2 conv
-                                    of weights 1/4, which C1's and C3's folds take in place of the
-                                    average pool (its weights per map instead of 1/4)
-    RBF output                      (sum x^2 - k x.P + c) / d as Gemm(x, -k P / d, c / d) + sum x^2 / d,
-                                    the squashing's 1.7159 folded into both (x = 1.7159 t)
-
-After quantization the kernel-friendly recipes take one more step on the int8 graph, `lean_file`:
-the logits' output quantization is dropped (float logits out of the last QGemm) with the shape
-annotations, which keeps the file >= 3x smaller than fp32.
+Why: MLAS's fast int8 convolution wants input channels in multiples of 4 and many output channels;
+C1 has one input channel and 6 maps, so its QLinearConv falls back to a per-image im2col and ran ~4x
+slower than the fp32 conv. The rewrites give every layer a shape those kernels like, with the same
+weights rearranged and zeros added: tanh as 2 sigmoid(2x) - 1 (onnxruntime has an int8 Sigmoid, no
+int8 Tanh), C1 + activation + 2x2 pool over the image viewed as NHWC 4-column groups, C3 over column
+pairs, C5 as a Gemm in NHWC order; the classic LeNet-5 is first folded into plain layers. Transposes
+around each Reshape cancel in onnxruntime's NHWC layout pass. The rewritten fp32 model computes the
+same function (float rounding aside), and `verify_rewrite` proves it on real inputs before it is
+used; the rewrites match by structure, not by node names, and a model of another structure raises
+NotRewritable naming what differs. After quantization `lean_file` gives the kernel-friendly
+recipes float logits. Channel layouts, folds and measurements: docs/quantize.md, "The
+kernel-friendly rewrite".
 """
 
 from __future__ import annotations
@@ -62,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ModelError, ValidationError, first_line, require
+from ..errors import ModelError, require
 from ..graph import (
     add_initializer,
     attribute,
@@ -87,6 +45,7 @@ from ..graph import (
 )
 from ..parity import require_close
 from ..runtime.session import load_model
+from .checks import check_model_file
 
 onnx = require("onnx", "quantize")
 from onnx import helper  # noqa: E402
@@ -107,7 +66,7 @@ class NotRewritable(ModelError):
 
 def kernel_friendly(model: onnx.ModelProto, source: str = "model") -> tuple[onnx.ModelProto, list[str]]:
     """A copy of a LeNet-5 (Conv -> Relu/Tanh -> max/average pool, twice, then C5, F6 and a linear output)
-    with the rewrites of the module docstring applied, and the ids of those applied, in order."""
+    with the rewrites of docs/quantize.md applied, and the ids of those applied, in order."""
     m = onnx.ModelProto()
     m.CopyFrom(model)
     applied = fold_affine(m)  # the classic LeNet-5's scales, subsampling and RBF; nothing for the others
@@ -123,11 +82,7 @@ def kernel_friendly(model: onnx.ModelProto, source: str = "model") -> tuple[onnx
     drop_identity_reshapes(m)
     drop_unused_initializers(m.graph)  # e.g. the shape of the Reshape that flattened C5's output
     del m.graph.value_info[:]
-    try:
-        onnx.checker.check_model(m, full_check=True)
-    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
-        raise ValidationError(f"{source}: the kernel-friendly rewrite is not a valid model "
-                              f"({first_line(exc)})") from exc
+    check_model_file(m, source, "the kernel-friendly rewrite is not a valid model")
     return m, applied
 
 
@@ -153,8 +108,8 @@ def lenet_convs(m: onnx.ModelProto, source: str) -> list[tuple]:
 
 # ---------------------------------------------------------------- tanh as sigmoid
 def tanh_as_sigmoid(m: onnx.ModelProto, source: str) -> int:
-    """Every Tanh after a Conv/Gemm whose output reaches one linear layer as 2 sigmoid(2x) - 1 (see the
-    module docstring); returns how many. The next layer may be reached through pools and reshapes, which
+    """Every Tanh after a Conv/Gemm whose output reaches one linear layer as 2 sigmoid(2x) - 1 (see
+    docs/quantize.md); returns how many. The next layer may be reached through pools and reshapes, which
     commute with 2y - 1; a tanh read by more than one node (the classic LeNet-5's before its RBF output)
     stays a Tanh."""
     g = m.graph
@@ -233,16 +188,10 @@ def fold_first_conv_and_pool(m: onnx.ModelProto, conv, act, *, next_conv, source
         raise NotRewritable(f"{source}: {conv.name} maps {H}x{W} -> {Ho}x{Wo}, which cannot be folded in "
                             f"column groups of {group} (expected an even height and widths divisible by {group})")
     half = group // 2
-    w2 = np.zeros((4 * half * C, group, K + 1, kw), np.float32)  # (64, 4, 6, 2) for LeNet-5
-    for a in range(2):  # row phase inside the pool window
-        for s in range(2):  # column phase inside the pool window
-            for q in range(half):  # which pool window of the column group
-                lo = ((a * 2 + s) * half + q) * C
-                for gi in range(kw):
-                    for bi in range(group):
-                        v = group * gi + bi - (2 * q + s)  # kernel column this input column meets
-                        if 0 <= v < K2:
-                            w2[lo:lo + C, bi, a:a + K, gi] = w[:, 0, :, v]
+    # (64, 4, 6, 2) for LeNet-5: row phase a and column phase s inside the pool window, pool window q of the
+    # column group; the row phase shifts the kernel down one row
+    w2 = np.concatenate([np.pad(_column_groups(w, group, 2 * q + s, kw), ((0, 0), (0, 0), (a, 1 - a), (0, 0)))
+                         for a, s, q in np.ndindex(2, 2, half)])
     set_initializer(g, conv.input[1], w2)
     set_initializer(g, conv.input[2], np.tile(b, 4 * half).astype(np.float32))
     set_ints(conv, "kernel_shape", [K + 1, kw])
@@ -304,13 +253,7 @@ def fold_column_pairs(m: onnx.ModelProto, conv, act, *, source: str, group: int 
     if W % group or Wo % group or W // group - kw + 1 != Wo // group:
         raise NotRewritable(f"{source}: {conv.name} maps width {W} -> {Wo}, which cannot be folded in "
                             f"column groups of {group}")
-    w2 = np.zeros((group * C, group * cin, K, kw), np.float32)  # (32, 16, 5, 3) for LeNet-5
-    for p in range(group):  # output column phase
-        for gi in range(kw):
-            for bi in range(group):
-                v = group * gi + bi - p
-                if 0 <= v < K2:
-                    w2[p * C:(p + 1) * C, bi * cin:(bi + 1) * cin, :, gi] = w[:, :, :, v]
+    w2 = np.concatenate([_column_groups(w, group, p, kw) for p in range(group)])  # (32, 16, 5, 3) for LeNet-5
     set_initializer(g, conv.input[1], w2)
     set_initializer(g, conv.input[2], np.tile(b, group).astype(np.float32))
     set_ints(conv, "kernel_shape", [K, kw])
@@ -377,7 +320,7 @@ def last_conv_as_nhwc_gemm(m: onnx.ModelProto, conv, act, *, source: str) -> str
 
 # ---------------------------------------------------------------- the classic LeNet-5's folds
 def fold_affine(m: onnx.ModelProto) -> list[str]:
-    """Apply the classic LeNet-5's folds (module docstring) until none applies; the ids of those that did."""
+    """Apply the classic LeNet-5's folds (docs/quantize.md) until none applies; the ids of those that did."""
     g = m.graph
     applied = []
     if _subsampling_as_depthwise_convs(m):
@@ -455,7 +398,7 @@ def _fold_after(g, layer, node, c: np.ndarray) -> bool:
 
 def _fold_before(g, node, x: str, c: float) -> bool:
     """Mul(x, c) -> pools/reshapes -> one Conv/Gemm: c into that layer's weight."""
-    path, tensor = [], node.output[0]
+    tensor = node.output[0]
     while True:
         users = consumers(g, tensor)
         if len(users) != 1:
@@ -465,7 +408,6 @@ def _fold_before(g, node, x: str, c: float) -> bool:
             break
         if nxt.op_type not in THROUGH + (("MaxPool",) if c > 0 else ()):
             return False
-        path.append(nxt)
         tensor = nxt.output[0]
     if _layer_weights(g, nxt) is None:
         return False
@@ -623,6 +565,18 @@ def _conv(name: str, x: str, y: str, g, weight: np.ndarray, bias: np.ndarray, st
 def _short(node) -> str:
     return {"Relu": "relu", "Sigmoid": "sigmoid", "MaxPool": "max-pool", "AveragePool": "average-pool",
             "Conv": "subsampling"}[node.op_type]
+
+
+def _column_groups(w: np.ndarray, group: int, phase: int, kw: int) -> np.ndarray:
+    """A conv's weights (C, Cin, K, K2) over its input's columns taken `group` at a time as channels, for
+    output column `phase` of a group: (C, group*Cin, K, kw), where input channel b*Cin + i of column group j
+    meets kernel column group*j + b - phase."""
+    C, cin, K, K2 = w.shape
+    out = np.zeros((C, group * cin, K, kw), np.float32)
+    for j, b in np.ndindex(kw, group):
+        if 0 <= (v := group * j + b - phase) < K2:
+            out[:, b * cin:(b + 1) * cin, :, j] = w[:, :, :, v]
+    return out
 
 
 def _check_plain_conv(conv, source: str) -> None:

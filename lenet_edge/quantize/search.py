@@ -1,22 +1,13 @@
 """`quantize --auto`: build candidate int8 models, judge each as `quantize` judges one, time them
 against the fp32 model side by side, and ship the one a stated rule picks.
 
-Why a search. On x86 no quantizer setting alone makes this LeNet-5's int8 model faster than fp32
-(C1's single input channel sends its int8 conv down a slow path); an exact rewrite of the fp32
-graph (rewrite.py) does. Every trained variant takes the rewrite (the classic network after its
-constants are folded into plain layers), but whether int8 wins depends on the CPU, so the stage
-measures instead of assuming:
-
-1. candidates (settings.candidate_recipes): the standard recipe, standard with C1 in float, and,
-   where the kernel-friendly rewrite applies and is proven exact on the test set, the rewrite in
-   QDQ per-tensor, per-channel and QOperator form;
-2. each is judged exactly as `quantize` judges one model (stage.judge) and sized;
-3. all are timed against fp32 in one process with runtime.bench's interleaved timer, batch 1 and
-   64, 1 and 2 threads; each cell's ratio is runtime.ratio's paired latency ratio (per round the
-   median call of each model, the median over rounds of their ratio), so a burst of load hits one
-   round, not the result;
-4. RULE picks the winner. The table of every candidate and why the winner won goes into the
-   result, the printed summary and the report; the winner's metadata records its recipe.
+Why a search: on x86 no quantizer setting alone makes this LeNet-5's int8 model faster than fp32 (C1's
+single input channel sends its int8 conv down a slow path); the exact rewrite of the fp32 graph
+(rewrite.py) does for every trained variant, but whether int8 wins depends on the CPU, so the stage
+measures instead of assuming. The candidates are settings.candidate_recipes; each is judged by
+stage.judge, timed in one process with bench's interleaved timer (batch 1 and 64, 1 and 2 threads;
+per cell the paired latency ratio, so a burst of load hits one round, not the result), and RULE picks
+the winner. The steps in full: docs/quantize.md, "--auto".
 """
 
 from __future__ import annotations
@@ -37,10 +28,9 @@ from ..fileio import write_bytes, write_json
 from ..progress import Progress
 from ..runtime.session import LoadedModel, load_model
 from ..scratch import scratch_directory
-from .build import FloatModel, preprocess
+from . import stage
 from .rewrite import kernel_friendly, verify_rewrite
 from .settings import AUTO_MAX_ACCURACY_DROP, ChosenRecipe, QuantRecipe, QuantSettings, candidate_recipes
-from .stage import Inputs, Judged, Quantized, Steps, build, checked_arguments, judge, new_workdir, open_inputs, shipped
 
 onnx = require("onnx", "quantize")
 
@@ -101,7 +91,7 @@ class Trial:
     latency_ms: dict[str, float] = field(default_factory=dict)  # cell -> median call
 
     @classmethod
-    def of(cls, recipe: QuantRecipe, status: str, detail: str = "", judged: Judged | None = None) -> Trial:
+    def of(cls, recipe: QuantRecipe, status: str, detail: str = "", judged: stage.Judged | None = None) -> Trial:
         v = judged and judged.quantization.validation
         figures = {} if judged is None else {
             "accuracy": v.int8_accuracy, "accuracy_drop_points": v.accuracy_drop_points,
@@ -133,7 +123,7 @@ class Choice:
 def auto_quantize(model: Path, out: Path, *, data_dir: Path, base: QuantSettings | None = None,
                   max_accuracy_drop: float = AUTO_MAX_ACCURACY_DROP, report: Path | None = None,
                   force: bool = False, calibration_images: Path | None = None, plan: TimingPlan | None = None,
-                  progress: Progress | None = None, also_write: dict[str, Path] | None = None) -> Quantized:
+                  progress: Progress | None = None, also_write: dict[str, Path] | None = None) -> stage.Quantized:
     """Search the candidates for `model`, write the winner to `out`, validated; return its result.
 
     `base` gives every candidate its target CPU, calibration count and seed (static mode; the
@@ -148,17 +138,17 @@ def auto_quantize(model: Path, out: Path, *, data_dir: Path, base: QuantSettings
     if not base.is_static:
         raise DataError("quantize --auto searches static quantization recipes (found mode 'dynamic')")
     plan = plan or DEFAULT_PLAN
-    model, out, report, max_accuracy_drop = checked_arguments(model, out, report, max_accuracy_drop)
-    inputs = open_inputs(model, out, report, force, data_dir, base, calibration_images)
+    inputs = stage.open_inputs(model, out, report, max_accuracy_drop, force, data_dir, base, calibration_images)
+    model, out, report, max_accuracy_drop = inputs.model, inputs.out, inputs.report, inputs.max_accuracy_drop
     load_start = load_average()
     with scratch_directory("quantize") as tmp:  # a killed run's is removed by the next
-        standard = preprocess(model, new_workdir(tmp, "standard"))
-        friendly, rewrite = prepare_rewrite(model, new_workdir(tmp, "kernel-friendly"), inputs, out.name)
+        standard = stage.preprocess(model, tmp / "standard")
+        friendly, rewrite = prepare_rewrite(tmp / "kernel-friendly", inputs)
         first_conv = graph.first_node(standard.proto.graph, "Conv")
         recipes = candidate_recipes(inputs.settings, first_conv and first_conv.name)
         float_models = {False: standard, True: friendly}
         buildable = sum(float_models[r.kernel_friendly] is not None for r in recipes)
-        steps = Steps(progress, buildable + len(plan.cells()) + (report is not None))
+        steps = stage.Steps(progress, buildable + len(plan.cells()) + (report is not None))
         trials, judged = [], {}
         for recipe in recipes:
             float_model = float_models[recipe.kernel_friendly]
@@ -170,8 +160,8 @@ def auto_quantize(model: Path, out: Path, *, data_dir: Path, base: QuantSettings
                                   recipe.op_types, recipe.float_logits, tuple(r.name for r in recipes),
                                   RULE_IN_METADATA)
             try:
-                candidate = build(inputs, recipe, float_model, out.name)
-                judged[recipe.name] = judge(inputs, candidate, chosen, out.name, threads=plan.threads[0])
+                candidate = stage.build(inputs, recipe, float_model)
+                judged[recipe.name] = stage.judge(inputs, candidate, chosen, plan.threads[0])
             except ValidationError as exc:
                 trials.append(Trial.of(recipe, "failed", str(exc)))
                 continue
@@ -185,13 +175,13 @@ def auto_quantize(model: Path, out: Path, *, data_dir: Path, base: QuantSettings
                   if t.name in judged else t for t in trials]
         choice = choose(trials, max_accuracy_drop)
         load = {"start": load_start, "end": load_average()}
-        search = search_record(trials, choice, rewrite, plan, inputs, timings, max_accuracy_drop, load)
+        search = search_record(trials, choice, rewrite, plan, inputs, timings, load)
         if choice.winner is None:
             if report is not None:
                 write_json(report, {"model": None, "fp32_model": str(model), "search": search}, replace=force)
             raise ValidationError(f"{out.name}: {choice.why}; no model written"
                                   + (f"; every candidate in {report}" if report is not None else ""))
-        result = shipped(judged[choice.winner], inputs, model, out, max_accuracy_drop, report, steps, search)
+        result = stage.shipped(judged[choice.winner], inputs, steps, search)
         write_bytes(out, judged[choice.winner].data, replace=force)
         if also_write:
             result = replace(result, also_written=write_also(also_write, judged, trials, choice.winner,
@@ -199,7 +189,7 @@ def auto_quantize(model: Path, out: Path, *, data_dir: Path, base: QuantSettings
     return result
 
 
-def write_also(paths: dict[str, Path], judged: dict[str, Judged], trials: list[Trial], winner: str,
+def write_also(paths: dict[str, Path], judged: dict[str, stage.Judged], trials: list[Trial], winner: str,
                max_accuracy_drop: float, force: bool = False) -> dict[str, str]:
     """Write the candidates named in `paths` that pass every check within the accuracy budget, the winner
     excepted (it is the stage's output already); {name: path} of those written (replacing files only with
@@ -213,15 +203,17 @@ def write_also(paths: dict[str, Path], judged: dict[str, Judged], trials: list[T
     return written
 
 
-def prepare_rewrite(model: Path, workdir: Path, inputs: Inputs, source: str) -> tuple[FloatModel | None, dict]:
+def prepare_rewrite(workdir: Path, inputs: stage.Inputs) -> tuple[stage.FloatModel | None, dict]:
     """The kernel-friendly fp32 graph, pre-processed and proven exact on the test set, and a record of
     it; (None, {"applies": False, "reason"}) when the model does not fit or the proof fails."""
+    model = inputs.model
     try:
+        workdir.mkdir()
         rewritten = workdir / "rewritten.onnx"
-        friendly, rewrites = kernel_friendly(onnx.load(str(model)), model.name)
+        friendly, rewrites = kernel_friendly(inputs.fp32_proto, model.name)
         onnx.save(friendly, str(rewritten))
-        float_model = preprocess(rewritten, workdir)
-        verification = verify_rewrite(model, float_model.path, inputs.test_inputs, source)  # what gets quantized
+        float_model = stage.preprocess(rewritten, workdir)
+        verification = verify_rewrite(model, float_model.path, inputs.test_inputs, inputs.out.name)  # what is quantized
     except (ModelError, ValidationError) as exc:  # NotRewritable is a ModelError
         return None, {"applies": False, "reason": str(exc)}
     return float_model, {"applies": True, "rewrites": rewrites, "verification": verification}
@@ -296,14 +288,14 @@ def choose(trials: list[Trial], max_accuracy_drop: float) -> Choice:
     return Choice(w.name, why, verdicts)
 
 
-def search_record(trials: list[Trial], choice: Choice, rewrite: dict, plan: TimingPlan, inputs: Inputs,
-                  timings: dict, max_accuracy_drop: float, load: dict) -> dict:
+def search_record(trials: list[Trial], choice: Choice, rewrite: dict, plan: TimingPlan, inputs: stage.Inputs,
+                  timings: dict, load: dict) -> dict:
     """The search as it goes into the result and the report: every candidate with its figures."""
     cpu = cpu_info()
     baseline = {"name": BASELINE, "accuracy": inputs.fp32.contract.test_accuracy, "bytes": inputs.fp32_bytes,
                 "latency_ms": {c: timings[c][BASELINE]["median_ms"] for c in timings}}
     return {
-        "rule": RULE, "winner": choice.winner, "why": choice.why, "max_accuracy_drop": max_accuracy_drop,
+        "rule": RULE, "winner": choice.winner, "why": choice.why, "max_accuracy_drop": inputs.max_accuracy_drop,
         "min_times_smaller": MIN_TIMES_SMALLER, "kernel_friendly_rewrite": rewrite,
         "timing": {**plan.to_record(), "cells": plan.cells(),
                    "method": "median over interleaved rounds of (candidate / fp32), each turn the median of its calls "

@@ -1,21 +1,12 @@
 """What decides an int8 model and what its record says: settings, recipes, the quantization record.
 
-Settings are one frozen object per candidate. The activation/weight types follow the guidance in
-onnxruntime's `quantize_static` docstring ("Choosing parameters for CPU inference"): on x86-64 uint8
-activations with int8 weights, full range on CPUs with VNNI and 7-bit weights (reduce_range) without
-it; on ARM int8 for both. The target CPU is the host (runtime.environment.cpu_info) unless the user
-names another one.
-
-A recipe is settings plus three choices the builder (build.py) follows: quantize the fp32 graph or
-its kernel-friendly rewrite (rewrite.py), which op types to quantize, and whether the int8 graph
-gets float logits afterwards. A plain `quantize` is one recipe of the user's settings; the order
-of `candidate_recipes` is `--auto`'s preference: when candidates tie on speed the earlier one wins
-(the standard recipe needs no rewrite; among the kernel-friendly ones QDQ per-tensor before
-per-channel, QDQ before QOperator, whose com.microsoft operators only onnxruntime runs natively).
-
-The quantization record is what the int8 model's metadata says of how it was made and how it did:
-one QuantizationRecord from where the stage makes it to the metadata key lenet_edge.quantization
-and the `quantization` of quantize.json. No onnx import: all of this is built and compared cheaply.
+Settings are one frozen object per candidate; the activation/weight types follow onnxruntime's
+`quantize_static` guidance for the target CPU (the host's unless the user names one). A recipe is
+settings plus three choices the builder (stage.py) follows: the fp32 graph or its kernel-friendly
+rewrite, the op types to quantize, float logits or not; `candidate_recipes` is `--auto`'s preference
+order. The quantization record is one QuantizationRecord from where the stage makes it to the
+metadata key lenet_edge.quantization and quantize.json's `quantization` (docs/quantize.md).
+No onnx import: all of this is built and compared cheaply.
 """
 
 from __future__ import annotations
@@ -159,7 +150,9 @@ class QuantRecipe:
 
 def candidate_recipes(base: QuantSettings, first_conv: str | None) -> list[QuantRecipe]:
     """`--auto`'s candidates, built on `base` (the user's target and calibration); `first_conv` is C1's
-    node name in the pre-processed fp32 graph (None: no such candidate)."""
+    node name in the pre-processed fp32 graph (None: no such candidate). In preference order, since a tie
+    on speed goes to the earlier: standard needs no rewrite; QDQ per-tensor before per-channel, QDQ before
+    QOperator, whose com.microsoft operators only onnxruntime runs natively."""
     per_tensor = replace(base, per_channel=False)
     recipes = [QuantRecipe(STANDARD, base, what="the stage's default: QDQ, per-channel weights, MinMax")]
     if first_conv is not None:

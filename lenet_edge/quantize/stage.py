@@ -2,61 +2,104 @@
 
 `quantize_model`: fp32 model.onnx -> validated int8 model.onnx (+ an optional per-layer report).
 Order of work: check the inputs (outputs writable, contract, calibration images) before any
-quantizing; build the candidate; check its kernels and structure, its accuracy on the test set
-against the fp32 model, its agreement with the ONNX reference implementation and the final file;
-write the per-layer report (also when the accuracy gate then refuses the model, since that is
-when it is needed); write the model only when everything passed.
+quantizing, so a wrong input stops the run with a clear message, not as an onnxruntime error or a
+silently bad int8 model; build the candidate with onnxruntime's tooling (quant_pre_process, its
+calibrators writing the cache quantize_static reads, so a search calibrates once per method);
+check it (checks.py); write the per-layer report (also when the accuracy gate then refuses the
+model, since that is when it is needed); write the model only when everything passed.
 
-A candidate's file holds no lenet-edge metadata while it is judged (it runs with the fp32 model's
-contract, given to the session); `judge` writes the contract and the quantization record into
-the model once, in memory, and keeps the bytes to ship.
+A candidate is written into a work directory and read back once, into the proto the checks and the
+shipped file use. It holds no lenet-edge metadata while it is judged (it runs with the fp32 model's
+contract, given to the session); `judge` writes the contract and the quantization record into the
+model once, in memory, and keeps the bytes to ship.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
+import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from .. import graph
-from ..contract import PREFIX, ModelContract
-from ..errors import DataError, ModelError, require
+from ..contract import INPUT_NAME, PREFIX, ModelContract
+from ..errors import DataError, ModelError, ValidationError, first_line, require
 from ..fileio import check_writable, write_bytes, write_json
-from ..mnist import load_mnist
+from ..mnist import Preprocessing, load_mnist
 from ..progress import Progress
+from ..runtime.inputs import iter_batches, open_input
 from ..runtime.session import LoadedModel, load_model
 from ..scratch import scratch_directory
 from . import checks
-from .build import (
-    CALIBRATION_SPLIT,
-    Candidate,
-    FloatModel,
-    build_candidate,
-    model_inputs,
-    preprocess,
-    read_calibration_file,
-    training_images,
-)
+from .rewrite import lean_file
 from .settings import DEFAULT_MAX_ACCURACY_DROP, STANDARD, ChosenRecipe, QuantizationRecord, QuantRecipe, QuantSettings
 
 onnx = require("onnx", "quantize")
 import onnxruntime as ort  # noqa: E402
+from onnxruntime.quantization import (  # noqa: E402  (needs onnx)
+    CalibrationDataReader,
+    CalibrationMethod,
+    QuantFormat,
+    QuantType,
+    quantize_dynamic,
+    quantize_static,
+)
+from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data  # noqa: E402
+from onnxruntime.quantization.shape_inference import quant_pre_process  # noqa: E402
+
+QUANT_TYPES = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
+QUANT_FORMATS = {"qdq": QuantFormat.QDQ, "qoperator": QuantFormat.QOperator}
+CALIBRATION_SPLIT = "train"  # never "test": the test set is what the int8 model is judged on
+BATCH = 100  # images per calibration run: bounded memory
+METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+           "percentile": CalibrationMethod.Percentile}
+# onnxruntime's calibrator options per method. quantize_static cannot pass histogram sizes, and
+# its entropy default (128 bins quantized to 128) leaves the KL search a single candidate, the
+# full range, i.e. min-max again; 512 bins give it 193 thresholds to choose from at ~1/5 of the
+# time 2048 bins take in onnxruntime's Python search. Percentile keeps onnxruntime's defaults.
+METHOD_OPTIONS = {"minmax": {}, "entropy": {"num_bins": 512, "num_quantized_bins": 128}, "percentile": {}}
+
+
+@dataclass(frozen=True)
+class FloatModel:
+    """A pre-processed fp32 model that candidates are quantized from, read once."""
+
+    path: Path
+    proto: onnx.ModelProto
+
+
+@dataclass(frozen=True)
+class Candidate:
+    recipe: QuantRecipe
+    settings: QuantSettings  # the recipe's, resolved: types decided
+    path: Path  # the int8 model file, without lenet-edge metadata yet
+    model: onnx.ModelProto  # the same, read once: what the checks read and the stage ships
+    float_model: FloatModel  # what it came from (same tensor names)
+    excluded_nodes: tuple[str, ...]  # node names kept in float, op-type exclusions expanded
+    calibration_source: str | None  # static only
 
 
 @dataclass(frozen=True)
 class Inputs:
-    """What every quantization reads and checks before building anything."""
+    """One quantization's paths and budget, and what it reads and checks before building anything."""
 
+    model: Path  # the fp32 model
+    out: Path  # the int8 model to write
+    report: Path | None  # the per-layer report to write
+    max_accuracy_drop: float
+    force: bool  # the stage's outputs may replace existing files (--force)
     fp32: LoadedModel
-    fp32_props: dict[str, str]  # the fp32 model's metadata_props, carried over
+    fp32_proto: onnx.ModelProto  # read once: its metadata_props are carried over, --auto rewrites it
     fp32_bytes: int
     settings: QuantSettings  # resolved; calibration_count is what the calibration inputs hold
     calibration: np.ndarray | None  # (N, 1, 32, 32) model inputs; None for dynamic quantization
     calibration_source: str | None
     test_inputs: np.ndarray  # (10000, 1, 32, 32) the official test set by the model's contract
     test_labels: np.ndarray  # (10000,)
-    force: bool  # the stage's outputs may replace existing files (--force)
 
 
 @dataclass(frozen=True)
@@ -122,30 +165,28 @@ def quantize_model(model: Path, out: Path, *, data_dir: Path, settings: QuantSet
     ValidationError, and writes no model, when a check fails or the int8 model loses more than
     `max_accuracy_drop` points of test accuracy.
     """
-    model, out, report, max_accuracy_drop = checked_arguments(model, out, report, max_accuracy_drop)
-    inputs = open_inputs(model, out, report, force, data_dir, settings or QuantSettings(), calibration_images)
+    inputs = open_inputs(model, out, report, max_accuracy_drop, force, data_dir, settings or QuantSettings(),
+                         calibration_images)
     with scratch_directory("quantize") as tmp:  # a killed run's is removed by the next
-        steps = Steps(progress, 1 + (report is not None))
-        float_model = preprocess(model, new_workdir(tmp, STANDARD))
-        recipe = QuantRecipe(STANDARD, inputs.settings, what="the given settings")
+        steps = Steps(progress, 1 + (inputs.report is not None))
+        float_model = preprocess(inputs.model, tmp / STANDARD)
         s = inputs.settings
         steps(f"quantizing ({f'{s.mode}, {s.format}, {s.method}' if s.is_static else s.mode}) and validating "
               f"on {len(inputs.test_labels)} test images")
-        judged = judge(inputs, build(inputs, recipe, float_model, out.name), None, out.name)
-        result = shipped(judged, inputs, model, out, max_accuracy_drop, report, steps)
-        checks.accuracy_gate(judged.quantization.validation, max_accuracy_drop, out.name, report)
-        write_bytes(out, judged.data, replace=force)
+        judged = judge(inputs, build(inputs, QuantRecipe(STANDARD, s, what="the given settings"), float_model))
+        result = shipped(judged, inputs, steps)
+        checks.accuracy_gate(judged.quantization.validation, inputs.max_accuracy_drop, inputs.out.name, inputs.report)
+        write_bytes(inputs.out, judged.data, replace=force)
     return result
 
 
-# ---------------------------------------------------------------- the shared steps
-def checked_arguments(model, out, report, max_accuracy_drop) -> tuple[Path, Path, Path | None, float]:
-    return Path(model), Path(out), None if report is None else Path(report), checks.check_max_drop(max_accuracy_drop)
-
-
-def open_inputs(model: Path, out: Path, report: Path | None, force: bool, data_dir: Path,
+# ---------------------------------------------------------------- the shared steps: inputs
+def open_inputs(model: Path, out: Path, report: Path | None, max_accuracy_drop: float, force: bool, data_dir: Path,
                 settings: QuantSettings, calibration_images: Path | None) -> Inputs:
-    """Refuse unusable outputs first, then load the fp32 model, the test set and the calibration inputs."""
+    """Check the arguments and refuse unusable outputs first, then load the fp32 model, the test set and the
+    calibration inputs."""
+    model, out, report = Path(model), Path(out), None if report is None else Path(report)
+    max_accuracy_drop = checks.check_max_drop(max_accuracy_drop)
     if out.resolve() == model.resolve():
         raise DataError(f"{out}: the output is the fp32 model itself (expected a new path for the int8 model)")
     check_writable(out, force)
@@ -172,26 +213,150 @@ def open_inputs(model: Path, out: Path, report: Path | None, force: bool, data_d
     if calibration is not None:
         settings = replace(settings, calibration_count=len(calibration))  # a file may hold fewer
     test_images, test_labels = load_mnist(data, "test")
-    return Inputs(fp32, graph.metadata(graph.load(model)), model.stat().st_size, settings, calibration, source,
-                  prep(test_images), test_labels, force)
+    return Inputs(model, out, report, max_accuracy_drop, force, fp32, graph.load(model), model.stat().st_size,
+                  settings, calibration, source, prep(test_images), test_labels)
 
 
-def new_workdir(parent: Path, name: str) -> Path:
-    path = parent / name
-    path.mkdir()
-    return path
+def training_images(data_dir: Path, count: int, seed: int) -> np.ndarray:
+    """`count` training images (count, 28, 28) uint8, a seeded random subset of the train split."""
+    images, _ = load_mnist(data_dir, CALIBRATION_SPLIT)
+    if count > len(images):
+        raise DataError(f"{data_dir}: {len(images)} training images, fewer than the {count} "
+                        f"asked for calibration (expected a calibration count of at most {len(images)})")
+    order = np.random.default_rng(seed).permutation(len(images))[:count]
+    return images[np.sort(order)]
 
 
-def build(inputs: Inputs, recipe: QuantRecipe, float_model: FloatModel, source: str) -> Candidate:
+def read_calibration_file(path: Path, preprocessing: Preprocessing, count: int) -> np.ndarray:
+    """The first `count` digits of an input file, read and checked by the rules `run` applies to its
+    inputs (images, .npy arrays, IDX files), as model inputs (N, 1, 32, 32) float32."""
+    source = open_input(path, preprocessing)
+    batches = iter_batches([source], preprocessing, batch_size=min(count, source.records))
+    return next(batches)[1]
+
+
+def model_inputs(images: np.ndarray, preprocessing: Preprocessing, source: str) -> np.ndarray:
+    """Raw digits (N, 28, 28) -> the model's inputs (N, 1, 32, 32) float32 by its own contract."""
+    with np.errstate(divide="ignore", invalid="ignore"):  # judged just below
+        x = preprocessing(images)
+    if not np.isfinite(x).all():  # e.g. a contract with std 0
+        raise DataError(f"{source}: preprocessing by the model's contract ({preprocessing}) "
+                        f"gives NaN or Inf inputs (expected finite values)")
+    return x
+
+
+class BatchReader(CalibrationDataReader):
+    """Feeds preprocessed inputs (N, 1, 32, 32) to onnxruntime's calibrators, BATCH at a time."""
+
+    def __init__(self, inputs: np.ndarray, input_name: str, batch: int = BATCH):
+        self.inputs = inputs
+        self.input_name = input_name
+        self.batch = batch
+        self.start = 0
+
+    def get_next(self) -> dict | None:
+        if self.start >= len(self.inputs):
+            return None
+        chunk = self.inputs[self.start:self.start + self.batch]  # (B, 1, 32, 32)
+        self.start += self.batch
+        return {self.input_name: chunk}
+
+    def __len__(self) -> int:
+        return -(-len(self.inputs) // self.batch)
+
+    def rewind(self) -> None:
+        self.start = 0
+
+
+def calibrate(float_path: Path, inputs: np.ndarray, method: str, cache: Path) -> Path:
+    """Activation ranges of the fp32 model on `inputs` by onnxruntime's calibrator, saved as its
+    calibration cache (what quantize_static reads); an existing cache is reused."""
+    if cache.is_file():
+        return cache
+    with tempfile.TemporaryDirectory(prefix="calibration-", dir=cache.parent) as tmp:
+        calibrator = create_calibrator(Path(float_path), [], augmented_model_path=str(Path(tmp) / "augmented.onnx"),
+                                       calibrate_method=METHODS[method], extra_options=METHOD_OPTIONS[method])
+        calibrator.collect_data(BatchReader(inputs, INPUT_NAME))
+        save_tensors_data(calibrator.compute_data(), cache)
+    return cache
+
+
+# ---------------------------------------------------------------- building a candidate
+def preprocess(fp32_path: Path, workdir: Path) -> FloatModel:
+    """onnxruntime's pre-processing (symbolic shape inference and graph optimisation) into `workdir`."""
+    workdir.mkdir(exist_ok=True)
+    out = workdir / "float.preprocessed.onnx"
+    try:
+        with quiet():
+            quant_pre_process(str(fp32_path), str(out))
+    except Exception as exc:  # onnxruntime's shape inference raises untyped errors
+        raise ModelError(f"{fp32_path}: onnxruntime's quantization pre-processing failed "
+                         f"({first_line(exc)})") from exc
+    return FloatModel(out, graph.load(out))
+
+
+def build_candidate(recipe: QuantRecipe, float_model: FloatModel, workdir: Path, *, calibration: np.ndarray | None,
+                    calibration_source: str | None = None, source: str = "model") -> Candidate:
+    """Quantize the pre-processed fp32 model by `recipe` into `workdir/NAME.onnx`.
+
+    `calibration` holds preprocessed training inputs (N, 1, 32, 32) for static mode, from
+    `calibration_source`. Candidates in one workdir share calibration per method and count.
+    """
+    settings = recipe.settings.resolve()
+    if settings.is_static and calibration is None:
+        raise DataError(f"{source}: static quantization needs calibration inputs (found none)")
+    excluded = graph.nodes_to_exclude(float_model.proto.graph, settings.exclude_nodes, settings.exclude_op_types,
+                                      source)
+    out, float_path = workdir / f"{recipe.name}.onnx", str(float_model.path)
+    common = {"per_channel": settings.per_channel, "reduce_range": settings.reduce_range,
+              "weight_type": QUANT_TYPES[settings.weight_type], "nodes_to_exclude": list(excluded),
+              "op_types_to_quantize": list(recipe.op_types) if recipe.op_types else None}
+    try:
+        with quiet():
+            if settings.is_static:
+                cache = workdir / f"calibration.{settings.method}.{len(calibration)}.{settings.calibration_seed}.json"
+                calibrate(float_model.path, calibration, settings.method, cache)
+                quantize_static(float_path, str(out), None, quant_format=QUANT_FORMATS[settings.format],
+                                activation_type=QUANT_TYPES[settings.activation_type],
+                                calibrate_method=METHODS[settings.method], calibration_cache_path=str(cache), **common)
+            else:
+                quantize_dynamic(float_path, str(out), **common)
+    except ValueError as exc:  # onnxruntime refuses a combination of settings
+        raise ValidationError(f"{source}: onnxruntime cannot quantize with {settings.to_json()} "
+                              f"({first_line(exc)})") from exc
+    model = graph.load(out)
+    if recipe.float_logits:
+        lean_file(model)
+        onnx.save(model, str(out))
+    return Candidate(recipe, settings, out, model, float_model, excluded,
+                     calibration_source if settings.is_static else None)
+
+
+@contextlib.contextmanager
+def quiet():
+    """onnxruntime's quantization tools print progress and log warnings; the CLI speaks for itself."""
+    logger = logging.getLogger()
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def build(inputs: Inputs, recipe: QuantRecipe, float_model: FloatModel) -> Candidate:
     return build_candidate(recipe, float_model, float_model.path.parent, calibration=inputs.calibration,
-                           calibration_source=inputs.calibration_source, source=source)
+                           calibration_source=inputs.calibration_source, source=inputs.out.name)
 
 
-def judge(inputs: Inputs, candidate: Candidate, recipe: ChosenRecipe | None, source: str,
-          threads: int | None = None) -> Judged:
+# ---------------------------------------------------------------- judging it, shipping it
+def judge(inputs: Inputs, candidate: Candidate, recipe: ChosenRecipe | None = None, threads: int | None = None
+          ) -> Judged:
     """Everything that judges a candidate against its fp32 model, raising ValidationError on a failed
     check (the accuracy budget is the caller's): kernels and int8 layer counts, accuracy of both on the
     test set, the reference implementation, then the final file. `threads`: the judging session's."""
+    source = inputs.out.name
     structure = checks.check_structure(candidate, source)
     int8 = load_model(candidate.path, threads, contract=inputs.fp32.contract)
     accuracy = checks.measure(inputs.fp32, int8, inputs.test_inputs, inputs.test_labels)
@@ -199,7 +364,7 @@ def judge(inputs: Inputs, candidate: Candidate, recipe: ChosenRecipe | None, sou
     reference = checks.compare_with_reference(candidate.model, sample, int8.predict(sample), source)
     quantization = QuantizationRecord(candidate.settings, candidate.excluded_nodes, ort.__version__,
                                       candidate.calibration_source, accuracy, recipe)
-    data = final_bytes(candidate.model, inputs.fp32_props, quantization, source)
+    data = final_bytes(candidate.model, graph.metadata(inputs.fp32_proto), quantization, source)
     return Judged(candidate, int8, quantization, Sizes(inputs.fp32_bytes, len(data)), structure, reference, data)
 
 
@@ -216,11 +381,11 @@ def final_bytes(model: onnx.ModelProto, fp32_props: dict[str, str], quantization
     return model.SerializeToString()
 
 
-def shipped(judged: Judged, inputs: Inputs, model: Path, out: Path, max_accuracy_drop: float, report: Path | None,
-            steps: Steps, search: dict | None = None) -> Quantized:
+def shipped(judged: Judged, inputs: Inputs, steps: Steps, search: dict | None = None) -> Quantized:
     """The stage's result for the candidate it ships, its per-layer report written if asked for."""
-    result = Quantized(out, model, judged.quantization, judged.size, judged.structure, judged.reference,
-                       max_accuracy_drop, search)
+    report = inputs.report
+    result = Quantized(inputs.out, inputs.model, judged.quantization, judged.size, judged.structure, judged.reference,
+                       inputs.max_accuracy_drop, search)
     if report is not None:
         from .layer_report import layer_errors
 
