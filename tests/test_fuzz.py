@@ -3,7 +3,7 @@
 The image loader (with .npy and IDX behind it, as `lenet-edge run` reads inputs), the ONNX
 model loader and the checkpoint loader either accept a file or raise one of lenet-edge's
 own errors: never another exception, a hang (a per-example alarm) or a crash of the
-process. The IDX reader's own properties are in tests/test_data.py.
+process. The IDX reader's own properties are in tests/test_mnist.py.
 """
 
 from __future__ import annotations

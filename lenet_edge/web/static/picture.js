@@ -1,7 +1,7 @@
 // A picture as the MNIST-style digit `lenet-edge run` makes of it: the rules of lenet_edge/inputs.py
 // (rules 1-6), written again for the browser, with its constants from site.json. The page reads one
 // digit: the whole picture goes through rules 4-6, as `run` does with a picture of one digit.
-// tests/test_web_browser.py holds the two together: the same pictures give the same 28x28 digit
+// tests/web/test_web_browser.py holds the two together: the same pictures give the same 28x28 digit
 // (within one grey level; in practice within 1e-3, the Lanczos sums being added in another order) and
 // the same label. Arithmetic that numpy does in float32 is done in float32 here (Float32Array, fround).
 

@@ -23,8 +23,8 @@ from lenet_edge.compile.generate import compile_model
 from lenet_edge.errors import ValidationError
 from lenet_edge.mnist import load_mnist
 
-from .idx_files import write_mnist_dir
-from .quantize_models import tiny_lenet
+from ..idx_files import write_mnist_dir
+from ..quantize_models import tiny_lenet
 
 
 @pytest.fixture(scope="module")

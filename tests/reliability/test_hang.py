@@ -27,7 +27,7 @@ from tests.idx_files import synthetic_digits
 from tests.runtime_models import slow_model
 
 INTERRUPTED, MODEL = 130, 4
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PROGRAM = [sys.executable, "-m", "lenet_edge"]  # what the `lenet-edge` script runs (pyproject: lenet_edge.entry)
 
 

@@ -28,7 +28,7 @@ from tests.idx_files import synthetic_digits, write_mnist_dir
 from tests.runtime_models import band_model
 
 USAGE, DATA, MODEL, VALIDATION, DEPENDENCY = 2, 3, 4, 5, 7
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

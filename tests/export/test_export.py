@@ -32,7 +32,7 @@ from lenet_edge.graph import op_counts
 from lenet_edge.train.checkpoint import meta_path, save_checkpoint
 from lenet_edge.train.models import build_model
 
-from .idx_files import write_mnist_dir
+from ..idx_files import write_mnist_dir
 
 VARIANTS = ("lenet5-modern", "lenet5", "lenet5-tanh")
 # LeCun et al. 1998, Table I, as printed: row i is S2 map i, column j is C3 map j, X a connection.

@@ -38,7 +38,7 @@ from lenet_edge.quantize.settings import QuantizationRecord, QuantSettings, cand
 from lenet_edge.quantize.stage import build_candidate, model_inputs, preprocess
 from lenet_edge.runtime.session import load_model
 
-from .idx_files import write_mnist_dir
+from ..idx_files import write_mnist_dir
 
 QUICK = TimingPlan(rounds=3, seconds_per_turn=0.005, warmup=2)  # the table's figures, not a benchmark
 CELLS = ["1t_b1", "1t_b64", "2t_b1", "2t_b64"]

@@ -23,8 +23,8 @@ from lenet_edge.runtime.session import load_model
 from lenet_edge.web.runtime_files import ENV_VAR, RUNTIME_FILES, find_runtime
 from lenet_edge.web.serve import ISOLATION_HEADERS, start_server
 
-from .browser import require_runtime
-from .web_models import tiny_pair
+from ..browser import require_runtime
+from ..web_models import tiny_pair
 
 
 @pytest.fixture(scope="module")
@@ -202,7 +202,7 @@ def test_labels_name_the_models_as_a_bench_report_does(models, tmp_path):
 
 
 def test_a_missing_browser_fails_under_ci_and_skips_elsewhere(monkeypatch, tmp_path):
-    from . import browser
+    from .. import browser
 
     monkeypatch.setattr(browser, "CHROMIUM", str(tmp_path / "no-chromium"))
     monkeypatch.setenv("CI", "true")

@@ -51,8 +51,8 @@ from lenet_edge.quantize.stage import (
 )
 from lenet_edge.runtime.session import load_model
 
-from .idx_files import write_idx, write_mnist_dir
-from .quantize_models import tiny_lenet
+from ..idx_files import write_idx, write_mnist_dir
+from ..quantize_models import tiny_lenet
 
 VNNI = {"architecture": "x86_64", "flags": ["avx2", "avx512f", "avx512_vnni"]}
 NO_VNNI = {"architecture": "x86_64", "flags": ["avx2"]}

@@ -87,7 +87,7 @@ def test_two_runs_writing_the_same_output_one_is_refused_and_nothing_is_lost(tmp
     np.save(tmp_path / "many.npy", np.zeros((2000, 28, 28), np.uint8))  # seconds at batch 2,000
     np.save(tmp_path / "few.npy", synthetic_digits(3)[0])
     out = tmp_path / "same.txt"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]),
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[2]),
                                                                     os.environ.get("PYTHONPATH")]))}
     run = [sys.executable, "-m", "lenet_edge", "run", str(model)]
     slow = subprocess.Popen([*run, str(tmp_path / "many.npy"), "--batch-size", "2000", "--threads", "1", "-o",

@@ -22,9 +22,9 @@ from lenet_edge.runtime.inputs import MAX_IMAGE_FILE_BYTES
 from lenet_edge.web.serve import start_server
 from lenet_edge.web.site import build_site
 
-from .browser import chromium, open_page, require_runtime
-from .pictures import image_digit, number_photo
-from .web_models import tiny_pair
+from ..browser import chromium, open_page, require_runtime
+from ..pictures import image_digit, number_photo
+from ..web_models import tiny_pair
 
 GREY_LEVEL_TOLERANCE = 1.0  # page vs run, per pixel of the 28x28 digit
 SCREENSHOT_ENV = "LENET_EDGE_WEB_SCREENSHOT"  # also save the page's screenshot there (the README's docs/web.png)
