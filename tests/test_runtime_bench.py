@@ -242,10 +242,13 @@ def test_compare_needs_two_reports():
     (lambda r: r.update(schema="something-else"), "schema 'something-else' \\(expected 'lenet-edge-bench'"),
     (lambda r: r.update(version=2), "lenet-edge-bench version 2 \\(expected 1"),
     (lambda r: r.update(rows=[]), "no rows"),
-    (lambda r: r["rows"][0].pop("threads"), "rows\\[0\\].threads is NoneType \\(expected int"),
+    (lambda r: r["rows"][0].pop("threads"),
+     "rows\\[0\\].threads is missing \\(expected int in a lenet-edge-bench report\\)"),
+    (lambda r: r["rows"][0]["latency_ms"].update(p90=float("nan")),
+     "rows\\[0\\].latency_ms.p90 is nan \\(expected a finite"),
     (lambda r: r["rows"][0]["latency_ms"].update(mean="fast"), "rows\\[0\\].latency_ms.mean is str"),
     (lambda r: r["rows"][0]["latency_ms"].update(mean=-1.0), "rows\\[0\\] has mean -1.0 ms"),
-    (lambda r: r["rows"][0]["spread"].pop("round_cv"), "rows\\[0\\].spread.round_cv is NoneType"),
+    (lambda r: r["rows"][0]["spread"].pop("round_cv"), "rows\\[0\\].spread.round_cv is missing \\(expected number"),
 ])
 def test_load_report_refusals(tmp_path, change, message):
     report = _report([_row("fp32", 1, 1, 1.0)])
