@@ -28,7 +28,8 @@ class FieldReader:
 
     def refuse(self, where: str, message: str) -> DataError:
         """An error about the field or object at `where` (no trailing dot), in the reader's words."""
-        return DataError(f"{self.source}: {where.removesuffix('.')} {message}")
+        field = f"{where.removesuffix('.')} " if where else ""
+        return DataError(f"{self.source}: {field}{message}")
 
     def get(self, obj: object, key: str, kind: type | tuple[type, ...], where: str = "", optional: bool = False):
         """obj[key], refused unless it is of `kind` (never a bool for a number); None for an absent or null
@@ -70,3 +71,13 @@ class FieldReader:
         if not all(isinstance(v, str) and not has_non_printing(v) for v in values):
             raise self.refuse(where + key, "holds a value that is not printable text (expected strings)")
         return tuple(values)
+
+
+def json_lists(value):
+    """A record's asdict() with its tuples as JSON lists, all the way down: what to_json returns equals what
+    json.loads gives back."""
+    if isinstance(value, dict):
+        return {k: json_lists(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_lists(v) for v in value]
+    return value

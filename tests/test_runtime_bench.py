@@ -20,8 +20,8 @@ from lenet_edge.bench.records import BenchReport
 from lenet_edge.bench.timing import bench
 from lenet_edge.cli import cli
 from lenet_edge.errors import DataError, DependencyError
-from tests.idx_files import write_mnist_dir
 from tests.bench_reports import bench_report, bench_row
+from tests.idx_files import write_mnist_dir
 from tests.runtime_models import band_model, random_model
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -193,9 +193,10 @@ def test_write_bench_outputs(tmp_path):
 
 
 def test_compare_lines_up_rows():
-    a = bench_report([bench_row("fp32", 1, 1, 2.0, 0.02), bench_row("int8", 1, 1, 1.0, 0.02), bench_row("fp32", 8, 1, 8.0)])
-    b = bench_report([bench_row("int8", 1, 1, 1.03, 0.02), bench_row("fp32", 1, 1, 3.0, 0.02), bench_row("int8", 8, 1, 4.0)],
-                cpu="Other CPU")
+    a = bench_report([bench_row("fp32", 1, 1, 2.0, 0.02), bench_row("int8", 1, 1, 1.0, 0.02),
+                      bench_row("fp32", 8, 1, 8.0)])
+    b = bench_report([bench_row("int8", 1, 1, 1.03, 0.02), bench_row("fp32", 1, 1, 3.0, 0.02),
+                      bench_row("int8", 8, 1, 4.0)], cpu="Other CPU")
     comparison = compare([a, b], ["laptop", "pi"])
     result = comparison.to_json()
     rows = {(r["model"], r["batch_size"], r["threads"]): r for r in result["rows"]}
@@ -408,7 +409,8 @@ def test_compare_of_reports_without_execution_still_ranks():
 
 
 def test_bench_markdown_of_an_emulated_run_gives_no_ratios():
-    report = _ran(bench_report([bench_row("fp32", 1, 1, 2.0), bench_row("int8", 1, 1, 1.0)]), "emulated", ["process name qemu"])
+    report = _ran(bench_report([bench_row("fp32", 1, 1, 2.0), bench_row("int8", 1, 1, 1.0)]), "emulated",
+                  ["process name qemu"])
     report["environment"]["device"] = "qemu-cortex-a72"
     markdown = format_markdown(report)
     assert "- ran: emulated (process name qemu), device qemu-cortex-a72" in markdown

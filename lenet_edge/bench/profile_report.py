@@ -32,7 +32,7 @@ from pathlib import Path
 from ..contract import LAYER_MACS, LAYERS
 from ..errors import DataError
 from ..fileio import uninterrupted, write_json, write_text
-from ..json_fields import FieldReader
+from ..json_fields import FieldReader, json_lists
 from .markdown import describe_environment, describe_execution
 
 SCHEMA = "lenet-edge-profile"
@@ -184,7 +184,7 @@ class ProfileReport:
 
     def to_json(self) -> dict:
         body = {f.name: asdict(self)[f.name] if f.name != "environment" else self.environment for f in fields(self)}
-        return {"schema": SCHEMA, "version": VERSION, **_lists(body)}
+        return {"schema": SCHEMA, "version": VERSION, **json_lists(body)}
 
     def row(self, model: str, batch_size: int, threads: int) -> ProfileRow | None:
         return next((r for r in self.rows if (r.model, r.batch_size, r.threads) == (model, batch_size, threads)), None)
@@ -223,15 +223,6 @@ def _of_peak(peak: PeakRecord | None, precision: str, variant: str, layer: str, 
 
 def _rate(value: float | None) -> str:
     return "unknown" if value is None else f"{value:,.0f}"
-
-
-def _lists(value):
-    """asdict's tuples as JSON lists, all the way down."""
-    if isinstance(value, dict):
-        return {k: _lists(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_lists(v) for v in value]
-    return value
 
 
 def row_layers(rows: list[ProfileRow]) -> list[str]:
