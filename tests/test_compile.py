@@ -571,3 +571,13 @@ def test_per_layer_means_add_up_to_the_mean_total():
     assert sum(means.values()) == round((114 + 116) / 2)
     with pytest.raises(ValidationError, match=r"instructions outside the model's functions: \[''\]"):
         mean_per_layer([{"": 5, "layer0": 1}], ["layer0"])
+
+
+def test_a_pipeline_build_is_a_record_with_its_choice_or_a_reason():
+    from lenet_edge.compile.stage import choose_build
+
+    record = _build(1_000, 3_000)
+    for broken in ({}, {"record": record}, {"skipped": "no zig", "record": record,
+                                            "choice": choose_build({"standard": record})}):
+        with pytest.raises(ValueError, match="a record and its choice, or the reason it was skipped"):
+            PipelineBuild(**broken)

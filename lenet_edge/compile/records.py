@@ -208,6 +208,11 @@ class PipelineBuild:
     choice: BuildChoice | None = None
     skipped: str | None = None
 
+    def __post_init__(self) -> None:
+        built = self.record is not None and self.choice is not None
+        if built == (self.skipped is not None) or (self.record is None) != (self.choice is None):
+            raise ValueError("a pipeline build holds a record and its choice, or the reason it was skipped")
+
 
 def _tolerance(r: FieldReader, obj: dict, where: str) -> float:
     """A check's tolerance: a finite number, or inf (JSON Infinity) where only the argmax is promised."""
