@@ -329,6 +329,26 @@ def test_pipeline_section_without_the_toolchain_gives_one_line_and_builds_nothin
     assert not (tmp_path / "mcu").exists()
 
 
+def test_the_pipeline_keeps_the_shipped_build_on_a_tie_and_reports_it(tiny_int8, tmp_path):
+    """Two labels of the same model: the same instructions, so the shipped one's C goes into `out`, its record
+    naming the model it was compiled from, not a scratch copy; report.md's section reads that record."""
+    from lenet_edge.compile.stage import compile_for_pipeline
+    from lenet_edge.pipeline.report import microcontroller_section
+
+    model, _, data = tiny_int8
+    build = compile_for_pipeline({"kernel-friendly": model, "standard": model}, tmp_path / "mcu", data_dir=data,
+                                 check_images=4)
+    assert build.skipped is None and build.choice.chosen == build.choice.shipped == "kernel-friendly"
+    assert build.record.model == str(model) and not (tmp_path / "mcu" / "model.int8.onnx").exists()
+    written = json.loads((tmp_path / "mcu" / "lenet.footprint.json").read_text())
+    assert written == build.record.to_json() and [c["images"] for c in written["checks"]] == [4, 4, 4]
+    counts = build.choice.candidates["standard"].instructions_per_inference
+    assert counts == {f.target: f.instructions_per_inference.mean for f in build.record.footprint}
+    section = "\n".join(microcontroller_section({"mcu": build}))
+    assert "compiled from `model.int8.onnx` (kernel-friendly recipe)" in section
+    assert "| kernel-friendly (chosen) |" in section and "| standard |" in section
+
+
 def _build(m4f: int, m0plus: int) -> CompileRecord:
     """A compile record with these instructions per inference on the two cores."""
     cores = tuple(CoreFootprint(t, t, "emulated (unicorn)", "-O2", 60_000, 2_000, 58_000, 1_000, 600, 0, 400,
