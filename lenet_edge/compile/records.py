@@ -3,7 +3,7 @@ Markdown, the pipeline's report and benchmarks/mcu.py show. One name for each fi
 where it is shown; the figures are measured once (check.py) and read, never recomputed, by those that show them.
 
 NAME.footprint.json is CompileRecord.to_json(), its keys those the stage has always written (an artefact);
-`from_json` reads one back, every field checked (json_fields), for a program that compares builds.
+`from_json` reads one back, from another machine or an older release, every field checked (json_fields).
 
 Standard library only.
 """
