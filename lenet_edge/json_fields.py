@@ -34,7 +34,10 @@ class FieldReader:
     def get(self, obj: object, key: str, kind: type | tuple[type, ...], where: str = "", optional: bool = False):
         """obj[key], refused unless it is of `kind` (never a bool for a number); None for an absent or null
         field with `optional`. Strings are printed: one with control characters is refused."""
-        value = obj.get(key, MISSING) if isinstance(obj, dict) else MISSING
+        if not isinstance(obj, dict):  # the object the field should be in is something else
+            found = f"{'is' if where else 'holds'} {type(obj).__name__}"
+            raise self.refuse(where, f"{found} (expected dict in {self.what})")
+        value = obj.get(key, MISSING)
         if optional and (value is None or value is MISSING):
             return None
         kinds = kind if isinstance(kind, tuple) else (kind,)

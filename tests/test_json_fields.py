@@ -19,12 +19,17 @@ READER = FieldReader("r.json", "a lenet-edge-test report")
     ({"runs": float("inf")}, (int, float), "r.json: rows[0].runs is inf (expected a finite number)"),
     ({"runs": "a\x1b]0;x\x07"}, str, r"r.json: rows[0].runs 'a\x1b]0;x\x07' holds control characters "
                                      "(expected printable text)"),
-    ([1, 2], int, "r.json: rows[0].runs is missing (expected int in a lenet-edge-test report)"),
+    ([1, 2], int, "r.json: rows[0] is list (expected dict in a lenet-edge-test report)"),
 ])
 def test_a_field_that_is_not_what_is_expected_is_one_line_naming_it(obj, kind, message):
     with pytest.raises(DataError) as refused:
         READER.get(obj, "runs", kind, "rows[0].")
     assert str(refused.value) == message
+
+
+def test_a_document_that_is_not_an_object_is_refused_as_a_whole():
+    with pytest.raises(DataError, match=r"^r\.json: holds list \(expected dict in a lenet-edge-test report\)$"):
+        READER.get([], "schema", str)
 
 
 def test_what_is_expected_comes_back_as_its_type():
