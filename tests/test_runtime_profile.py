@@ -264,6 +264,7 @@ def _broken(report: ProfileReport, change) -> dict:
     (lambda o: o["settings"].update(timer="perf\x1b[2J"), r"settings\.timer 'perf\\x1b\[2J' holds control characters"),
     (lambda o: o["peaks"][0].update(fp32="fast"), r"peaks\[0\]\.fp32 is str \(expected number"),
     (lambda o: o["peaks"][0].pop("basis"), r"peaks\[0\]\.basis is missing"),
+    (lambda o: o["peaks"].__setitem__(0, "fast"), r"peaks\[0\] is str \(expected dict"),
 ])
 def test_a_report_that_is_not_what_it_claims_is_refused(lenet_report, change, message):
     with pytest.raises(DataError, match=message):
