@@ -18,11 +18,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from lenet_edge.compile.records import CompileRecord
+
 TARGETS = ("flash <= 66 KB", "RAM <= 4 KB", "<= 800,000 instructions on the M4F (moonshot 600,000)",
            "<= 2.5 M on the M0+")
 
 
-def measure(model: Path, images, targets: list[str], log) -> dict:
+def measure(model: Path, images, targets: list[str], log) -> tuple[CompileRecord, float]:
+    """The record of `model` compiled and checked on `images`, and the seconds the checks took."""
     from lenet_edge.compile.check import check_program, reference_logits
     from lenet_edge.compile.generate import compile_model
 
@@ -34,28 +37,28 @@ def measure(model: Path, images, targets: list[str], log) -> dict:
         (Path(tmp) / f"{program.name}.h").write_text(program.header)
         start = time.perf_counter()
         record = check_program(program, source, Path(tmp), model, images, targets, step=log, expected=expected)
-        record["seconds"] = round(time.perf_counter() - start, 1)
-    return {"model": str(model), **record}
+        seconds = round(time.perf_counter() - start, 1)
+    return record, seconds
 
 
-def print_table(records: list[dict]) -> None:
+def print_table(records: list[CompileRecord]) -> None:
     print(f"\n{'variant':<15}{'target':<15}{'flash B':>9}{'code':>7}{'const':>8}{'RAM B':>8}{'arena':>7}{'stack':>7}"
           f"{'instructions':>14}{'MACs':>9}")
     for r in records:
-        for f in r["footprint"]:
-            print(f"{r['variant']:<15}{f['target']:<15}{f['flash_bytes']:>9,}{f['code_bytes']:>7,}"
-                  f"{f['constant_bytes']:>8,}{f['ram_bytes']:>8,}{f['arena_bytes']:>7,}{f['stack_bytes']:>7,}"
-                  f"{f['instructions_per_inference']['mean']:>14,}{r['multiply_accumulates']:>9,}")
+        for f in r.footprint:
+            print(f"{r.variant:<15}{f.target:<15}{f.flash_bytes:>9,}{f.code_bytes:>7,}{f.constant_bytes:>8,}"
+                  f"{f.ram_bytes:>8,}{f.arena_bytes:>7,}{f.stack_bytes:>7,}{f.instructions_per_inference.mean:>14,}"
+                  f"{r.multiply_accumulates:>9,}")
     print(f"\n{'variant':<15}{'build':<15}{'images':>8}{'bit-identical':>15}{'same argmax':>13}{'max |diff|':>12}")
     for r in records:
-        for c in r["checks"]:
-            print(f"{r['variant']:<15}{c['target']:<15}{c['images']:>8,}{c['images'] - c['bit_mismatches']:>15,}"
-                  f"{c['images'] - c['argmax_mismatches']:>13,}{c['max_abs_diff']:>12.3g}")
+        for c in r.checks:
+            print(f"{r.variant:<15}{c.target:<15}{c.images:>8,}{c.bit_identical:>15,}{c.same_argmax:>13,}"
+                  f"{c.max_abs_diff:>12.3g}")
     from lenet_edge.compile.check import layer_table
 
     for r in records:
-        print(f"\n{r['variant']} ({r['model']}): instructions per layer (mean of "
-              f"{r['footprint'][0]['instructions_per_inference']['images']} images; helpers count for the layer that "
+        print(f"\n{r.variant} ({r.model}): instructions per layer (mean of "
+              f"{r.footprint[0].instructions_per_inference.images} images; helpers count for the layer that "
               "calls them, 'calls' is the entry function's own)")
         print("\n".join(layer_table(r)))
     print(f"\ntargets for lenet5-modern's default int8 build: {'; '.join(TARGETS)}")
@@ -82,12 +85,13 @@ def main() -> None:
           f"(instructions, not cycles)", flush=True)
     try:
         images = load_mnist(resolve_data_dir(args.data_dir), "test")[0][:args.images]
-        records = [measure(model, images, args.targets.split(","), lambda m: print(f"  {m}", flush=True))
-                   for model in args.models]
+        measured = [measure(model, images, args.targets.split(","), lambda m: print(f"  {m}", flush=True))
+                    for model in args.models]
     except LenetEdgeError as exc:
         sys.exit(f"error: {exc}")
-    print_table(records)
+    print_table([record for record, _ in measured])
     if args.json:
+        records = [{**record.to_json(), "seconds": seconds} for record, seconds in measured]
         args.json.write_text(json.dumps({"environment": env, "records": records}, indent=2) + "\n")
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from lenet_edge.bench.compare import compare
 from lenet_edge.bench.records import BenchReport
-from tests.test_runtime_bench import _report, _row
+from tests.bench_reports import bench_report, bench_row
 
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("device_check", ROOT / "devices" / "arm64" / "check.py")
@@ -23,7 +23,7 @@ EMULATED = {"kind": "emulated", "evidence": ["process runs aarch64 code on a x86
 
 
 def _bench_report(execution: dict, architecture: str) -> dict:
-    report = _report([_row("fp32", 1, 1, 2.0), _row("int8", 1, 1, 1.0)])
+    report = bench_report([bench_row("fp32", 1, 1, 2.0), bench_row("int8", 1, 1, 1.0)])
     report["environment"]["execution"] = execution
     report["environment"]["cpu"]["architecture"] = architecture
     return report

@@ -80,7 +80,7 @@ DEVICE_MODULES = ("lenet_edge.mnist", "lenet_edge.mnist_download", "lenet_edge.s
 # The ways from the device side to a host-only module: bench --checkpoint's PyTorch rows, behind
 # errors.require() (exit 7 without torch; the integration test below runs it); and sessions.optimized_graph,
 # the one reader of onnxruntime's optimised graph, which only quantize and compile (host stages) call.
-HOST_ONLY_EDGES = {("lenet_edge.bench.timing", "lenet_edge.train.checkpoint"), ("lenet_edge.sessions", "onnx")}
+HOST_ONLY_EDGES = {("lenet_edge.bench.runners", "lenet_edge.train.checkpoint"), ("lenet_edge.sessions", "onnx")}
 
 
 def _module_file(name: str) -> Path | None:

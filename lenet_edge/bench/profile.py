@@ -40,7 +40,8 @@ from .profile_report import (
     ProfileRow,
     ProfileSettings,
 )
-from .timing import _check_settings, _inputs, _OrtRunner, time_interleaved
+from .runners import OrtRunner, bench_inputs
+from .timing import check_timing_settings, time_interleaved
 from .trace import TraceRun, read_trace
 
 PROFILER = ("onnxruntime's profiler (SessionOptions.enable_profiling): per call, the Node events of the graph "
@@ -82,7 +83,7 @@ def summarise(model: str, batch_size: int, threads: int, calls_us: list[float], 
                       float(np.median(unprofiled_us)), float(np.median([r.run_us for r in runs])), tuple(layers), nodes)
 
 
-def _layer_maps(runners: list[_OrtRunner]) -> dict[str, LayerMap]:
+def _layer_maps(runners: list[OrtRunner]) -> dict[str, LayerMap]:
     """Each model's layer map; a quantized one borrows what it lacks from an fp32 model of the same checkpoint."""
     maps = {r.label: layer_map(read_model_bytes(r.path), str(r.path)) for r in runners}
     for r in runners:
@@ -101,13 +102,13 @@ def profile(models: dict[str, str | Path], batch_sizes=PROFILE_BATCH_SIZES, thre
     """Profile every model (label -> .onnx path) at every (threads, batch size); the digits come from
     `inputs`, else `data_dir`, else the packaged test digits, as for bench."""
     batch_sizes, threads = [int(b) for b in batch_sizes], [int(t) for t in threads]
-    _check_settings(models, batch_sizes, threads, runs, warmup, rounds, min_turn_ms)
+    check_timing_settings(models, batch_sizes, threads, runs, warmup, rounds, min_turn_ms)
     if inputs is not None and data_dir is not None:
         raise DataError(f"both an inputs file ({inputs}) and a data directory ({data_dir}) given (expected one)")
-    runners = [_OrtRunner(label, Path(path)) for label, path in models.items()]
+    runners = [OrtRunner(label, Path(path)) for label, path in models.items()]
     maps = _layer_maps(runners)
     started, load_start = time.perf_counter(), load_average()
-    images, _, inputs_record = _inputs(data_dir, inputs, max(batch_sizes))
+    images, _, inputs_record = bench_inputs(data_dir, inputs, max(batch_sizes))
     prepared = {r.preprocessing: np.ascontiguousarray(r.preprocessing(images)) for r in runners}  # (N, 1, 32, 32)
     shares = [runs // rounds + (1 if k < runs % rounds else 0) for k in range(rounds)]  # calls per round
     total, done, rows = len(threads) * len(batch_sizes) * rounds * 2 * len(runners), 0, []

@@ -26,40 +26,19 @@ median says by how much; the larger the batch, the less it matters.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from ..contract import LAYER_MACS, LAYERS
 from ..errors import DataError
 from ..fileio import uninterrupted, write_json, write_text
+from ..json_fields import FieldReader, json_lists
 from .markdown import describe_environment, describe_execution
 
 SCHEMA = "lenet-edge-profile"
 VERSION = 1
 OVERHEAD = "call overhead"
 SHARE_TOLERANCE = 1e-6  # the layers' shares of a row must add up to 1 within this
-
-
-def _check(obj: dict, key: str, kind, where: str):
-    """obj[key], refused unless it is of `kind` (numbers: finite, never a bool)."""
-    if not isinstance(obj, dict) or key not in obj:
-        raise DataError(f"{where}: no {key!r} (expected a profile report field)")
-    value = obj[key]
-    numeric = kind in (int, float)
-    if isinstance(value, bool) and kind is not bool or not isinstance(value, (int, float) if kind is float else kind):
-        expected = {int: "an integer", float: "a number", str: "a string", list: "a list", dict: "an object"}[kind]
-        raise DataError(f"{where}.{key}: {value!r} (expected {expected})")
-    if numeric and not math.isfinite(value):
-        raise DataError(f"{where}.{key}: {value!r} (expected a finite number)")
-    return value
-
-
-def _ints(obj: dict, key: str, where: str) -> tuple[int, ...]:
-    values = _check(obj, key, list, where)
-    for i, v in enumerate(values):
-        _check({key: v}, key, int, f"{where}.{key}[{i}]")
-    return tuple(values)
 
 
 @dataclass(frozen=True)
@@ -71,12 +50,9 @@ class LayerTime:
     share: float
 
     @classmethod
-    def from_json(cls, obj: dict, where: str) -> LayerTime:
-        ops = _check(obj, "ops", list, where)
-        if not all(isinstance(op, str) for op in ops):
-            raise DataError(f"{where}.ops: {ops!r} (expected operator names)")
-        return cls(_check(obj, "layer", str, where), _check(obj, "nodes", int, where), tuple(ops),
-                   float(_check(obj, "median_us", float, where)), float(_check(obj, "share", float, where)))
+    def from_json(cls, r: FieldReader, obj: dict, where: str) -> LayerTime:
+        return cls(r.get(obj, "layer", str, where), r.get(obj, "nodes", int, where), r.strings(obj, "ops", where),
+                   r.number(obj, "median_us", where), r.number(obj, "share", where))
 
 
 @dataclass(frozen=True)
@@ -88,9 +64,9 @@ class NodeTime:
     share: float
 
     @classmethod
-    def from_json(cls, obj: dict, where: str) -> NodeTime:
-        return cls(*(_check(obj, k, str, where) for k in ("name", "op", "layer")),
-                   float(_check(obj, "median_us", float, where)), float(_check(obj, "share", float, where)))
+    def from_json(cls, r: FieldReader, obj: dict, where: str) -> NodeTime:
+        return cls(*(r.get(obj, k, str, where) for k in ("name", "op", "layer")),
+                   r.number(obj, "median_us", where), r.number(obj, "share", where))
 
 
 @dataclass(frozen=True)
@@ -109,20 +85,19 @@ class ProfileRow:
         return next((entry for entry in self.layers if entry.layer == name), None)
 
     @classmethod
-    def from_json(cls, obj: dict, where: str) -> ProfileRow:
-        layers = tuple(LayerTime.from_json(v, f"{where}.layers[{i}]")
-                       for i, v in enumerate(_check(obj, "layers", list, where)))
-        nodes = tuple(NodeTime.from_json(v, f"{where}.nodes[{i}]")
-                      for i, v in enumerate(_check(obj, "nodes", list, where)))
-        counts = (_check(obj, k, int, where) for k in ("batch_size", "threads", "runs"))
-        times = (float(_check(obj, k, float, where)) for k in ("call_median_us", "unprofiled_median_us",
-                                                                 "run_median_us"))
-        row = cls(_check(obj, "model", str, where), *counts, *times, layers, nodes)
+    def from_json(cls, r: FieldReader, obj: dict, where: str) -> ProfileRow:
+        layers = tuple(LayerTime.from_json(r, v, f"{where}layers[{i}].")
+                       for i, v in enumerate(r.get(obj, "layers", list, where)))
+        nodes = tuple(NodeTime.from_json(r, v, f"{where}nodes[{i}].")
+                      for i, v in enumerate(r.get(obj, "nodes", list, where)))
+        counts = (r.get(obj, k, int, where) for k in ("batch_size", "threads", "runs"))
+        times = (r.number(obj, k, where) for k in ("call_median_us", "unprofiled_median_us", "run_median_us"))
+        row = cls(r.get(obj, "model", str, where), *counts, *times, layers, nodes)
         total = sum(entry.share for entry in layers)
         if abs(total - 1.0) > SHARE_TOLERANCE or not layers or layers[-1].layer != OVERHEAD:
-            raise DataError(f"{where}: layer shares add up to {total:.6f} with {OVERHEAD!r} "
-                            f"{'last' if layers and layers[-1].layer == OVERHEAD else 'missing'} "
-                            f"(expected shares adding up to 1, the call overhead last)")
+            raise r.refuse(where, f"has layer shares adding up to {total:.6f} with {OVERHEAD!r} "
+                                  f"{'last' if layers and layers[-1].layer == OVERHEAD else 'missing'} "
+                                  "(expected shares adding up to 1, the call overhead last)")
         return row
 
 
@@ -136,9 +111,9 @@ class ModelRecord:
     precision: str  # fp32 | int8
 
     @classmethod
-    def from_json(cls, obj: dict, where: str) -> ModelRecord:
-        return cls(*(_check(obj, k, str, where) for k in ("label", "file", "sha256")), _check(obj, "bytes", int, where),
-                   *(_check(obj, k, str, where) for k in ("variant", "precision")))
+    def from_json(cls, r: FieldReader, obj: dict, where: str) -> ModelRecord:
+        return cls(*(r.get(obj, k, str, where) for k in ("label", "file", "sha256")), r.get(obj, "bytes", int, where),
+                   *(r.get(obj, k, str, where) for k in ("variant", "precision")))
 
 
 @dataclass(frozen=True)
@@ -149,9 +124,9 @@ class InputsRecord:
     distinct_images: int
 
     @classmethod
-    def from_json(cls, obj: dict, where: str) -> InputsRecord:
-        return cls(_check(obj, "kind", str, where), _check(obj, "source", str, where),
-                   _check(obj, "images", int, where), _check(obj, "distinct_images", int, where))
+    def from_json(cls, r: FieldReader, obj: dict, where: str) -> InputsRecord:
+        return cls(r.get(obj, "kind", str, where), r.get(obj, "source", str, where),
+                   r.get(obj, "images", int, where), r.get(obj, "distinct_images", int, where))
 
 
 @dataclass(frozen=True)
@@ -167,12 +142,12 @@ class ProfileSettings:
     profiler: str
 
     @classmethod
-    def from_json(cls, obj: dict, where: str) -> ProfileSettings:
-        return cls(_ints(obj, "batch_sizes", where), _ints(obj, "threads", where),
-                   *(_check(obj, k, int, where) for k in ("runs", "warmup", "rounds")),
-                   float(_check(obj, "min_turn_ms", float, where)),
-                   InputsRecord.from_json(_check(obj, "inputs", dict, where), f"{where}.inputs"),
-                   _check(obj, "timer", str, where), _check(obj, "profiler", str, where))
+    def from_json(cls, r: FieldReader, obj: dict, where: str) -> ProfileSettings:
+        return cls(r.ints(obj, "batch_sizes", where), r.ints(obj, "threads", where),
+                   *(r.get(obj, k, int, where) for k in ("runs", "warmup", "rounds")),
+                   r.number(obj, "min_turn_ms", where),
+                   InputsRecord.from_json(r, r.get(obj, "inputs", dict, where), f"{where}inputs."),
+                   r.get(obj, "timer", str, where), r.get(obj, "profiler", str, where))
 
 
 @dataclass(frozen=True)
@@ -185,9 +160,9 @@ class PeakRecord:
     basis: str
 
     @classmethod
-    def from_json(cls, obj: dict, where: str) -> PeakRecord:
-        rates = [None if obj.get(k) is None else float(_check(obj, k, float, where)) for k in ("fp32", "int8")]
-        return cls(_check(obj, "threads", int, where), *rates, _check(obj, "basis", str, where))
+    def from_json(cls, r: FieldReader, obj: dict, where: str) -> PeakRecord:
+        rates = [r.number(obj, k, where, optional=True) for k in ("fp32", "int8")]
+        return cls(r.get(obj, "threads", int, where), *rates, r.get(obj, "basis", str, where))
 
     def share(self, macs: int, batch_size: int, median_us: float, precision: str) -> float | None:
         """The share of this peak that `macs` per image, `batch_size` images in `median_us`, reach."""
@@ -209,7 +184,7 @@ class ProfileReport:
 
     def to_json(self) -> dict:
         body = {f.name: asdict(self)[f.name] if f.name != "environment" else self.environment for f in fields(self)}
-        return {"schema": SCHEMA, "version": VERSION, **_lists(body)}
+        return {"schema": SCHEMA, "version": VERSION, **json_lists(body)}
 
     def row(self, model: str, batch_size: int, threads: int) -> ProfileRow | None:
         return next((r for r in self.rows if (r.model, r.batch_size, r.threads) == (model, batch_size, threads)), None)
@@ -217,24 +192,23 @@ class ProfileReport:
     @classmethod
     def from_json(cls, obj: object, source: str) -> ProfileReport:
         """A report read back from its JSON, every field checked; DataError naming `source` otherwise."""
+        r = FieldReader(source, f"a {SCHEMA} report")
         if not isinstance(obj, dict) or obj.get("schema") != SCHEMA:
             found = obj.get("schema") if isinstance(obj, dict) else type(obj).__name__
             raise DataError(f"{source}: schema {found!r} (expected {SCHEMA!r})")
         if obj.get("version") != VERSION:
             raise DataError(f"{source}: {SCHEMA} version {obj.get('version')!r} (expected {VERSION})")
-        models = tuple(ModelRecord.from_json(m, f"{source}: models[{i}]")
-                       for i, m in enumerate(_check(obj, "models", list, source)))
-        rows = tuple(ProfileRow.from_json(r, f"{source}: rows[{i}]")
-                     for i, r in enumerate(_check(obj, "rows", list, source)))
+        models = tuple(ModelRecord.from_json(r, m, f"models[{i}].") for i, m in enumerate(r.get(obj, "models", list)))
+        rows = tuple(ProfileRow.from_json(r, row, f"rows[{i}].") for i, row in enumerate(r.get(obj, "rows", list)))
         labels = [m.label for m in models]
-        for i, r in enumerate(rows):
-            if r.model not in labels:
-                raise DataError(f"{source}: rows[{i}].model {r.model!r} (expected one of {', '.join(labels)})")
-        peaks = tuple(PeakRecord.from_json(p, f"{source}: peaks[{i}]")
-                      for i, p in enumerate(obj.get("peaks") or []))  # absent from the first reports
-        return cls(_check(obj, "created", str, source), float(_check(obj, "duration_s", float, source)),
-                   ProfileSettings.from_json(_check(obj, "settings", dict, source), f"{source}: settings"),
-                   _check(obj, "environment", dict, source), models, rows, peaks)
+        for i, row in enumerate(rows):
+            if row.model not in labels:
+                raise r.refuse(f"rows[{i}].model", f"{row.model!r} (expected one of {', '.join(labels)})")
+        peaks = tuple(PeakRecord.from_json(r, p, f"peaks[{i}].")  # absent from the first reports
+                      for i, p in enumerate(r.get(obj, "peaks", list, optional=True) or []))
+        return cls(r.get(obj, "created", str), r.number(obj, "duration_s"),
+                   ProfileSettings.from_json(r, r.get(obj, "settings", dict), "settings."),
+                   r.get(obj, "environment", dict), models, rows, peaks)
 
     def peak(self, threads: int) -> PeakRecord | None:
         return next((p for p in self.peaks if p.threads == threads), None)
@@ -249,15 +223,6 @@ def _of_peak(peak: PeakRecord | None, precision: str, variant: str, layer: str, 
 
 def _rate(value: float | None) -> str:
     return "unknown" if value is None else f"{value:,.0f}"
-
-
-def _lists(value):
-    """asdict's tuples as JSON lists, all the way down."""
-    if isinstance(value, dict):
-        return {k: _lists(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_lists(v) for v in value]
-    return value
 
 
 def row_layers(rows: list[ProfileRow]) -> list[str]:

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import NamedTuple
 
 from ..errors import DataError
+from ..json_fields import FieldReader
 from ..text import has_non_printing
 from .ratio import latency_ratio
 
@@ -130,7 +131,7 @@ class BenchReport:
     def from_json(cls, obj: object, source: str) -> BenchReport:
         """A report read from a file, every field this package reads checked: a one-line DataError naming the
         field, what it is and what was expected."""
-        r = _Reader(source)
+        r = FieldReader(source, f"a {SCHEMA} report")
         if not isinstance(obj, dict) or obj.get("schema") != SCHEMA:
             found = obj.get("schema") if isinstance(obj, dict) else type(obj).__name__
             raise DataError(f"{source}: schema {found!r} (expected {SCHEMA!r} from lenet-edge bench)")
@@ -142,43 +143,17 @@ class BenchReport:
         settings = r.get(obj, "settings", dict)
         for key in ("runs", "warmup", "rounds"):
             r.get(settings, key, int, "settings.")
-        r.get(settings, "min_turn_ms", (int, float), "settings.", optional=True)
+        r.number(settings, "min_turn_ms", "settings.", optional=True)
         r.get(r.get(settings, "inputs", dict, "settings."), "source", str, "settings.inputs.")
         models = [_model(r, m, f"models[{i}].") for i, m in enumerate(r.get(obj, "models", list))]
         rows = [_row(r, row, f"rows[{i}].") for i, row in enumerate(r.get(obj, "rows", list))]
         if not rows:
             raise DataError(f"{source}: no rows (expected at least one timed row)")
-        return cls(created=r.get(obj, "created", str), duration_s=float(r.get(obj, "duration_s", (int, float))),
+        return cls(created=r.get(obj, "created", str), duration_s=r.number(obj, "duration_s"),
                    settings=settings, environment=environment, models=models, rows=rows)
 
 
-class _Reader:
-    """Typed field access on untrusted JSON: the one place its error line is worded."""
-
-    def __init__(self, source: str):
-        self.source = source
-
-    def get(self, obj: dict, key: str, kind, where: str = "", optional: bool = False):
-        value = obj.get(key) if isinstance(obj, dict) else None
-        if value is None and optional:
-            return None
-        if not isinstance(value, kind) or isinstance(value, bool):
-            names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
-            raise DataError(f"{self.source}: {where}{key} is {type(value).__name__} "
-                            f"(expected {names} in a {SCHEMA} report)")
-        if isinstance(value, str) and has_non_printing(value):  # reports are printed: no escape sequences
-            raise DataError(f"{self.source}: {where}{key} {value[:40]!r} holds control characters "
-                            f"(expected printable text)")
-        return value
-
-    def numbers(self, obj: dict, key: str, where: str) -> list[float]:
-        values = self.get(obj, key, list, where)
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-            raise DataError(f"{self.source}: {where}{key} holds a value that is not a number (expected numbers)")
-        return [float(v) for v in values]
-
-
-def _check_environment(r: _Reader, env: dict) -> None:
+def _check_environment(r: FieldReader, env: dict) -> None:
     execution = r.get(env, "execution", dict, "environment.", optional=True)  # absent from the earliest reports
     if execution is not None:
         kind = r.get(execution, "kind", str, "environment.execution.")
@@ -193,8 +168,7 @@ def _check_environment(r: _Reader, env: dict) -> None:
     r.get(cpu, "architecture", str, "environment.cpu.")
     r.get(cpu, "logical_cores", int, "environment.cpu.")
     r.get(cpu, "usable_cores", int, "environment.cpu.", optional=True)
-    if not all(isinstance(f, str) and not has_non_printing(f) for f in r.get(cpu, "flags", list, "environment.cpu.")):
-        raise DataError(f"{r.source}: environment.cpu.flags holds a value that is not a string (expected strings)")
+    r.strings(cpu, "flags", "environment.cpu.")
     os_record = r.get(env, "os", dict, "environment.")
     r.get(os_record, "system", str, "environment.os.")
     r.get(os_record, "release", str, "environment.os.")
@@ -207,23 +181,22 @@ def _check_environment(r: _Reader, env: dict) -> None:
         r.get(ort, "providers", list, "environment.onnxruntime.")
 
 
-def _model(r: _Reader, m: dict, where: str) -> BenchModel:
+def _model(r: FieldReader, m: dict, where: str) -> BenchModel:
     check = r.get(m, "check", dict, where)
-    accuracy = r.get(check, "accuracy", (int, float), where + "check.", optional=True)
+    accuracy = r.number(check, "accuracy", where + "check.", optional=True)
     return BenchModel(label=r.get(m, "label", str, where), kind=r.get(m, "kind", str, where),
                       file=r.get(m, "file", str, where), sha256=r.get(m, "sha256", str, where),
                       bytes=r.get(m, "bytes", int, where), variant=r.get(m, "variant", str, where),
                       precision=r.get(m, "precision", str, where),
-                      check=ModelCheck(r.get(check, "images", int, where + "check."),
-                                       None if accuracy is None else float(accuracy)))
+                      check=ModelCheck(r.get(check, "images", int, where + "check."), accuracy))
 
 
-def _row(r: _Reader, row: dict, where: str) -> BenchRow:
+def _row(r: FieldReader, row: dict, where: str) -> BenchRow:
     lat = r.get(row, "latency_ms", dict, where)
     spread = r.get(row, "spread", dict, where)
-    latency = Latency(**{k: float(r.get(lat, k, (int, float), where + "latency_ms."))
+    latency = Latency(**{k: r.number(lat, k, where + "latency_ms.")
                          for k in ("mean", "std", "min", "p50", "p90", "p99", "max")})
-    cv = float(r.get(spread, "round_cv", (int, float), where + "spread."))
+    cv = r.number(spread, "round_cv", where + "spread.")
     if not latency.mean > 0 or not cv >= 0:
         raise DataError(f"{r.source}: {where[:-1]} has mean {latency.mean} ms and round CV {cv} "
                         f"(expected positive values)")
@@ -234,6 +207,6 @@ def _row(r: _Reader, row: dict, where: str) -> BenchRow:
                         f"(expected one positive median per round)")
     return BenchRow(model=r.get(row, "model", str, where), batch_size=r.get(row, "batch_size", int, where),
                     threads=r.get(row, "threads", int, where), runs=r.get(row, "runs", int, where),
-                    latency_ms=latency, throughput_ips=float(r.get(row, "throughput_ips", (int, float), where)),
+                    latency_ms=latency, throughput_ips=r.number(row, "throughput_ips", where),
                     spread=Spread(rounds, r.numbers(spread, "round_means_ms", where + "spread."), p50s, cv,
-                                  float(r.get(spread, "p90_over_p50", (int, float), where + "spread."))))
+                                  r.number(spread, "p90_over_p50", where + "spread.")))

@@ -53,76 +53,20 @@ from ..defaults import (
     MAX_TURN_MS,
 )
 from ..errors import DataError
-from ..fileio import sha256_file
-from ..mnist import MODERN_PREPROCESSING, Preprocessing, load_mnist
 from ..progress import Progress
-from ..runtime.session import check_batch_size, load_model
+from ..runtime.session import check_batch_size
 from ..sessions import check_threads
 from .environment import environment, load_average
 from .records import BenchModel, BenchReport, BenchRow, Latency, ModelCheck, Spread
+from .runners import OrtRunner, Runner, TorchRunner, bench_inputs
 
 CHECK_IMAGES = 1000
 TORCH_LABEL = "pytorch-eager"
 
 
-
-class _Runner:
-    """One model, callable on a prepared batch; sessions are made per thread count."""
-
-    def __init__(self, label: str, info: dict, preprocessing: Preprocessing):
-        self.label, self.info, self.preprocessing = label, info, preprocessing
-
-    def configure(self, threads: int) -> None:
-        raise NotImplementedError
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
-
-
-class _OrtRunner(_Runner):
-    def __init__(self, label: str, path: Path):
-        model = load_model(path)
-        contract = model.contract
-        info = {"label": label, "kind": "onnxruntime", "file": path.name, "sha256": sha256_file(path),
-                "bytes": path.stat().st_size, "variant": contract.variant,
-                "precision": "int8" if contract.quantization else "fp32"}
-        super().__init__(label, info, contract.preprocessing)
-        self.path, self.model = path, model
-
-    def configure(self, threads: int) -> None:
-        self.model = load_model(self.path, threads)
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self.model.logits(x)
-
-
-class _TorchRunner(_Runner):
-    def __init__(self, label: str, checkpoint: Path):
-        from ..errors import require
-
-        self.torch = require("torch", "train")
-        require("safetensors", "train")
-        from ..train.checkpoint import load_checkpoint
-
-        self.model, meta = load_checkpoint(checkpoint)
-        info = {"label": label, "kind": "pytorch-eager", "file": checkpoint.name, "sha256": sha256_file(checkpoint),
-                "bytes": checkpoint.stat().st_size, "variant": meta["variant"], "precision": "fp32"}
-        super().__init__(label, info, Preprocessing.from_dict(meta["preprocessing"]))
-        self.saved_threads = self.torch.get_num_threads()
-
-    def configure(self, threads: int) -> None:
-        self.torch.set_num_threads(threads)
-
-    def restore(self) -> None:
-        self.torch.set_num_threads(self.saved_threads)
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        with self.torch.inference_mode():
-            return self.model(self.torch.from_numpy(x)).numpy()
-
-
-def _check_settings(models: dict, batch_sizes, threads, runs: int, warmup: int, rounds: int,
-                    min_turn_ms: float) -> None:
+def check_timing_settings(models: dict, batch_sizes, threads, runs: int, warmup: int, rounds: int,
+                          min_turn_ms: float) -> None:
+    """Every setting of a bench or profile run, before any model is opened."""
     if not models:
         raise DataError("no models to benchmark (expected at least one .onnx model)")
     for name, values in (("batch sizes", batch_sizes), ("thread counts", threads)):
@@ -142,40 +86,6 @@ def _check_settings(models: dict, batch_sizes, threads, runs: int, warmup: int, 
         raise DataError(f"rounds must be between 2 and runs={runs} (found {rounds}); the spread needs two or more")
     if not 0 <= min_turn_ms <= MAX_TURN_MS:
         raise DataError(f"min_turn_ms must be between 0 and {MAX_TURN_MS:g} (found {min_turn_ms})")
-
-
-def _inputs(data_dir, inputs, count: int) -> tuple[np.ndarray, np.ndarray | None, dict]:
-    """`count` digits (N, 28, 28) and their labels (None for a user's file), repeated if there are
-    fewer, and the record of where they came from: {kind, source, distinct_images}.
-
-    From `inputs` (a user's IDX, .npy or image file of MNIST-style digits), else the official
-    test set in `data_dir`, else the test digits carried in the package: bench never downloads,
-    so a device without network can run it."""
-    from ..mnist import load_bench_digits, split_paths
-
-    if inputs is not None:
-        from ..runtime.inputs import open_input
-
-        source = open_input(inputs, MODERN_PREPROCESSING, invert="no")  # 28x28 digits as they are
-        if source.kind == "prepared":
-            raise DataError(f"{inputs}: already preprocessed model inputs (expected MNIST-style digits (N, 28, 28) "
-                            f"in [0, 255]: each model preprocesses them by its own contract)")
-        images, labels = np.asarray(source.data[:count], dtype=np.float32), None
-        record = {"kind": "file", "source": f"{Path(inputs).name} ({source.kind}, sha256 {sha256_file(inputs)})",
-                  "distinct_images": len(images)}
-    elif data_dir is not None:
-        images, labels = load_mnist(Path(data_dir), "test")
-        name = split_paths(Path(data_dir), "test")[0].name
-        record = {"kind": "mnist-test-set", "source": f"MNIST official test set ({name})",
-                  "distinct_images": len(images)}
-    else:
-        images, labels, source = load_bench_digits()
-        record = {"kind": "packaged", "source": source, "distinct_images": len(images)}
-    if count > len(images):
-        repeats = -(-count // len(images))
-        images = np.tile(images, (repeats, 1, 1))
-        labels = None if labels is None else np.tile(labels, repeats)
-    return images[:count], None if labels is None else labels[:count], record
 
 
 def row_from_timings(model: str, batch_size: int, threads: int, rounds: list[list[float]]) -> BenchRow:
@@ -235,19 +145,19 @@ def bench(models: dict[str, str | Path], batch_sizes=BENCH_BATCH_SIZES, threads=
     for every (threads, batch size) and return the report described in the module docstring.
 
     The digits come from `inputs` (a file), else `data_dir` (a directory of MNIST IDX files, resolved
-    by the caller), else the packaged test digits (see _inputs); `device` is the user's name for the
+    by the caller), else the packaged test digits (see runners.bench_inputs); `device` is the user's name for the
     machine, recorded in the environment."""
     batch_sizes, threads = [int(b) for b in batch_sizes], [int(t) for t in threads]
-    _check_settings(models, batch_sizes, threads, runs, warmup, rounds, min_turn_ms)
-    runners: list[_Runner] = [_OrtRunner(label, Path(path)) for label, path in models.items()]
+    check_timing_settings(models, batch_sizes, threads, runs, warmup, rounds, min_turn_ms)
+    runners: list[Runner] = [OrtRunner(label, Path(path)) for label, path in models.items()]
     if checkpoint is not None:
         if TORCH_LABEL in models:
             raise DataError(f"model label {TORCH_LABEL!r} is kept for the PyTorch eager rows (expected another label)")
-        runners.append(_TorchRunner(TORCH_LABEL, Path(checkpoint)))
+        runners.append(TorchRunner(TORCH_LABEL, Path(checkpoint)))
     started, load_start = time.perf_counter(), load_average()
     if inputs is not None and data_dir is not None:
         raise DataError(f"both an inputs file ({inputs}) and a data directory ({data_dir}) given (expected one)")
-    images, labels, inputs_record = _inputs(data_dir, inputs, max(max(batch_sizes), CHECK_IMAGES))
+    images, labels, inputs_record = bench_inputs(data_dir, inputs, max(max(batch_sizes), CHECK_IMAGES))
     distinct = inputs_record["distinct_images"]
     prepared = {r.preprocessing: np.ascontiguousarray(r.preprocessing(images)) for r in runners}  # (N, 1, 32, 32)
     for r in runners:
@@ -276,7 +186,7 @@ def bench(models: dict[str, str | Path], batch_sizes=BENCH_BATCH_SIZES, threads=
                 rows += [row_from_timings(r.label, b, t, per_round[r.label]) for r in runners]
     finally:
         for r in runners:
-            if isinstance(r, _TorchRunner):
+            if isinstance(r, TorchRunner):
                 r.restore()
     if progress:
         progress(total, total, "done")

@@ -11,13 +11,15 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ValidationError
-from ..parity import require_bit_identical, require_close
+from ..fileio import sha256_file
+from ..parity import LogitComparison, require_bit_identical, require_close
 from . import toolchain
 from .emulate import EmulatedCore
 from .generate import Program
+from .records import CALLS, BuildCheck, CompiledLayer, CompileRecord, CoreFootprint, InstructionCounts
 
 COUNTED_IMAGES = 20  # instructions are counted on this many images (a block hook makes a run ~5x slower)
-CALLS = "calls"  # the entry function's own instructions: the calls from one layer to the next
+EMULATED = "emulated (unicorn)"
 
 
 def reference_logits(model: Path, images: np.ndarray) -> np.ndarray:
@@ -39,16 +41,16 @@ def host_logits(source: Path, workdir: Path, program: Program, images: np.ndarra
     return out
 
 
-def require_match(expected: np.ndarray, found: np.ndarray, program: Program, what: str) -> dict:
+def require_match(expected: np.ndarray, found: np.ndarray, program: Program, what: str) -> LogitComparison:
     """Bit-identical logits when every kernel reproduces onnxruntime exactly; otherwise (float kernels such as
     tanh, whose mlas code sums or rounds differently) finite logits with the same argmax on every image."""
     if program.exact:
-        return require_bit_identical(expected, found, what).to_record()
-    return require_close(expected, found, float("inf"), what).to_record()
+        return require_bit_identical(expected, found, what)
+    return require_close(expected, found, float("inf"), what)
 
 
 def require_match_or_locate(expected: np.ndarray, found: np.ndarray, program: Program, what: str,
-                            where: tuple[Path, Path, np.ndarray, str | None]) -> dict:
+                            where: tuple[Path, Path, np.ndarray, str | None]) -> LogitComparison:
     """require_match; on a mismatch, the one-line error also names the first layer that differs and by how
     much (`where`: workdir, model, images, target or None for the host)."""
     from .locate import locate
@@ -62,18 +64,18 @@ def require_match_or_locate(expected: np.ndarray, found: np.ndarray, program: Pr
 
 def check_program(program: Program, source: Path, workdir: Path, model: Path, images: np.ndarray,
                   targets: list[str], step: Callable[[str], None] = lambda message: None,
-                  expected: np.ndarray | None = None) -> dict:
+                  expected: np.ndarray | None = None) -> CompileRecord:
     """Build `source` for the host and each target in `workdir`, run `images`, compare with onnxruntime.
 
-    Returns the record of every check and footprint; ValidationError on the first mismatch.
+    Returns the record of `model` compiled: every check and each core's footprint; ValidationError on the
+    first mismatch.
     """
     expected = reference_logits(model, images) if expected is None else expected
     side = int(round(images[0].size ** 0.5))
     step(f"host: {' '.join(toolchain.host_compiler()[:1])} {toolchain.OPTIMISATION}, {len(images)} images")
-    checks = [{"target": "host", "where": f"native {platform.machine()}",
-               **require_match_or_locate(expected, host_logits(source, workdir, program, images, expected.shape[1]),
-                                         program, f"{program.name}.c on the host vs onnxruntime",
-                                         (workdir, model, images, None))}]
+    checks = [BuildCheck.of("host", f"native {platform.machine()}", require_match_or_locate(
+        expected, host_logits(source, workdir, program, images, expected.shape[1]), program,
+        f"{program.name}.c on the host vs onnxruntime", (workdir, model, images, None)))]
     footprints = []
     for name in targets:
         target = toolchain.TARGETS[name]
@@ -81,31 +83,31 @@ def check_program(program: Program, source: Path, workdir: Path, model: Path, im
         core = EmulatedCore(elf, target, side * side, expected.shape[1], layer_regions(elf, program))
         step(f"{name}: emulated, {len(images)} images")
         found = core.run(images)
-        checks.append({"target": name, "where": "emulated (unicorn)",
-                       **require_match_or_locate(expected, found, program, f"{program.name}.c on an emulated {name} "
-                                                 "vs onnxruntime", (workdir, model, images, name))})
-        last = checks[-1]
-        step(f"{name}: {last['images'] - last['bit_mismatches']} of {last['images']} bit-identical, "
-             f"{last['images'] - last['argmax_mismatches']} same argmax, max abs difference {last['max_abs_diff']:.3g}")
+        check = BuildCheck.of(name, EMULATED, require_match_or_locate(
+            expected, found, program, f"{program.name}.c on an emulated {name} vs onnxruntime",
+            (workdir, model, images, name)))
+        checks.append(check)
+        step(f"{name}: {check.bit_identical} of {check.images} bit-identical, {check.same_argmax} same argmax, "
+             f"max abs difference {check.max_abs_diff:.3g}")
         per_image = [core.count_by_region(image) for image in images[:COUNTED_IMAGES]]
         counts = [sum(c.values()) for c in per_image]
         sizes = toolchain.footprint(elf)
         stack = max(core.stack_high_water(image) for image in images[:COUNTED_IMAGES])
-        footprints.append({
-            "target": name, "description": target.description, "where": "emulated (unicorn)",
-            "optimisation": target.optimisation, "flash_bytes": sizes.flash_bytes, "code_bytes": sizes.code_bytes,
-            "constant_bytes": sizes.constant_bytes, "ram_bytes": sizes.static_ram_bytes + stack,
-            "arena_bytes": sizes.bss_bytes, "data_bytes": sizes.data_bytes, "stack_bytes": stack,
-            "instructions_per_inference": {"images": len(counts), "min": min(counts), "max": max(counts),
-                                           "mean": round(float(np.mean(counts)))},
-            "instructions_per_layer": mean_per_layer(per_image, [layer.function for layer in program.layers]),
-        })
-    return {"variant": program.variant, "bit_exact_required": program.exact, "arena_bytes": program.arena_bytes,
-            "constant_bytes": program.constant_bytes, "multiply_accumulates": program.macs,
-            "entry_function": f"{program.name}_infer",
-            "layers": [{"function": layer.function, "layer": layer.layer, "description": layer.description,
-                        "multiply_accumulates": layer.macs} for layer in program.layers],
-            "checks": checks, "footprint": footprints}
+        footprints.append(CoreFootprint(
+            target=name, description=target.description, where=EMULATED,
+            optimisation=target.optimisation, flash_bytes=sizes.flash_bytes, code_bytes=sizes.code_bytes,
+            constant_bytes=sizes.constant_bytes, ram_bytes=sizes.static_ram_bytes + stack,
+            arena_bytes=sizes.bss_bytes, data_bytes=sizes.data_bytes, stack_bytes=stack,
+            instructions_per_inference=InstructionCounts(len(counts), min(counts), max(counts),
+                                                         round(float(np.mean(counts)))),
+            instructions_per_layer=mean_per_layer(per_image, [layer.function for layer in program.layers])))
+    return CompileRecord(
+        model=str(model), model_sha256=sha256_file(model), name=program.name, variant=program.variant,
+        bit_exact_required=program.exact, arena_bytes=program.arena_bytes, constant_bytes=program.constant_bytes,
+        multiply_accumulates=program.macs, entry_function=f"{program.name}_infer",
+        layers=tuple(CompiledLayer(layer.function, layer.layer, layer.description, layer.macs)
+                     for layer in program.layers),
+        checks=tuple(checks), footprint=tuple(footprints))
 
 
 def layer_regions(elf: Path, program: Program) -> dict[str, tuple[int, int]]:
@@ -136,48 +138,43 @@ def mean_per_layer(per_image: list[dict[str, int]], functions: list[str]) -> dic
     return means
 
 
-def render_markdown(record: dict) -> str:
+def render_markdown(record: CompileRecord) -> str:
     """The footprint and check tables (Markdown), with where each figure comes from."""
     lines = [
         "| target | flash (code + const) | RAM (arena + stack) | instructions / inference | where |",
         "| --- | --- | --- | --- | --- |",
     ]
-    for f in record["footprint"]:
-        n = f["instructions_per_inference"]
-        lines.append(f"| {f['target']} | {f['flash_bytes']:,} B ({f['code_bytes']:,} + {f['constant_bytes']:,}) | "
-                     f"{f['ram_bytes']:,} B ({f['arena_bytes'] + f['data_bytes']:,} + {f['stack_bytes']:,}) | "
-                     f"{n['mean']:,} (min {n['min']:,}, max {n['max']:,}; {n['images']} images) | "
-                     f"{f['where']}, {f['optimisation']} |")
+    for f in record.footprint:
+        n = f.instructions_per_inference
+        lines.append(f"| {f.target} | {f.flash_bytes:,} B ({f.code_bytes:,} + {f.constant_bytes:,}) | "
+                     f"{f.ram_bytes:,} B ({f.static_ram_bytes:,} + {f.stack_bytes:,}) | "
+                     f"{n.mean:,} (min {n.min:,}, max {n.max:,}; {n.images} images) | {f.where}, {f.optimisation} |")
     lines += ["", "| target | images | logits bit-identical to onnxruntime | same argmax | max abs diff |",
               "| --- | --- | --- | --- | --- |"]
-    for c in record["checks"]:
-        lines.append(f"| {c['target']} ({c['where']}) | {c['images']:,} | {c['images'] - c['bit_mismatches']:,} | "
-                     f"{c['images'] - c['argmax_mismatches']:,} | {c['max_abs_diff']:.3g} |")
+    for c in record.checks:
+        lines.append(f"| {c.target} ({c.where}) | {c.images:,} | {c.bit_identical:,} | {c.same_argmax:,} | "
+                     f"{c.max_abs_diff:.3g} |")
     lines += ["", *layer_table(record)]
-    lines += ["", f"{record['multiply_accumulates']:,} multiply-accumulates per inference. Instructions are counted "
+    lines += ["", f"{record.multiply_accumulates:,} multiply-accumulates per inference. Instructions are counted "
               "by the emulator (deterministic), not cycles: on a real core a load, a multiply-accumulate and a "
               "float division take different numbers of cycles, and flash wait states come on top."]
     return "\n".join(lines) + "\n"
 
 
-
-def layer_table(record: dict) -> list[str]:
+def layer_table(record: CompileRecord) -> list[str]:
     """Instructions per layer on each emulated core (Markdown), with the calls between layers as a row: the
     rows add up to the total. Helpers a layer calls (soft float, dot products) count for that layer."""
-    footprints = [f for f in record["footprint"] if "instructions_per_layer" in f]
-    if not footprints:
+    cores = record.footprint
+    if not cores:
         return []
     head = "| layer | function | multiply-accumulates | " + " | ".join(
-        f"{f['target']} instructions (share)" for f in footprints) + " |"
-    lines = [head, "| --- | --- | ---: |" + " ---: |" * len(footprints)]
-    rows = [(layer["layer"], layer["function"], layer["function"], f"{layer['multiply_accumulates']:,}")
-            for layer in record["layers"]]
-    for label, function, key, macs in [*rows, (CALLS, record["entry_function"], CALLS, "")]:
-        cells = []
-        for f in footprints:
-            n, total = f["instructions_per_layer"][key], f["instructions_per_inference"]["mean"]
-            cells.append(f"{n:,} ({100 * n / total:.1f} %)")
+        f"{f.target} instructions (share)" for f in cores) + " |"
+    lines = [head, "| --- | --- | ---: |" + " ---: |" * len(cores)]
+    rows = [(layer.layer, layer.function, layer.function, f"{layer.multiply_accumulates:,}")
+            for layer in record.layers]
+    for label, function, key, macs in [*rows, (CALLS, record.entry_function, CALLS, "")]:
+        cells = [f"{f.instructions_per_layer[key]:,} ({100 * f.layer_share(key):.1f} %)" for f in cores]
         lines.append(f"| {label} | {function} | {macs} | " + " | ".join(cells) + " |")
-    lines.append(f"| total | | {record['multiply_accumulates']:,} | " + " | ".join(
-        f"{f['instructions_per_inference']['mean']:,}" for f in footprints) + " |")
+    lines.append(f"| total | | {record.multiply_accumulates:,} | " + " | ".join(
+        f"{f.instructions_per_inference.mean:,}" for f in cores) + " |")
     return lines

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..graph import GraphIndex, attributes, describe
-from .csource import CWriter
+from .csource import CWriter, initialiser, inline_block
 from .kernels import (
     Constant,
     Kernel,
@@ -243,6 +243,7 @@ def patch_body(conv: Conv, names: LayerNames, bias: str, store, pool: tuple[int,
     pair = pw % 2 == 0 and ph * pw > 1  # two windows of a pool cell side by side share each widened weight
     windows = 2 if pair else 1
     (sy, sx), m = conv.strides, conv.m
+    this, after = f"{bias}[m]", f"{bias}[m + 1]"  # the biases of the two output channels at a time
     c = CWriter()
     c.line(f"int16_t patch[{windows}][{4 * groups}];  /* {'two windows' if pair else 'the window'}, widened, "
            f"in groups of four */")
@@ -257,7 +258,7 @@ def patch_body(conv: Conv, names: LayerNames, bias: str, store, pool: tuple[int,
             for i in range(windows):
                 write_gather(c, conv, f"patch[{i}]", f"in0 + (py * {sy}) * {conv.in_w} + px * {sx}")
             with c.block(f"NO_UNROLL for (int m = 0; m < {m}; m += 2)"):
-                c.line(f"int32_t acc[2] = {{{bias}[m], {bias}[m + 1]}};")
+                c.line(f"int32_t acc[2] = {initialiser(this, after)};")
                 c.line(f"patch_dot_2x1(patch[0], {w} + m * {4 * groups}, {w} + (m + 1) * {4 * groups}, {groups}, "
                        "acc);")
                 c.line(store("m", "acc[0]"))
@@ -272,13 +273,13 @@ def patch_body(conv: Conv, names: LayerNames, bias: str, store, pool: tuple[int,
                         write_gather(c, conv, f"patch[{i}]", f"in0 + (oy * {sy}) * {conv.in_w} + (ox + {i}) * {sx}")
                 with c.block(f"NO_UNROLL for (int m = 0; m < {m}; m += 2)"):
                     if pair:
-                        c.line(f"int32_t acc[4] = {{{bias}[m], {bias}[m], {bias}[m + 1], {bias}[m + 1]}};")
+                        c.line(f"int32_t acc[4] = {initialiser(this, this, after, after)};")
                         c.line(f"patch_dot_2x2(patch[0], patch[1], {w} + m * {4 * groups}, {w} + (m + 1) * "
                                f"{4 * groups}, {groups}, acc);")
                         c.line("const int32_t a = acc[0] > acc[1] ? acc[0] : acc[1], "
                                "b = acc[2] > acc[3] ? acc[2] : acc[3];")
                     else:
-                        c.line(f"int32_t acc[2] = {{{bias}[m], {bias}[m + 1]}};")
+                        c.line(f"int32_t acc[2] = {initialiser(this, after)};")
                         c.line(f"patch_dot_2x1(patch[0], {w} + m * {4 * groups}, {w} + (m + 1) * {4 * groups}, "
                                f"{groups}, acc);")
                         c.line("const int32_t a = acc[0], b = acc[1];")
@@ -350,7 +351,7 @@ def write_nonzero_gather(c: CWriter, conv: Conv, origin: str) -> None:
         c.line(f"const {c_type(conv.x.dtype)} *r = xw + c * {conv.in_h * conv.in_w} + ky * {conv.in_w};")
         c.line(f"const int row = (c * {conv.kh} + ky) * {conv.kw};")
         for kx in range(conv.kw):
-            c.line(f"if (r[{kx}]) {{ value[n] = r[{kx}]; tap[n++] = (uint16_t)(row + {kx}); }}")
+            c.line(inline_block(f"if (r[{kx}])", f"value[n] = r[{kx}];", f"tap[n++] = (uint16_t)(row + {kx});"))
 
 
 def region_taps(conv: Conv) -> np.ndarray:
@@ -381,7 +382,8 @@ def plain_region_body(conv: Conv, names: LayerNames, bias: str, store, out_hw: t
         with c.block(f"NO_UNROLL for (int r = 0; r < {rh}; r++)"):
             c.line(f"const {x_type} *x = in0 + (py * 2 + r) * {conv.in_w} + px * 2;")
             for col in range(rw):
-                c.line(f"if (x[{col}]) {{ value[n] = x[{col}]; at[n++] = (uint8_t)(r * {rw} + {col}); }}")
+                c.line(inline_block(f"if (x[{col}])", f"value[n] = x[{col}];",
+                                    f"at[n++] = (uint8_t)(r * {rw} + {col});"))
         with c.block(f"NO_UNROLL for (int m = 0; m < {conv.m}; m++)"):
             c.line(f"const int8_t *wm = {w} + m * {k + 1};")
             c.line(f"int32_t a = {bias}[m], b = a, e = a, f = a;  /* windows (0, 0), (0, 1), (1, 0), (1, 1) */")

@@ -11,6 +11,16 @@ from string import Template
 INDENT = "  "
 
 
+def initialiser(*values: str) -> str:
+    """A C initialiser list on one line: {a, b}."""
+    return "{" + ", ".join(values) + "}"
+
+
+def inline_block(opener: str, *statements: str) -> str:
+    """A block of short statements on one line: if (x) { a; b; }."""
+    return opener + " { " + " ".join(statements) + " }"
+
+
 def template(file_name: str, **fields: object) -> str:
     """c/`file_name` with its ${field}s filled (C never uses `$`, so the C reads as C)."""
     text = resources.files(__package__).joinpath("c", file_name).read_text(encoding="utf-8")
@@ -49,7 +59,7 @@ class CWriter:
 
     @contextlib.contextmanager
     def block(self, opener: str) -> Iterator[None]:
-        self.line(f"{opener} {{" if opener else "{")
+        self.line(opener + " {" if opener else "{")
         with self.indented():
             yield
         self.line("}")

@@ -214,7 +214,8 @@ def _format_array(constant: Constant) -> tuple[str, int]:
         items, per_line = [str(int(v)) for v in values], 16
     lines = [", ".join(items[i:i + per_line]) for i in range(0, len(items), per_line)]
     comment = f"  /* {constant.comment} */" if constant.comment else ""
-    text = f"static const {ctype} {constant.name}[{len(values)}] = {{{comment}\n  " + ",\n  ".join(lines) + "\n};\n"
+    text = (f"static const {ctype} {constant.name}[{len(values)}] = " + "{" + comment + "\n  " + ",\n  ".join(lines)
+            + "\n};\n")
     if constant.condition:
         text = f"#if {constant.condition}\n{text}#endif\n"
     return text, values.nbytes

@@ -16,6 +16,7 @@ from ..errors import DataError, OutputError
 from ..fileio import check_name, check_writable, ensure_directory, write_bytes, write_json, write_text
 from ..scratch import scratch_directory
 from . import toolchain
+from .records import BuildCandidate, BuildChoice, CompileRecord, PipelineBuild
 
 DEFAULT_TARGETS = tuple(toolchain.TARGETS)
 # The pipeline compiles the int8 model it ships (chosen for x86 speed by quantize --auto) and the standard
@@ -62,11 +63,10 @@ def check_compile_request(out: Path, *, name: str, targets: tuple[str, ...], che
 
 def compile_model_to_c(model: Path, out: Path, *, name: str = "lenet", targets: tuple[str, ...] = DEFAULT_TARGETS,
                        check_images: int = DEFAULT_CHECK_IMAGES, data_dir: Path, force: bool = False,
-                       keep_elf: bool = False, step: Callable[[str], None] = lambda message: None) -> dict:
+                       keep_elf: bool = False, step: Callable[[str], None] = lambda message: None) -> CompileRecord:
     """Compile `model` into `out`/NAME.c and NAME.h, checked on the host and each target on the first
     `check_images` MNIST test images of `data_dir` (a directory of MNIST IDX files, resolved by the
     caller); returns the record written to NAME.footprint.json."""
-    from ..fileio import sha256_file
     from ..mnist import load_mnist
     from .check import check_program, render_markdown
     from .generate import compile_model
@@ -83,13 +83,12 @@ def compile_model_to_c(model: Path, out: Path, *, name: str = "lenet", targets: 
         source = workdir / f"{name}.c"
         source.write_text(program.source)
         (workdir / f"{name}.h").write_text(program.header)
-        record = {"model": str(model), "model_sha256": sha256_file(model), "name": name,
-                  **check_program(program, source, workdir, model, images, list(targets), step)}
+        record = check_program(program, source, workdir, model, images, list(targets), step)
         markdown = f"# {name}: {program.variant} int8 on microcontrollers\n\n" + render_markdown(record)
         ensure_directory(paths["source"])
         write_text(paths["source"], program.source, replace=force)
         write_text(paths["header"], program.header, replace=force)
-        write_json(paths["json"], record, replace=force)
+        write_json(paths["json"], record.to_json(), replace=force)
         write_text(paths["markdown"], markdown, replace=force)
         if keep_elf:
             for target in targets:
@@ -99,16 +98,16 @@ def compile_model_to_c(model: Path, out: Path, *, name: str = "lenet", targets: 
 
 def compile_for_pipeline(models: dict[str, Path], out: Path, *, data_dir: Path,
                          check_images: int = DEFAULT_CHECK_IMAGES,
-                         step: Callable[[str], None] = lambda message: None) -> dict:
+                         step: Callable[[str], None] = lambda message: None) -> PipelineBuild:
     """The pipeline's microcontroller stage. `models`: label -> int8 model, the one the pipeline ships first.
     Each is compiled and checked; the C of the one PIPELINE_RULE picks goes into `out`, with the model it was
     compiled from as `out`/model.int8.onnx when that is not the shipped one. Returns that build's record
-    plus "choice". Without the toolchain: {"skipped": reason}, nothing raised, so the rest of the pipeline
-    still runs."""
+    and the choice. Without the toolchain: only the reason it was skipped, nothing raised, so the rest of the
+    pipeline still runs."""
     reason = toolchain.check_toolchain()
     if reason:
         step(f"compile to C skipped: {reason}")
-        return {"skipped": reason}
+        return PipelineBuild(skipped=reason)
     records = {}
     with scratch_directory("mcu") as tmp:
         for label, model in models.items():
@@ -117,27 +116,20 @@ def compile_for_pipeline(models: dict[str, Path], out: Path, *, data_dir: Path,
             records[label] = compile_model_to_c(model, Path(tmp) / label, check_images=check_images,
                                                 data_dir=data_dir, step=step)
         choice = choose_build(records)
-        shutil.copytree(Path(tmp) / choice["chosen"], out)
-    chosen, shipped = choice["chosen"], next(iter(models))
+        shutil.copytree(Path(tmp) / choice.chosen, out)
+    chosen, shipped = choice.chosen, next(iter(models))
     model = models[chosen] if chosen == shipped else out / "model.int8.onnx"
     if chosen != shipped:
         write_bytes(model, models[chosen].read_bytes())
-    record = {**records[chosen], "model": str(model)}  # not the scratch copy it was compiled from
-    write_json(output_paths(out, record["name"])["json"], record, replace=True)  # the copy made just above
-    return {**record, "choice": choice}
+    record = records[chosen].at(str(model))  # not the scratch copy it was compiled from
+    write_json(output_paths(out, record.name)["json"], record.to_json(), replace=True)  # the copy made just above
+    return PipelineBuild(record, choice)
 
 
-def choose_build(records: dict[str, dict]) -> dict:
-    """PIPELINE_RULE over compile records (label -> record, the shipped model first): {"chosen", "why", "rule",
-    "candidates": {label: {"instructions_per_inference", "ram_bytes", "flash_bytes"}}}, each per target."""
-    candidates = {}
-    for label, record in records.items():
-        footprints = {f["target"]: f for f in record["footprint"]}
-        candidates[label] = {
-            "instructions_per_inference": {t: f["instructions_per_inference"]["mean"] for t, f in footprints.items()},
-            "ram_bytes": {t: f["ram_bytes"] for t, f in footprints.items()},
-            "flash_bytes": {t: f["flash_bytes"] for t, f in footprints.items()}}
-    instructions = {label: c["instructions_per_inference"] for label, c in candidates.items()}
+def choose_build(records: dict[str, CompileRecord]) -> BuildChoice:
+    """PIPELINE_RULE over compile records (label -> record, the shipped model first)."""
+    candidates = {label: BuildCandidate.of(record) for label, record in records.items()}
+    instructions = {label: c.instructions_per_inference for label, c in candidates.items()}
     shipped = next(iter(records))
     worst = {label: max((counts[t] / instructions[shipped][t], t) for t in counts)
              for label, counts in instructions.items()}
@@ -145,4 +137,4 @@ def choose_build(records: dict[str, dict]) -> dict:
     chosen = next(label for label in records if worst[label][0] <= best * (1 + TIE))
     ratios = ", ".join(f"{label} {r:.2f}x on the {t}" for label, (r, t) in worst.items() if label != shipped)
     why = f"{chosen}; worst case of each alternative against the shipped model's instructions: {ratios}"
-    return {"chosen": chosen, "why": why, "rule": PIPELINE_RULE, "candidates": candidates}
+    return BuildChoice(chosen, why, PIPELINE_RULE, candidates)

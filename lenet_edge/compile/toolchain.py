@@ -11,6 +11,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from string import Template
 
 from ..errors import DependencyError, ValidationError, require
 
@@ -43,20 +44,21 @@ TARGETS = {
 # -Os on the M0+ is both smaller and faster than -O2 (lenet5-modern: 1,410 bytes less code, 2.7 % fewer
 # instructions; with eight low registers, -O2's unrolled loops spill). On the M4F -O2 is 5 % faster.
 
-LINKER_SCRIPT = f"""\
+LINKER_SCRIPT = Template("""\
 MEMORY
-{{
-  FLASH (rx) : ORIGIN = {FLASH_ORIGIN:#x}, LENGTH = {FLASH_BYTES:#x}
-  RAM (rwx) : ORIGIN = {RAM_ORIGIN:#x}, LENGTH = {RAM_BYTES:#x}
-}}
+{
+  FLASH (rx) : ORIGIN = $flash_origin, LENGTH = $flash_bytes
+  RAM (rwx) : ORIGIN = $ram_origin, LENGTH = $ram_bytes
+}
 SECTIONS
-{{
-  .text : {{ *(.text*) }} > FLASH
-  .rodata : {{ *(.rodata*) }} > FLASH
-  .data : {{ *(.data*) }} > RAM AT > FLASH
-  .bss (NOLOAD) : {{ *(.bss*) *(COMMON) }} > RAM
-}}
-"""
+{
+  .text : { *(.text*) } > FLASH
+  .rodata : { *(.rodata*) } > FLASH
+  .data : { *(.data*) } > RAM AT > FLASH
+  .bss (NOLOAD) : { *(.bss*) *(COMMON) } > RAM
+}
+""").substitute(flash_origin=hex(FLASH_ORIGIN), flash_bytes=hex(FLASH_BYTES), ram_origin=hex(RAM_ORIGIN),
+                ram_bytes=hex(RAM_BYTES))
 
 
 def zig() -> list[str]:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from ..compile.records import BuildChoice
+
 
 def _image(summary: dict, chart: str, caption: str) -> list[str]:
     """The Markdown image of a chart drawn into the run's directory; nothing when it was skipped."""
@@ -84,26 +86,26 @@ def bench_section(summary: dict) -> list[str]:
 def microcontroller_section(summary: dict) -> list[str]:
     from ..compile.check import render_markdown
 
-    mcu = summary["mcu"]
+    mcu = summary["mcu"]  # a compile.records.PipelineBuild
     lines = ["## On a microcontroller (generated C, emulated Cortex-M)", ""]
-    if "skipped" in mcu:
-        return [*lines, f"not built: {mcu['skipped']}"]
-    choice = mcu["choice"]
-    source = "`model.int8.onnx`" if choice["chosen"] == next(iter(choice["candidates"])) else "`mcu/model.int8.onnx`"
-    return [*lines, f"`mcu/{mcu['name']}.c` and `{mcu['name']}.h`, compiled from {source} "
-                    f"({choice['chosen']} recipe) and checked against onnxruntime:", "",
-            render_markdown(mcu).strip(), "", _build_table(choice)]
+    if mcu.skipped is not None:
+        return [*lines, f"not built: {mcu.skipped}"]
+    record, choice = mcu.record, mcu.choice
+    source = "`model.int8.onnx`" if choice.chosen == choice.shipped else "`mcu/model.int8.onnx`"
+    return [*lines, f"`mcu/{record.name}.c` and `{record.name}.h`, compiled from {source} "
+                    f"({choice.chosen} recipe) and checked against onnxruntime:", "",
+            render_markdown(record).strip(), "", _build_table(choice)]
 
 
-def _build_table(choice: dict) -> str:
+def _build_table(choice: BuildChoice) -> str:
     """The int8 models compiled, instructions per inference on each core: why this one."""
-    targets = list(next(iter(choice["candidates"].values()))["instructions_per_inference"])
-    rows = [f"| {label}{' (chosen)' if label == choice['chosen'] else ''} | "
-            + " | ".join(f"{c['instructions_per_inference'][t]:,.0f}" for t in targets)
-            + f" | {max(c['ram_bytes'].values()):,} B |" for label, c in choice["candidates"].items()]
+    targets = list(choice.candidates[choice.shipped].instructions_per_inference)
+    rows = [f"| {label}{' (chosen)' if label == choice.chosen else ''} | "
+            + " | ".join(f"{c.instructions_per_inference[t]:,.0f}" for t in targets)
+            + f" | {c.most_ram_bytes:,} B |" for label, c in choice.candidates.items()]
     head = "| int8 recipe | " + " | ".join(f"{t} instructions" for t in targets) + " | RAM (most of any core) |"
-    return "\n".join([f"Builds compared ({choice['rule']}):", "", head,
-                      "| --- |" + " --- |" * (len(targets) + 1), *rows, "", f"Chosen: {choice['why']}."])
+    return "\n".join([f"Builds compared ({choice.rule}):", "", head,
+                      "| --- |" + " --- |" * (len(targets) + 1), *rows, "", f"Chosen: {choice.why}."])
 
 
 def web_section(summary: dict) -> list[str]:

@@ -20,6 +20,7 @@ from lenet_edge.bench.records import BenchReport
 from lenet_edge.bench.timing import bench
 from lenet_edge.cli import cli
 from lenet_edge.errors import DataError, DependencyError
+from tests.bench_reports import bench_report, bench_row
 from tests.idx_files import write_mnist_dir
 from tests.runtime_models import band_model, random_model
 
@@ -153,28 +154,6 @@ def test_bench_checkpoint_without_torch_is_a_dependency_error(models, data_dir, 
 # ----------------------------------------------------------------------------- report
 
 
-def _row(model, batch, threads, mean, cv=0.01):
-    lat = {"mean": mean, "std": 0.0, "min": mean, "p50": mean, "p90": mean, "p99": mean, "max": mean}
-    return {"model": model, "batch_size": batch, "threads": threads, "runs": 10, "latency_ms": lat,
-            "throughput_ips": batch * 1000 / mean,
-            "spread": {"rounds": 2, "round_means_ms": [mean, mean], "round_p50s_ms": [mean, mean], "round_cv": cv,
-                       "p90_over_p50": 1.0}}
-
-
-def _report(rows, labels=("fp32", "int8"), cpu="Test CPU", created="2024-01-01T00:00:00+00:00"):
-    models = [{"label": label, "kind": "onnxruntime", "file": f"{label}.onnx", "sha256": "0" * 64, "bytes": 2048,
-               "variant": "lenet5-modern", "precision": label, "check": {"images": 1000, "accuracy": 0.99}}
-              for label in labels]
-    env = {"cpu": {"model": cpu, "architecture": "x86_64", "flags": ["avx2"], "int8_dot_product": [],
-                   "logical_cores": 4, "usable_cores": 4, "physical_cores": 2},
-           "os": {"system": "Linux", "release": "6"}, "versions": {"onnxruntime": "1.0"},
-           "load_average": {"start": [0.1, 0.1, 0.1], "end": [0.1, 0.1, 0.1]}}
-    settings = {"batch_sizes": [1], "threads": [1], "runs": 10, "warmup": 2, "rounds": 2,
-                "inputs": {"source": "MNIST", "images": 1}}
-    return {"schema": "lenet-edge-bench", "version": 1, "created": created, "duration_s": 1.0,
-            "settings": settings, "environment": env, "models": models, "rows": rows}
-
-
 def test_beyond_spread():
     assert beyond_spread(1.5, 0.05, 0.05)  # ln 1.5 = 0.41 > 2 * 0.071
     assert not beyond_spread(1.1, 0.05, 0.05)  # ln 1.1 = 0.095 < 0.141
@@ -183,8 +162,8 @@ def test_beyond_spread():
 
 
 def test_markdown_ratios_against_the_baseline():
-    report = _report([_row("fp32", 1, 1, 2.0), _row("int8", 1, 1, 1.0), _row("fp32", 8, 1, 4.0),
-                      _row("int8", 8, 1, 3.9, cv=0.2)])
+    report = bench_report([bench_row("fp32", 1, 1, 2.0), bench_row("int8", 1, 1, 1.0), bench_row("fp32", 8, 1, 4.0),
+                      bench_row("int8", 8, 1, 3.9, cv=0.2)])
     lines = format_markdown(report).splitlines()
     table = [line for line in lines if line.startswith("| ")][1:]
     assert table[0].endswith("| 1.00 (baseline) |") and table[1].endswith("| 0.50* |")
@@ -197,12 +176,12 @@ def test_markdown_ratios_against_the_baseline():
 
 
 def test_markdown_missing_baseline_row():
-    report = _report([_row("fp32", 1, 1, 2.0), _row("int8", 8, 1, 1.0)])
+    report = bench_report([bench_row("fp32", 1, 1, 2.0), bench_row("int8", 8, 1, 1.0)])
     assert format_markdown(report).splitlines()[-1].endswith("| – |")
 
 
 def test_write_bench_outputs(tmp_path):
-    report = _report([_row("fp32", 1, 1, 2.0), _row("int8", 1, 1, 1.0)])
+    report = bench_report([bench_row("fp32", 1, 1, 2.0), bench_row("int8", 1, 1, 1.0)])
     written = write_bench_outputs(BenchReport.from_json(report, "test"), tmp_path / "b.json", tmp_path / "b.md",
                                   tmp_path / "b.png")
     assert json.loads((tmp_path / "b.json").read_text()) == report  # the record writes back what it read
@@ -214,9 +193,10 @@ def test_write_bench_outputs(tmp_path):
 
 
 def test_compare_lines_up_rows():
-    a = _report([_row("fp32", 1, 1, 2.0, 0.02), _row("int8", 1, 1, 1.0, 0.02), _row("fp32", 8, 1, 8.0)])
-    b = _report([_row("int8", 1, 1, 1.03, 0.02), _row("fp32", 1, 1, 3.0, 0.02), _row("int8", 8, 1, 4.0)],
-                cpu="Other CPU")
+    a = bench_report([bench_row("fp32", 1, 1, 2.0, 0.02), bench_row("int8", 1, 1, 1.0, 0.02),
+                      bench_row("fp32", 8, 1, 8.0)])
+    b = bench_report([bench_row("int8", 1, 1, 1.03, 0.02), bench_row("fp32", 1, 1, 3.0, 0.02),
+                      bench_row("int8", 8, 1, 4.0)], cpu="Other CPU")
     comparison = compare([a, b], ["laptop", "pi"])
     result = comparison.to_json()
     rows = {(r["model"], r["batch_size"], r["threads"]): r for r in result["rows"]}
@@ -235,20 +215,23 @@ def test_compare_lines_up_rows():
 
 def test_compare_needs_two_reports():
     with pytest.raises(DataError, match=r"1 report\(s\) given \(expected two or more"):
-        compare([_report([_row("fp32", 1, 1, 1.0)])])
+        compare([bench_report([bench_row("fp32", 1, 1, 1.0)])])
 
 
 @pytest.mark.parametrize("change,message", [
     (lambda r: r.update(schema="something-else"), "schema 'something-else' \\(expected 'lenet-edge-bench'"),
     (lambda r: r.update(version=2), "lenet-edge-bench version 2 \\(expected 1"),
     (lambda r: r.update(rows=[]), "no rows"),
-    (lambda r: r["rows"][0].pop("threads"), "rows\\[0\\].threads is NoneType \\(expected int"),
+    (lambda r: r["rows"][0].pop("threads"),
+     "rows\\[0\\].threads is missing \\(expected int in a lenet-edge-bench report\\)"),
+    (lambda r: r["rows"][0]["latency_ms"].update(p90=float("nan")),
+     "rows\\[0\\].latency_ms.p90 is nan \\(expected a finite"),
     (lambda r: r["rows"][0]["latency_ms"].update(mean="fast"), "rows\\[0\\].latency_ms.mean is str"),
     (lambda r: r["rows"][0]["latency_ms"].update(mean=-1.0), "rows\\[0\\] has mean -1.0 ms"),
-    (lambda r: r["rows"][0]["spread"].pop("round_cv"), "rows\\[0\\].spread.round_cv is NoneType"),
+    (lambda r: r["rows"][0]["spread"].pop("round_cv"), "rows\\[0\\].spread.round_cv is missing \\(expected number"),
 ])
 def test_load_report_refusals(tmp_path, change, message):
-    report = _report([_row("fp32", 1, 1, 1.0)])
+    report = bench_report([bench_row("fp32", 1, 1, 1.0)])
     change(report)
     (tmp_path / "r.json").write_text(json.dumps(report))
     with pytest.raises(DataError, match=r"r\.json: " + message):
@@ -395,9 +378,9 @@ def _ran(report: dict, kind: str, evidence=("found",)) -> dict:
 
 
 def test_compare_lines_up_an_emulated_run_but_never_ranks_it():
-    host = _ran(_report([_row("fp32", 1, 1, 0.05), _row("int8", 1, 1, 0.04)]), "native", ())
-    pi = _ran(_report([_row("fp32", 1, 1, 0.2), _row("int8", 1, 1, 0.1)]), "native", ())
-    qemu = _ran(_report([_row("fp32", 1, 1, 12.0), _row("int8", 1, 1, 99.6)]), "emulated",
+    host = _ran(bench_report([bench_row("fp32", 1, 1, 0.05), bench_row("int8", 1, 1, 0.04)]), "native", ())
+    pi = _ran(bench_report([bench_row("fp32", 1, 1, 0.2), bench_row("int8", 1, 1, 0.1)]), "native", ())
+    qemu = _ran(bench_report([bench_row("fp32", 1, 1, 12.0), bench_row("int8", 1, 1, 99.6)]), "emulated",
                 ["process runs aarch64 code on a x86_64 kernel (/proc/sys/kernel/arch)"])
     comparison = compare([host, pi, qemu], ["host", "pi", "qemu"])
     result = comparison.to_json()
@@ -412,21 +395,22 @@ def test_compare_lines_up_an_emulated_run_but_never_ranks_it():
 
 
 def test_compare_with_an_emulated_reference_ranks_nothing():
-    qemu = _ran(_report([_row("fp32", 1, 1, 12.0)]), "emulated")
-    host = _ran(_report([_row("fp32", 1, 1, 0.05)]), "virtualised")
+    qemu = _ran(bench_report([bench_row("fp32", 1, 1, 12.0)]), "emulated")
+    host = _ran(bench_report([bench_row("fp32", 1, 1, 0.05)]), "virtualised")
     comparison = compare([qemu, host], ["qemu", "host"])
     assert comparison.rows[0].ratios == [None, None]
     assert "(" not in format_compare_markdown(comparison).splitlines()[-1]
 
 
 def test_compare_of_reports_without_execution_still_ranks():
-    old = _report([_row("fp32", 1, 1, 1.0)])  # written before reports recorded where they ran
-    result = compare([old, _ran(_report([_row("fp32", 1, 1, 2.0)]), "native", ())])
+    old = bench_report([bench_row("fp32", 1, 1, 1.0)])  # written before reports recorded where they ran
+    result = compare([old, _ran(bench_report([bench_row("fp32", 1, 1, 2.0)]), "native", ())])
     assert result.rows[0].ratios == [1.0, 2.0] and result.runs[0].where == "not recorded"
 
 
 def test_bench_markdown_of_an_emulated_run_gives_no_ratios():
-    report = _ran(_report([_row("fp32", 1, 1, 2.0), _row("int8", 1, 1, 1.0)]), "emulated", ["process name qemu"])
+    report = _ran(bench_report([bench_row("fp32", 1, 1, 2.0), bench_row("int8", 1, 1, 1.0)]), "emulated",
+                  ["process name qemu"])
     report["environment"]["device"] = "qemu-cortex-a72"
     markdown = format_markdown(report)
     assert "- ran: emulated (process name qemu), device qemu-cortex-a72" in markdown
@@ -442,7 +426,7 @@ def test_bench_markdown_of_an_emulated_run_gives_no_ratios():
     ("emulated", r"environment\.execution is str \(expected dict"),
 ])
 def test_load_report_refuses_a_malformed_execution_record(tmp_path, execution, message):
-    report = _report([_row("fp32", 1, 1, 1.0)])
+    report = bench_report([bench_row("fp32", 1, 1, 1.0)])
     report["environment"]["execution"] = execution
     (tmp_path / "r.json").write_text(json.dumps(report))
     with pytest.raises(DataError, match=r"r\.json: " + message):
@@ -532,10 +516,10 @@ def test_latency_ratio_pairs_rounds_within_a_run_and_not_across_runs():
 
 def test_bench_table_ratio_is_the_median_of_per_round_ratios():
     """The int8 row's mean is dragged up by one slow round; the table's ratio is not."""
-    fp32, int8 = _row("fp32", 1, 1, 2.0), _row("int8", 1, 1, 3.0)
+    fp32, int8 = bench_row("fp32", 1, 1, 2.0), bench_row("int8", 1, 1, 3.0)
     fp32["spread"].update(rounds=3, round_p50s_ms=[2.0, 2.0, 2.0], round_means_ms=[2.0, 2.0, 2.0])
     int8["spread"].update(rounds=3, round_p50s_ms=[1.0, 1.0, 7.0], round_means_ms=[1.0, 1.0, 7.0])
-    table = [line for line in format_markdown(_report([fp32, int8])).splitlines() if line.startswith("| int8 |")]
+    table = [line for line in format_markdown(bench_report([fp32, int8])).splitlines() if line.startswith("| int8 |")]
     assert table[0].endswith("| 0.50* |")  # mean over mean would say 1.50
 
 
@@ -553,7 +537,7 @@ def test_bench_table_ratio_is_the_median_of_per_round_ratios():
      r"rows\[0\]\.spread\.round_p50s_ms holds a value that is not"),
 ])
 def test_load_report_checks_every_field_it_reads(tmp_path, change, message):
-    report = _report([_row("fp32", 1, 1, 1.0)])
+    report = bench_report([bench_row("fp32", 1, 1, 1.0)])
     change(report)
     (tmp_path / "r.json").write_text(json.dumps(report))
     with pytest.raises(DataError, match=r"r\.json: " + message):
@@ -562,7 +546,7 @@ def test_load_report_checks_every_field_it_reads(tmp_path, change, message):
 
 def test_compare_writes_its_record_beside_the_markdown(runner, tmp_path):
     for name, mean in (("a", 1.0), ("b", 2.0)):
-        (tmp_path / f"{name}.json").write_text(json.dumps(_report([_row("fp32", 1, 1, mean)])))
+        (tmp_path / f"{name}.json").write_text(json.dumps(bench_report([bench_row("fp32", 1, 1, mean)])))
     out = tmp_path / "cmp.md"
     result = runner.invoke(cli, ["compare", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "-o", str(out)])
     assert result.exit_code == 0, result.output

@@ -252,13 +252,19 @@ def _broken(report: ProfileReport, change) -> dict:
 @pytest.mark.parametrize(("change", "message"), [
     (lambda o: o.update(schema="lenet-edge-bench"), r"schema 'lenet-edge-bench' \(expected 'lenet-edge-profile'\)"),
     (lambda o: o.update(version=2), r"version 2 \(expected 1\)"),
-    (lambda o: o["rows"][0]["layers"][0].update(share=0.9), r"layer shares add up to"),
+    (lambda o: o["rows"][0]["layers"][0].update(share=0.9), r"rows\[0\] has layer shares adding up to"),
     (lambda o: o["rows"][0].update(model="other"), r"rows\[0\].model 'other' \(expected one of fp32, int8, auto\)"),
-    (lambda o: o["rows"][0].update(runs=True), r"rows\[0\].runs: True \(expected an integer\)"),
-    (lambda o: o["rows"][0]["nodes"][0].update(median_us=float("nan")), r"median_us: nan \(expected a finite number"),
-    (lambda o: o["settings"].pop("profiler"), r"settings: no 'profiler'"),
-    (lambda o: o["peaks"][0].update(fp32="fast"), r"peaks\[0\]\.fp32: 'fast' \(expected a number\)"),
-    (lambda o: o["peaks"][0].pop("basis"), r"peaks\[0\]: no 'basis'"),
+    (lambda o: o["rows"][0].update(runs=True),
+     r"rows\[0\]\.runs is bool \(expected int in a lenet-edge-profile report\)"),
+    (lambda o: o["rows"][0]["nodes"][0].update(median_us=float("nan")),
+     r"rows\[0\]\.nodes\[0\]\.median_us is nan \(expected a finite number"),
+    (lambda o: o["rows"][0]["layers"][0].update(ops=["Conv", 3]),
+     r"rows\[0\]\.layers\[0\]\.ops holds a value that is not"),
+    (lambda o: o["settings"].pop("profiler"), r"settings\.profiler is missing \(expected str"),
+    (lambda o: o["settings"].update(timer="perf\x1b[2J"), r"settings\.timer 'perf\\x1b\[2J' holds control characters"),
+    (lambda o: o["peaks"][0].update(fp32="fast"), r"peaks\[0\]\.fp32 is str \(expected number"),
+    (lambda o: o["peaks"][0].pop("basis"), r"peaks\[0\]\.basis is missing"),
+    (lambda o: o["peaks"].__setitem__(0, "fast"), r"peaks\[0\] is str \(expected dict"),
 ])
 def test_a_report_that_is_not_what_it_claims_is_refused(lenet_report, change, message):
     with pytest.raises(DataError, match=message):

@@ -17,10 +17,24 @@ from click.testing import CliRunner
 
 from lenet_edge.cli import cli
 from lenet_edge.compile import kernels, toolchain
-from lenet_edge.compile.check import check_program, reference_logits, require_match, require_match_or_locate
+from lenet_edge.compile.check import (
+    check_program,
+    reference_logits,
+    render_markdown,
+    require_match,
+    require_match_or_locate,
+)
 from lenet_edge.compile.emulate import EmulatedCore
 from lenet_edge.compile.generate import compile_model
-from lenet_edge.errors import ValidationError
+from lenet_edge.compile.records import (
+    BuildCheck,
+    CompiledLayer,
+    CompileRecord,
+    CoreFootprint,
+    InstructionCounts,
+    PipelineBuild,
+)
+from lenet_edge.errors import DataError, ValidationError
 from lenet_edge.mnist import load_mnist
 
 from ..idx_files import write_mnist_dir
@@ -70,10 +84,24 @@ def test_compile_checks_host_and_both_cores_bit_for_bit(tiny_int8, tmp_path):
     assert "| cortex-m4f |" in result.stdout and "not cycles" in result.stdout
     assert re.search(r"\| conv\+pool \| layer1 \| 78,400 \| [\d,]+ \(\d+\.\d %\) \| [\d,]+ \(\d+\.\d %\) \|",
                      result.stdout)
+    # the artefact's keys, as the stage has always written them; read back, the record is the one written
+    assert list(record) == ["model", "model_sha256", "name", "variant", "bit_exact_required", "arena_bytes",
+                            "constant_bytes", "multiply_accumulates", "entry_function", "layers", "checks",
+                            "footprint"]
+    assert list(record["checks"][0]) == ["target", "where", "images", "max_abs_diff", "argmax_mismatches",
+                                         "bit_mismatches", "tolerance"]
+    assert list(record["footprint"][0]) == [
+        "target", "description", "where", "optimisation", "flash_bytes", "code_bytes", "constant_bytes",
+        "ram_bytes", "arena_bytes", "data_bytes", "stack_bytes", "instructions_per_inference",
+        "instructions_per_layer"]
+    typed = CompileRecord.from_json(record, "lenet.footprint.json")
+    assert typed.to_json() == record
+    assert (out / "lenet.footprint.md").read_text().endswith(render_markdown(typed))
     from lenet_edge.compile.stage import choose_build
     from lenet_edge.pipeline.report import microcontroller_section
 
-    section = "\n".join(microcontroller_section({"mcu": {**record, "choice": choose_build({"standard": record})}}))
+    build = PipelineBuild(typed, choose_build({"standard": typed}))
+    section = "\n".join(microcontroller_section({"mcu": build}))
     assert "| conv+pool | layer1 | 78,400 |" in section and "| calls | lenet_infer |" in section  # report.md
     # the ELF's float ABI is what the core has
     assert toolchain.arm_attributes(out / "lenet.cortex-m4f.elf")["TAG_FP_ARCH"]
@@ -295,31 +323,87 @@ def test_pipeline_section_without_the_toolchain_gives_one_line_and_builds_nothin
 
     model, _, data = tiny_int8
     monkeypatch.setitem(sys.modules, "unicorn", None)  # as on a machine without the mcu extra: import fails
-    record = compile_for_pipeline({"standard": model}, tmp_path / "mcu", data_dir=data)
-    assert record == {"skipped": "unicorn is not installed (needed here); install it with pip install "
-                                 "'lenet-edge[mcu]'"}
-    assert microcontroller_section({"mcu": record})[-1] == f"not built: {record['skipped']}"
+    build = compile_for_pipeline({"standard": model}, tmp_path / "mcu", data_dir=data)
+    assert build == PipelineBuild(skipped="unicorn is not installed (needed here); install it with pip install "
+                                          "'lenet-edge[mcu]'")
+    assert microcontroller_section({"mcu": build})[-1] == f"not built: {build.skipped}"
     assert not (tmp_path / "mcu").exists()
 
 
-def _build(m4f: float, m0plus: float) -> dict:
-    return {"model": "/tmp/x.onnx", "footprint": [
-        {"target": t, "instructions_per_inference": {"mean": n}, "ram_bytes": 1000, "flash_bytes": 60000}
-        for t, n in (("cortex-m4f", m4f), ("cortex-m0plus", m0plus))]}
+def test_the_pipeline_keeps_the_shipped_build_on_a_tie_and_reports_it(tiny_int8, tmp_path):
+    """Two labels of the same model: the same instructions, so the shipped one's C goes into `out`, its record
+    naming the model it was compiled from, not a scratch copy; report.md's section reads that record."""
+    from lenet_edge.compile.stage import compile_for_pipeline
+    from lenet_edge.pipeline.report import microcontroller_section
+
+    model, _, data = tiny_int8
+    build = compile_for_pipeline({"kernel-friendly": model, "standard": model}, tmp_path / "mcu", data_dir=data,
+                                 check_images=4)
+    assert build.skipped is None and build.choice.chosen == build.choice.shipped == "kernel-friendly"
+    assert build.record.model == str(model) and not (tmp_path / "mcu" / "model.int8.onnx").exists()
+    written = json.loads((tmp_path / "mcu" / "lenet.footprint.json").read_text())
+    assert written == build.record.to_json() and [c["images"] for c in written["checks"]] == [4, 4, 4]
+    counts = build.choice.candidates["standard"].instructions_per_inference
+    assert counts == {f.target: f.instructions_per_inference.mean for f in build.record.footprint}
+    section = "\n".join(microcontroller_section({"mcu": build}))
+    assert "compiled from `model.int8.onnx` (kernel-friendly recipe)" in section
+    assert "| kernel-friendly (chosen) |" in section and "| standard |" in section
+
+
+def _build(m4f: int, m0plus: int) -> CompileRecord:
+    """A compile record with these instructions per inference on the two cores."""
+    cores = tuple(CoreFootprint(t, t, "emulated (unicorn)", "-O2", 60_000, 2_000, 58_000, 1_000, 600, 0, 400,
+                                InstructionCounts(20, n, n, n), {"layer0": n - 10, "calls": 10})
+                  for t, n in (("cortex-m4f", m4f), ("cortex-m0plus", m0plus)))
+    return CompileRecord("x.int8.onnx", "0" * 64, "lenet", "lenet5-modern", True, 600, 58_000, 416_520,
+                         "lenet_infer", (CompiledLayer("layer0", "input", "the input", 0),),
+                         (BuildCheck("host", "native x86_64", 20, 0.0, 0, 0, 0.0),), cores)
 
 
 @pytest.mark.parametrize("alternative, chosen", [
-    ((1.07e6, 3.37e6), "standard"),  # fewer on both cores (lenet5-modern)
-    ((1.40e6, 24.3e6), "kernel-friendly"),  # fewer on the M4F, 3.2x more on the M0+ (lenet5-tanh's float tanh)
-    ((2.45e6, 7.5e6), "kernel-friendly"),  # within 2 % on the worse core: the shipped model stays
+    ((1_070_000, 3_370_000), "standard"),  # fewer on both cores (lenet5-modern)
+    ((1_400_000, 24_300_000), "kernel-friendly"),  # fewer on the M4F, 3.2x more on the M0+ (lenet5-tanh's tanh)
+    ((2_450_000, 7_500_000), "kernel-friendly"),  # within 2 % on the worse core: the shipped model stays
 ])
 def test_the_pipeline_compiles_the_build_best_in_the_worst_case(alternative, chosen):
     from lenet_edge.compile.stage import choose_build
 
-    choice = choose_build({"kernel-friendly": _build(2.48e6, 7.02e6), "standard": _build(*alternative)})
-    assert choice["chosen"] == chosen
-    assert choice["candidates"]["standard"]["instructions_per_inference"] == dict(
+    choice = choose_build({"kernel-friendly": _build(2_480_000, 7_020_000), "standard": _build(*alternative)})
+    assert choice.chosen == chosen and choice.shipped == "kernel-friendly"
+    assert choice.candidates["standard"].instructions_per_inference == dict(
         zip(("cortex-m4f", "cortex-m0plus"), alternative, strict=True))
+
+
+def test_a_footprint_record_round_trips_through_its_json():
+    record = _build(1_000, 3_000)
+    host = dataclasses.replace(record.checks[0], tolerance=float("inf"))  # a float variant: only the argmax promised
+    record = dataclasses.replace(record, checks=(host,))
+    assert CompileRecord.from_json(json.loads(json.dumps(record.to_json())), "f.json") == record
+
+
+def _forged(change) -> dict:
+    obj = json.loads(json.dumps(_build(1_000, 3_000).to_json()))
+    change(obj)
+    return obj
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda o: o["checks"][0].update(bit_mismatches="0"), r"f\.json: checks\[0\]\.bit_mismatches is str \(expected int "
+                                                          r"in a compile footprint record"),
+    (lambda o: o["checks"][0].update(tolerance=float("nan")), r"checks\[0\]\.tolerance is nan \(expected a finite"),
+    (lambda o: o.update(bit_exact_required=1), r"bit_exact_required is int \(expected bool"),
+    (lambda o: o["footprint"][1].pop("stack_bytes"), r"footprint\[1\]\.stack_bytes is missing"),
+    (lambda o: o["footprint"][0]["instructions_per_layer"].update(layer0=5),
+     r"footprint\[0\]\.instructions_per_layer adds up to 15 \(expected the mean per inference, 1,000\)"),
+    (lambda o: o["layers"][0].update(function="layer9"),
+     r"footprint\[0\]\.instructions_per_layer counts \['layer0', 'calls'\] \(expected \['layer9', 'calls'\]"),
+    (lambda o: o["footprint"][0].update(target="m4\x1b[2J"), r"footprint\[0\]\.target 'm4\\x1b\[2J' holds control"),
+])
+def test_a_forged_footprint_record_is_refused_naming_the_field(change, message):
+    with pytest.raises(DataError, match=message):
+        CompileRecord.from_json(_forged(change), "f.json")
+    with pytest.raises(DataError, match=r"^f\.json: holds list \(expected an object"):
+        CompileRecord.from_json([], "f.json")
 
 
 def quantize_cli(fp32: Path, data: Path, out: Path, *args: str) -> Path:
@@ -508,3 +592,13 @@ def test_per_layer_means_add_up_to_the_mean_total():
     assert sum(means.values()) == round((114 + 116) / 2)
     with pytest.raises(ValidationError, match=r"instructions outside the model's functions: \[''\]"):
         mean_per_layer([{"": 5, "layer0": 1}], ["layer0"])
+
+
+def test_a_pipeline_build_is_a_record_with_its_choice_or_a_reason():
+    from lenet_edge.compile.stage import choose_build
+
+    record = _build(1_000, 3_000)
+    for broken in ({}, {"record": record}, {"skipped": "no zig", "record": record,
+                                            "choice": choose_build({"standard": record})}):
+        with pytest.raises(ValueError, match="a record and its choice, or the reason it was skipped"):
+            PipelineBuild(**broken)

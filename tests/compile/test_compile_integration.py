@@ -16,13 +16,13 @@ IMAGES = 1000
 
 def test_lenet5_modern_is_bit_identical_on_host_and_both_cores(modern_int8_onnx, mnist_dir, tmp_path):
     record = compile_model_to_c(modern_int8_onnx, tmp_path / "mcu", check_images=IMAGES, data_dir=mnist_dir)
-    assert record["bit_exact_required"] is True  # every kernel reproduces onnxruntime's integer arithmetic
-    assert [(c["target"], c["images"], c["bit_mismatches"], c["max_abs_diff"]) for c in record["checks"]] == [
+    assert record.bit_exact_required is True  # every kernel reproduces onnxruntime's integer arithmetic
+    assert [(c.target, c.images, c.bit_mismatches, c.max_abs_diff) for c in record.checks] == [
         ("host", IMAGES, 0, 0.0), ("cortex-m4f", IMAGES, 0, 0.0), ("cortex-m0plus", IMAGES, 0, 0.0)]
-    m4f = record["footprint"][0]
-    assert m4f["target"] == "cortex-m4f" and m4f["data_bytes"] == 0  # the weights stay in flash
-    assert m4f["constant_bytes"] >= 61_470  # the int8 weights alone
-    assert json.loads((tmp_path / "mcu" / "lenet.footprint.json").read_text()) == json.loads(json.dumps(record))
+    m4f = record.footprint[0]
+    assert m4f.target == "cortex-m4f" and m4f.data_bytes == 0  # the weights stay in flash
+    assert m4f.constant_bytes >= 61_470  # the int8 weights alone
+    assert json.loads((tmp_path / "mcu" / "lenet.footprint.json").read_text()) == record.to_json()
 
 
 # The classic and textbook variants keep float layers (tanh, RBF, average pooling) between the int8 ones:
@@ -41,8 +41,8 @@ def test_float_layer_variants_give_the_same_predictions(fixture, variant, reques
     model = request.getfixturevalue(fixture)
     record = compile_model_to_c(model, tmp_path / "mcu", targets=("cortex-m4f",), check_images=IMAGES,
                                 data_dir=mnist_dir)
-    assert record["variant"] == variant
-    assert [c["target"] for c in record["checks"]] == ["host", "cortex-m4f"]
-    for check in record["checks"]:
-        assert check["images"] == IMAGES and check["argmax_mismatches"] == 0
-        assert check["max_abs_diff"] < MAX_FLOAT_DIFF
+    assert record.variant == variant
+    assert [c.target for c in record.checks] == ["host", "cortex-m4f"]
+    for check in record.checks:
+        assert check.images == IMAGES and check.argmax_mismatches == 0
+        assert check.max_abs_diff < MAX_FLOAT_DIFF

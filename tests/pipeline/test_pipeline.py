@@ -10,6 +10,7 @@ import pytest
 
 from lenet_edge.bench.timing import bench
 from lenet_edge.cli import cli
+from lenet_edge.compile.records import PipelineBuild
 from lenet_edge.pipeline import report
 from lenet_edge.quantize.settings import Accuracy, ChosenRecipe, QuantizationRecord, QuantSettings
 from lenet_edge.quantize.stage import Quantized, Sizes
@@ -59,7 +60,7 @@ def _figures(tmp_path) -> dict:
         "evaluate": {"fp32": {"accuracy": 0.9912, "images": 10_000, "correct": 9912},
                      "int8": {"accuracy": 0.9907, "images": 10_000, "correct": 9907}},
         "bench": timings,
-        "mcu": {"skipped": "unicorn is not installed"},
+        "mcu": PipelineBuild(skipped="unicorn is not installed"),
         "web": {"out": tmp_path / "web", "models": ["int8", "fp32"], "selfcheck_images": 512,
                 "onnxruntime_web": "1.31.1"},
         "charts": {"curves": "lenet5-modern.curves.png", "confusion.fp32": "confusion.fp32.png",
