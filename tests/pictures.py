@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from PIL import Image, ImageDraw
 
 
 def number_photo(digits: np.ndarray, rng: np.random.Generator, scale: int = 4, gap: tuple[int, int] = (6, 30),
@@ -54,3 +55,22 @@ def ink(grey: np.ndarray, invert: str = "auto") -> np.ndarray:
     from lenet_edge.runtime.inputs import light_on_dark, remove_background
 
     return remove_background(light_on_dark(grey, invert))
+
+
+def draw(strokes: list[tuple], size: tuple[int, int] = (400, 160), ink: int = 30, paper: int = 220) -> np.ndarray:
+    """(H, W) uint8 dark ink on light paper: ("line", [x0, y0, x1, y1, ...]) or ("ellipse", box),
+    9 pixels wide unless a third item gives the width."""
+    image = Image.new("L", size, paper)
+    pen = ImageDraw.Draw(image)
+    for kind, points, *width in strokes:
+        if kind == "line":
+            pen.line(points, fill=ink, width=width[0] if width else 9)
+        else:
+            pen.ellipse(points, outline=ink, width=width[0] if width else 9)
+    return np.asarray(image)
+
+
+# strokes of a drawn number, left to right (draw's default canvas)
+ONE = [("line", [60, 30, 60, 130])]
+ZERO = [("ellipse", [120, 30, 180, 130])]
+SEVEN = [("line", [230, 30, 290, 30, 250, 130])]

@@ -228,7 +228,7 @@ def test_run_error_is_one_line_naming_the_file(runner, model_path, tmp_path):
 
 def _number_picture(path):
     """A picture of three hand-drawn digits (1, 0, 7), dark ink on light paper."""
-    from tests.test_segment import ONE, SEVEN, ZERO, draw
+    from tests.pictures import ONE, SEVEN, ZERO, draw
 
     Image.fromarray(draw(ONE + ZERO + SEVEN)).save(path)
     return path

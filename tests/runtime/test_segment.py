@@ -8,32 +8,16 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from lenet_edge.mnist import MODERN_PREPROCESSING
 from lenet_edge.runtime.inputs import INK_THRESHOLD, decode_image, open_input
 from lenet_edge.runtime.segment import find_digits, label_components
-from tests.pictures import ink, one_digit
+from tests.pictures import ONE, SEVEN, ZERO, draw, ink, one_digit
 
 THRESHOLD = INK_THRESHOLD * 255.0
 
 
-def draw(strokes: list[tuple], size: tuple[int, int] = (400, 160), ink: int = 30, paper: int = 220) -> np.ndarray:
-    """(H, W) uint8 dark ink on light paper: ("line", [x0, y0, x1, y1, ...]) or ("ellipse", box),
-    9 pixels wide unless a third item gives the width."""
-    image = Image.new("L", size, paper)
-    pen = ImageDraw.Draw(image)
-    for kind, points, *width in strokes:
-        if kind == "line":
-            pen.line(points, fill=ink, width=width[0] if width else 9)
-        else:
-            pen.ellipse(points, outline=ink, width=width[0] if width else 9)
-    return np.asarray(image)
-
-
-ONE = [("line", [60, 30, 60, 130])]
-ZERO = [("ellipse", [120, 30, 180, 130])]
-SEVEN = [("line", [230, 30, 290, 30, 250, 130])]
 FIVE_BROKEN = [("line", [180, 30, 230, 30]), ("line", [185, 45, 182, 75]), ("ellipse", [175, 70, 230, 130])]
 
 
