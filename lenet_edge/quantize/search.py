@@ -299,7 +299,7 @@ def search_record(trials: list[Trial], choice: Choice, rewrite: dict, plan: Timi
         "min_times_smaller": MIN_TIMES_SMALLER, "kernel_friendly_rewrite": rewrite,
         "timing": {**plan.to_record(), "cells": plan.cells(),
                    "method": "median over interleaved rounds of (candidate / fp32), each turn the median of its calls "
-                             "(runtime.bench's timer); same onnxruntime SessionOptions (default graph optimisation) "
+                             "(bench/timing.py's timer); same onnxruntime SessionOptions (default graph optimisation) "
                              "and test images for all",
                    "cpu": {k: cpu[k] for k in ("model", "flags", "usable_cores")}, "load_average": load},
         "baseline": baseline, "candidates": [t.to_record(choice.verdicts.get(t.name, "")) for t in trials],

@@ -1,5 +1,5 @@
 // The page's bench: both models, batch 1 and 64, 1 thread and, where the page is cross-origin isolated,
-// more; interleaved rounds as `lenet-edge bench` times them (lenet_edge/runtime/bench.py), one worker per
+// more; interleaved rounds as `lenet-edge bench` times them (lenet_edge/bench/timing.py), one worker per
 // thread count. It returns a report of the schema `lenet-edge bench -o` writes (docs/bench-report.md),
 // with environment.execution.kind "browser": real hardware, which `lenet-edge compare` ranks.
 
