@@ -36,6 +36,14 @@ static inline MAYBE_UNUSED int32_t quantize(float v, float lo, float hi, int32_t
 #define HAVE_DSP 0
 #endif
 
+/* A core without an FPU (Cortex-M0+, M3) is a Thumb core without __ARM_FP: its float steps are integer code
+   or soft float; every other build (Cortex-M4F, a host) has float instructions. */
+#if defined(__thumb__) && !defined(__ARM_FP)
+#define HAVE_FPU 0
+#else
+#define HAVE_FPU 1
+#endif
+
 /* One function per layer, kept out of line so that each layer's instructions can be counted apart (the
    calls cost a few instructions per inference). GCC also gets no interprocedural optimisation of them:
    GCC 12.2 at -O2 computed a wrong max pool (the --auto rewrite's 1x4 one) once it had cloned the layer for
@@ -71,7 +79,7 @@ static inline MAYBE_UNUSED int32_t quantize(float v, float lo, float hi, int32_t
 #endif
 
 /* Requantisation of an int32 accumulator, as onnxruntime computes it: quantize((float)acc * scale, ...). */
-#if defined(__ARM_FP) || !defined(__thumb__)
+#if HAVE_FPU
 static inline int32_t requantize(int32_t acc, float scale, int32_t lo, int32_t hi, int32_t zero_point)
 {
   return quantize((float)acc * scale, (float)lo, (float)hi, zero_point);
@@ -126,7 +134,7 @@ static OUT_OF_LINE int32_t requantize(int32_t acc, float scale, int32_t lo, int3
 /* DequantizeLinear of an 8-bit code, as onnxruntime computes it: (float)(x - zero_point) * scale. */
 static inline MAYBE_UNUSED float dequantize(int32_t q, float scale)  /* q = x - zero_point: |q| <= 255 */
 {
-#if defined(__ARM_FP) || !defined(__thumb__)
+#if HAVE_FPU
   return (float)q * scale;
 #else
   /* Without an FPU: |q| times the scale's 24-bit significand is exact in 32 bits; rounded to 24 bits, half
@@ -138,7 +146,7 @@ static inline MAYBE_UNUSED float dequantize(int32_t q, float scale)  /* q = x - 
     return (float)q * scale;
   const uint32_t sign = ((uint32_t)(q < 0) << 31) ^ (s.u & 0x80000000u);
   if (q == 0) {
-    r.u = s.u & 0x80000000u;  /* +0 times the scale: a zero with the scale's sign */
+    r.u = sign;  /* +0 times the scale: a zero with the scale's sign */
     return r.f;
   }
   uint32_t p = (q < 0 ? 0u - (uint32_t)q : (uint32_t)q) * ((s.u & 0x7fffff) | 0x800000);

@@ -8,7 +8,7 @@ static inline float muladd(float a, float b, float c)
   __asm__("vfma.f32 %0, %1, %2" : "+t"(c) : "t"(a), "t"(b));
   return c;
 }
-#elif defined(__thumb__) && !defined(__ARM_FP)
+#elif !HAVE_FPU
 /* no FPU (Cortex-M0+/M3): a software fused multiply-add costs ~3,000 instructions, 10^8 per image here;
    two roundings instead, so the logits may differ from onnxruntime's in the last bits */
 static inline float muladd(float a, float b, float c) { return a * b + c; }
